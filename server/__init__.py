@@ -1,0 +1,1 @@
+"""Taskbell: live process-task notifications for business-process engines."""

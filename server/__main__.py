@@ -1,0 +1,107 @@
+"""Command line: ``python -m server [serve|token|migrate|demo]``.
+
+- ``serve`` (the default): applies migrations, then serves with uvicorn on HOST:PORT.
+- ``token USER [--ttl SECONDS]``: prints a user token on its last line.
+- ``migrate``: applies migrations and exits.
+- ``demo [--url URL]``: starts a sample process on a running demo server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import urllib.request
+
+from server.errors import ConfigError
+from server.settings import Settings
+
+log = logging.getLogger("taskbell")
+
+
+def _serve(settings: Settings) -> int:
+    import uvicorn
+
+    from server import logs
+    from server.app import create_app
+    from server.migrate import upgrade
+
+    log_config = logs.setup(settings.log_level)
+    if settings.demo:
+        log.warning(
+            "DEMO MODE: made-up secret and producer key; do not use in production",
+            extra={
+                "producer_keys": sorted(settings.producer_keys),
+                "open": f"http://{settings.host}:{settings.port}/",
+            },
+        )
+    if settings.auto_migrate:
+        upgrade(settings.database_url)
+    config = uvicorn.Config(
+        create_app(settings.__class__(**{**settings.__dict__, "auto_migrate": False})),
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config,
+        ws_max_size=settings.max_ws_message_bytes,
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description="Taskbell server")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve HTTP and WebSocket (default)")
+    tok = sub.add_parser("token", help="print a user token for the configured secret")
+    tok.add_argument("user")
+    tok.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    sub.add_parser("migrate", help="apply database migrations and exit")
+    demo = sub.add_parser("demo", help="start a sample process on a running demo server")
+    demo.add_argument("--url", default=None, help="server base URL (default from HOST/PORT)")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(f"taskbell: {exc}", file=sys.stderr)
+        return 2
+
+    if args.command == "token":
+        from server.auth import mint_token
+
+        if settings.demo and "TASKBELL_SECRET" not in __import__("os").environ:
+            print(
+                "taskbell: demo mode made up a secret for this command only; set "
+                "TASKBELL_SECRET to mint tokens a server accepts",
+                file=sys.stderr,
+            )
+        print(mint_token(settings.secret, args.user, args.ttl or settings.token_ttl_s))
+        return 0
+    if args.command == "migrate":
+        from server.migrate import upgrade
+
+        upgrade(settings.database_url)
+        print("database is up to date")
+        return 0
+    if args.command == "demo":
+        url = (args.url or f"http://{settings.host}:{settings.port}").rstrip("/")
+        req = urllib.request.Request(
+            url + "/api/v1/demo/process",
+            data=b"{}",
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            print(json.dumps(json.load(resp)))
+        return 0
+    return _serve(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

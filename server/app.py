@@ -1,0 +1,194 @@
+"""``create_app(settings)``: the Starlette application and its lifespan.
+
+Start-up order: database engines → migrations → store → hub → broker listener →
+sweeper. Shut-down order: close sockets with 1012 (clients reconnect elsewhere) and
+drain them, stop the broker listener, stop the hub's tasks, dispose the engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.exc import DBAPIError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from server.api import demo, me, ops, tasks, ws
+from server.api.common import JSON, Parts
+from server.broker import Broker
+from server.broker.memory import MemoryBroker
+from server.broker.redis import RedisBroker
+from server.db import make_engines
+from server.errors import ApiError, CloseCode, PayloadTooLarge
+from server.hub import Hub
+from server.migrate import upgrade
+from server.service import Service
+from server.settings import Settings
+from server.store import Store
+
+log = logging.getLogger("taskbell.app")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+def make_broker(settings: Settings) -> Broker:
+    if settings.redis_url:
+        return RedisBroker(settings.redis_url)
+    return MemoryBroker()
+
+
+class BodyLimit:
+    """Answers 413 (JSON) for request bodies over the limit, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await _send_error(send, PayloadTooLarge(f"the body is over {self.limit} bytes"))
+                return
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(f"the body is over {self.limit} bytes")
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except PayloadTooLarge as exc:
+            if not started:
+                await _send_error(send, exc)
+
+
+async def _send_error(send: Send, exc: ApiError) -> None:
+    response = JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+    )
+    await send({"type": "http.response.body", "body": response.body})
+
+
+async def api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSON(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    message = "no such endpoint" if exc.status_code == 404 else str(exc.detail)
+    return JSON(
+        {"error": {"code": code, "message": message}},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+async def db_error(request: Request, exc: Exception) -> Response:
+    log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
+    body = {
+        "error": {
+            "code": "database_unavailable",
+            "message": "the database is unreachable; retry shortly",
+        }
+    }
+    return JSON(body, status_code=503, headers={"Retry-After": "1"})
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s", request.url.path)
+    return JSON(
+        {"error": {"code": "internal_error", "message": "internal server error"}}, status_code=500
+    )
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the app. Nothing connects until the lifespan starts."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        engines = make_engines(settings.database_url)
+        if settings.auto_migrate:
+            await asyncio.to_thread(upgrade, settings.database_url)
+        store = Store(engines, replay_limit=settings.replay_limit)
+        hub = Hub(store, sweep_interval=settings.sweep_interval_s)
+        broker = make_broker(settings)
+        p = Parts(settings, store, broker, hub, Service(store, broker))
+        app.state.parts = p
+        app.state.background = set()
+        await broker.start(hub.on_envelope, hub.resync)
+        hub.start()
+        p.ready = True
+        log.info(
+            "taskbell ready",
+            extra={"broker": broker.describe(), "database": engines.dialect, "demo": settings.demo},
+        )
+        try:
+            yield
+        finally:
+            p.ready = False
+            conns = hub.connections()
+            hub.close_all(CloseCode.SERVICE_RESTART, "server restarting")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True), 5
+                )
+            for task in list(app.state.background):
+                task.cancel()
+            await broker.stop()
+            await hub.stop()
+            await engines.dispose()
+            log.info("taskbell stopped")
+
+    routes: list[Any] = [
+        Route("/", index, methods=["GET", "HEAD"]),
+        *ops.routes,
+        *tasks.routes,
+        *me.routes,
+        *demo.routes,
+        *ws.routes,
+        Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
+    ]
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        ApiError: api_error,
+        HTTPException: http_error,
+        DBAPIError: db_error,
+        Exception: server_error,
+    }
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    return app

@@ -1,0 +1,175 @@
+"""Redis pub/sub broker: one supervised listener per process.
+
+Publishes each envelope on its owner's channel (``taskbell:feed:<owner>``) and listens
+with one pattern subscription. The listener reconnects with exponential backoff and
+jitter, calls ``on_resync`` after every (re)connect so the hub catches up from the
+database, and proves it is not deaf by publishing a ping to its own channel every
+``check_interval`` seconds: a ping not heard back within two intervals forces a
+reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from server.broker import EnvelopeHandler, ResyncHandler, decode, encode
+from server.store import Envelope
+
+log = logging.getLogger("taskbell.broker")
+
+PREFIX = "taskbell:feed:"
+PING_PREFIX = "taskbell:ping:"
+
+
+class DeafSubscription(Exception):
+    """The subscription looks connected but stopped hearing its own pings."""
+
+
+class RedisBroker:
+    name = "redis"
+
+    def __init__(self, url: str, *, check_interval: float = 5.0) -> None:
+        self._url = url
+        self._check_interval = check_interval
+        self._instance = uuid.uuid4().hex[:12]
+        self._ping_channel = PING_PREFIX + self._instance
+        self._pub: Redis | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._on_envelope: EnvelopeHandler = lambda env: None
+        self._on_resync: ResyncHandler = lambda: None
+        self._listening = False
+        self._publish_ok = True
+        self.reconnects = 0
+
+    async def start(self, on_envelope: EnvelopeHandler, on_resync: ResyncHandler) -> None:
+        self._on_envelope = on_envelope
+        self._on_resync = on_resync
+        self._pub = self._client()
+        self._task = asyncio.create_task(self._listen_forever(), name="redis-listener")
+
+    def _client(self) -> Redis:
+        return Redis.from_url(
+            self._url,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            socket_keepalive=True,
+            health_check_interval=0,
+        )
+
+    async def publish(self, envelopes: Sequence[Envelope]) -> None:
+        # Local sockets first: they must not wait for, or depend on, Redis.
+        for env in envelopes:
+            self._on_envelope(env)
+        if self._pub is None:
+            return
+        try:
+            async with self._pub.pipeline(transaction=False) as pipe:
+                for env in envelopes:
+                    pipe.publish(PREFIX + env.owner, encode(env))
+                await pipe.execute()
+            if not self._publish_ok:
+                log.info("redis publish works again")
+            self._publish_ok = True
+        except (RedisError, OSError) as exc:
+            if self._publish_ok:
+                log.warning(
+                    "redis publish failed (%s); peers will catch up from the database",
+                    type(exc).__name__,
+                )
+            self._publish_ok = False
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._pub is not None:
+            await self._pub.aclose()
+            self._pub = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._listening and self._publish_ok
+
+    def describe(self) -> str:
+        state = "listening" if self._listening else "disconnected"
+        return f"redis ({state})"
+
+    async def _listen_forever(self) -> None:
+        backoff = 0.1
+        while True:
+            client = self._client()
+            pubsub = client.pubsub()
+            try:
+                await self._listen(pubsub)
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError, DeafSubscription, TimeoutError) as exc:
+                if self._listening:
+                    log.warning("redis listener lost (%s); reconnecting", type(exc).__name__)
+                self._listening = False
+                delay = backoff * (0.5 + random.random())
+                backoff = min(backoff * 2, 5.0)
+                await asyncio.sleep(delay)
+                continue
+            finally:
+                self._listening = False
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                with contextlib.suppress(Exception):
+                    await client.aclose()
+            backoff = 0.1
+
+    async def _listen(self, pubsub: Any) -> None:
+        await pubsub.psubscribe(PREFIX + "*")
+        await pubsub.subscribe(self._ping_channel)
+        confirmed = 0
+        while confirmed < 2:
+            msg = await pubsub.get_message(timeout=2.0)
+            if msg is None:
+                raise DeafSubscription("no subscribe confirmation")
+            if msg["type"] in ("psubscribe", "subscribe"):
+                confirmed += 1
+        self._listening = True
+        self.reconnects += 1
+        log.info("redis listener subscribed")
+        # Anything published while we were away is in the database: catch up now.
+        self._on_resync()
+        last_heard = time.monotonic()
+        next_ping = last_heard + self._check_interval
+        prefix_len = len(PREFIX)
+        while True:
+            msg = await pubsub.get_message(timeout=1.0)
+            now = time.monotonic()
+            if msg is not None:
+                kind = msg["type"]
+                if kind == "pmessage":
+                    channel = msg["channel"].decode()
+                    try:
+                        env = decode(channel[prefix_len:], msg["data"])
+                    except ValueError:
+                        log.warning("dropping a malformed envelope on %s", channel)
+                        continue
+                    self._on_envelope(env)
+                elif kind == "message":
+                    last_heard = now
+            if now >= next_ping:
+                if now - last_heard > 2 * self._check_interval:
+                    raise DeafSubscription("own pings are not coming back")
+                next_ping = now + self._check_interval
+                if self._pub is not None:
+                    try:
+                        await self._pub.publish(self._ping_channel, b"ping")
+                    except (RedisError, OSError):
+                        self._publish_ok = False

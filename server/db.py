@@ -1,0 +1,73 @@
+"""Engines for SQLite and PostgreSQL, one code path.
+
+SQLite: one writer connection (writes queue in-process instead of fighting over the file
+lock) taking ``BEGIN IMMEDIATE``, and a small pool of readers in WAL mode.
+PostgreSQL (asyncpg): one pool for both; snapshot reads run REPEATABLE READ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+@dataclass
+class Engines:
+    writer: AsyncEngine
+    reader: AsyncEngine
+    dialect: str
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
+    engine = create_async_engine(
+        url, pool_size=pool_size, max_overflow=0, pool_timeout=30, connect_args={"timeout": 5}
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy, not the driver, emit BEGIN (see the aiosqlite section of the
+        # SQLAlchemy docs, "Serializable isolation / Savepoints / Transactional DDL").
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA busy_timeout=5000",
+        ):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def make_engines(url: str) -> Engines:
+    if url.startswith("sqlite"):
+        if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
+            raise ValueError("use a SQLite file, not :memory: (several connections share it)")
+        writer = _sqlite_engine(url, "BEGIN IMMEDIATE", 1)
+        reader = _sqlite_engine(url, "BEGIN", 4)
+        return Engines(writer, reader, "sqlite")
+    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
+    return Engines(engine, engine, engine.dialect.name)
+
+
+def sync_engine_of(engine: AsyncEngine) -> Engine:
+    return engine.sync_engine

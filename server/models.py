@@ -1,0 +1,97 @@
+"""Database tables (SQLModel). The database is the truth; see docs/architecture.md.
+
+- ``task``: one row per process task, its current state.
+- ``feed``: one row per owner: the last ``seq`` given out and the ``count`` of running
+  tasks after it. Locked for the length of a write transaction.
+- ``feed_event``: append-only log of every change to an owner's feed, holding the exact
+  WebSocket message that was (or will be) sent; replay and gap filling read it.
+- ``process_instance`` and ``process_definition``: the life of business processes.
+
+Timestamps are stored as UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def _ts(nullable: bool = False, index: bool = False) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable, index=index)
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "task"
+    __table_args__ = (
+        Index("ix_task_owner_status", "owner", "status"),
+        Index("ix_task_record", "record_entity", "record_id", "owner"),
+        Index("ix_task_due", "status", "postponed_until"),
+        Index("ix_task_instance", "process_instance_id"),
+    )
+
+    id: str = Field(primary_key=True, max_length=200)
+    owner: str = Field(max_length=200)
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    kind: str = Field(max_length=20)
+    status: str = Field(max_length=20)
+    process_instance_id: str | None = Field(default=None, max_length=200)
+    process_name: str | None = Field(default=None, max_length=200)
+    record_entity: str | None = Field(default=None, max_length=100)
+    record_id: str | None = Field(default=None, max_length=200)
+    record_title: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    postponed_until: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(sa_column=_ts())
+    updated_at: datetime = Field(sa_column=_ts())
+    ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    body_hash: str = Field(max_length=64)
+
+
+class Feed(SQLModel, table=True):
+    __tablename__ = "feed"
+
+    owner: str = Field(primary_key=True, max_length=200)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    count: int
+
+
+class FeedEvent(SQLModel, table=True):
+    __tablename__ = "feed_event"
+
+    owner: str = Field(primary_key=True, max_length=200)
+    seq: int = Field(sa_column=Column(BigInteger, primary_key=True))
+    type: str = Field(max_length=20)
+    task_id: str = Field(max_length=200)
+    count: int
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_ts(index=True))
+
+
+class ProcessInstance(SQLModel, table=True):
+    __tablename__ = "process_instance"
+    __table_args__ = (Index("ix_process_name_status", "name", "status"),)
+
+    id: str = Field(primary_key=True, max_length=200)
+    name: str = Field(max_length=200)
+    status: str = Field(max_length=20)
+    expect_more: bool = False
+    started_at: datetime = Field(sa_column=_ts())
+    ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    duration_ms: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class ProcessDefinition(SQLModel, table=True):
+    __tablename__ = "process_definition"
+
+    name: str = Field(primary_key=True, max_length=200)
+    disabled: bool = False
+    updated_at: datetime = Field(sa_column=_ts())
+
+
+task_t = Task.__table__  # type: ignore[attr-defined]
+feed_t = Feed.__table__  # type: ignore[attr-defined]
+event_t = FeedEvent.__table__  # type: ignore[attr-defined]
+instance_t = ProcessInstance.__table__  # type: ignore[attr-defined]
+definition_t = ProcessDefinition.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,121 @@
+"""Configuration, read once from the environment.
+
+This module is the only reader of ``os.environ`` in the server. ``Settings.from_env``
+builds an immutable value that ``create_app`` receives; everything else gets its
+configuration from there.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from server.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///taskbell.db"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the usual spellings and return an async SQLAlchemy URL."""
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
+    return url
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of a Taskbell process. Build with ``from_env`` or directly in tests."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    secret: str = ""
+    producer_keys: frozenset[str] = field(default_factory=frozenset)
+    demo: bool = False
+    demo_users: tuple[str, ...] = ("alice", "bob", "carol")
+    auto_migrate: bool = True
+    max_body_bytes: int = 64 * 1024
+    max_ws_message_bytes: int = 64 * 1024
+    auth_timeout_s: float = 5.0
+    send_queue_size: int = 256
+    replay_limit: int = 1000
+    sweep_interval_s: float = 5.0
+    timer_interval_s: float = 0.25
+    token_ttl_s: int = 12 * 3600
+    log_level: str = "info"
+    default_record_url: str = ""
+    instance_name: str = ""
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read the environment. Raises ``ConfigError`` on unsafe or malformed values."""
+        env = os.environ if env is None else env
+        demo = _flag(env.get("TASKBELL_DEMO"))
+        secret = env.get("TASKBELL_SECRET", "")
+        keys = frozenset(
+            k.strip() for k in env.get("TASKBELL_PRODUCER_KEYS", "").split(",") if k.strip()
+        )
+        if demo:
+            secret = secret or secrets.token_urlsafe(32)
+            keys = keys or frozenset({"demo-producer-key"})
+        settings = cls(
+            host=env.get("HOST", "127.0.0.1"),
+            port=_int(env, "PORT", 8000),
+            database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
+            redis_url=env.get("REDIS_URL") or None,
+            secret=secret,
+            producer_keys=keys,
+            demo=demo,
+            auto_migrate=not _flag(env.get("TASKBELL_NO_MIGRATE")),
+            send_queue_size=_int(env, "TASKBELL_SEND_QUEUE", 256),
+            replay_limit=_int(env, "TASKBELL_REPLAY_LIMIT", 1000),
+            sweep_interval_s=_float(env, "TASKBELL_SWEEP_SECONDS", 5.0),
+            timer_interval_s=_float(env, "TASKBELL_TIMER_SECONDS", 0.25),
+            token_ttl_s=_int(env, "TASKBELL_TOKEN_TTL", 12 * 3600),
+            log_level=env.get("LOG_LEVEL", "info").lower(),
+            default_record_url=env.get("TASKBELL_DEFAULT_RECORD_URL", ""),
+            instance_name=env.get("TASKBELL_INSTANCE", ""),
+        )
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Refuse unsafe production defaults outside demo mode."""
+        if self.demo:
+            return
+        if len(self.secret) < 32:
+            raise ConfigError(
+                "TASKBELL_SECRET is missing or shorter than 32 characters; "
+                "set it, or run with TASKBELL_DEMO=1 for a throwaway demo"
+            )
+        if not self.producer_keys:
+            raise ConfigError("TASKBELL_PRODUCER_KEYS is empty; set at least one producer key")

@@ -1,0 +1,429 @@
+"""The store: every read and write of tasks and feeds, in SQL (SQLite or PostgreSQL).
+
+The write path (``apply``) is one transaction for any number of operations:
+
+1. read (and lock, on PostgreSQL) every task the operations name, in id order;
+2. decide each operation with the pure rules of ``transitions``;
+3. bump each touched owner's feed row once (``seq += n, count += delta``, owners in
+   sorted order, so concurrent transactions never deadlock), which also locks it;
+4. write the tasks and one ``feed_event`` per effect, holding the exact message.
+
+So a batch of N changes costs a handful of statements, not N transactions. The caller
+publishes the returned envelopes after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import transitions as rules
+from server.db import Engines
+from server.errors import ApiError, Unavailable
+from server.models import event_t, feed_t, task_t
+from server.transitions import Effect, Outcome, TaskState
+from server.wire import (
+    EventMessage,
+    Postpone,
+    Status,
+    TaskCreate,
+    TaskJSON,
+    TaskPatch,
+    dumps,
+)
+
+log = logging.getLogger("taskbell.store")
+
+OpKind = Literal["create", "update", "complete", "cancel", "postpone", "resume"]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One requested change. ``actor`` is the person acting, or None for a producer."""
+
+    kind: OpKind
+    id: str
+    body: TaskCreate | TaskPatch | Postpone | None = None
+    actor: str | None = None
+    reason: str = "resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One feed change as published to the broker: the message is encoded once."""
+
+    owner: str
+    seq: int
+    count: int
+    message: str
+
+
+@dataclass
+class Applied:
+    results: list[Outcome | ApiError]
+    envelopes: list[Envelope] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    seq: int
+    count: int
+    tasks: list[TaskJSON]
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    seq: int
+    count: int
+    messages: list[str]
+
+
+_TASK_COLUMNS = [c.name for c in task_t.columns]
+_MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def row_to_state(row: Any) -> TaskState:
+    m = row._mapping
+    return TaskState(
+        id=m["id"],
+        owner=m["owner"],
+        title=m["title"],
+        kind=m["kind"],
+        status=m["status"],
+        process_instance_id=m["process_instance_id"],
+        process_name=m["process_name"],
+        record_entity=m["record_entity"],
+        record_id=m["record_id"],
+        record_title=m["record_title"],
+        url=m["url"],
+        postponed_until=_utc(m["postponed_until"]),
+        created_at=_utc(m["created_at"]) or datetime.now(UTC),
+        updated_at=_utc(m["updated_at"]) or datetime.now(UTC),
+        ended_at=_utc(m["ended_at"]),
+        body_hash=m["body_hash"],
+    )
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def decide(op: Op, current: TaskState | None, now: datetime) -> Outcome:
+    """Route one operation to its rule. Raises ``ApiError`` when it is not allowed."""
+    if op.kind == "create":
+        assert isinstance(op.body, TaskCreate)
+        return rules.create(op.body, current, now)
+    if op.kind == "update":
+        assert isinstance(op.body, TaskPatch)
+        return rules.update(op.id, op.body, current, now)
+    if op.kind == "complete":
+        return rules.finish(op.id, Status.COMPLETED, current, now, op.actor)
+    if op.kind == "cancel":
+        return rules.finish(op.id, Status.CANCELED, current, now, op.actor)
+    if op.kind == "postpone":
+        assert isinstance(op.body, Postpone)
+        return rules.postpone(op.id, op.body, current, now, op.actor)
+    return rules.resume(op.id, current, now, op.actor, op.reason)
+
+
+class Store:
+    """SQL access for tasks and feeds. One instance per process; safe for concurrent use."""
+
+    def __init__(self, engines: Engines, *, replay_limit: int = 1000) -> None:
+        self.engines = engines
+        self.replay_limit = replay_limit
+        self._upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+
+    # ------------------------------------------------------------------ writes
+
+    async def apply(self, ops: Sequence[Op], now: datetime | None = None) -> Applied:
+        """Apply ``ops`` in one transaction; each op succeeds or fails on its own.
+
+        Raises ``Unavailable`` when the database cannot be reached or stays locked;
+        nothing is then half-applied.
+        """
+        for attempt in range(4):
+            try:
+                async with self.engines.writer.begin() as conn:
+                    return await self._apply(conn, ops, now or now_utc())
+            except IntegrityError:
+                # Two transactions created the same task id at once: the loser retries
+                # and now sees the winner's row (idempotent repeat or 409).
+                if attempt == 3:
+                    raise
+            except OperationalError as exc:
+                if attempt < 3 and _is_retryable(exc):
+                    continue
+                raise _unavailable(exc) from None
+            except (DBAPIError, OSError) as exc:
+                raise _unavailable(exc) from None
+        raise AssertionError("unreachable")
+
+    async def _apply(self, conn: AsyncConnection, ops: Sequence[Op], now: datetime) -> Applied:
+        ids = sorted({op.id for op in ops})
+        query = select(task_t).where(task_t.c.id.in_(ids)).order_by(task_t.c.id)
+        if not self.engines.is_sqlite:
+            query = query.with_for_update()
+        existing = {row.id: row_to_state(row) for row in await conn.execute(query)}
+        working: dict[str, TaskState | None] = {i: existing.get(i) for i in ids}
+
+        results: list[Outcome | ApiError] = []
+        effects: list[tuple[Effect, TaskState]] = []
+        for op in ops:
+            try:
+                outcome = decide(op, working[op.id], now)
+            except ApiError as exc:
+                results.append(exc)
+                continue
+            results.append(outcome)
+            if outcome.state is not None:
+                working[op.id] = outcome.state
+                effects.extend((e, outcome.state) for e in outcome.effects)
+
+        changed = {i: s for i, s in working.items() if s is not None and s is not existing.get(i)}
+        if not changed:
+            return Applied(results)
+
+        envelopes = await self._bump_feeds(conn, effects, now)
+        new_rows = [asdict(s) for i, s in changed.items() if i not in existing]
+        upd_rows = [
+            {"b_id": s.id, **{c: getattr(s, c) for c in _MUTABLE}}
+            for i, s in changed.items()
+            if i in existing
+        ]
+        if new_rows:
+            await conn.execute(insert(task_t), new_rows)
+        if upd_rows:
+            stmt = (
+                update(task_t)
+                .where(task_t.c.id == bindparam("b_id"))
+                .values({c: bindparam(c) for c in _MUTABLE})
+            )
+            await conn.execute(stmt, upd_rows)
+        if envelopes:
+            await conn.execute(
+                insert(event_t),
+                [
+                    {
+                        "owner": env.owner,
+                        "seq": env.seq,
+                        "type": eff.type.value,
+                        "task_id": state.id,
+                        "count": env.count,
+                        "message": env.message,
+                        "created_at": now,
+                    }
+                    for env, (eff, state) in zip(envelopes, effects, strict=True)
+                ],
+            )
+        return Applied(results, envelopes)
+
+    async def _bump_feeds(
+        self, conn: AsyncConnection, effects: list[tuple[Effect, TaskState]], now: datetime
+    ) -> list[Envelope]:
+        per_owner: dict[str, list[int]] = {}
+        for eff, _ in effects:
+            n_delta = per_owner.setdefault(eff.owner, [0, 0])
+            n_delta[0] += 1
+            n_delta[1] += eff.delta
+        cursor: dict[str, list[int]] = {}
+        for owner in sorted(per_owner):
+            n, delta = per_owner[owner]
+            ins = self._upsert(feed_t).values(owner=owner, seq=n, count=delta)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[feed_t.c.owner],
+                set_={
+                    "seq": feed_t.c.seq + ins.excluded.seq,
+                    "count": feed_t.c.count + ins.excluded.count,
+                },
+            ).returning(feed_t.c.seq, feed_t.c.count)
+            seq, count = (await conn.execute(stmt)).one()
+            cursor[owner] = [seq - n, count - delta]
+        envelopes: list[Envelope] = []
+        for eff, state in effects:
+            c = cursor[eff.owner]
+            c[0] += 1
+            c[1] += eff.delta
+            message: EventMessage = {
+                "type": eff.type.value,
+                "seq": c[0],
+                "count": c[1],
+                "task": state.to_json(),
+                "reason": eff.reason,
+            }
+            envelopes.append(Envelope(eff.owner, c[0], c[1], dumps(message)))
+        return envelopes
+
+    # ------------------------------------------------------------------ reads
+
+    async def get_task(self, task_id: str) -> TaskState | None:
+        async with self._read() as conn:
+            row = (await conn.execute(select(task_t).where(task_t.c.id == task_id))).first()
+        return row_to_state(row) if row else None
+
+    async def counter(self, owner: str) -> tuple[int, int]:
+        """``(count, seq)`` of an owner's feed; ``(0, 0)`` for an owner never seen."""
+        async with self._read() as conn:
+            seq, count = await self._feed(conn, owner)
+        return count, seq
+
+    async def _feed(self, conn: AsyncConnection, owner: str) -> tuple[int, int]:
+        """``(seq, count)`` of an owner's feed row, ``(0, 0)`` when there is none."""
+        row = (
+            await conn.execute(select(feed_t.c.seq, feed_t.c.count).where(feed_t.c.owner == owner))
+        ).first()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    async def snapshot(self, owner: str) -> Snapshot:
+        """The owner's running tasks and the seq/count they correspond to, consistently."""
+        async with self._read(snapshot=True) as conn:
+            return await self._snapshot(conn, owner)
+
+    async def _snapshot(self, conn: AsyncConnection, owner: str) -> Snapshot:
+        seq, count = await self._feed(conn, owner)
+        rows = await conn.execute(
+            select(task_t)
+            .where(and_(task_t.c.owner == owner, task_t.c.status == Status.RUNNING.value))
+            .order_by(task_t.c.created_at.desc(), task_t.c.id)
+        )
+        tasks = [row_to_state(r).to_json() for r in rows]
+        return Snapshot(seq, count, tasks)
+
+    async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
+        """What a (re)connecting client needs: the events after ``since`` when they are
+        all still kept and not too many, else a snapshot (also when ``since`` is ahead
+        of the server, e.g. after a restore)."""
+        async with self._read(snapshot=True) as conn:
+            if since is not None:
+                seq, count = await self._feed(conn, owner)
+                if since == seq:
+                    return Replay(seq, count, [])
+                if since < seq and seq - since <= self.replay_limit:
+                    messages = await self._events(conn, owner, since, seq)
+                    if len(messages) == seq - since:
+                        return Replay(seq, count, [m for _, m in messages])
+            return await self._snapshot(conn, owner)
+
+    async def events_after(self, owner: str, after: int, limit: int = 500) -> list[tuple[int, str]]:
+        """Kept events of ``owner`` with seq > ``after``, in order (at most ``limit``)."""
+        async with self._read() as conn:
+            return await self._events(conn, owner, after, after + limit)
+
+    async def _events(
+        self, conn: AsyncConnection, owner: str, after: int, upto: int
+    ) -> list[tuple[int, str]]:
+        rows = await conn.execute(
+            select(event_t.c.seq, event_t.c.message)
+            .where(and_(event_t.c.owner == owner, event_t.c.seq > after, event_t.c.seq <= upto))
+            .order_by(event_t.c.seq)
+        )
+        return [(int(r.seq), str(r.message)) for r in rows]
+
+    async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
+        owners = list(owners)
+        out: dict[str, int] = {}
+        async with self._read() as conn:
+            for i in range(0, len(owners), 500):
+                chunk = owners[i : i + 500]
+                rows = await conn.execute(
+                    select(feed_t.c.owner, feed_t.c.seq).where(feed_t.c.owner.in_(chunk))
+                )
+                out.update({r.owner: int(r.seq) for r in rows})
+        return out
+
+    async def list_tasks(
+        self,
+        owner: str,
+        statuses: Sequence[str],
+        *,
+        limit: int = 50,
+        cursor: tuple[datetime, str] | None = None,
+        record: tuple[str, str] | None = None,
+    ) -> list[TaskState]:
+        """An owner's tasks, newest first, with keyset pagination on (updated_at, id)."""
+        cond = [task_t.c.owner == owner]
+        if statuses:
+            cond.append(task_t.c.status.in_(list(statuses)))
+        if record is not None:
+            cond += [task_t.c.record_entity == record[0], task_t.c.record_id == record[1]]
+        if cursor is not None:
+            at, last_id = cursor
+            cond.append(
+                or_(
+                    task_t.c.updated_at < at,
+                    and_(task_t.c.updated_at == at, task_t.c.id > last_id),
+                )
+            )
+        query = (
+            select(task_t)
+            .where(and_(*cond))
+            .order_by(task_t.c.updated_at.desc(), task_t.c.id)
+            .limit(limit)
+        )
+        async with self._read() as conn:
+            return [row_to_state(r) for r in await conn.execute(query)]
+
+    async def open_task_ids(self, instance_id: str) -> list[str]:
+        """Ids of the running and postponed tasks of one process instance."""
+        open_ = [Status.RUNNING.value, Status.POSTPONED.value]
+        async with self._read() as conn:
+            rows = await conn.execute(
+                select(task_t.c.id)
+                .where(
+                    and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(open_))
+                )
+                .order_by(task_t.c.id)
+            )
+            return [str(r.id) for r in rows]
+
+    async def running_count(self, owner: str) -> int:
+        """Ground truth for checks: count(*) of running tasks (not the feed counter)."""
+        async with self._read() as conn:
+            value = await conn.scalar(
+                select(func.count())
+                .select_from(task_t)
+                .where(and_(task_t.c.owner == owner, task_t.c.status == Status.RUNNING.value))
+            )
+        return int(value or 0)
+
+    async def ping(self) -> None:
+        """Raises ``Unavailable`` unless the database answers."""
+        try:
+            async with self.engines.reader.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (DBAPIError, OSError) as exc:
+            raise _unavailable(exc) from None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _read(self, snapshot: bool = False) -> Any:
+        engine = self.engines.reader
+        if snapshot and not self.engines.is_sqlite:
+            return engine.execution_options(isolation_level="REPEATABLE READ").begin()
+        return engine.begin()
+
+
+def _is_retryable(exc: OperationalError) -> bool:
+    msg = str(exc.orig).lower()
+    return "deadlock" in msg or "could not serialize" in msg
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    log.warning("database unavailable: %s", type(exc).__name__)
+    if "locked" in str(exc).lower():
+        return Unavailable("the database is busy; retry shortly", code="database_busy")
+    return Unavailable("the database is unreachable; retry shortly", code="database_unavailable")

@@ -1,0 +1,251 @@
+"""The rules of a task's life, as plain functions on values (no I/O).
+
+``apply`` takes the current state of one task (or ``None``), one operation and the
+clock, and returns the new state and the *effects* on owners' feeds. The store turns
+effects into seqs, counts and ``feed_event`` rows; nothing here knows about SQL.
+
+State machine::
+
+    (new) ──create──▶ running ──postpone──▶ postponed ──resume / due──▶ running
+                        │  ▲                   │
+                        │  └──── reassign ─────┤ (stays postponed)
+                        ▼                      ▼
+                  completed | canceled   completed | canceled      (final)
+
+Only ``running`` tasks are in an owner's feed, so the effects are:
+``task.added`` (+1) when a task becomes running for an owner, ``task.removed`` (-1) when
+it stops, and ``task.updated`` (0) when a running task changes in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import orjson
+
+from server.errors import Conflict, NotFound, Unprocessable
+from server.wire import (
+    FINAL_STATUSES,
+    EventType,
+    Postpone,
+    Status,
+    TaskCreate,
+    TaskJSON,
+    TaskPatch,
+    iso,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    id: str
+    owner: str
+    title: str
+    kind: str
+    status: str
+    process_instance_id: str | None
+    process_name: str | None
+    record_entity: str | None
+    record_id: str | None
+    record_title: str | None
+    url: str | None
+    postponed_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None
+    body_hash: str
+
+    def to_json(self) -> TaskJSON:
+        return {
+            "id": self.id,
+            "owner": self.owner,
+            "title": self.title,
+            "kind": self.kind,
+            "status": self.status,
+            "process": (
+                {"instance_id": self.process_instance_id, "name": self.process_name or ""}
+                if self.process_instance_id
+                else None
+            ),
+            "record": (
+                {"entity": self.record_entity, "id": self.record_id, "title": self.record_title}
+                if self.record_entity and self.record_id
+                else None
+            ),
+            "url": self.url,
+            "postponed_until": iso(self.postponed_until),
+            "created_at": iso(self.created_at) or "",
+            "updated_at": iso(self.updated_at) or "",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """One change to one owner's feed: becomes one seq and one feed_event."""
+
+    owner: str
+    type: EventType
+    reason: str | None
+    delta: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one operation did. ``state`` is None when nothing changed (a repeat)."""
+
+    status_code: int
+    before: TaskState | None
+    state: TaskState | None
+    effects: tuple[Effect, ...] = ()
+
+    @property
+    def current(self) -> TaskState:
+        state = self.state or self.before
+        assert state is not None
+        return state
+
+
+def body_hash(body: TaskCreate) -> str:
+    """Stable digest of a create body, to tell an idempotent repeat from a conflict."""
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _check_actor(task: TaskState | None, task_id: str, actor: str | None) -> TaskState:
+    # A person sees only their own tasks: another owner's task is "not found", never 403.
+    if task is None or (actor is not None and task.owner != actor):
+        raise NotFound(f"task {task_id!r} not found", code="task_not_found")
+    return task
+
+
+def _final_conflict(task: TaskState, verb: str) -> Conflict:
+    return Conflict(
+        f"task {task.id!r} is already {task.status}; it cannot be {verb}",
+        code="illegal_transition",
+        status=task.status,
+    )
+
+
+def create(body: TaskCreate, current: TaskState | None, now: datetime) -> Outcome:
+    digest = body_hash(body)
+    if current is not None:
+        if current.body_hash == digest:
+            return Outcome(200, current, None)
+        raise Conflict(
+            f"task {body.id!r} already exists with a different body",
+            code="task_id_conflict",
+        )
+    postponed = body.postponed_until is not None and body.postponed_until > now
+    state = TaskState(
+        id=body.id,
+        owner=body.owner,
+        title=body.title,
+        kind=body.kind.value,
+        status=Status.POSTPONED if postponed else Status.RUNNING,
+        process_instance_id=body.process.instance_id if body.process else None,
+        process_name=body.process.name if body.process else None,
+        record_entity=body.record.entity if body.record else None,
+        record_id=body.record.id if body.record else None,
+        record_title=body.record.title if body.record else None,
+        url=body.url,
+        postponed_until=body.postponed_until if postponed else None,
+        created_at=now,
+        updated_at=now,
+        ended_at=None,
+        body_hash=digest,
+    )
+    effects = () if postponed else (Effect(state.owner, EventType.ADDED, "created", +1),)
+    return Outcome(201, None, state, effects)
+
+
+def update(task_id: str, patch: TaskPatch, current: TaskState | None, now: datetime) -> Outcome:
+    task = _check_actor(current, task_id, None)
+    fields = patch.model_fields_set
+    if not fields:
+        raise Unprocessable("a PATCH needs at least one field", code="empty_patch")
+    if task.status in FINAL_STATUSES:
+        raise _final_conflict(task, "changed")
+    changes: dict[str, object] = {}
+    if "title" in fields and patch.title is not None:
+        changes["title"] = patch.title
+    if "url" in fields:
+        changes["url"] = patch.url
+    if "record" in fields:
+        rec = patch.record
+        changes["record_entity"] = rec.entity if rec else None
+        changes["record_id"] = rec.id if rec else None
+        changes["record_title"] = rec.title if rec else None
+    if "owner" in fields and patch.owner is not None:
+        changes["owner"] = patch.owner
+    if "postponed_until" in fields:
+        if task.status != Status.POSTPONED:
+            raise Conflict(
+                "only a postponed task can be rescheduled; use /postpone",
+                code="illegal_transition",
+                status=task.status,
+            )
+        if patch.postponed_until is None or patch.postponed_until <= now:
+            raise Unprocessable("postponed_until must be in the future", code="bad_time")
+        changes["postponed_until"] = patch.postponed_until
+    changed = {k: v for k, v in changes.items() if getattr(task, k) != v}
+    if not changed:
+        return Outcome(200, task, None)
+    state = replace(task, updated_at=now, **changed)  # type: ignore[arg-type]
+    effects: tuple[Effect, ...] = ()
+    if task.status == Status.RUNNING:
+        if state.owner != task.owner:
+            effects = (
+                Effect(task.owner, EventType.REMOVED, "reassigned", -1),
+                Effect(state.owner, EventType.ADDED, "reassigned", +1),
+            )
+        else:
+            effects = (Effect(task.owner, EventType.UPDATED, None, 0),)
+    return Outcome(200, task, state, effects)
+
+
+def finish(
+    task_id: str, final: Status, current: TaskState | None, now: datetime, actor: str | None
+) -> Outcome:
+    """Complete or cancel. Repeating the same final transition is a no-op (200)."""
+    task = _check_actor(current, task_id, actor)
+    if task.status == final:
+        return Outcome(200, task, None)
+    if task.status in FINAL_STATUSES:
+        raise _final_conflict(task, "completed" if final == Status.COMPLETED else "canceled")
+    state = replace(task, status=final, postponed_until=None, updated_at=now, ended_at=now)
+    effects: tuple[Effect, ...] = ()
+    if task.status == Status.RUNNING:
+        effects = (Effect(task.owner, EventType.REMOVED, final.value, -1),)
+    return Outcome(200, task, state, effects)
+
+
+def postpone(
+    task_id: str, body: Postpone, current: TaskState | None, now: datetime, actor: str | None
+) -> Outcome:
+    task = _check_actor(current, task_id, actor)
+    if task.status in FINAL_STATUSES:
+        raise _final_conflict(task, "postponed")
+    if body.until <= now:
+        raise Unprocessable("'until' must be in the future", code="bad_time")
+    if task.status == Status.POSTPONED and task.postponed_until == body.until:
+        return Outcome(200, task, None)
+    state = replace(task, status=Status.POSTPONED, postponed_until=body.until, updated_at=now)
+    effects: tuple[Effect, ...] = ()
+    if task.status == Status.RUNNING:
+        effects = (Effect(task.owner, EventType.REMOVED, "postponed", -1),)
+    return Outcome(200, task, state, effects)
+
+
+def resume(
+    task_id: str, current: TaskState | None, now: datetime, actor: str | None, reason: str
+) -> Outcome:
+    """Bring a postponed task back to running (early by a person, or when it falls due)."""
+    task = _check_actor(current, task_id, actor)
+    if task.status == Status.RUNNING:
+        return Outcome(200, task, None)
+    if task.status in FINAL_STATUSES:
+        raise _final_conflict(task, "resumed")
+    state = replace(task, status=Status.RUNNING, postponed_until=None, updated_at=now)
+    return Outcome(200, task, state, (Effect(task.owner, EventType.ADDED, reason, +1),))
