@@ -1,0 +1,1 @@
+"""Taskbell benchmarks: a load generator and an orchestrator. Not tests: they print figures."""
