@@ -4,8 +4,8 @@ Two paths: one change per request (``POST /tasks`` or ``POST /tasks/{id}/complet
 or ``POST /tasks/batch`` with ``batch_size`` changes per request. ``concurrency``
 workers each own one keep-alive connection. With a target rate, request slot ``i``
 starts at ``t0 + i * changes_per_request / rate``; a worker that is late starts at once
-and the lateness is recorded (so a server that cannot keep up shows as lag, not as a
-silently lower rate). With rate 0 the workers send back to back.
+and the lateness is recorded (so a server that cannot keep up shows as lag and a lower
+achieved rate, never as a longer run). With rate 0 the workers send back to back.
 
 Every change's send time is stamped just before its request is written; for a batch
 all its changes share the batch's send time.
@@ -85,7 +85,7 @@ async def drive(
         while True:
             slot_at = start + next(slots) * interval_ns
             now = time.monotonic_ns()
-            if (slot_at if interval_ns else now) >= deadline:
+            if slot_at >= deadline or now >= deadline:
                 return
             if slot_at > now:
                 await asyncio.sleep((slot_at - now) / 1e9)

@@ -132,7 +132,7 @@ class Server:
 
     def stop(self) -> int | None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+            self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
@@ -151,6 +151,28 @@ class Server:
         text = self.log_path.read_text(errors="replace").splitlines()
         hits = [ln for ln in text if "Traceback" in ln or "ERROR" in ln or "Error:" in ln]
         return hits
+
+
+def start_profiler(server: Server, workdir: Path) -> subprocess.Popen[bytes] | None:
+    """Sample the server with py-spy (if installed) for the whole load-generator run."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(py_spy).exists():
+        return None
+    argv = [py_spy, "record", "--pid", str(server.process.pid), "--rate", "250"]
+    argv += ["--format", "flamegraph", "--output", str(workdir / "profile.svg")]
+    log = (workdir / "py-spy.log").open("wb")
+    # Pinned beside the load generator so the sampler does not steal the server's core.
+    return subprocess.Popen(pinned(LOADGEN_CORE, argv, True), stdout=log, stderr=log)
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes], workdir: Path) -> str:
+    profiler.send_signal(signal.SIGINT)
+    try:
+        profiler.wait(30)
+    except subprocess.TimeoutExpired:
+        profiler.kill()
+    svg = workdir / "profile.svg"
+    return f"server profile: {svg}" if svg.exists() else f"py-spy failed: {workdir}/py-spy.log"
 
 
 def run_scenario(
@@ -184,10 +206,16 @@ def run_scenario(
         env["PYTHONWARNINGS"] = "ignore"
         budget = 120 + scenario.duration_s * 3 + scenario.connections / 50
         print(f"\n--- {scenario.name}: {scenario.what}", flush=True)
+        profiler = start_profiler(server, workdir) if args.profile else None
+        if args.profile and profiler is None:
+            notes.append(f"{scenario.name}: no profile: py-spy is not installed")
         try:
             subprocess.run(pinned(LOADGEN_CORE, argv, pin), env=env, timeout=budget, check=False)
         except subprocess.TimeoutExpired:
             notes.append(f"{scenario.name}: load generator timed out after {budget:.0f} s")
+        finally:
+            if profiler is not None:
+                notes.append(f"{scenario.name}: {stop_profiler(profiler, workdir)}")
         result = LoadgenResult.from_json(out.read_bytes()) if out.exists() else None
         if result is None:
             notes.append(f"{scenario.name}: no result (see output above)")
@@ -205,8 +233,8 @@ def run_scenario(
                 + " | ".join(problems[:3])
                 + f" (log: {server.log_path})"
             )
-        if code not in (0, None, -signal.SIGINT):
-            notes.append(f"{scenario.name}: server exit status {code} after SIGINT")
+        if code not in (0, None, -signal.SIGTERM):
+            notes.append(f"{scenario.name}: server exit status {code} after SIGTERM")
     return result, notes
 
 
@@ -325,8 +353,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--server-cmd", default="", help="command to start the server instead of python -m server"
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the server with py-spy into <workdir>/<scenario>/profile.svg (implies --keep)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, JSON)")
     args = p.parse_args(argv)
+    args.keep = args.keep or args.profile
 
     fds = raise_open_files_limit()
     cores = os.cpu_count() or 1
