@@ -63,6 +63,8 @@ def scenarios(quick: bool, compression: str, duration_scale: float) -> list[Scen
                  concurrency=4, compression=compression),
         Scenario("d-latency-500", "one change per request at 500/s", n, u, "single", 500, long,
                  compression=compression),
+        Scenario("e-latency-100", "one change per request at 100/s (unloaded latency)", n, u,
+                 "single", 100, short, compression=compression),
     ]  # fmt: skip
 
 
