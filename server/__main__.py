@@ -43,6 +43,7 @@ def _serve(settings: Settings) -> int:
         host=settings.host,
         port=settings.port,
         log_config=log_config,
+        ws="websockets-sansio",
         ws_max_size=settings.max_ws_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

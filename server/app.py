@@ -167,8 +167,12 @@ def create_app(settings: Settings) -> Starlette:
                 await asyncio.wait_for(
                     asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True), 5
                 )
-            for task in list(app.state.background):
-                task.cancel()
+            background = list(app.state.background)
+            if background:
+                # Demo trickles: let a write in progress finish, then stop them.
+                for task in background:
+                    task.cancel()
+                await asyncio.gather(*background, return_exceptions=True)
             await broker.stop()
             await hub.stop()
             await engines.dispose()

@@ -33,6 +33,7 @@ from server.wire import SnapshotMessage, SyncedMessage, dumps
 log = logging.getLogger("taskbell.hub")
 
 RECENT = 16  # events kept per owner to bring a just-joined connection up to date
+CLOSE_WAIT_S = 30.0  # how long a close frame may wait for a stalled socket
 
 
 class Sender(Protocol):
@@ -126,8 +127,11 @@ class Connection:
         self._closer = asyncio.create_task(self._close(code, reason))
 
     async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind whatever the socket still holds: a client that
+        # stopped reading sees it when it reads again. One that never does is dropped by
+        # the server's keepalive pings (uvicorn closes the transport on a ping timeout).
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.sender.close(code, reason), 5.0)
+            await asyncio.wait_for(self.sender.close(code, reason), CLOSE_WAIT_S)
 
     async def wait_closed(self) -> None:
         """Await the writer and closer (the owner of both tasks is this connection)."""
@@ -159,6 +163,7 @@ class Hub:
         self.sweep_interval = sweep_interval
         self._sweeper: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.on_open: Callable[[Connection], None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
@@ -167,9 +172,16 @@ class Hub:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
 
     async def stop(self) -> None:
+        """Stop the sweeper and catch-ups. They are let finish their current query (a
+        task cancelled inside a database call can leave its connection unreturned), and
+        cancelled only if that takes longer than a few seconds."""
+        self._stopping.set()
         tasks = [t for t in (self._sweeper, self._resync_task) if t is not None]
         tasks += [st.catch_up for st in self.owners.values() if st.catch_up is not None]
-        for task in tasks:
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=5.0)
+        for task in pending:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -267,13 +279,19 @@ class Hub:
                 conn.push(seq, message)
 
     def _schedule_catch_up(self, owner: str, st: OwnerState) -> None:
+        if self._stopping.is_set():
+            return
         if st.catch_up is not None and not st.catch_up.done():
             st.again = True
             return
         st.catch_up = asyncio.create_task(self._catch_up(owner, st), name=f"catch-up:{owner}")
 
     async def _catch_up(self, owner: str, st: OwnerState) -> None:
-        while self.owners.get(owner) is st and st.delivered is not None:
+        while (
+            self.owners.get(owner) is st
+            and st.delivered is not None
+            and not self._stopping.is_set()
+        ):
             st.again = False
             try:
                 rows = await self.store.events_after(owner, st.delivered)
@@ -296,6 +314,8 @@ class Hub:
 
     def resync(self) -> None:
         """Catch up every local owner from the database (after a broker reconnect)."""
+        if self._stopping.is_set():
+            return
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.create_task(self._resync(), name="hub-resync")
 
@@ -314,9 +334,11 @@ class Hub:
                 self._schedule_catch_up(owner, st)
 
     async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            await self._resync()
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
+            if not self._stopping.is_set():
+                await self._resync()
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in self.connections():

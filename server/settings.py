@@ -66,7 +66,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     max_ws_message_bytes: int = 64 * 1024
     auth_timeout_s: float = 5.0
-    send_queue_size: int = 256
+    send_queue_size: int = 1024
     replay_limit: int = 1000
     sweep_interval_s: float = 5.0
     timer_interval_s: float = 0.25
@@ -96,7 +96,7 @@ class Settings:
             producer_keys=keys,
             demo=demo,
             auto_migrate=not _flag(env.get("TASKBELL_NO_MIGRATE")),
-            send_queue_size=_int(env, "TASKBELL_SEND_QUEUE", 256),
+            send_queue_size=_int(env, "TASKBELL_SEND_QUEUE", 1024),
             replay_limit=_int(env, "TASKBELL_REPLAY_LIMIT", 1000),
             sweep_interval_s=_float(env, "TASKBELL_SWEEP_SECONDS", 5.0),
             timer_interval_s=_float(env, "TASKBELL_TIMER_SECONDS", 0.25),

@@ -1,0 +1,151 @@
+"""Shared fixtures: real Redis and PostgreSQL for the session, and a real uvicorn
+serving the app in the test's event loop on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from server.api.common import Parts
+from server.app import create_app
+from server.auth import mint_token
+from server.settings import Settings
+from tests.support.processes import free_port
+from tests.support.services import PostgresServer, RedisServer
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+PRODUCER_KEY = "pk-test-producer"
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    with PostgresServer() as server:
+        server.start()
+        yield server
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'taskbell.db'}"
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    return postgres_server.create_database()
+
+
+@pytest.fixture
+def output_dir() -> Path:
+    path = Path(os.environ.get("TASKBELL_TEST_OUTPUT", "test-output"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def make_settings(database_url: str, redis_url: str | None = None, **kw: object) -> Settings:
+    base = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        secret=SECRET,
+        producer_keys=frozenset({PRODUCER_KEY}),
+        sweep_interval_s=0.5,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def token(user: str, ttl: int = 3600) -> str:
+    return mint_token(SECRET, user, ttl)
+
+
+@dataclass
+class Live:
+    """A running server: its settings, URLs and (in-process) parts."""
+
+    settings: Settings
+    base_url: str
+    ws_url: str
+    app: Starlette
+
+    @property
+    def parts(self) -> Parts:
+        p: Parts = self.app.state.parts
+        return p
+
+    def producer(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {PRODUCER_KEY}"}
+        )
+
+    def person(self, user: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token(user)}"}
+        )
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Live]:
+    """Run the app under a real uvicorn in this event loop until the block ends."""
+    port = free_port()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_ws_message_bytes,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    assert server.started, "uvicorn did not start"
+    try:
+        yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Settings:
+    """Both ways to run: embedded (SQLite + memory broker) and scale-out (PG + Redis)."""
+    if request.param == "sqlite":
+        url = request.getfixturevalue("sqlite_url")
+        return make_settings(url)
+    pg: PostgresServer = request.getfixturevalue("postgres_server")
+    redis: RedisServer = request.getfixturevalue("redis_server")
+    return make_settings(pg.create_database(), redis.url)
+
+
+@pytest.fixture
+async def live(backend: Settings) -> AsyncIterator[Live]:
+    async with serve(backend) as running:
+        yield running
+
+
+@pytest.fixture
+async def embedded(sqlite_url: str) -> AsyncIterator[Live]:
+    """The embedded default only, for tests that need not run twice."""
+    async with serve(make_settings(sqlite_url)) as running:
+        yield running
