@@ -18,7 +18,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -64,6 +64,19 @@ class Envelope:
     seq: int
     count: int
     message: str
+
+
+class TxHook(Protocol):
+    """Runs inside the write transaction, after the changes are written: for outboxes
+    (webhook and push deliveries) that must commit or roll back with the change."""
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        changes: Sequence[tuple[Op, Outcome]],
+        envelopes: Sequence[Envelope],
+        now: datetime,
+    ) -> None: ...
 
 
 @dataclass
@@ -146,6 +159,7 @@ class Store:
     def __init__(self, engines: Engines, *, replay_limit: int = 1000) -> None:
         self.engines = engines
         self.replay_limit = replay_limit
+        self.hooks: list[TxHook] = []
         self._upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
 
     # ------------------------------------------------------------------ writes
@@ -183,6 +197,7 @@ class Store:
 
         results: list[Outcome | ApiError] = []
         effects: list[tuple[Effect, TaskState]] = []
+        changes: list[tuple[Op, Outcome]] = []
         for op in ops:
             try:
                 outcome = decide(op, working[op.id], now)
@@ -193,6 +208,7 @@ class Store:
             if outcome.state is not None:
                 working[op.id] = outcome.state
                 effects.extend((e, outcome.state) for e in outcome.effects)
+                changes.append((op, outcome))
 
         changed = {i: s for i, s in working.items() if s is not None and s is not existing.get(i)}
         if not changed:
@@ -230,6 +246,8 @@ class Store:
                     for env, (eff, state) in zip(envelopes, effects, strict=True)
                 ],
             )
+        for hook in self.hooks:
+            await hook(conn, changes, envelopes, now)
         return Applied(results, envelopes)
 
     async def _bump_feeds(
