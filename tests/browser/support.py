@@ -1,0 +1,155 @@
+"""What the browser tests drive besides the page: a producer (the process engine) and a
+person's own HTTP view, both over the real HTTP API of a real server process."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from server.auth import mint_token
+
+SECRET = "browser-tests-secret-0123456789abcdef-0123456789"
+PRODUCER_KEY = "pk-browser-tests"
+
+TaskBody = dict[str, Any]
+
+
+def new_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def user_token(user: str, secret: str = SECRET) -> str:
+    return mint_token(secret, user, 3600)
+
+
+class Producer:
+    """The process engine's side of the API, authenticated with a producer key."""
+
+    def __init__(self, base_url: str, key: str = PRODUCER_KEY) -> None:
+        self.client = httpx.Client(
+            base_url=f"{base_url}/api/v1",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=10.0,
+        )
+
+    def _ok(self, response: httpx.Response) -> Any:
+        assert response.is_success, (
+            f"{response.request.url}: {response.status_code} {response.text}"
+        )
+        return response.json()
+
+    def create(
+        self,
+        owner: str,
+        title: str = "Approve invoice INV-7",
+        *,
+        task_id: str | None = None,
+        kind: str = "activity",
+        process: str | None = "Invoice approval",
+        instance: str | None = None,
+        record: tuple[str, str, str] | None = ("Account", "acc-1", "Acme"),
+        url: str | None = None,
+    ) -> TaskBody:
+        body = self.task_body(
+            owner,
+            title,
+            task_id=task_id,
+            kind=kind,
+            process=process,
+            instance=instance,
+            record=record,
+            url=url,
+        )
+        created: TaskBody = self._ok(self.client.post("/tasks", json=body))
+        return created
+
+    @staticmethod
+    def task_body(
+        owner: str,
+        title: str,
+        *,
+        task_id: str | None = None,
+        kind: str = "activity",
+        process: str | None = "Invoice approval",
+        instance: str | None = None,
+        record: tuple[str, str, str] | None = ("Account", "acc-1", "Acme"),
+        url: str | None = None,
+    ) -> TaskBody:
+        tid = task_id or new_id()
+        return {
+            "id": tid,
+            "owner": owner,
+            "title": title,
+            "kind": kind,
+            "process": (
+                {"instance_id": instance or f"p-{tid}", "name": process} if process else None
+            ),
+            "record": (
+                {"entity": record[0], "id": record[1], "title": record[2]} if record else None
+            ),
+            "url": url if url is not None else f"https://crm.example/pages/{tid}",
+        }
+
+    def complete(self, task_id: str) -> TaskBody:
+        done: TaskBody = self._ok(self.client.post(f"/tasks/{task_id}/complete"))
+        return done
+
+    def cancel(self, task_id: str) -> TaskBody:
+        canceled: TaskBody = self._ok(self.client.post(f"/tasks/{task_id}/cancel"))
+        return canceled
+
+    def postpone(self, task_id: str, until: datetime) -> TaskBody:
+        body = {"until": until.isoformat()}
+        postponed: TaskBody = self._ok(self.client.post(f"/tasks/{task_id}/postpone", json=body))
+        return postponed
+
+    def update(self, task_id: str, **changes: Any) -> TaskBody:
+        updated: TaskBody = self._ok(self.client.patch(f"/tasks/{task_id}", json=changes))
+        return updated
+
+    def batch(self, ops: list[dict[str, Any]]) -> Any:
+        return self._ok(self.client.post("/tasks/batch", json={"ops": ops}))
+
+    def get(self, task_id: str) -> TaskBody:
+        task: TaskBody = self._ok(self.client.get(f"/tasks/{task_id}"))
+        return task
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Person:
+    """What the server says a person has: the truth the page is compared with."""
+
+    def __init__(self, base_url: str, user: str, secret: str = SECRET) -> None:
+        self.client = httpx.Client(
+            base_url=f"{base_url}/api/v1",
+            headers={"Authorization": f"Bearer {user_token(user, secret)}"},
+            timeout=10.0,
+        )
+
+    def counter(self) -> tuple[int, int]:
+        body = self.client.get("/me/counter").raise_for_status().json()
+        return int(body["count"]), int(body["seq"])
+
+    def running_ids(self) -> set[str]:
+        body = self.client.get("/me/tasks", params={"limit": 200}).raise_for_status().json()
+        return {str(t["id"]) for t in body["tasks"]}
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,94 @@
+/**
+ * The HTTP side of the server (under /api/v1): one method per call the page makes.
+ * Bodies are decoded by wire.js; failures throw `ApiError` with the server's code and
+ * message. A 401 in demo mode re-mints the token once and retries.
+ */
+
+import * as wire from "./wire.js";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+const enc = encodeURIComponent;
+
+export class Api {
+  /** `session` is set after construction (the session needs the api for demo tokens). */
+  constructor(base = "/api/v1") {
+    this.base = base;
+    this.session = null;
+  }
+
+  async #request(method, path, { body, auth = true, retry = true } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && this.session?.token) headers.Authorization = `Bearer ${this.session.token}`;
+    let response;
+    try {
+      response = await fetch(this.base + path, { method, headers, body, cache: "no-store" });
+    } catch {
+      throw new ApiError(0, "unreachable", "The server can't be reached right now.");
+    }
+    if (response.status === 401 && auth && retry && (await this.session?.renew())) {
+      return this.#request(method, path, { body, auth, retry: false });
+    }
+    let json = null;
+    try {
+      json = await response.json();
+    } catch {
+      json = null;
+    }
+    if (!response.ok) {
+      const { code, message } = wire.parseError(json, response.status);
+      throw new ApiError(response.status, code, message);
+    }
+    return json;
+  }
+
+  async myTasks({ statuses = ["running"], limit = 50, cursor = null } = {}) {
+    const q = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
+    if (cursor) q.set("cursor", cursor);
+    return wire.parseTaskPage(await this.#request("GET", `/me/tasks?${q}`));
+  }
+
+  async recordTasks(entity, id) {
+    return wire.parseRecordTasks(await this.#request("GET", `/records/${enc(entity)}/${enc(id)}/tasks`));
+  }
+
+  async complete(id) {
+    return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/complete`));
+  }
+
+  async resume(id) {
+    return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/resume`));
+  }
+
+  async postpone(id, untilMs) {
+    return wire.parseTaskResponse(
+      await this.#request("POST", `/tasks/${enc(id)}/postpone`, { body: wire.encodePostpone(untilMs) }),
+    );
+  }
+
+  async demoInfo() {
+    try {
+      return wire.parseDemoInfo(await this.#request("GET", "/demo", { auth: false }));
+    } catch {
+      return wire.parseDemoInfo({ demo: false, users: [] });
+    }
+  }
+
+  async demoToken(user) {
+    return wire.parseDemoToken(
+      await this.#request("POST", "/demo/token", { body: wire.encodeDemoUser(user), auth: false }),
+    );
+  }
+
+  async startDemoProcess() {
+    return wire.parseDemoProcess(await this.#request("POST", "/demo/process", { body: "{}", auth: false }));
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * Small DOM helpers: an element builder, the screen-reader announcer, toasts, and the
+ * motion preference. Text always goes in as text nodes, never as HTML.
+ */
+
+import { icon } from "./icons.js";
+
+/** `h("button", {class: "btn", onclick}, "Text", child)`. `null`/`false` children are skipped. */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on") && typeof value === "function") {
+      el.addEventListener(name.slice(2), value);
+    } else if (name === "dataset") {
+      Object.assign(el.dataset, value);
+    } else if (value === true) {
+      el.setAttribute(name, "");
+    } else {
+      el.setAttribute(name, String(value));
+    }
+  }
+  el.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return el;
+}
+
+export const setText = (el, text) => {
+  if (el.textContent !== text) el.textContent = text;
+};
+
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
+export const motionAllowed = () => !reducedMotion.matches;
+
+/**
+ * The polite aria-live region. Messages said within a short window are merged into one
+ * announcement, so a burst of fifty changes is one sentence, not fifty.
+ */
+export class Announcer {
+  #pending = [];
+  #timer = 0;
+
+  constructor(region) {
+    this.region = region;
+  }
+
+  say(message, { group } = {}) {
+    this.#pending.push({ message, group });
+    window.clearTimeout(this.#timer);
+    this.#timer = window.setTimeout(() => this.#flush(), 400);
+  }
+
+  #flush() {
+    const items = this.#pending;
+    this.#pending = [];
+    const groups = new Map();
+    const lines = [];
+    for (const item of items) {
+      if (!item.group) {
+        lines.push(item.message);
+        continue;
+      }
+      const g = groups.get(item.group.key) ?? { ...item.group, n: 0, first: item.message };
+      g.n += 1;
+      groups.set(item.group.key, g);
+    }
+    for (const g of groups.values()) lines.push(g.n === 1 ? g.first : g.many(g.n));
+    if (!lines.length) return;
+    const p = document.createElement("p");
+    p.textContent = lines.join(" ");
+    this.region.append(p);
+    while (this.region.childElementCount > 5) this.region.firstElementChild.remove();
+  }
+}
+
+/** Short messages at the bottom of the screen, optionally with one action ("Undo"). */
+export class Toasts {
+  constructor(region) {
+    this.region = region;
+  }
+
+  show(message, { tone = "info", action = null, timeout = 5000 } = {}) {
+    const close = () => {
+      if (!toast.isConnected) return;
+      toast.classList.add("is-leaving");
+      window.setTimeout(() => toast.remove(), motionAllowed() ? 180 : 0);
+    };
+    const actionBtn = action
+      ? h("button", { class: "toast__action", type: "button", onclick: () => { close(); action.run(); } }, action.label)
+      : null;
+    const toast = h(
+      "div",
+      { class: `toast toast--${tone}`, role: tone === "error" ? "alert" : "status", "data-testid": "toast" },
+      icon(tone === "error" ? "alert" : "done", "icon toast__icon"),
+      h("span", { class: "toast__text" }, message),
+      actionBtn,
+      h("button", { class: "toast__close", type: "button", "aria-label": "Dismiss", onclick: close }, icon("x")),
+    );
+    this.region.append(toast);
+    while (this.region.childElementCount > 3) this.region.firstElementChild.remove();
+    if (timeout) window.setTimeout(close, action ? timeout + 3000 : timeout);
+    return close;
+  }
+}

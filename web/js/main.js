@@ -1,0 +1,155 @@
+/**
+ * Start-up: take the token out of the address bar, learn whether this is a demo, find out
+ * who the person is (token, demo picker, or the "needs a token" note), then wire the
+ * feed, the connection and the views together and follow the hash routes.
+ */
+
+import { Actions } from "./actions.js";
+import { Api } from "./api.js";
+import { Connection, ConnState } from "./connection.js";
+import { Announcer, Toasts } from "./dom.js";
+import { Feed } from "./feed.js";
+import { hydrateIcons } from "./icons.js";
+import { DesktopNotifier } from "./notify.js";
+import { onRoute } from "./router.js";
+import { Session, takeTokenFromFragment } from "./session.js";
+import { startRelativeClock } from "./time.js";
+import { ActivitiesView } from "./views/activities.js";
+import { pickDemoUser, showNeedsToken } from "./views/gate.js";
+import { HomeView } from "./views/home.js";
+import { PanelView } from "./views/panel.js";
+import { PostponeMenu } from "./views/postpone.js";
+import { RecordView } from "./views/record.js";
+import { Shell } from "./views/shell.js";
+
+const fragmentToken = takeTokenFromFragment();
+
+async function boot() {
+  const api = new Api();
+  const info = await api.demoInfo();
+  const session = new Session({ demo: info.demo, api });
+  api.session = session;
+  const gate = document.getElementById("gate");
+
+  if (!session.restore(fragmentToken)) {
+    if (!info.demo) {
+      showNeedsToken(gate);
+      return;
+    }
+    await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
+    gate.hidden = true;
+    gate.replaceChildren();
+  }
+  session.listenToHost();
+  start({ api, session, demo: info.demo });
+}
+
+function start({ api, session, demo }) {
+  const app = document.getElementById("app");
+  hydrateIcons(app);
+  const feed = new Feed();
+  const announcer = new Announcer(document.querySelector("[data-testid=announcer]"));
+  const toasts = new Toasts(document.getElementById("toasts"));
+  const postponeMenu = new PostponeMenu(document.getElementById("postpone-menu"));
+  const dialog = document.getElementById("dialog");
+  dialog.addEventListener("click", (event) => {
+    if (event.target === dialog) dialog.close(); // a click on the backdrop
+  });
+
+  const shell = new Shell({ app, feed, session, demo, toasts, api });
+  let current = null;
+  const actions = new Actions({
+    api,
+    toasts,
+    announcer,
+    onChanged: () => {
+      current?.refresh?.();
+      panel.refreshPostponed();
+    },
+  });
+  const notifier = new DesktopNotifier({
+    feed,
+    onOpen: (taskId) => {
+      window.location.hash = "#/";
+      shell.setPanel(true);
+      panel.running.flush();
+      panel.running.element(taskId)?.querySelector(".card__title")?.focus();
+    },
+  });
+  const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier, toasts });
+  announceChanges(feed, announcer);
+  // The skip link must not change the hash (that is the router's): focus the list instead.
+  document.querySelector(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    shell.setPanel(true);
+    panel.selectTab("running");
+    document.getElementById("task-list").focus();
+  });
+
+  const views = {
+    home: new HomeView({ feed, api, session, demo }),
+    activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
+    record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
+  };
+  views.record.onTitle = (title) => shell.setPageName(title);
+  const main = document.getElementById("main");
+  let firstRoute = true;
+  onRoute((route) => {
+    postponeMenu.close();
+    current?.unmount();
+    current = views[route.name];
+    current.mount(main, route);
+    shell.route(route);
+    shell.setPageName(route.name === "activities" ? "Activities" : route.name === "record" ? route.id : "");
+    if (!firstRoute) main.focus({ preventScroll: true });
+    firstRoute = false;
+    window.scrollTo(0, 0);
+  });
+
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  const connection = new Connection({ url: `${scheme}://${window.location.host}/ws`, feed, session });
+  const conn = document.querySelector("[data-testid=conn-state]");
+  connection.onState((state) => {
+    shell.connection(state, connection.stopReason);
+    conn.dataset.sync = connection.lastSync ?? "";
+    if (state === ConnState.RECONNECTING) announcer.say("Connection lost. Reconnecting…", { group: { key: "conn", many: () => "Reconnecting…" } });
+  });
+  startRelativeClock(document.body);
+  app.hidden = false;
+  connection.start();
+  // For people poking at the page from the console (and nothing else).
+  window.taskbell = Object.freeze({ feed, connection, session });
+}
+
+/** New and vanished tasks, said once through the aria-live region (bursts are merged). */
+function announceChanges(feed, announcer) {
+  let primed = false;
+  feed.subscribe(({ source, changes }) => {
+    if (source === "snapshot" && !primed) {
+      primed = true;
+      return;
+    }
+    for (const { change, task, reason } of changes) {
+      if (change === "added") {
+        announcer.say(`New process task: ${task.title}.`, {
+          group: { key: "added", many: (n) => `${n} new process tasks.` },
+        });
+      } else if (change === "removed" && (reason === "canceled" || task.status === "canceled")) {
+        announcer.say(`Canceled by the process: ${task.title}.`, {
+          group: { key: "canceled", many: (n) => `${n} process tasks were canceled.` },
+        });
+      } else if (change === "removed" && reason === "reassigned") {
+        announcer.say(`Reassigned to someone else: ${task.title}.`, {
+          group: { key: "reassigned", many: (n) => `${n} process tasks were reassigned.` },
+        });
+      }
+    }
+  });
+}
+
+boot().catch((err) => {
+  console.error(err);
+  const gate = document.getElementById("gate");
+  gate.textContent = `Taskbell couldn't start: ${err.message}`;
+  gate.hidden = false;
+});

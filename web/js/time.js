@@ -1,0 +1,94 @@
+/**
+ * Times as a person reads them, in their own time zone and locale: "2 min ago",
+ * "Tomorrow 09:00", and the postpone presets. Pure functions of (ms, now).
+ */
+
+const MINUTE = 60_000;
+const HOUR = 60 * MINUTE;
+
+const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", month: "short", day: "numeric" });
+const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+
+export const timeZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+
+function startOfDay(ms) {
+  const d = new Date(ms);
+  d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** "just now", "5 min ago", "3 h ago", "yesterday", "Mon, Nov 3". */
+export function relative(ms, now = Date.now()) {
+  const ago = now - ms;
+  if (ago < 45_000) return "just now";
+  if (ago < HOUR) return `${Math.max(1, Math.round(ago / MINUTE))} min ago`;
+  if (ago < 12 * HOUR || startOfDay(ms) === startOfDay(now)) return `${Math.floor(ago / HOUR)} h ago`;
+  if (dayAfter(ms) === startOfDay(now)) return "yesterday";
+  return dayFmt.format(ms);
+}
+
+function dayAfter(ms) {
+  const d = new Date(ms);
+  d.setDate(d.getDate() + 1);
+  return startOfDay(d.getTime());
+}
+
+/** "today 09:00", "tomorrow 09:00", "Sat, Nov 29, 09:00": a moment in the future. */
+export function when(ms, now = Date.now()) {
+  const day = startOfDay(ms);
+  const time = timeFmt.format(ms);
+  if (day === startOfDay(now)) return `today ${time}`;
+  if (day === dayAfter(now)) return `tomorrow ${time}`;
+  return `${dayFmt.format(ms)}, ${time}`;
+}
+
+export const clock = (ms) => timeFmt.format(ms);
+/** "Sat 09:00". */
+export const dayClock = (ms) =>
+  `${new Intl.DateTimeFormat(undefined, { weekday: "short" }).format(ms)} ${timeFmt.format(ms)}`;
+export const full = (ms) => fullFmt.format(ms);
+
+/** One hour from now, to the minute. */
+export function inOneHour(now = Date.now()) {
+  const d = new Date(now + HOUR);
+  d.setSeconds(0, 0);
+  return d.getTime();
+}
+
+/** Tomorrow at 09:00 in the person's time zone. */
+export function tomorrowNine(now = Date.now()) {
+  const d = new Date(now);
+  d.setDate(d.getDate() + 1);
+  d.setHours(9, 0, 0, 0);
+  return d.getTime();
+}
+
+const pad = (n) => String(n).padStart(2, "0");
+
+/** ms → the value of an `<input type="datetime-local">` (local wall time). */
+export function toLocalInput(ms) {
+  const d = new Date(ms);
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** The value of an `<input type="datetime-local">` → ms, read as the person's local time. */
+export function fromLocalInput(value) {
+  const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})/.exec(value);
+  if (!m) return null;
+  const [, y, mo, d, h, mi] = m.map(Number);
+  return new Date(y, mo - 1, d, h, mi, 0, 0).getTime();
+}
+
+/** Refresh every `<time data-relative>` under `root` twice a minute. */
+export function startRelativeClock(root) {
+  const tick = () => {
+    const now = Date.now();
+    for (const el of root.querySelectorAll("time[data-relative]")) {
+      const text = relative(Number(el.dataset.relative), now);
+      if (el.textContent !== text) el.textContent = text;
+    }
+  };
+  window.setInterval(tick, 30_000);
+  return tick;
+}

@@ -1,0 +1,145 @@
+/**
+ * A list whose DOM is keyed by task id: an item that stays is updated in place (never
+ * re-created), a new one slides open, a gone one folds away. Renders are coalesced to
+ * one per animation frame, so a burst of changes moves the list once.
+ *
+ * A leaving item stays in the DOM only for its animation and is marked
+ * `data-leaving` + inert, with its `data-testid` suffixed `-leaving`.
+ */
+
+import { motionAllowed } from "../dom.js";
+
+const ENTER_MS = 240;
+const LEAVE_MS = 200;
+const EASE = "cubic-bezier(.2, .8, .2, 1)";
+/** More simultaneous changes than this are applied without animation: calmer than fifty moving cards. */
+const ANIMATE_AT_MOST = 8;
+
+export class KeyedList {
+  #nodes = new Map();
+  #frame = 0;
+  #items = [];
+  #animateNext = false;
+
+  /**
+   * @param {HTMLElement} container the `<ul>`
+   * @param {{create(item): HTMLElement, update(el, item): void, focusTarget?(el): HTMLElement|null}} render
+   */
+  constructor(container, render) {
+    this.container = container;
+    this.render = render;
+  }
+
+  get size() {
+    return this.#nodes.size;
+  }
+
+  element(id) {
+    return this.#nodes.get(id) ?? null;
+  }
+
+  /** Show `items` (in this order) at the next frame; `animate` for live changes. */
+  set(items, { animate = true } = {}) {
+    this.#items = items;
+    this.#animateNext = this.#animateNext || animate;
+    if (!this.#frame) this.#frame = window.requestAnimationFrame(() => this.#apply());
+  }
+
+  /** Apply a pending `set` now (before measuring or reading the DOM). */
+  flush() {
+    if (this.#frame) {
+      window.cancelAnimationFrame(this.#frame);
+      this.#apply();
+    }
+  }
+
+  #apply() {
+    this.#frame = 0;
+    const items = this.#items;
+    const wanted = new Set(items.map((i) => i.id));
+    const leaving = [...this.#nodes.keys()].filter((id) => !wanted.has(id));
+    const entering = items.filter((i) => !this.#nodes.has(i.id)).length;
+    const animate =
+      this.#animateNext && motionAllowed() && !document.hidden && leaving.length + entering <= ANIMATE_AT_MOST;
+    this.#animateNext = false;
+
+    const gone = leaving.map((id) => {
+      const el = this.#nodes.get(id);
+      this.#nodes.delete(id);
+      el.dataset.leaving = "1";
+      return el;
+    });
+    for (const el of gone) this.#leave(el, animate);
+
+    let prev = null;
+    const entered = [];
+    for (const item of items) {
+      let el = this.#nodes.get(item.id);
+      if (el) {
+        this.render.update(el, item);
+      } else {
+        el = this.render.create(item);
+        this.#nodes.set(item.id, el);
+        entered.push(el);
+      }
+      const ref = this.#nextLive(prev ? prev.nextElementSibling : this.container.firstElementChild);
+      if (ref !== el) this.container.insertBefore(el, ref);
+      prev = el;
+    }
+    if (animate) for (const el of entered) this.#enter(el);
+  }
+
+  #nextLive(el) {
+    let node = el;
+    while (node && node.dataset.leaving) node = node.nextElementSibling;
+    return node;
+  }
+
+  #enter(el) {
+    const height = el.offsetHeight;
+    el.animate(
+      [
+        { height: "0px", opacity: 0, transform: "translateY(-6px)" },
+        { height: `${height}px`, opacity: 1, transform: "none" },
+      ],
+      { duration: ENTER_MS, easing: EASE },
+    );
+  }
+
+  #leave(el, animate) {
+    if (el.contains(document.activeElement)) this.#moveFocusFrom(el, document.activeElement);
+    el.inert = true;
+    if (el.dataset.testid) el.dataset.testid = `${el.dataset.testid}-leaving`;
+    if (!animate) {
+      el.remove();
+      return;
+    }
+    const height = el.offsetHeight;
+    const anim = el.animate(
+      [
+        { height: `${height}px`, opacity: 1 },
+        { height: "0px", opacity: 0 },
+      ],
+      { duration: LEAVE_MS, easing: EASE, fill: "forwards" },
+    );
+    anim.finished.then(() => el.remove(), () => el.remove());
+  }
+
+  /** Keyboard users keep their place: focus the same control of the next item (or the
+   * previous one, or the list itself). */
+  #moveFocusFrom(el, focused) {
+    let target = this.#nextLive(el.nextElementSibling);
+    if (!target) {
+      target = el.previousElementSibling;
+      while (target && target.dataset.leaving) target = target.previousElementSibling;
+    }
+    const same = focused.dataset.testid;
+    const focusable =
+      target && same
+        ? (target.querySelector(`[data-testid="${same}"]`) ?? this.render.focusTarget?.(target))
+        : target
+          ? this.render.focusTarget?.(target)
+          : null;
+    (focusable ?? this.container).focus({ preventScroll: false });
+  }
+}

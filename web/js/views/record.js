@@ -1,0 +1,203 @@
+/**
+ * A connected record (`#/records/{entity}/{id}`) and its Process button ("move down the
+ * process"): with one open step it opens that step's page; with several it shows a
+ * chooser; with none it says so. A postponed step is resumed when it is opened.
+ */
+
+import { h } from "../dom.js";
+import { icon } from "../icons.js";
+import * as time from "../time.js";
+import { Status } from "../wire.js";
+import { createCard, focusTarget, updateCard } from "./card.js";
+import { KIND_LABEL } from "./card.js";
+import { KeyedList } from "./keyed-list.js";
+import { delegateCardActions } from "./panel.js";
+
+export class RecordView {
+  #tasks = [];
+  #generation = 0;
+  #refreshTimer = 0;
+  #unsubscribe = null;
+
+  constructor({ feed, api, actions, postponeMenu, dialog }) {
+    this.feed = feed;
+    this.api = api;
+    this.actions = actions;
+    this.postponeMenu = postponeMenu;
+    this.dialog = dialog;
+  }
+
+  mount(main, route) {
+    this.entity = route.entity;
+    this.id = route.id;
+    this.titleEl = h("h1", { class: "view__title", id: "view-title", "data-testid": "record-title" }, route.id);
+    this.summary = h("p", { class: "view__lede", "data-testid": "record-summary" }, "Looking for open process steps…");
+    this.button = h(
+      "button",
+      {
+        class: "btn btn--primary btn--process",
+        type: "button",
+        "data-testid": "process-button",
+        "aria-haspopup": "dialog",
+        "aria-disabled": "true",
+        onclick: () => this.#process(),
+      },
+      icon("process"),
+      h("span", {}, "Process"),
+    );
+    this.listEl = h("ul", { class: "task-list task-list--wide", "data-testid": "record-steps", "aria-label": "Open process steps of this record" });
+    this.list = new KeyedList(this.listEl, {
+      create: (t) => createCard(t, { variant: "list", testid: "record-step" }),
+      update: updateCard,
+      focusTarget,
+    });
+    delegateCardActions(this.listEl, {
+      complete: (task, card) => void this.actions.complete(task, card),
+      postpone: (task, card, button) =>
+        this.postponeMenu.open(button, (until) => void this.actions.postpone(task, card, until)),
+      resume: (task, card) => void this.actions.resume(task, card),
+    });
+
+    main.replaceChildren(
+      h(
+        "section",
+        { class: "view view--record", "aria-labelledby": "view-title" },
+        h(
+          "nav",
+          { class: "crumbs", "aria-label": "Breadcrumb" },
+          h("a", { href: "#/" }, "Overview"),
+          h("span", { "aria-hidden": "true" }, "/"),
+          h("span", {}, route.entity),
+        ),
+        h(
+          "header",
+          { class: "record-head" },
+          h("span", { class: "record-head__icon", "aria-hidden": "true" }, icon("record")),
+          h(
+            "div",
+            { class: "record-head__text" },
+            h("p", { class: "record-head__entity" }, `${route.entity} · ${route.id}`),
+            this.titleEl,
+          ),
+          h("div", { class: "record-head__actions" }, this.button),
+        ),
+        this.summary,
+        h("h2", { class: "section-title" }, "Open process steps"),
+        this.listEl,
+      ),
+    );
+    this.#unsubscribe = this.feed.subscribe(() => this.#scheduleRefresh());
+    void this.#load();
+  }
+
+  unmount() {
+    this.#unsubscribe?.();
+    this.#generation += 1;
+    window.clearTimeout(this.#refreshTimer);
+    if (this.dialog.open) this.dialog.close();
+  }
+
+  refresh() {
+    this.#scheduleRefresh();
+  }
+
+  #scheduleRefresh() {
+    window.clearTimeout(this.#refreshTimer);
+    this.#refreshTimer = window.setTimeout(() => void this.#load(), 250);
+  }
+
+  async #load() {
+    const generation = ++this.#generation;
+    let result;
+    try {
+      result = await this.api.recordTasks(this.entity, this.id);
+    } catch (err) {
+      if (generation === this.#generation) this.summary.textContent = `Couldn't load this record's process steps: ${err.message}`;
+      return;
+    }
+    if (generation !== this.#generation) return;
+    this.#tasks = [...result.tasks];
+    const named = this.#tasks.find((t) => t.record?.title);
+    this.titleEl.textContent = named ? named.record.title : this.id;
+    this.onTitle?.(this.titleEl.textContent);
+    const n = this.#tasks.length;
+    this.button.setAttribute("aria-disabled", String(n === 0));
+    this.button.dataset.count = String(n);
+    this.summary.textContent =
+      n === 0
+        ? "No process is waiting on this record."
+        : n === 1
+          ? "One process step is waiting on this record. Process opens it."
+          : `${n} process steps are waiting on this record. Process lets you choose one.`;
+    this.list.set(this.#tasks, { animate: this.list.size > 0 });
+  }
+
+  #process() {
+    const tasks = this.#tasks;
+    if (tasks.length === 0) return;
+    if (tasks.length === 1) {
+      void this.actions.open(tasks[0]);
+      return;
+    }
+    this.#choose(tasks);
+  }
+
+  /** The "move down the process" chooser: one button per open step. */
+  #choose(tasks) {
+    const dialog = this.dialog;
+    const choice = (task) =>
+      h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            class: "choice",
+            type: "button",
+            "data-testid": "process-choice",
+            "data-task-id": task.id,
+            onclick: () => {
+              dialog.close();
+              void this.actions.open(task);
+            },
+          },
+          h("span", { class: `kind-icon kind-icon--${task.kind}`, "aria-hidden": "true" }, icon(task.kind)),
+          h(
+            "span",
+            { class: "choice__text" },
+            h("span", { class: "choice__title" }, task.title),
+            h(
+              "span",
+              { class: "choice__meta" },
+              [KIND_LABEL[task.kind], task.process?.name].filter(Boolean).join(" · "),
+            ),
+          ),
+          task.status === Status.POSTPONED
+            ? h("span", { class: "status-chip status-chip--postponed" }, `Postponed · ${time.when(task.postponedUntil ?? Date.now())}`)
+            : h("span", { class: "status-chip status-chip--running" }, "Running"),
+          icon("arrowRight", "icon choice__go"),
+        ),
+      );
+    dialog.replaceChildren(
+      h(
+        "div",
+        { class: "dialog__body", "data-testid": "process-chooser" },
+        h(
+          "header",
+          { class: "dialog__head" },
+          h("h2", { class: "dialog__title", id: "dialog-title" }, "Move down the process"),
+          h(
+            "button",
+            { class: "icon-btn", type: "button", "aria-label": "Close", onclick: () => dialog.close() },
+            icon("x"),
+          ),
+        ),
+        h("p", { class: "dialog__lede" }, `${tasks.length} steps are open for ${this.titleEl.textContent}. Which one do you want to continue?`),
+        h("ul", { class: "choices" }, tasks.map(choice)),
+      ),
+    );
+    dialog.addEventListener("close", () => this.button.isConnected && this.button.focus(), { once: true });
+    dialog.showModal();
+    dialog.querySelector(".choice")?.focus();
+  }
+}

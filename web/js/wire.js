@@ -1,0 +1,270 @@
+/**
+ * The wire format, and the only module that knows it (see CONTRACT.md).
+ *
+ * Everything the server sends goes through a parse function here and comes out as a
+ * plain frozen value with the page's own field names; anything unexpected throws
+ * `WireError`, so no other module ever touches a raw frame or a raw JSON body.
+ * Everything the page sends is built here too.
+ */
+
+export const Kind = Object.freeze({
+  ACTIVITY: "activity",
+  EMAIL: "email",
+  EDIT_RECORD: "edit_record",
+  PAGE: "page",
+});
+
+export const Status = Object.freeze({
+  RUNNING: "running",
+  POSTPONED: "postponed",
+  COMPLETED: "completed",
+  CANCELED: "canceled",
+});
+
+const KINDS = new Set(Object.values(Kind));
+const STATUSES = new Set(Object.values(Status));
+
+/** WebSocket close codes. The server's, and the one the page uses itself (a browser
+ * may only close with 1000 or 3000-4999). */
+export const CloseCode = Object.freeze({
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  ABNORMAL: 1006,
+  BAD_MESSAGE: 1008,
+  TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  NOT_AUTHENTICATED: 4001,
+  TOO_SLOW: 4008,
+  CLIENT_RECONNECT: 4000,
+});
+
+export class WireError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WireError";
+  }
+}
+
+// ---------------------------------------------------------------- small checkers
+
+function object(value, what) {
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new WireError(`${what} is not an object`);
+  }
+  return value;
+}
+
+function string(value, what) {
+  if (typeof value !== "string") throw new WireError(`${what} is not a string`);
+  return value;
+}
+
+function optionalString(value, what) {
+  return value === null || value === undefined ? null : string(value, what);
+}
+
+function seqNumber(value, what) {
+  if (!Number.isSafeInteger(value) || value < 0) {
+    throw new WireError(`${what} is not a non-negative integer`);
+  }
+  return value;
+}
+
+function instant(value, what) {
+  const ms = Date.parse(string(value, what));
+  if (Number.isNaN(ms)) throw new WireError(`${what} is not an ISO-8601 time`);
+  return ms;
+}
+
+// ---------------------------------------------------------------- task objects
+
+/**
+ * A task object → `{id, owner, title, kind, status, process, record, url,
+ * postponedUntil, createdAt, updatedAt}` (times in epoch milliseconds).
+ * An unknown `kind` is kept (the page shows a generic icon); an unknown status is an error.
+ */
+export function parseTask(raw) {
+  const t = object(raw, "task");
+  const status = string(t.status, "task.status");
+  if (!STATUSES.has(status)) throw new WireError(`unknown task status ${status.slice(0, 40)}`);
+  let process = null;
+  if (t.process !== null && t.process !== undefined) {
+    const p = object(t.process, "task.process");
+    process = Object.freeze({
+      instanceId: string(p.instance_id, "process.instance_id"),
+      name: string(p.name, "process.name"),
+    });
+  }
+  let record = null;
+  if (t.record !== null && t.record !== undefined) {
+    const r = object(t.record, "task.record");
+    record = Object.freeze({
+      entity: string(r.entity, "record.entity"),
+      id: string(r.id, "record.id"),
+      title: optionalString(r.title, "record.title"),
+    });
+  }
+  const kind = string(t.kind, "task.kind");
+  return Object.freeze({
+    id: string(t.id, "task.id"),
+    owner: string(t.owner, "task.owner"),
+    title: string(t.title, "task.title"),
+    kind: KINDS.has(kind) ? kind : "other",
+    status,
+    process,
+    record,
+    url: optionalString(t.url, "task.url"),
+    postponedUntil:
+      t.postponed_until === null || t.postponed_until === undefined
+        ? null
+        : instant(t.postponed_until, "task.postponed_until"),
+    createdAt: instant(t.created_at, "task.created_at"),
+    updatedAt: instant(t.updated_at, "task.updated_at"),
+  });
+}
+
+function taskArray(value, what) {
+  if (!Array.isArray(value)) throw new WireError(`${what} is not a list`);
+  return Object.freeze(value.map(parseTask));
+}
+
+// ---------------------------------------------------------------- WebSocket, server → page
+
+const EVENT_CHANGES = Object.freeze({
+  "task.added": "added",
+  "task.updated": "updated",
+  "task.removed": "removed",
+});
+
+/**
+ * One frame from `/ws` → one of
+ *   {type: "snapshot", seq, count, tasks}
+ *   {type: "synced", seq, count}
+ *   {type: "event", change: "added"|"updated"|"removed", seq, count, task, reason}
+ *   {type: "ping"} | {type: "pong"} | {type: "error", code, message}
+ * Throws `WireError` for anything else, including an unknown message type.
+ */
+export function parseServerMessage(text) {
+  if (typeof text !== "string") throw new WireError("binary frames are not part of the protocol");
+  let data;
+  try {
+    data = JSON.parse(text);
+  } catch {
+    throw new WireError("frame is not JSON");
+  }
+  const msg = object(data, "message");
+  const type = string(msg.type, "message.type");
+  switch (type) {
+    case "snapshot":
+      return Object.freeze({
+        type,
+        seq: seqNumber(msg.seq, "snapshot.seq"),
+        count: seqNumber(msg.count, "snapshot.count"),
+        tasks: taskArray(msg.tasks, "snapshot.tasks"),
+      });
+    case "synced":
+      return Object.freeze({
+        type,
+        seq: seqNumber(msg.seq, "synced.seq"),
+        count: seqNumber(msg.count, "synced.count"),
+      });
+    case "task.added":
+    case "task.updated":
+    case "task.removed":
+      return Object.freeze({
+        type: "event",
+        change: EVENT_CHANGES[type],
+        seq: seqNumber(msg.seq, `${type}.seq`),
+        count: seqNumber(msg.count, `${type}.count`),
+        task: parseTask(msg.task),
+        reason: optionalString(msg.reason, `${type}.reason`),
+      });
+    case "ping":
+    case "pong":
+      return Object.freeze({ type });
+    case "error":
+      return Object.freeze({
+        type,
+        code: optionalString(msg.code, "error.code") ?? "error",
+        message: optionalString(msg.message, "error.message") ?? "",
+      });
+    default:
+      throw new WireError(`unknown message type ${type.slice(0, 40)}`);
+  }
+}
+
+// ---------------------------------------------------------------- WebSocket, page → server
+
+/** The first frame of a connection (and a session refresh when sent again). */
+export function encodeAuth(token, since) {
+  const msg = { type: "auth", token };
+  if (Number.isSafeInteger(since)) msg.since = since;
+  return JSON.stringify(msg);
+}
+
+export const encodePing = () => '{"type":"ping"}';
+export const encodePong = () => '{"type":"pong"}';
+
+// ---------------------------------------------------------------- HTTP bodies
+
+/** `GET /me/tasks` → `{tasks, nextCursor}`. */
+export function parseTaskPage(json) {
+  const body = object(json, "task page");
+  return Object.freeze({
+    tasks: taskArray(body.tasks, "tasks"),
+    nextCursor: optionalString(body.next_cursor, "next_cursor"),
+  });
+}
+
+/** `GET /records/{entity}/{id}/tasks` → `{entity, id, tasks}`. */
+export function parseRecordTasks(json) {
+  const body = object(json, "record tasks");
+  return Object.freeze({
+    entity: string(body.entity, "entity"),
+    id: string(body.id, "id"),
+    tasks: taskArray(body.tasks, "tasks"),
+  });
+}
+
+/** A transition's answer (`POST /tasks/{id}/complete` …) is the task itself. */
+export const parseTaskResponse = parseTask;
+
+/** `{"error": {"code", "message"}}` → `{code, message}`; tolerant, it only feeds a toast. */
+export function parseError(json, status) {
+  const err = json && typeof json === "object" ? json.error : null;
+  if (err && typeof err === "object" && typeof err.message === "string") {
+    return { code: typeof err.code === "string" ? err.code : `http_${status}`, message: err.message };
+  }
+  return { code: `http_${status}`, message: `The server answered ${status}.` };
+}
+
+/** `POST /tasks/{id}/postpone` body. */
+export function encodePostpone(untilMs) {
+  return JSON.stringify({ until: new Date(untilMs).toISOString() });
+}
+
+/** `GET /api/v1/demo` → `{demo, users}`. */
+export function parseDemoInfo(json) {
+  const body = object(json, "demo info");
+  const users = Array.isArray(body.users) ? body.users.filter((u) => typeof u === "string") : [];
+  return Object.freeze({ demo: body.demo === true, users: Object.freeze(users) });
+}
+
+/** `POST /api/v1/demo/token` → `{user, token}`. */
+export function parseDemoToken(json) {
+  const body = object(json, "demo token");
+  return Object.freeze({ user: string(body.user, "user"), token: string(body.token, "token") });
+}
+
+export const encodeDemoUser = (user) => JSON.stringify({ user });
+
+/** `POST /api/v1/demo/process` → `{instanceId, taskIds}`. */
+export function parseDemoProcess(json) {
+  const body = object(json, "demo process");
+  return Object.freeze({
+    instanceId: string(body.instance_id, "instance_id"),
+    taskIds: Array.isArray(body.tasks) ? Object.freeze(body.tasks.map(String)) : Object.freeze([]),
+  });
+}
