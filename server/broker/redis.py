@@ -150,7 +150,8 @@ class RedisBroker:
         next_ping = last_heard + self._check_interval
         prefix_len = len(PREFIX)
         while True:
-            msg = await pubsub.get_message(timeout=1.0)
+            wait = max(0.01, min(1.0, next_ping - time.monotonic()))
+            msg = await pubsub.get_message(timeout=wait)
             now = time.monotonic()
             if msg is not None:
                 kind = msg["type"]
@@ -168,8 +169,13 @@ class RedisBroker:
                 if now - last_heard > 2 * self._check_interval:
                     raise DeafSubscription("own pings are not coming back")
                 next_ping = now + self._check_interval
-                if self._pub is not None:
-                    try:
-                        await self._pub.publish(self._ping_channel, b"ping")
-                    except (RedisError, OSError):
-                        self._publish_ok = False
+                await self._ping()
+
+    async def _ping(self) -> None:
+        if self._pub is None:
+            return
+        try:
+            await self._pub.publish(self._ping_channel, b"ping")
+            self._publish_ok = True
+        except (RedisError, OSError):
+            self._publish_ok = False
