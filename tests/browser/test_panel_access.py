@@ -99,6 +99,17 @@ def test_readable_on_a_phone_and_at_200_percent_zoom(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+    clipped = page.evaluate(
+        """() => {
+            const bar = document.querySelector('.topbar').getBoundingClientRect();
+            return [...document.querySelectorAll('.topbar a, .topbar button, .topbar .conn')]
+                .filter((el) => el.getClientRects().length)
+                .filter((el) => { const r = el.getBoundingClientRect();
+                                  return r.left < bar.left || r.right > bar.right; })
+                .map((el) => el.textContent.trim());
+        }"""
+    )
+    assert clipped == [], f"cut off at the edge: {clipped}"
     box = card.bounding_box()
     assert box is not None
     assert box["x"] >= 0

@@ -23,6 +23,7 @@ def test_a_task_created_by_the_producer_appears_with_badge_1(
     page = browsing.open(user)
     expect(badge(page)).to_have_count(0)
     expect(page.get_by_test_id("bell")).to_have_accessible_name("Process tasks")
+    expect(page.get_by_test_id("demo-start")).to_have_count(0)  # demo mode only
 
     task = producer.create(
         user,

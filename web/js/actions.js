@@ -21,10 +21,6 @@ export class Actions {
     this.onChanged = onChanged;
   }
 
-  isBusy(id) {
-    return this.#busy.has(id);
-  }
-
   async #run(task, card, action, call, success) {
     if (this.#busy.has(task.id)) return null;
     this.#busy.add(task.id);

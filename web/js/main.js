@@ -6,7 +6,7 @@
 
 import { Actions } from "./actions.js";
 import { Api } from "./api.js";
-import { Connection, ConnState } from "./connection.js";
+import { Connection } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
 import { hydrateIcons } from "./icons.js";
@@ -76,7 +76,7 @@ function start({ api, session, demo }) {
       panel.running.element(taskId)?.querySelector(".card__title")?.focus();
     },
   });
-  const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier, toasts });
+  const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier });
   announceChanges(feed, announcer);
   // The skip link must not change the hash (that is the router's): focus the list instead.
   document.querySelector(".skip-link").addEventListener("click", (event) => {
@@ -111,8 +111,9 @@ function start({ api, session, demo }) {
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
     shell.connection(state, connection.stopReason);
+    // The state element is a role=status region itself, so screen readers hear
+    // "Reconnecting…" and "Live" without a second announcement from here.
     conn.dataset.sync = connection.lastSync ?? "";
-    if (state === ConnState.RECONNECTING) announcer.say("Connection lost. Reconnecting…", { group: { key: "conn", many: () => "Reconnecting…" } });
   });
   startRelativeClock(document.body);
   app.hidden = false;

@@ -7,9 +7,8 @@
 import { h } from "../dom.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
-import { createCard, focusTarget, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
-import { delegateCardActions } from "./panel.js";
 
 const FILTERS = [
   { id: "all", label: "All", statuses: Object.values(Status) },
@@ -43,12 +42,7 @@ export class ActivitiesView {
       update: updateCard,
       focusTarget,
     });
-    delegateCardActions(this.listEl, {
-      complete: (task, card) => void this.actions.complete(task, card),
-      postpone: (task, card, button) =>
-        this.postponeMenu.open(button, (until) => void this.actions.postpone(task, card, until)),
-      resume: (task, card) => void this.actions.resume(task, card),
-    });
+    delegateCardActions(this.listEl, this.actions, this.postponeMenu);
     this.empty = h("div", { class: "empty", hidden: true });
     this.more = h(
       "button",

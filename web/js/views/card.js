@@ -186,5 +186,26 @@ export function setBusy(li, action) {
 
 export const cardTask = (li) => refs.get(li)?.task ?? null;
 
+/**
+ * Clicks on a card's buttons inside `container` → the person's actions: Complete,
+ * Postpone (opens the menu under the button), Resume. One listener per list.
+ */
+export function delegateCardActions(container, actions, postponeMenu) {
+  const handlers = {
+    complete: (task, card) => void actions.complete(task, card),
+    postpone: (task, card, button) =>
+      postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
+    resume: (task, card) => void actions.resume(task, card),
+  };
+  container.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button || !container.contains(button)) return;
+    const card = button.closest("[data-task-id]");
+    const task = card ? cardTask(card) : null;
+    if (!task || button.getAttribute("aria-disabled") === "true") return;
+    handlers[button.dataset.action]?.(task, card, button);
+  });
+}
+
 /** Where keyboard focus lands on a card when its neighbour disappears. */
 export const focusTarget = (li) => li.querySelector(".card__title[href]") ?? li.querySelector("button");

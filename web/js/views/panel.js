@@ -7,20 +7,8 @@
 import { h } from "../dom.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
-import { cardTask, createCard, focusTarget, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
-
-/** Clicks on `[data-action]` inside cards of `container` → `handlers[action](task, card, button)`. */
-export function delegateCardActions(container, handlers) {
-  container.addEventListener("click", (event) => {
-    const button = event.target.closest("button[data-action]");
-    if (!button || !container.contains(button)) return;
-    const card = button.closest("[data-task-id]");
-    const task = card ? cardTask(card) : null;
-    if (!task || button.getAttribute("aria-disabled") === "true") return;
-    handlers[button.dataset.action]?.(task, card, button);
-  });
-}
 
 function emptyState(iconName, title, text) {
   return [
@@ -35,13 +23,12 @@ export class PanelView {
   #postponedLoaded = false;
   #refreshTimer = 0;
 
-  constructor({ root, feed, api, actions, postponeMenu, notifier, toasts }) {
+  constructor({ root, feed, api, actions, postponeMenu, notifier }) {
     this.root = root;
     this.feed = feed;
     this.api = api;
     this.actions = actions;
     this.notifier = notifier;
-    this.toasts = toasts;
     this.runningEl = root.querySelector("#task-list");
     this.postponedEl = root.querySelector("#postponed-list");
     this.runningEmpty = root.querySelector("[data-role=running-empty]");
@@ -61,14 +48,8 @@ export class PanelView {
       ...emptyState("clock", "Nothing postponed", "Tasks you postpone wait here until their time comes."),
     );
 
-    const handlers = {
-      complete: (task, card) => void actions.complete(task, card),
-      postpone: (task, card, button) =>
-        postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
-      resume: (task, card) => void actions.resume(task, card),
-    };
-    delegateCardActions(this.runningEl, handlers);
-    delegateCardActions(this.postponedEl, handlers);
+    delegateCardActions(this.runningEl, actions, postponeMenu);
+    delegateCardActions(this.postponedEl, actions, postponeMenu);
 
     for (const tab of this.tabs) {
       tab.addEventListener("click", () => this.selectTab(tab.dataset.tab));

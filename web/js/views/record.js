@@ -8,10 +8,8 @@ import { h } from "../dom.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
-import { createCard, focusTarget, updateCard } from "./card.js";
-import { KIND_LABEL } from "./card.js";
+import { KIND_LABEL, createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
-import { delegateCardActions } from "./panel.js";
 
 export class RecordView {
   #tasks = [];
@@ -51,12 +49,7 @@ export class RecordView {
       update: updateCard,
       focusTarget,
     });
-    delegateCardActions(this.listEl, {
-      complete: (task, card) => void this.actions.complete(task, card),
-      postpone: (task, card, button) =>
-        this.postponeMenu.open(button, (until) => void this.actions.postpone(task, card, until)),
-      resume: (task, card) => void this.actions.resume(task, card),
-    });
+    delegateCardActions(this.listEl, this.actions, this.postponeMenu);
 
     main.replaceChildren(
       h(
