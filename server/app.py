@@ -1,8 +1,9 @@
 """``create_app(settings)``: the Starlette application and its lifespan.
 
 Start-up order: database engines → migrations → store → hub → broker listener →
-sweeper. Shut-down order: close sockets with 1012 (clients reconnect elsewhere) and
-drain them, stop the broker listener, stop the hub's tasks, dispose the engines.
+sweeper → timers. Shut-down order: close sockets with 1012 (clients reconnect elsewhere)
+and drain them, stop the timers, stop the broker listener, stop the hub's tasks, dispose
+the engines.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api import demo, me, ops, tasks, ws
+from server.api import demo, me, ops, processes, tasks, ws
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -35,6 +36,7 @@ from server.migrate import upgrade
 from server.service import Service
 from server.settings import Settings
 from server.store import Store
+from server.timers import Timers
 
 log = logging.getLogger("taskbell.app")
 
@@ -152,6 +154,8 @@ def create_app(settings: Settings) -> Starlette:
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)
         hub.start()
+        timers = Timers(p.service, interval_s=settings.timer_interval_s)
+        timers.start()
         p.ready = True
         log.info(
             "taskbell ready",
@@ -173,6 +177,7 @@ def create_app(settings: Settings) -> Starlette:
                 for task in background:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
+            await timers.stop()
             await broker.stop()
             await hub.stop()
             await engines.dispose()
@@ -181,6 +186,7 @@ def create_app(settings: Settings) -> Starlette:
     routes: list[Any] = [
         Route("/", index, methods=["GET", "HEAD"]),
         *ops.routes,
+        *processes.routes,
         *tasks.routes,
         *me.routes,
         *demo.routes,

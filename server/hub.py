@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
 
+from server.changes import Envelope
 from server.errors import CloseCode
-from server.store import Envelope, Snapshot, Store
+from server.store import Snapshot, Store
 from server.wire import SnapshotMessage, SyncedMessage, dumps
 
 log = logging.getLogger("taskbell.hub")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.broker import Broker
+from server.changes import Envelope, Op
 from server.errors import ApiError
-from server.store import Op, Store
+from server.store import Store
 from server.transitions import Outcome
+
+T = TypeVar("T")
 
 
 class Service:
@@ -28,3 +35,13 @@ class Service:
         if isinstance(result, ApiError):
             raise result
         return result
+
+    async def write(
+        self,
+        fn: Callable[[AsyncConnection, datetime], Awaitable[tuple[T, Sequence[Envelope]]]],
+    ) -> T:
+        """Run ``fn`` in one write transaction, then publish the envelopes it made."""
+        value, envelopes = await self.store.write(fn)
+        if envelopes:
+            await self.broker.publish(envelopes)
+        return value

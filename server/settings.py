@@ -72,8 +72,23 @@ class Settings:
     timer_interval_s: float = 0.25
     token_ttl_s: int = 12 * 3600
     log_level: str = "info"
-    default_record_url: str = ""
+    record_url: str = "/#/records/{entity}/{id}"
+    default_task_url: str = "/#/activities"
     instance_name: str = ""
+    # Webhooks and Web Push (server/webhooks, server/webpush.py, server/outbox.py).
+    webhook_allow_private: bool = False
+    push_allow_private: bool = False
+    webhook_timeout_s: float = 10.0
+    webhook_retry_base_s: float = 5.0
+    webhook_retry_cap_s: float = 4 * 3600.0
+    webhook_max_age_s: float = 24 * 3600.0
+    push_max_age_s: float = 3600.0
+    push_ttl_s: int = 12 * 3600
+    outbox_poll_s: float = 1.0
+    outbox_lease_s: float = 60.0
+    vapid_private_key: str = ""
+    vapid_public_key: str = ""
+    vapid_subject: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -102,14 +117,31 @@ class Settings:
             timer_interval_s=_float(env, "TASKBELL_TIMER_SECONDS", 0.25),
             token_ttl_s=_int(env, "TASKBELL_TOKEN_TTL", 12 * 3600),
             log_level=env.get("LOG_LEVEL", "info").lower(),
-            default_record_url=env.get("TASKBELL_DEFAULT_RECORD_URL", ""),
+            record_url=env.get("TASKBELL_RECORD_URL") or "/#/records/{entity}/{id}",
+            default_task_url=env.get("TASKBELL_DEFAULT_TASK_URL") or "/#/activities",
             instance_name=env.get("TASKBELL_INSTANCE", ""),
+            webhook_allow_private=_flag(env.get("TASKBELL_WEBHOOK_ALLOW_PRIVATE")),
+            push_allow_private=_flag(env.get("TASKBELL_PUSH_ALLOW_PRIVATE")),
+            webhook_timeout_s=_float(env, "TASKBELL_WEBHOOK_TIMEOUT_SECONDS", 10.0),
+            webhook_retry_base_s=_float(env, "TASKBELL_WEBHOOK_RETRY_SECONDS", 5.0),
+            webhook_retry_cap_s=_float(env, "TASKBELL_WEBHOOK_RETRY_CAP_SECONDS", 4 * 3600.0),
+            webhook_max_age_s=_float(env, "TASKBELL_WEBHOOK_MAX_AGE_SECONDS", 24 * 3600.0),
+            outbox_poll_s=_float(env, "TASKBELL_OUTBOX_POLL_SECONDS", 1.0),
+            outbox_lease_s=_float(env, "TASKBELL_OUTBOX_LEASE_SECONDS", 60.0),
+            vapid_private_key=env.get("TASKBELL_VAPID_PRIVATE_KEY", "").strip(),
+            vapid_public_key=env.get("TASKBELL_VAPID_PUBLIC_KEY", "").strip(),
+            vapid_subject=env.get("TASKBELL_VAPID_SUBJECT", "").strip(),
         )
         settings.check()
         return settings
 
     def check(self) -> None:
         """Refuse unsafe production defaults outside demo mode."""
+        if self.vapid_private_key and not self.vapid_subject.startswith(("mailto:", "https:")):
+            raise ConfigError(
+                "TASKBELL_VAPID_SUBJECT must be a mailto: or https: URL when "
+                "TASKBELL_VAPID_PRIVATE_KEY is set (push services contact it)"
+            )
         if self.demo:
             return
         if len(self.secret) < 32:

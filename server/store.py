@@ -15,17 +15,19 @@ publishes the returned envelopes after commit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import processes
 from server import transitions as rules
+from server.changes import Applied, Envelope, Op, TxHook
 from server.db import Engines
 from server.errors import ApiError, Unavailable
 from server.models import event_t, feed_t, task_t
@@ -37,52 +39,14 @@ from server.wire import (
     TaskCreate,
     TaskJSON,
     TaskPatch,
+    as_utc,
     dumps,
 )
 
 log = logging.getLogger("taskbell.store")
 
-OpKind = Literal["create", "update", "complete", "cancel", "postpone", "resume"]
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """One requested change. ``actor`` is the person acting, or None for a producer."""
-
-    kind: OpKind
-    id: str
-    body: TaskCreate | TaskPatch | Postpone | None = None
-    actor: str | None = None
-    reason: str = "resumed"
-
-
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """One feed change as published to the broker: the message is encoded once."""
-
-    owner: str
-    seq: int
-    count: int
-    message: str
-
-
-class TxHook(Protocol):
-    """Runs inside the write transaction, after the changes are written: for outboxes
-    (webhook and push deliveries) that must commit or roll back with the change."""
-
-    async def __call__(
-        self,
-        conn: AsyncConnection,
-        changes: Sequence[tuple[Op, Outcome]],
-        envelopes: Sequence[Envelope],
-        now: datetime,
-    ) -> None: ...
-
-
-@dataclass
-class Applied:
-    results: list[Outcome | ApiError]
-    envelopes: list[Envelope] = field(default_factory=list)
+T = TypeVar("T")
+WriteFn = Callable[[AsyncConnection, datetime], Awaitable[T]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +67,6 @@ _TASK_COLUMNS = [c.name for c in task_t.columns]
 _MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
 def row_to_state(row: Any) -> TaskState:
     m = row._mapping
     return TaskState(
@@ -123,10 +81,10 @@ def row_to_state(row: Any) -> TaskState:
         record_id=m["record_id"],
         record_title=m["record_title"],
         url=m["url"],
-        postponed_until=_utc(m["postponed_until"]),
-        created_at=_utc(m["created_at"]) or datetime.now(UTC),
-        updated_at=_utc(m["updated_at"]) or datetime.now(UTC),
-        ended_at=_utc(m["ended_at"]),
+        postponed_until=as_utc(m["postponed_until"]),
+        created_at=as_utc(m["created_at"]) or datetime.now(UTC),
+        updated_at=as_utc(m["updated_at"]) or datetime.now(UTC),
+        ended_at=as_utc(m["ended_at"]),
         body_hash=m["body_hash"],
     )
 
@@ -170,24 +128,33 @@ class Store:
         Raises ``Unavailable`` when the database cannot be reached or stays locked;
         nothing is then half-applied.
         """
+        return await self.write(lambda conn, at: self.apply_in(conn, ops, at), now)
+
+    async def write(self, fn: WriteFn[T], now: datetime | None = None) -> T:
+        """Run ``fn(conn, now)`` in one write transaction, retried on a lost race
+        (duplicate create, deadlock, serialization failure).
+
+        Raises ``Unavailable`` when the database cannot be reached or stays locked.
+        """
         for attempt in range(4):
             try:
                 async with self.engines.writer.begin() as conn:
-                    return await self._apply(conn, ops, now or now_utc())
+                    return await fn(conn, now or now_utc())
             except IntegrityError:
-                # Two transactions created the same task id at once: the loser retries
-                # and now sees the winner's row (idempotent repeat or 409).
+                # Two transactions created the same row at once: the loser retries and
+                # now sees the winner's row (an idempotent repeat, or a 409).
                 if attempt == 3:
                     raise
-            except OperationalError as exc:
+            except DBAPIError as exc:
                 if attempt < 3 and _is_retryable(exc):
                     continue
                 raise _unavailable(exc) from None
-            except (DBAPIError, OSError) as exc:
+            except OSError as exc:
                 raise _unavailable(exc) from None
         raise AssertionError("unreachable")
 
-    async def _apply(self, conn: AsyncConnection, ops: Sequence[Op], now: datetime) -> Applied:
+    async def apply_in(self, conn: AsyncConnection, ops: Sequence[Op], now: datetime) -> Applied:
+        """The body of ``apply``, inside a transaction the caller holds."""
         ids = sorted({op.id for op in ops})
         query = select(task_t).where(task_t.c.id.in_(ids)).order_by(task_t.c.id)
         if not self.engines.is_sqlite:
@@ -195,11 +162,16 @@ class Store:
         existing = {row.id: row_to_state(row) for row in await conn.execute(query)}
         working: dict[str, TaskState | None] = {i: existing.get(i) for i in ids}
 
+        creates = [op.body for op in ops if isinstance(op.body, TaskCreate)]
+        guard = await processes.load_guard(conn, creates) if creates else processes.NO_GUARD
+
         results: list[Outcome | ApiError] = []
         effects: list[tuple[Effect, TaskState]] = []
         changes: list[tuple[Op, Outcome]] = []
         for op in ops:
             try:
+                if isinstance(op.body, TaskCreate) and working[op.id] is None:
+                    guard.check_create(op.body)
                 outcome = decide(op, working[op.id], now)
             except ApiError as exc:
                 results.append(exc)
@@ -246,9 +218,40 @@ class Store:
                     for env, (eff, state) in zip(envelopes, effects, strict=True)
                 ],
             )
+        await processes.track(conn, changes, now)
         for hook in self.hooks:
             await hook(conn, changes, envelopes, now)
         return Applied(results, envelopes)
+
+    async def resume_due(self, conn: AsyncConnection, now: datetime, limit: int = 200) -> Applied:
+        """Bring back postponed tasks whose time has come (inside the caller's transaction).
+
+        On PostgreSQL the due rows are claimed with ``FOR UPDATE SKIP LOCKED``, so with
+        several instances each return fires exactly once."""
+        query = (
+            select(task_t.c.id)
+            .where(
+                and_(
+                    task_t.c.status == Status.POSTPONED.value,
+                    task_t.c.postponed_until <= now,
+                )
+            )
+            .order_by(task_t.c.postponed_until, task_t.c.id)
+            .limit(limit)
+        )
+        if not self.engines.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        ids = [str(r.id) for r in await conn.execute(query)]
+        if not ids:
+            return Applied([])
+        return await self.apply_in(conn, [Op("resume", i, reason="resumed") for i in ids], now)
+
+    async def prune_events(self, before: datetime) -> int:
+        """Forget feed events older than ``before`` (clients that far behind get a
+        snapshot instead of a replay)."""
+        async with self.engines.writer.begin() as conn:
+            result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
+        return int(result.rowcount or 0)
 
     async def _bump_feeds(
         self, conn: AsyncConnection, effects: list[tuple[Effect, TaskState]], now: datetime
@@ -435,7 +438,7 @@ class Store:
         return engine.begin()
 
 
-def _is_retryable(exc: OperationalError) -> bool:
+def _is_retryable(exc: DBAPIError) -> bool:
     msg = str(exc.orig).lower()
     return "deadlock" in msg or "could not serialize" in msg
 

@@ -17,7 +17,8 @@ def task_body(tid: str = "t-1", owner: str = "alice", **kw: Any) -> dict[str, An
         "owner": owner,
         "title": f"Approve {tid}",
         "kind": "activity",
-        "process": {"instance_id": "p-1", "name": "Invoice approval"},
+        # one instance per task: an instance ends by itself when its last step does
+        "process": {"instance_id": f"p-{tid}", "name": "Invoice approval"},
         "record": {"entity": "Account", "id": "acc-1", "title": "Acme"},
         "url": f"https://crm.example/pages/approve?task={tid}",
     }
@@ -134,10 +135,11 @@ async def test_postpone_into_the_past_is_422(live: Live) -> None:
 
 
 async def test_process_cancel_cancels_every_open_task_of_the_instance(live: Live) -> None:
+    shared = {"instance_id": "p-1", "name": "Invoice approval"}
     async with live.producer() as c:
-        await c.post("/api/v1/tasks", json=task_body("a", "alice"))
-        await c.post("/api/v1/tasks", json=task_body("b", "bob"))
-        await c.post("/api/v1/tasks", json=task_body("c", "carol"))
+        await c.post("/api/v1/tasks", json=task_body("a", "alice", process=shared))
+        await c.post("/api/v1/tasks", json=task_body("b", "bob", process=shared))
+        await c.post("/api/v1/tasks", json=task_body("c", "carol", process=shared))
         await c.post("/api/v1/tasks/c/postpone", json={"until": "2099-01-01T00:00:00Z"})
         other = task_body("d", "alice", process={"instance_id": "p-2", "name": "Other"})
         await c.post("/api/v1/tasks", json=other)

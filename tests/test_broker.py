@@ -11,7 +11,7 @@ import pytest
 from server.broker import Broker, decode, encode
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
-from server.store import Envelope
+from server.changes import Envelope
 from tests.support.services import RedisServer
 
 

@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from server.api.common import JSON, Parts, body, parts
 from server.auth import mint_token
+from server.changes import Op
 from server.errors import NotFound
-from server.store import Op
 from server.wire import Kind, ProcessRef, RecordRef, TaskCreate, parse_body
 
 _counter = itertools.count(1)

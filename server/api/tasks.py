@@ -10,8 +10,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import JSON, actor, body, parts, producer
+from server.changes import Op, OpKind
 from server.errors import ApiError, NotFound, Unprocessable
-from server.store import Op, OpKind
 from server.transitions import Outcome
 from server.wire import (
     Batch,
@@ -120,17 +120,6 @@ async def batch(request: Request) -> Response:
     return JSON({"results": out})
 
 
-async def cancel_process(request: Request) -> Response:
-    """Cancel every open task of a process instance (each owner's panel updates live)."""
-    producer(request)
-    instance_id = path_id(request, "instance_id", "process")
-    p = parts(request)
-    ids = await p.store.open_task_ids(instance_id)
-    if ids:
-        await p.service.apply([Op("cancel", i) for i in ids])
-    return JSON({"instance_id": instance_id, "canceled": len(ids)})
-
-
 routes = [
     Route("/api/v1/tasks", create_task, methods=["POST"]),
     Route("/api/v1/tasks/batch", batch, methods=["POST"]),
@@ -140,5 +129,4 @@ routes = [
     Route("/api/v1/tasks/{task_id}/cancel", _finisher("cancel"), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/resume", _finisher("resume"), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/postpone", postpone_task, methods=["POST"]),
-    Route("/api/v1/processes/{instance_id}/cancel", cancel_process, methods=["POST"]),
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from server.store import Envelope
+from server.changes import Envelope
 
 EnvelopeHandler = Callable[[Envelope], None]
 ResyncHandler = Callable[[], None]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from server.broker import EnvelopeHandler, ResyncHandler
-from server.store import Envelope
+from server.changes import Envelope
 
 
 class MemoryBroker:

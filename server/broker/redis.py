@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from server.broker import EnvelopeHandler, ResyncHandler, decode, encode
-from server.store import Envelope
+from server.changes import Envelope
 
 log = logging.getLogger("taskbell.broker")
 

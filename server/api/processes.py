@@ -1,0 +1,176 @@
+"""Process endpoints: instances, their end, definitions (enable/disable), statistics,
+and the "open the right page" redirect for a task."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import Field
+from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from server import processes
+from server.api.common import JSON, body, parts, producer
+from server.api.tasks import path_id
+from server.auth import bearer, is_producer_key, verify_token
+from server.changes import Envelope
+from server.errors import BadRequest, NotFound
+from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
+
+
+class InstanceCreate(_Strict):
+    id: Id
+    name: Text
+    expect_more: bool = False
+
+
+class InstancePatch(_Strict):
+    expect_more: bool
+
+
+class ProcessEnd(_Strict):
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+async def create_instance(request: Request) -> Response:
+    producer(request)
+    req = parse_body(await body(request), InstanceCreate)
+
+    async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
+        return await processes.create_instance(conn, now, req.id, req.name, req.expect_more), []
+
+    status, inst = await parts(request).service.write(write)
+    return JSON(inst.to_json(), status_code=status)
+
+
+async def get_instance(request: Request) -> Response:
+    producer(request)
+    instance_id = path_id(request, "instance_id", "process")
+    async with parts(request).store.engines.reader.connect() as conn:
+        found = await processes.get_instance(conn, instance_id)
+    if found is None:
+        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
+    return JSON(found)
+
+
+async def patch_instance(request: Request) -> Response:
+    producer(request)
+    instance_id = path_id(request, "instance_id", "process")
+    req = parse_body(await body(request), InstancePatch)
+
+    async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
+        return await processes.set_expect_more(conn, now, instance_id, req.expect_more), []
+
+    inst = await parts(request).service.write(write)
+    return JSON(inst.to_json())
+
+
+def _ender(status: str) -> Any:
+    async def endpoint(request: Request) -> Response:
+        producer(request)
+        instance_id = path_id(request, "instance_id", "process")
+        raw = await body(request)
+        if raw.strip():
+            parse_body(raw, ProcessEnd)
+        store = parts(request).store
+
+        async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
+            inst, canceled, applied = await processes.end_instance(
+                conn, now, store.apply_in, instance_id, status
+            )
+            return (inst, canceled), (applied.envelopes if applied else [])
+
+        inst, canceled = await parts(request).service.write(write)
+        return JSON({**inst.to_json(), "canceled_steps": canceled, "canceled": canceled})
+
+    endpoint.__name__ = f"{status}_instance"
+    return endpoint
+
+
+async def stats(request: Request) -> Response:
+    """Per process: instances by status, and durations of completed ones only.
+    ``?name=``, ``?from=`` and ``?to=`` (ISO-8601, on the start time) narrow it."""
+    producer(request)
+    q = request.query_params
+    since, until = _time(q.get("from"), "from"), _time(q.get("to"), "to")
+    async with parts(request).store.engines.reader.connect() as conn:
+        rows = await processes.stats_rows(conn, q.get("name") or None, since, until)
+    return JSON({"processes": processes.summarize(rows)})
+
+
+def _time(raw: str | None, name: str) -> datetime | None:
+    if not raw:
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an ISO-8601 time", code="bad_query") from None
+    if value.tzinfo is None:
+        raise BadRequest(f"'{name}' needs a time zone (e.g. Z)", code="bad_query")
+    return value
+
+
+async def list_definitions(request: Request) -> Response:
+    producer(request)
+    async with parts(request).store.engines.reader.connect() as conn:
+        return JSON({"processes": await processes.definitions(conn)})
+
+
+def _toggle(disabled: bool) -> Any:
+    async def endpoint(request: Request) -> Response:
+        producer(request)
+        name = request.path_params["name"]
+        if not 1 <= len(name) <= 200:
+            raise NotFound("no such process", code="process_not_found")
+
+        async def write(conn: AsyncConnection, now: datetime) -> tuple[None, Sequence[Envelope]]:
+            await processes.set_disabled(conn, now, name, disabled)
+            return None, []
+
+        await parts(request).service.write(write)
+        return JSON({"name": name, "disabled": disabled})
+
+    endpoint.__name__ = "disable" if disabled else "enable"
+    return endpoint
+
+
+async def open_task(request: Request) -> Response:
+    """Redirect to the page for a task: its own page while it is open, the default page
+    of its record (or the configured default) once it is completed or canceled.
+
+    A browser following a link cannot send a header, so the user token may come as
+    ``?token=``; only the owner's (or a producer's) request is answered, others get 404.
+    """
+    p = parts(request)
+    raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
+    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings.secret, raw).id
+    tid = path_id(request)
+    task = await p.store.get_task(tid)
+    if task is None or (owner is not None and task.owner != owner):
+        raise NotFound(f"task {tid!r} not found", code="task_not_found")
+    if task.status not in FINAL_STATUSES and task.url:
+        target = task.url
+    elif task.record_entity and task.record_id:
+        target = p.settings.record_url.format(entity=task.record_entity, id=task.record_id)
+    else:
+        target = p.settings.default_task_url
+    return RedirectResponse(target, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+routes = [
+    Route("/api/v1/processes", create_instance, methods=["POST"]),
+    Route("/api/v1/processes/stats", stats, methods=["GET"]),
+    Route("/api/v1/processes/{instance_id}", get_instance, methods=["GET"]),
+    Route("/api/v1/processes/{instance_id}", patch_instance, methods=["PATCH"]),
+    Route("/api/v1/processes/{instance_id}/complete", _ender("completed"), methods=["POST"]),
+    Route("/api/v1/processes/{instance_id}/fail", _ender("error"), methods=["POST"]),
+    Route("/api/v1/processes/{instance_id}/cancel", _ender("canceled"), methods=["POST"]),
+    Route("/api/v1/process-definitions", list_definitions, methods=["GET"]),
+    Route("/api/v1/process-definitions/{name}/disable", _toggle(True), methods=["POST"]),
+    Route("/api/v1/process-definitions/{name}/enable", _toggle(False), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/open", open_task, methods=["GET"]),
+]

@@ -1,0 +1,377 @@
+"""Process instances and definitions: the life of a business process around its tasks.
+
+- An instance is known from its first task or created explicitly. It ends when the
+  producer says so (completed, error, canceled: open steps are canceled with it), or by
+  itself when no step is open any more, unless the producer said more steps will come
+  (``expect_more``). Its duration is measured when it ends.
+- A definition (by process name) can be disabled: new tasks or instances of it are
+  refused with 409; running instances carry on.
+- Statistics count instances by status; durations come from completed ones only.
+
+The rules (``check_create``, ``summarize``) are pure; the rest runs inside the store's
+write transaction so an instance never disagrees with its tasks.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.changes import Applied, Op
+from server.errors import Conflict, NotFound
+from server.models import definition_t, instance_t, task_t
+from server.transitions import Outcome
+from server.wire import FINAL_STATUSES, OPEN_STATUSES, TaskCreate, as_utc, iso
+
+RUNNING, COMPLETED, CANCELED, ERROR = "running", "completed", "canceled", "error"
+INSTANCE_STATUSES = (RUNNING, COMPLETED, CANCELED, ERROR)
+_OPEN = [s.value for s in OPEN_STATUSES]
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    id: str
+    name: str
+    status: str
+    expect_more: bool
+    started_at: datetime
+    ended_at: datetime | None
+    duration_ms: int | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "status": self.status,
+            "expect_more": self.expect_more,
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "duration_ms": self.duration_ms,
+        }
+
+
+def row_to_instance(row: Any) -> Instance:
+    m = row._mapping
+    started = as_utc(m["started_at"])
+    assert started is not None
+    return Instance(
+        id=m["id"],
+        name=m["name"],
+        status=m["status"],
+        expect_more=bool(m["expect_more"]),
+        started_at=started,
+        ended_at=as_utc(m["ended_at"]),
+        duration_ms=m["duration_ms"],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Guard:
+    """What a batch of creates must respect: disabled definitions, ended instances."""
+
+    disabled: frozenset[str]
+    ended: dict[str, str]
+
+    def check_create(self, body: TaskCreate) -> None:
+        """Raises ``Conflict`` when the task's process may not get new steps."""
+        if body.process is None:
+            return
+        if body.process.name in self.disabled:
+            raise Conflict(
+                f"process {body.process.name!r} is disabled; enable it to start new steps",
+                code="process_disabled",
+            )
+        status = self.ended.get(body.process.instance_id)
+        if status is not None:
+            raise Conflict(
+                f"process instance {body.process.instance_id!r} has ended ({status})",
+                code="process_ended",
+            )
+
+
+NO_GUARD = Guard(frozenset(), {})
+
+
+async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Guard:
+    procs = [b.process for b in creates if b.process is not None]
+    if not procs:
+        return NO_GUARD
+    names = sorted({p.name for p in procs})
+    ids = sorted({p.instance_id for p in procs})
+    disabled = await conn.execute(
+        select(definition_t.c.name).where(
+            and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))
+        )
+    )
+    ended = await conn.execute(
+        select(instance_t.c.id, instance_t.c.status).where(
+            and_(instance_t.c.id.in_(ids), instance_t.c.status != RUNNING)
+        )
+    )
+    return Guard(frozenset(r.name for r in disabled), {r.id: r.status for r in ended})
+
+
+def _insert(dialect: str) -> Any:
+    return postgresql.insert if dialect == "postgresql" else sqlite.insert
+
+
+async def track(
+    conn: AsyncConnection, changes: Sequence[tuple[Any, Outcome]], now: datetime
+) -> None:
+    """Keep instances in step with their tasks (inside the write transaction): create
+    the instances that new tasks name, and end the ones left without open steps."""
+    dialect = conn.dialect.name
+    new: dict[str, str] = {}
+    touched: set[str] = set()
+    for _, outcome in changes:
+        state = outcome.state
+        if state is None or state.process_instance_id is None:
+            continue
+        if outcome.before is None:
+            new.setdefault(state.process_instance_id, state.process_name or "")
+        if state.status in FINAL_STATUSES:
+            touched.add(state.process_instance_id)
+    if new:
+        rows = [
+            {"id": i, "name": n, "status": RUNNING, "expect_more": False, "started_at": now}
+            for i, n in sorted(new.items())
+        ]
+        await conn.execute(_insert(dialect)(instance_t).on_conflict_do_nothing(), rows)
+    for instance_id in sorted(touched):
+        await complete_if_done(conn, instance_id, now)
+
+
+async def complete_if_done(conn: AsyncConnection, instance_id: str, now: datetime) -> bool:
+    """End a running instance that expects nothing more and has no open step."""
+    query = select(instance_t).where(instance_t.c.id == instance_id)
+    if conn.dialect.name == "postgresql":
+        # Lock first, count second: of two transactions finishing the last two steps,
+        # the one that waited here sees the other's step as done.
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return False
+    inst = row_to_instance(row)
+    if inst.status != RUNNING or inst.expect_more:
+        return False
+    open_steps = await conn.scalar(
+        select(func.count())
+        .select_from(task_t)
+        .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
+    )
+    if open_steps:
+        return False
+    await end(conn, inst, COMPLETED, now)
+    return True
+
+
+async def end(conn: AsyncConnection, inst: Instance, status: str, now: datetime) -> Instance:
+    duration = max(0, int((now - inst.started_at).total_seconds() * 1000))
+    await conn.execute(
+        update(instance_t)
+        .where(instance_t.c.id == inst.id)
+        .values(status=status, ended_at=now, duration_ms=duration)
+    )
+    return Instance(inst.id, inst.name, status, inst.expect_more, inst.started_at, now, duration)
+
+
+# ---------------------------------------------------------------- statistics (pure)
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> int | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summarize(rows: Sequence[tuple[str, str, int | None]]) -> list[dict[str, Any]]:
+    """Per process name: counts by status and the durations of completed instances."""
+    by_name: dict[str, dict[str, Any]] = {}
+    durations: dict[str, list[int]] = {}
+    for name, status, duration in rows:
+        blank = {"name": name, "counts": dict.fromkeys(INSTANCE_STATUSES, 0)}
+        entry = by_name.setdefault(name, blank)
+        entry["counts"][status] = entry["counts"].get(status, 0) + 1
+        if status == COMPLETED and duration is not None:
+            durations.setdefault(name, []).append(duration)
+    out = []
+    for name in sorted(by_name):
+        values = sorted(durations.get(name, []))
+        by_name[name]["duration_ms"] = {
+            "completed": len(values),
+            "mean": round(sum(values) / len(values)) if values else None,
+            "p50": percentile(values, 0.50),
+            "p95": percentile(values, 0.95),
+            "max": values[-1] if values else None,
+        }
+        out.append(by_name[name])
+    return out
+
+
+# ---------------------------------------------------------------- instance-level writes
+
+ApplyIn = Callable[[AsyncConnection, Sequence[Op], datetime], Awaitable[Applied]]
+
+
+async def _get(conn: AsyncConnection, instance_id: str, lock: bool = False) -> Instance | None:
+    query = select(instance_t).where(instance_t.c.id == instance_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return row_to_instance(row) if row else None
+
+
+async def _is_disabled(conn: AsyncConnection, name: str) -> bool:
+    value = await conn.scalar(select(definition_t.c.disabled).where(definition_t.c.name == name))
+    return bool(value)
+
+
+async def create_instance(
+    conn: AsyncConnection, now: datetime, instance_id: str, name: str, expect_more: bool
+) -> tuple[int, Instance]:
+    """201 and the new instance, 200 for a repeat with the same name; raises Conflict
+    for a disabled process or an id taken by another process."""
+    current = await _get(conn, instance_id)
+    if current is not None:
+        if current.name != name:
+            raise Conflict(
+                f"process instance {instance_id!r} already exists for process {current.name!r}",
+                code="instance_id_conflict",
+            )
+        return 200, current
+    if await _is_disabled(conn, name):
+        raise Conflict(f"process {name!r} is disabled", code="process_disabled")
+    inst = Instance(instance_id, name, RUNNING, expect_more, now, None, None)
+    await conn.execute(
+        _insert(conn.dialect.name)(instance_t).values(
+            id=instance_id, name=name, status=RUNNING, expect_more=expect_more, started_at=now
+        )
+    )
+    return 201, inst
+
+
+async def end_instance(
+    conn: AsyncConnection, now: datetime, apply_in: ApplyIn, instance_id: str, status: str
+) -> tuple[Instance, int, Applied | None]:
+    """End an instance as ``status``; its open steps are canceled with it.
+
+    Ending it again the same way is a no-op; another way is a 409."""
+    inst = await _get(conn, instance_id, lock=True)
+    open_ids = [
+        str(r.id)
+        for r in await conn.execute(
+            select(task_t.c.id)
+            .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
+            .order_by(task_t.c.id)
+        )
+    ]
+    if inst is None:
+        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
+    if inst.status != RUNNING:
+        if inst.status == status:
+            return inst, 0, None
+        raise Conflict(
+            f"process instance {instance_id!r} already ended ({inst.status})",
+            code="process_ended",
+            status=inst.status,
+        )
+    applied = await apply_in(conn, [Op("cancel", i, reason="canceled") for i in open_ids], now)
+    # The cancellations above may have completed it by themselves; the caller's word wins.
+    fresh = await _get(conn, instance_id)
+    assert fresh is not None
+    ended = await end(conn, fresh if fresh.status == RUNNING else inst, status, now)
+    return ended, len(open_ids), applied
+
+
+async def set_expect_more(
+    conn: AsyncConnection, now: datetime, instance_id: str, expect_more: bool
+) -> Instance:
+    inst = await _get(conn, instance_id, lock=True)
+    if inst is None:
+        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
+    if inst.status != RUNNING:
+        raise Conflict(
+            f"process instance {instance_id!r} already ended ({inst.status})",
+            code="process_ended",
+            status=inst.status,
+        )
+    await conn.execute(
+        update(instance_t).where(instance_t.c.id == instance_id).values(expect_more=expect_more)
+    )
+    if not expect_more:
+        await complete_if_done(conn, instance_id, now)
+    fresh = await _get(conn, instance_id)
+    assert fresh is not None
+    return fresh
+
+
+async def set_disabled(conn: AsyncConnection, now: datetime, name: str, disabled: bool) -> None:
+    ins = _insert(conn.dialect.name)(definition_t).values(
+        name=name, disabled=disabled, updated_at=now
+    )
+    await conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=[definition_t.c.name],
+            set_={"disabled": disabled, "updated_at": now},
+        )
+    )
+
+
+async def get_instance(conn: AsyncConnection, instance_id: str) -> dict[str, Any] | None:
+    inst = await _get(conn, instance_id)
+    if inst is None:
+        return None
+    rows = await conn.execute(
+        select(task_t)
+        .where(task_t.c.process_instance_id == instance_id)
+        .order_by(task_t.c.created_at, task_t.c.id)
+    )
+    steps = []
+    for r in rows:
+        m = r._mapping
+        steps.append(
+            {
+                "id": m["id"],
+                "owner": m["owner"],
+                "title": m["title"],
+                "kind": m["kind"],
+                "status": m["status"],
+                "created_at": iso(as_utc(m["created_at"])),
+                "updated_at": iso(as_utc(m["updated_at"])),
+                "ended_at": iso(as_utc(m["ended_at"])),
+                "postponed_until": iso(as_utc(m["postponed_until"])),
+            }
+        )
+    return {**inst.to_json(), "steps": steps}
+
+
+async def definitions(conn: AsyncConnection) -> list[dict[str, Any]]:
+    names = {r.name: False for r in await conn.execute(select(instance_t.c.name).distinct())}
+    for r in await conn.execute(select(definition_t.c.name, definition_t.c.disabled)):
+        names[r.name] = bool(r.disabled)
+    return [{"name": n, "disabled": d} for n, d in sorted(names.items())]
+
+
+async def stats_rows(
+    conn: AsyncConnection, name: str | None, since: datetime | None, until: datetime | None
+) -> list[tuple[str, str, int | None]]:
+    cond = []
+    if name is not None:
+        cond.append(instance_t.c.name == name)
+    if since is not None:
+        cond.append(instance_t.c.started_at >= since)
+    if until is not None:
+        cond.append(instance_t.c.started_at < until)
+    query = select(instance_t.c.name, instance_t.c.status, instance_t.c.duration_ms)
+    if cond:
+        query = query.where(and_(*cond))
+    return [(r.name, r.status, r.duration_ms) for r in await conn.execute(query)]

@@ -1,0 +1,72 @@
+"""Timers: postponed tasks come back by themselves at their time, and old feed events
+are forgotten.
+
+Due tasks are found in the database on every tick (an indexed query on
+``(status, postponed_until)``), so a return that fell due while no server was running
+fires at the next start, and with several instances the database decides which one
+fires it (see ``Store.resume_due``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+from server.service import Service
+from server.store import now_utc
+
+log = logging.getLogger("taskbell.timers")
+
+
+class Timers:
+    def __init__(
+        self, service: Service, *, interval_s: float = 0.25, retention_s: float = 7 * 86400
+    ) -> None:
+        self.service = service
+        self.interval_s = interval_s
+        self.retention_s = retention_s
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self.fired = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="timers")
+
+    async def stop(self) -> None:
+        """Let a tick in progress finish its transaction, then stop."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 10)
+            self._task = None
+
+    async def tick(self) -> int:
+        """Fire every due return now; returns how many came back."""
+        total = 0
+        while True:
+            applied = await self.service.store.write(self.service.store.resume_due)
+            if applied.envelopes:
+                await self.service.broker.publish(applied.envelopes)
+            fired = sum(1 for r in applied.results if not isinstance(r, Exception))
+            total += fired
+            if len(applied.results) < 200:
+                break
+        self.fired += total
+        return total
+
+    async def _run(self) -> None:
+        next_prune = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping.is_set():
+            try:
+                await self.tick()
+                if loop.time() >= next_prune:
+                    cutoff = now_utc() - timedelta(seconds=self.retention_s)
+                    await self.service.store.prune_events(cutoff)
+                    next_prune = loop.time() + 3600
+            except Exception as exc:  # the database is away: try again next tick
+                log.warning("timer tick failed: %s", type(exc).__name__)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval_s)
