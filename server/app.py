@@ -1,9 +1,10 @@
 """``create_app(settings)``: the Starlette application and its lifespan.
 
-Start-up order: database engines → migrations → store → hub → broker listener →
-sweeper → timers. Shut-down order: close sockets with 1012 (clients reconnect elsewhere)
-and drain them, stop the timers, stop the broker listener, stop the hub's tasks, dispose
-the engines.
+Start-up order: database engines → migrations → store (+ webhook and push hooks) → hub →
+broker listener → sweeper → timers → outbox worker. Shut-down order: close sockets with
+1012 (clients reconnect elsewhere) and drain them, stop the timers, stop the outbox worker
+(attempts in flight finish or are released), stop the broker listener, stop the hub's
+tasks, dispose the engines.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api import demo, me, ops, processes, tasks, ws
+from server.api import demo, me, ops, processes, subscriptions, tasks, ws
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -33,6 +34,7 @@ from server.db import make_engines
 from server.errors import ApiError, CloseCode, PayloadTooLarge
 from server.hub import Hub
 from server.migrate import upgrade
+from server.push import PushSide
 from server.service import Service
 from server.settings import Settings
 from server.store import Store
@@ -147,6 +149,8 @@ def create_app(settings: Settings) -> Starlette:
         if settings.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
         store = Store(engines, replay_limit=settings.replay_limit)
+        push = PushSide.build(settings, engines, store)
+        app.state.push = push
         hub = Hub(store, sweep_interval=settings.sweep_interval_s)
         broker = make_broker(settings)
         p = Parts(settings, store, broker, hub, Service(store, broker))
@@ -156,6 +160,7 @@ def create_app(settings: Settings) -> Starlette:
         hub.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
         timers.start()
+        push.start()
         p.ready = True
         log.info(
             "taskbell ready",
@@ -178,6 +183,7 @@ def create_app(settings: Settings) -> Starlette:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
             await timers.stop()
+            await push.stop()
             await broker.stop()
             await hub.stop()
             await engines.dispose()
@@ -190,6 +196,7 @@ def create_app(settings: Settings) -> Starlette:
         *tasks.routes,
         *me.routes,
         *demo.routes,
+        *subscriptions.routes,
         *ws.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]

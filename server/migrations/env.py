@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-import server.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+# Importing registers the tables on SQLModel.metadata.
+from server import models, models_push  # noqa: F401
 
 MIGRATION_LOCK = 0x7A5B_E11  # pg_advisory_lock key: one migrator at a time
 

@@ -1,0 +1,83 @@
+"""The push side of a running app: webhook endpoints, Web Push subscriptions, the
+outbox and its worker, built and started by the app's lifespan.
+
+Order: ``build`` registers the store hooks (so every write from then on queues its
+deliveries); ``start`` starts the worker after the hub and broker; ``stop`` runs after
+sockets are closed and before the engines are disposed (the worker needs both the
+database and its HTTP sessions until its last attempt is recorded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from server import egress
+from server.db import Engines
+from server.outbox import Channel, Outbox, OutboxWorker, RetryPolicy, Sender
+from server.settings import Settings
+from server.store import Store
+from server.webhooks.delivery import WebhookHook, WebhookSender
+from server.webhooks.endpoints import Endpoints
+from server.webpush import PushHook, PushSender, Subscriptions, VapidKeys
+
+
+@dataclass
+class PushSide:
+    endpoints: Endpoints
+    subscriptions: Subscriptions
+    vapid: VapidKeys | None
+    outbox: Outbox
+    worker: OutboxWorker
+    sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings, engines: Engines, store: Store) -> PushSide:
+        """Wire everything and register the hooks on ``store``. Call inside the loop.
+        Raises ``ConfigError`` for unusable VAPID keys."""
+        webhook_retry = RetryPolicy(
+            settings.webhook_retry_base_s, settings.webhook_retry_cap_s, settings.webhook_max_age_s
+        )
+        push_retry = RetryPolicy(
+            settings.webhook_retry_base_s,
+            min(600.0, settings.webhook_retry_cap_s),
+            settings.push_max_age_s,
+        )
+        endpoints = Endpoints(
+            engines,
+            disable_after_s=settings.webhook_max_age_s,
+            max_age_s=settings.webhook_max_age_s,
+        )
+        subscriptions = Subscriptions(engines)
+        vapid = VapidKeys.from_settings(settings)
+        outbox = Outbox(engines, lease_s=settings.outbox_lease_s)
+        hooks_session = egress.session(
+            allow_private=settings.webhook_allow_private, timeout_s=settings.webhook_timeout_s
+        )
+        push_session = egress.session(
+            allow_private=settings.push_allow_private, timeout_s=settings.webhook_timeout_s
+        )
+        senders: dict[Channel, Sender] = {
+            Channel.WEBHOOK: WebhookSender(endpoints, hooks_session, webhook_retry)
+        }
+        if vapid is not None:
+            senders[Channel.WEBPUSH] = PushSender(
+                subscriptions, vapid, push_session, push_retry, ttl_s=settings.push_ttl_s
+            )
+        # A target's messages are sent one after another: as many per pass as surely
+        # finish (each within the timeout) before their lease ends.
+        per_target = int(settings.outbox_lease_s // (settings.webhook_timeout_s * 1.5))
+        worker = OutboxWorker(outbox, senders, poll_s=settings.outbox_poll_s, per_target=per_target)
+        store.hooks.append(WebhookHook(endpoints, webhook_retry, worker.kick))
+        if vapid is not None:
+            store.hooks.append(PushHook(subscriptions, push_retry, worker.kick))
+        return cls(endpoints, subscriptions, vapid, outbox, worker, [hooks_session, push_session])
+
+    def start(self) -> None:
+        self.worker.start()
+
+    async def stop(self) -> None:
+        await self.worker.stop()
+        for session in self.sessions:
+            await session.close()

@@ -1,0 +1,9 @@
+"""Webhooks: producers register endpoints; every task change is delivered to each
+endpoint that wants it, signed per Standard Webhooks, at least once, from the outbox.
+
+- ``events``: which webhook event a change is, and its payload (pure).
+- ``signing``: secrets and the ``webhook-signature`` header (pure).
+- ``endpoints``: the endpoints and their delivery logs, in SQL.
+- ``delivery``: the transaction hook that queues deliveries and the sender that makes
+  them.
+"""

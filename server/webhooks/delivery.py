@@ -1,0 +1,130 @@
+"""Queueing and sending webhook deliveries.
+
+``WebhookHook`` runs inside the write transaction (a ``Store`` hook): one outbox row
+per (event, endpoint that wants it), so a delivery exists exactly when its change
+committed. ``WebhookSender`` makes one attempt: POST the stored body, signed for this
+attempt's timestamp, without following redirects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import aiohttp
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.changes import Envelope, Op
+from server.outbox import Channel, Message, Result, RetryPolicy, Verdict, enqueue, new_id
+from server.transitions import Outcome
+from server.webhooks import signing
+from server.webhooks.endpoints import Endpoints
+from server.webhooks.events import build_event, wants
+from server.wire import iso
+
+_ERROR_BODY = 200  # characters of a failing receiver's answer kept in the log
+
+
+class WebhookHook:
+    """Store hook: queue one delivery per event and interested enabled endpoint."""
+
+    def __init__(
+        self, endpoints: Endpoints, retry: RetryPolicy, on_queued: Callable[[], None]
+    ) -> None:
+        self.endpoints = endpoints
+        self.retry = retry
+        self.on_queued = on_queued
+
+    async def __call__(
+        self,
+        conn: AsyncConnection,
+        changes: Sequence[tuple[Op, Outcome]],
+        envelopes: Sequence[Envelope],
+        now: datetime,
+    ) -> None:
+        events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
+        if not events:
+            return
+        targets = await self.endpoints.enabled(conn)
+        rows = [
+            (new_id("msg"), Channel.WEBHOOK, ep.id, ev.type.value, ev.task_id, ev.body)
+            for ev in events
+            for ep in targets
+            if wants(ev, ep.events, ep.owners)
+        ]
+        if rows:
+            await enqueue(conn, rows, now, self.retry.max_age_s)
+            self.on_queued()
+
+
+def _retry_after(value: str | None) -> float | None:
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
+
+class WebhookSender:
+    """One attempt per call; a 2xx answer is a delivery, a 410 disables the endpoint,
+    anything else (3xx included: redirects are not followed) is retried."""
+
+    def __init__(
+        self, endpoints: Endpoints, session: aiohttp.ClientSession, retry: RetryPolicy
+    ) -> None:
+        self.endpoints = endpoints
+        self.session = session
+        self.retry = retry
+
+    async def send(self, message: Message) -> Result:
+        endpoint = await self.endpoints.find(message.target)
+        if endpoint is None:
+            return Result(Verdict.FAILED, error="the endpoint was deleted")
+        if not endpoint.enabled:
+            return Result(Verdict.RETRY, error="the endpoint is disabled")
+        body = message.payload.encode()
+        headers = signing.headers(endpoint.secret, message.id, int(time.time()), body)
+        try:
+            async with self.session.post(
+                endpoint.url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                answer = (await resp.content.read(_ERROR_BODY)).decode(errors="replace")
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
+                location = resp.headers.get("Location", "")
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = _describe(exc)
+            await self.endpoints.note_failure(endpoint, error)
+            return Result(Verdict.RETRY, error=error)
+        if 200 <= status < 300:
+            await self.endpoints.note_success(endpoint)
+            return Result(Verdict.DELIVERED, status=status)
+        if status == 410:
+            await self.endpoints.disable(endpoint.id, "the endpoint answered 410 Gone")
+            # The row is paused with the endpoint now; re-enabling resumes it.
+            return Result(Verdict.RETRY, status=status, error="410 Gone: endpoint disabled")
+        if 300 <= status < 400:
+            error = f"redirect to {location[:200]!r} not followed"
+        else:
+            error = f"HTTP {status}: {answer.strip()[:_ERROR_BODY]}" if answer.strip() else ""
+            error = error or f"HTTP {status}"
+        await self.endpoints.note_failure(endpoint, error)
+        return Result(Verdict.RETRY, status=status, error=error, retry_after_s=retry_after)
+
+    async def gave_up(self, message: Message, result: Result) -> None:
+        """A delivery ran out of retries (about a day of them): unless the endpoint has
+        succeeded since, it keeps failing, so disable it."""
+        endpoint = await self.endpoints.find(message.target)
+        if endpoint is not None and endpoint.enabled and endpoint.failing_since is not None:
+            await self.endpoints.disable(
+                endpoint.id,
+                f"failing without a success since {iso(endpoint.failing_since)}; "
+                f"last error: {result.error}",
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timed out"
+    text = str(exc) or type(exc).__name__
+    return text[:300]

@@ -1,0 +1,322 @@
+"""Webhook endpoints and their delivery logs, in SQL.
+
+An endpoint is disabled (and says why in ``disabled_reason``) when it answers 410 Gone,
+or when it has failed without a single success for ``disable_after_s`` (about a day, the
+length of the retry schedule). Disabling pauses its pending deliveries; re-enabling
+(``PATCH {"enabled": true}``) resumes them, due at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db import Engines
+from server.errors import Conflict, NotFound
+from server.models_push import endpoint_t, outbox_t
+from server.outbox import Channel, RowStatus, new_id
+from server.store import now_utc
+from server.webhooks import signing
+from server.wire import iso
+from server.wire_push import DeliveryJSON, EndpointCreate, EndpointJSON, EndpointPatch
+
+log = logging.getLogger("taskbell.webhooks")
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    id: str
+    url: str
+    events: frozenset[str]
+    owners: frozenset[str] | None
+    description: str
+    secret: str
+    enabled: bool
+    disabled_reason: str | None
+    disabled_at: datetime | None
+    failing_since: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> EndpointJSON:
+        return {
+            "id": self.id,
+            "url": self.url,
+            "events": sorted(self.events),
+            "owners": sorted(self.owners) if self.owners is not None else None,
+            "description": self.description,
+            "enabled": self.enabled,
+            "disabled_reason": self.disabled_reason,
+            "disabled_at": iso(self.disabled_at),
+            "created_at": iso(self.created_at) or "",
+            "updated_at": iso(self.updated_at) or "",
+        }
+
+
+def _endpoint(row: Any) -> Endpoint:
+    m = row._mapping
+    owners = orjson.loads(m["owners"]) if m["owners"] is not None else None
+    return Endpoint(
+        id=m["id"],
+        url=m["url"],
+        events=frozenset(orjson.loads(m["event_types"])),
+        owners=frozenset(owners) if owners is not None else None,
+        description=m["description"],
+        secret=m["secret"],
+        enabled=bool(m["enabled"]),
+        disabled_reason=m["disabled_reason"],
+        disabled_at=_utc(m["disabled_at"]),
+        failing_since=_utc(m["failing_since"]),
+        created_at=_utc(m["created_at"]) or now_utc(),
+        updated_at=_utc(m["updated_at"]) or now_utc(),
+    )
+
+
+def delivery_json(row: Any) -> DeliveryJSON:
+    m = row._mapping
+    pending = m["status"] == RowStatus.PENDING.value
+    return {
+        "id": m["id"],
+        "event_type": m["event_type"],
+        "task_id": m["task_id"],
+        "status": m["status"],
+        "attempts": int(m["attempts"]),
+        "created_at": iso(_utc(m["created_at"])) or "",
+        "last_attempt_at": iso(_utc(m["last_attempt_at"])),
+        "next_attempt_at": iso(_utc(m["next_attempt_at"])) if pending else None,
+        "delivered_at": iso(_utc(m["delivered_at"])),
+        "last_status": m["last_status"],
+        "last_error": m["last_error"],
+        "payload": orjson.loads(m["payload"]),
+    }
+
+
+def _dump(values: list[str] | None) -> str | None:
+    return None if values is None else orjson.dumps(sorted(set(values))).decode()
+
+
+class Endpoints:
+    """CRUD of endpoints, their delivery logs, and their health."""
+
+    def __init__(self, engines: Engines, *, disable_after_s: float, max_age_s: float) -> None:
+        self.engines = engines
+        self.disable_after_s = disable_after_s
+        self.max_age_s = max_age_s
+
+    async def create(self, body: EndpointCreate) -> Endpoint:
+        now = now_utc()
+        values = {
+            "id": new_id("ep"),
+            "url": body.url,
+            "event_types": _dump(body.events),
+            "owners": _dump(body.owners),
+            "description": body.description,
+            "secret": signing.new_secret(),
+            "enabled": True,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(insert(endpoint_t).values(values))
+        return await self.get(str(values["id"]))
+
+    async def find(self, endpoint_id: str) -> Endpoint | None:
+        async with self.engines.reader.connect() as conn:
+            row = (
+                await conn.execute(select(endpoint_t).where(endpoint_t.c.id == endpoint_id))
+            ).first()
+        return _endpoint(row) if row else None
+
+    async def get(self, endpoint_id: str) -> Endpoint:
+        """Raises ``NotFound``."""
+        found = await self.find(endpoint_id)
+        if found is None:
+            raise NotFound(f"webhook endpoint {endpoint_id[:50]!r} not found", code="not_found")
+        return found
+
+    async def all(self) -> list[Endpoint]:
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(select(endpoint_t).order_by(endpoint_t.c.created_at))
+        return [_endpoint(r) for r in rows]
+
+    async def enabled(self, conn: AsyncConnection) -> list[Endpoint]:
+        """The enabled endpoints, read on ``conn`` (inside a write transaction)."""
+        rows = await conn.execute(select(endpoint_t).where(endpoint_t.c.enabled.is_(True)))
+        return [_endpoint(r) for r in rows]
+
+    async def patch(self, endpoint_id: str, body: EndpointPatch) -> Endpoint:
+        fields = body.model_fields_set
+        now = now_utc()
+        values: dict[str, Any] = {"updated_at": now}
+        if "url" in fields and body.url is not None:
+            values["url"] = body.url
+        if "events" in fields and body.events is not None:
+            values["event_types"] = _dump(body.events)
+        if "owners" in fields:
+            values["owners"] = _dump(body.owners)
+        if "description" in fields and body.description is not None:
+            values["description"] = body.description
+        async with self.engines.writer.begin() as conn:
+            res = await conn.execute(
+                update(endpoint_t).where(endpoint_t.c.id == endpoint_id).values(values)
+            )
+            if not res.rowcount:
+                raise NotFound(f"webhook endpoint {endpoint_id[:50]!r} not found")
+            if body.enabled is True:
+                await self._enable(conn, endpoint_id, now)
+            elif body.enabled is False:
+                await self._disable(conn, endpoint_id, "disabled by a producer", now)
+        return await self.get(endpoint_id)
+
+    async def delete(self, endpoint_id: str) -> None:
+        """Delete the endpoint and its deliveries (pending ones are never sent)."""
+        async with self.engines.writer.begin() as conn:
+            res = await conn.execute(delete(endpoint_t).where(endpoint_t.c.id == endpoint_id))
+            if not res.rowcount:
+                raise NotFound(f"webhook endpoint {endpoint_id[:50]!r} not found")
+            await conn.execute(delete(outbox_t).where(outbox_t.c.target == endpoint_id))
+
+    async def _enable(self, conn: AsyncConnection, endpoint_id: str, now: datetime) -> None:
+        await conn.execute(
+            update(endpoint_t)
+            .where(endpoint_t.c.id == endpoint_id)
+            .values(enabled=True, disabled_reason=None, disabled_at=None, failing_since=None)
+        )
+        await conn.execute(
+            update(outbox_t)
+            .where(
+                and_(outbox_t.c.target == endpoint_id, outbox_t.c.status == RowStatus.PAUSED.value)
+            )
+            .values(
+                status=RowStatus.PENDING.value,
+                next_attempt_at=now,
+                expires_at=now + timedelta(seconds=self.max_age_s),
+            )
+        )
+
+    async def _disable(
+        self, conn: AsyncConnection, endpoint_id: str, reason: str, now: datetime
+    ) -> None:
+        await conn.execute(
+            update(endpoint_t)
+            .where(endpoint_t.c.id == endpoint_id)
+            .values(enabled=False, disabled_reason=reason, disabled_at=now, updated_at=now)
+        )
+        await conn.execute(
+            update(outbox_t)
+            .where(
+                and_(outbox_t.c.target == endpoint_id, outbox_t.c.status == RowStatus.PENDING.value)
+            )
+            .values(status=RowStatus.PAUSED.value)
+        )
+
+    async def disable(self, endpoint_id: str, reason: str) -> None:
+        log.warning("webhook endpoint disabled", extra={"endpoint": endpoint_id, "why": reason})
+        async with self.engines.writer.begin() as conn:
+            await self._disable(conn, endpoint_id, reason, now_utc())
+
+    async def note_success(self, endpoint: Endpoint) -> None:
+        if endpoint.failing_since is None:
+            return
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(
+                update(endpoint_t).where(endpoint_t.c.id == endpoint.id).values(failing_since=None)
+            )
+
+    async def note_failure(self, endpoint: Endpoint, error: str) -> None:
+        """Remember when the failures began; disable once they last too long."""
+        now = now_utc()
+        since = endpoint.failing_since
+        if since is None:
+            async with self.engines.writer.begin() as conn:
+                await conn.execute(
+                    update(endpoint_t)
+                    .where(
+                        and_(endpoint_t.c.id == endpoint.id, endpoint_t.c.failing_since.is_(None))
+                    )
+                    .values(failing_since=now)
+                )
+        elif (now - since).total_seconds() >= self.disable_after_s:
+            await self.disable(
+                endpoint.id, f"failing without a success since {iso(since)}; last error: {error}"
+            )
+
+    # ---------------------------------------------------------------- delivery log
+
+    async def deliveries(
+        self,
+        endpoint_id: str,
+        *,
+        status: str | None = None,
+        limit: int = 50,
+        cursor: tuple[datetime, str] | None = None,
+    ) -> list[DeliveryJSON]:
+        """Newest first, keyset-paginated on (created_at, id)."""
+        await self.get(endpoint_id)
+        cond = [outbox_t.c.target == endpoint_id, outbox_t.c.channel == Channel.WEBHOOK.value]
+        if status is not None:
+            cond.append(outbox_t.c.status == status)
+        if cursor is not None:
+            at, last_id = cursor
+            cond.append(
+                or_(
+                    outbox_t.c.created_at < at,
+                    and_(outbox_t.c.created_at == at, outbox_t.c.id > last_id),
+                )
+            )
+        query = (
+            select(outbox_t)
+            .where(and_(*cond))
+            .order_by(outbox_t.c.created_at.desc(), outbox_t.c.id)
+            .limit(limit)
+        )
+        async with self.engines.reader.connect() as conn:
+            return [delivery_json(r) for r in await conn.execute(query)]
+
+    async def delivery(self, endpoint_id: str, delivery_id: str) -> DeliveryJSON:
+        async with self.engines.reader.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(outbox_t).where(
+                        and_(outbox_t.c.id == delivery_id, outbox_t.c.target == endpoint_id)
+                    )
+                )
+            ).first()
+        if row is None:
+            raise NotFound(f"delivery {delivery_id[:60]!r} not found", code="delivery_not_found")
+        return delivery_json(row)
+
+    async def redeliver(self, endpoint_id: str, delivery_id: str) -> DeliveryJSON:
+        """Queue a delivery again, at once, with the same ``webhook-id``. Raises
+        ``NotFound``, or ``Conflict`` while the endpoint is disabled."""
+        endpoint = await self.get(endpoint_id)
+        if not endpoint.enabled:
+            raise Conflict("the endpoint is disabled; enable it first", code="endpoint_disabled")
+        now = now_utc()
+        async with self.engines.writer.begin() as conn:
+            res = await conn.execute(
+                update(outbox_t)
+                .where(and_(outbox_t.c.id == delivery_id, outbox_t.c.target == endpoint_id))
+                .values(
+                    status=RowStatus.PENDING.value,
+                    next_attempt_at=now,
+                    expires_at=now + timedelta(seconds=self.max_age_s),
+                )
+            )
+            if not res.rowcount:
+                raise NotFound(
+                    f"delivery {delivery_id[:60]!r} not found", code="delivery_not_found"
+                )
+        return await self.delivery(endpoint_id, delivery_id)

@@ -1,0 +1,95 @@
+"""Webhook events from task changes, as plain functions on values (no I/O).
+
+Each applied operation that changed a task is one event, whatever it did to feeds
+(completing a postponed task removes nothing from a panel, but the engine must hear
+of it). Payload::
+
+    {"type": "task.completed", "timestamp": "2026-11-28T10:00:00.000000Z",
+     "data": {<task JSON>, "actor": "alice" | null, "previous_owner": ... (reassigned)}}
+
+``actor`` is the person who acted, or null when a producer (or the server's clock) did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TypedDict
+
+from server.changes import Op
+from server.transitions import Outcome
+from server.wire import TaskJSON, dumps, iso
+
+
+class WebhookEventType(StrEnum):
+    CREATED = "task.created"
+    UPDATED = "task.updated"
+    REASSIGNED = "task.reassigned"
+    COMPLETED = "task.completed"
+    CANCELED = "task.canceled"
+    POSTPONED = "task.postponed"
+    RESUMED = "task.resumed"
+
+
+ALL_EVENT_TYPES = tuple(t.value for t in WebhookEventType)
+
+_BY_KIND = {
+    "create": WebhookEventType.CREATED,
+    "complete": WebhookEventType.COMPLETED,
+    "cancel": WebhookEventType.CANCELED,
+    "postpone": WebhookEventType.POSTPONED,
+    "resume": WebhookEventType.RESUMED,
+}
+
+
+class EventData(TaskJSON):
+    actor: str | None
+    previous_owner: str | None
+
+
+class WebhookPayload(TypedDict):
+    type: str
+    timestamp: str
+    data: EventData
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One event, encoded once; ``owners`` are the owners it concerns (both, when a
+    task was reassigned), for endpoints that filter by owner."""
+
+    type: WebhookEventType
+    task_id: str
+    owners: frozenset[str]
+    body: str
+
+
+def event_type(op: Op, outcome: Outcome) -> WebhookEventType:
+    if op.kind == "update":
+        before, after = outcome.before, outcome.state
+        if before is not None and after is not None and before.owner != after.owner:
+            return WebhookEventType.REASSIGNED
+        return WebhookEventType.UPDATED
+    return _BY_KIND[op.kind]
+
+
+def build_event(op: Op, outcome: Outcome, now: datetime) -> WebhookEvent | None:
+    """The event for one applied change, or None when nothing changed (a repeat)."""
+    state = outcome.state
+    if state is None:
+        return None
+    kind = event_type(op, outcome)
+    before = outcome.before
+    previous = before.owner if before is not None and before.owner != state.owner else None
+    data: EventData = {**state.to_json(), "actor": op.actor, "previous_owner": previous}
+    payload: WebhookPayload = {"type": kind.value, "timestamp": iso(now) or "", "data": data}
+    owners = frozenset({state.owner} | ({previous} if previous else set()))
+    return WebhookEvent(kind, state.id, owners, dumps(payload))
+
+
+def wants(event: WebhookEvent, types: frozenset[str], owners: frozenset[str] | None) -> bool:
+    """Whether an endpoint subscribed to ``types`` (and ``owners``, None = all) gets it."""
+    if event.type.value not in types:
+        return False
+    return owners is None or bool(event.owners & owners)
