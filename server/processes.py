@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -105,17 +105,25 @@ async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Gu
         return NO_GUARD
     names = sorted({p.name for p in procs})
     ids = sorted({p.instance_id for p in procs})
-    disabled = await conn.execute(
-        select(definition_t.c.name).where(
-            and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))
-        )
-    )
-    ended = await conn.execute(
-        select(instance_t.c.id, instance_t.c.status).where(
+    # One round trip for both questions: which names are disabled, which ids have ended.
+    query = union_all(
+        select(
+            literal("disabled").label("what"),
+            definition_t.c.name.label("key"),
+            literal("").label("status"),
+        ).where(and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))),
+        select(literal("ended"), instance_t.c.id, instance_t.c.status).where(
             and_(instance_t.c.id.in_(ids), instance_t.c.status != RUNNING)
-        )
+        ),
     )
-    return Guard(frozenset(r.name for r in disabled), {r.id: r.status for r in ended})
+    disabled: set[str] = set()
+    ended: dict[str, str] = {}
+    for row in await conn.execute(query):
+        if row.what == "disabled":
+            disabled.add(row.key)
+        else:
+            ended[row.key] = row.status
+    return Guard(frozenset(disabled), ended)
 
 
 def _insert(dialect: str) -> Any:
