@@ -25,7 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from server.api import demo, me, ops, processes, subscriptions, tasks, ws
+from server.api import demo, events, me, ops, processes, subscriptions, tasks, ws
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -197,6 +197,7 @@ def create_app(settings: Settings) -> Starlette:
         *me.routes,
         *demo.routes,
         *subscriptions.routes,
+        *events.routes,
         *ws.routes,
         Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
