@@ -1,9 +1,11 @@
-"""Command line: ``python -m server [serve|token|migrate|demo]``.
+"""Command line: ``python -m server [serve|token|migrate|demo|vapid]``.
 
 - ``serve`` (the default): applies migrations, then serves with uvicorn on HOST:PORT.
 - ``token USER [--ttl SECONDS]``: prints a user token on its last line.
 - ``migrate``: applies migrations and exits.
 - ``demo [--url URL]``: starts a sample process on a running demo server.
+- ``vapid [--subject mailto:...]``: prints a new Web Push (VAPID) key pair as the
+  ``TASKBELL_VAPID_*`` lines to put in the environment.
 """
 
 from __future__ import annotations
@@ -65,7 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations and exit")
     demo = sub.add_parser("demo", help="start a sample process on a running demo server")
     demo.add_argument("--url", default=None, help="server base URL (default from HOST/PORT)")
+    vapid = sub.add_parser("vapid", help="print a new Web Push (VAPID) key pair")
+    vapid.add_argument(
+        "--subject", default="mailto:ops@example.com", help="contact for push services"
+    )
     args = parser.parse_args(argv)
+
+    if args.command == "vapid":  # needs no settings: it makes some
+        from server.webpush import VapidKeys
+
+        private, public = VapidKeys.generate()
+        print(f"TASKBELL_VAPID_PRIVATE_KEY={private}")
+        print(f"TASKBELL_VAPID_PUBLIC_KEY={public}")
+        print(f"TASKBELL_VAPID_SUBJECT={args.subject}")
+        return 0
 
     try:
         settings = Settings.from_env()

@@ -11,14 +11,18 @@ Push subscriptions, and the VAPID public key the panel subscribes with.
 | ``GET /api/v1/push/config`` → ``{"enabled", "public_key"}`` | anyone |
 | ``POST /api/v1/me/push-subscriptions`` (``PushSubscription.toJSON()``) → 201/200 | user |
 | ``GET /api/v1/me/push-subscriptions``, ``DELETE /api/v1/me/push-subscriptions/{id}`` | user |
+
+and ``GET /sw.js``, the service worker that shows and retracts the pushes (served from
+the root so that its scope is the whole panel).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
 from server import egress
@@ -37,6 +41,7 @@ from server.wire_push import (
 )
 
 _STATUSES = {s.value for s in RowStatus}
+SERVICE_WORKER = Path(__file__).resolve().parents[2] / "web" / "sw.js"
 
 
 def side(request: Request) -> PushSide:
@@ -188,7 +193,14 @@ async def delete_subscription(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def service_worker(request: Request) -> Response:
+    return FileResponse(
+        SERVICE_WORKER, media_type="text/javascript", headers={"Cache-Control": "no-cache"}
+    )
+
+
 routes = [
+    Route("/sw.js", service_worker, methods=["GET", "HEAD"]),
     Route("/api/v1/webhooks", create_endpoint, methods=["POST"]),
     Route("/api/v1/webhooks", list_endpoints, methods=["GET"]),
     Route("/api/v1/webhooks/{endpoint_id}", get_endpoint, methods=["GET"]),
