@@ -36,7 +36,7 @@ DESKTOP = {"width": 1366, "height": 860}
 PHONE = {"width": 390, "height": 844}
 TIMEZONE = "Europe/Berlin"
 
-expect.set_options(timeout=8_000)
+expect.set_options(timeout=15_000)
 
 
 def server_env(db: Path, **extra: str) -> dict[str, str]:
@@ -49,7 +49,7 @@ def server_env(db: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     db = tmp_path_factory.mktemp("panel") / "taskbell.db"
     with ServerProcess(server_env(db)) as running:
@@ -75,13 +75,16 @@ def make_server(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         srv.close()
 
 
-@pytest.fixture(scope="session")
+# Package scope, not session: Playwright's sync API keeps an event loop running in this
+# thread while it is open, and asyncio tests elsewhere in the suite cannot start theirs
+# until it is closed again.
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as pw:
         yield pw
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: scripts/test installs Debian's chromium package")
