@@ -121,8 +121,10 @@ def test_readable_on_a_phone_and_at_200_percent_zoom(
     # The bell toggles the panel; the sections stay reachable from the strip.
     page.get_by_test_id("strip-activities").click()
     expect(page.get_by_role("heading", name="Activities")).to_be_visible()
+    expect(bell).to_have_attribute("aria-expanded", "false")
     bell.click()
-    expect(page.get_by_test_id("task-list")).to_be_visible()
+    expect(bell).to_have_attribute("aria-expanded", "true")
+    expect(page.get_by_text("You're all caught up")).to_be_visible()
 
 
 def test_desktop_notification_is_asked_on_click_and_tagged_by_task_id(

@@ -91,7 +91,7 @@ def test_after_a_server_restart_the_page_reconnects_and_catches_up(
     other.stop()
 
     srv.start()
-    expect(conn).to_have_attribute("data-state", "live", timeout=20_000)
+    expect(conn).to_have_attribute("data-state", "live", timeout=30_000)
     expect(conn).to_have_attribute("data-sync", "replay")
     expect(page.locator(f'#task-list [data-task-id="{added["id"]}"]')).to_be_visible()
     expect(page.locator(f'#task-list [data-task-id="{gone["id"]}"]')).to_have_count(0)
@@ -155,9 +155,8 @@ def test_an_expired_session_says_so_and_a_fresh_token_from_the_host_resumes_it(
     )
     panel = page.frame_locator("#panel")
     conn = panel.get_by_test_id("conn-state")
-    expect(conn).to_have_attribute("data-state", "live")
-
-    expect(conn).to_have_attribute("data-state", "stopped", timeout=10_000)
+    # Live for two seconds (on a loaded machine maybe not even that), then 4001.
+    expect(conn).to_have_attribute("data-state", "stopped")
     expect(panel.get_by_text("Your session has ended")).to_be_visible()
 
     task = producer.create(user, "Arrived after the session ended")

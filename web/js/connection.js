@@ -28,7 +28,7 @@ const PING_EVERY_MS = 25_000;
 const PONG_WITHIN_MS = 10_000;
 const HANDSHAKE_WITHIN_MS = 10_000;
 const BACKOFF_BASE_MS = 400;
-const BACKOFF_CAP_MS = 15_000;
+const BACKOFF_CAP_MS = 10_000;
 
 /** Full-jitter-ish exponential backoff: between half and all of base·2^attempt, capped. */
 export function backoffDelay(attempt, random = Math.random) {
