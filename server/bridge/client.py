@@ -1,0 +1,152 @@
+"""The bridge's connection loop: one WebSocket to ``/ws``, resumed with ``since`` after
+every disconnect (network loss, server restart, 4008), with exponential backoff and
+jitter between attempts. Each message is applied to a copy of the state; the copy
+replaces the state (and the file) only after its desktop actions were done, so a failed
+action is retried from the replay instead of being lost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import logging
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from server.bridge.desktop import Desktop
+from server.bridge.state import BridgeState, Close, Show
+from server.errors import CloseCode
+
+log = logging.getLogger("taskbell.bridge")
+
+
+class TokenRejected(Exception):
+    """The server refuses the token (4001) and no other token is available."""
+
+
+def ws_url(server_url: str) -> str:
+    """``http(s)://host[:port][/prefix]`` → ``ws(s)://host[:port][/prefix]/ws``."""
+    parts = urlsplit(server_url)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", "", ""))
+
+
+def backoff(attempt: int, base: float = 0.5, cap: float = 30.0) -> float:
+    exp = min(cap, base * 2.0**attempt)
+    return exp / 2 + random.random() * exp / 2
+
+
+class Bridge:
+    def __init__(
+        self,
+        server_url: str,
+        token: Callable[[], str],
+        state_path: Path,
+        desktop: Desktop,
+        *,
+        max_backoff_s: float = 30.0,
+    ) -> None:
+        self.server_url = server_url.rstrip("/")
+        self.token = token
+        self.state_path = state_path
+        self.desktop = desktop
+        self.max_backoff_s = max_backoff_s
+        self.state = BridgeState.load(state_path)
+        self._desktop_up = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop`` is set. Raises ``TokenRejected``."""
+        attempt = 0
+        while not stop.is_set():
+            synced = False
+            try:
+                if not self._desktop_up:
+                    await self.desktop.start()
+                    self._desktop_up = True
+                synced = await self._session(stop)
+            except TokenRejected:
+                raise
+            except (OSError, ConnectionClosed, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+                log.warning("connection lost: %s", exc or type(exc).__name__)
+            except Exception as exc:  # the desktop side failed: reconnect it too
+                log.warning("desktop notifications failed: %r", exc)
+                with contextlib.suppress(Exception):
+                    await self.desktop.stop()
+                self._desktop_up = False
+            if stop.is_set():
+                break
+            attempt = 0 if synced else attempt + 1
+            delay = backoff(attempt, cap=self.max_backoff_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+        with contextlib.suppress(Exception):
+            await self.desktop.stop()
+
+    async def _session(self, stop: asyncio.Event) -> bool:
+        """One connection; True when it got as far as being in sync (so the next attempt
+        starts with a short delay)."""
+        token = self.token()
+        synced = False
+        async with connect(
+            ws_url(self.server_url), open_timeout=10, ping_interval=20, ping_timeout=20
+        ) as ws:
+            auth: dict[str, Any] = {"type": "auth", "token": token}
+            if self.state.primed:
+                auth["since"] = self.state.seq
+            await ws.send(orjson.dumps(auth).decode())
+            closing = asyncio.create_task(stop.wait())
+            try:
+                while True:
+                    receiving = asyncio.create_task(ws.recv())
+                    done, _ = await asyncio.wait(
+                        {receiving, closing}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    if closing in done:
+                        receiving.cancel()
+                        await ws.close()
+                        return synced
+                    try:
+                        raw = receiving.result()
+                    except ConnectionClosed as exc:
+                        rcvd = exc.rcvd
+                        refused = rcvd is not None and rcvd.code == CloseCode.NOT_AUTHENTICATED
+                        # A token file may hold a fresh token by now; else give up.
+                        if refused and self.token() == token:
+                            reason = rcvd.reason if rcvd is not None else ""
+                            raise TokenRejected(reason or "token rejected") from None
+                        raise
+                    message = orjson.loads(raw)
+                    if message.get("type") in ("snapshot", "synced"):
+                        synced = True
+                    if not await self._apply(message):
+                        log.info("seq gap: resuming from %d", self.state.seq)
+                        return synced
+            finally:
+                closing.cancel()
+
+    async def _apply(self, message: dict[str, Any]) -> bool:
+        """Apply one message; False on a seq gap (reconnect with ``since``)."""
+        state = copy.deepcopy(self.state)
+        verdict, actions = state.apply(message)
+        if verdict == "gap":
+            return False
+        if verdict == "ignored":
+            return True
+        for action in actions:
+            if isinstance(action, Show):
+                url = action.task.get("url") or self.server_url + "/"
+                nid = await self.desktop.show(action.task, url, action.replaces)
+                state.shown_as(action.task["id"], nid)
+            elif isinstance(action, Close):
+                await self.desktop.close(action.notification)
+                state.closed(action.task_id)
+        state.save(self.state_path)
+        self.state = state
+        return True

@@ -1,0 +1,213 @@
+"""The desktop bridge against a real session D-Bus with a recording notification
+service: notify new tasks, close them when they leave, open the task on a click, and
+keep its place across its own restarts and the server's."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from server.bridge.state import BridgeState, Close, Show
+from tests.conftest import PRODUCER_KEY, SECRET, Live, token
+from tests.push.desktop import (
+    BridgeProcess,
+    Notifications,
+    SessionBus,
+    notification_service,
+    session_bus,
+)
+from tests.support.server_proc import ServerProcess
+from tests.test_api_producer import task_body
+
+
+@pytest.fixture
+def bus() -> Iterator[SessionBus]:
+    with session_bus() as b:
+        yield b
+
+
+@pytest.fixture
+async def desktop(bus: SessionBus) -> AsyncIterator[Notifications]:
+    async with notification_service(bus) as service:
+        yield service
+
+
+def bridge_for(bus: SessionBus, url: str, tmp_path: Path, user: str = "alice") -> BridgeProcess:
+    return BridgeProcess(
+        bus, url, token(user), tmp_path / "state" / "bridge.json", tmp_path / "opened.txt"
+    )
+
+
+async def until(check: Any, timeout: float = 15.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_new_task_is_notified_clicked_open_and_closed_when_done(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    bridge = bridge_for(bus, embedded.base_url, tmp_path)
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        async with embedded.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+            await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
+        await desktop.wait(lambda: len(desktop.notified) == 1)
+        note = desktop.notified[0]
+        assert note.summary == "Approve t-1"
+        assert note.body == "Invoice approval · Acme"
+        assert note.actions[:2] == ["default", "Open task"]
+        desktop.click(note.id)
+        opened = tmp_path / "opened.txt"
+        await until(lambda: opened.exists() and opened.read_text().strip() != "")
+        assert opened.read_text().split() == ["https://crm.example/pages/approve?task=t-1"]
+        async with embedded.person("alice") as c:
+            await c.post("/api/v1/tasks/t-1/complete")
+        await desktop.wait(lambda: desktop.closed == [note.id])
+    finally:
+        await bridge.stop()
+    assert len(desktop.notified) == 1, bridge.log_text()
+
+
+async def test_a_restarted_bridge_neither_repeats_nor_misses(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    async with embedded.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-0", "alice"))  # had before: no news
+    bridge = bridge_for(bus, embedded.base_url, tmp_path)
+    bridge.start()
+    await until(lambda: embedded.parts.hub.connection_count == 1)
+    async with embedded.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+    await desktop.wait(lambda: len(desktop.notified) == 1)
+    first = desktop.notified[0].id
+    await bridge.stop()
+    assert bridge.child is not None and bridge.child.returncode == 0, bridge.log_text()
+    assert BridgeState.load(bridge.state).seq == 2
+
+    # while the bridge is down: a new task, and the notified one is completed
+    async with embedded.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-2", "alice"))
+        await c.post("/api/v1/tasks/t-1/complete")
+    bridge.start()
+    try:
+        await desktop.wait(lambda: len(desktop.notified) == 2 and desktop.closed == [first])
+        assert desktop.notified[1].summary == "Approve t-2"
+        await until(lambda: BridgeState.load(bridge.state).seq == 4)
+    finally:
+        await bridge.stop()
+    # and once more, with nothing new: nothing is shown again
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        await asyncio.sleep(0.3)
+    finally:
+        await bridge.stop()
+    assert [n.summary for n in desktop.notified] == ["Approve t-1", "Approve t-2"]
+    state = BridgeState.load(bridge.state)
+    assert state.known == {"t-0", "t-2"} and set(state.shown) == {"t-2"}
+
+
+@pytest.mark.slow
+async def test_the_bridge_rides_through_server_restarts_and_crashes(
+    bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'taskbell.db'}",
+        "TASKBELL_SECRET": SECRET,
+        "TASKBELL_PRODUCER_KEYS": PRODUCER_KEY,
+    }
+    server = ServerProcess(env)
+    await asyncio.to_thread(server.start)
+    bridge = bridge_for(bus, server.base_url, tmp_path)
+    headers = {"Authorization": f"Bearer {PRODUCER_KEY}"}
+    try:
+        bridge.start()
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as c:
+            await until(lambda: "snapshot" in bridge.log_text() or _connected(bridge))
+            await asyncio.sleep(0.5)
+            await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+            await desktop.wait(lambda: len(desktop.notified) == 1)
+            await asyncio.to_thread(server.restart)  # graceful: sockets closed with 1012
+            await c.post("/api/v1/tasks", json=task_body("t-2", "alice"))
+            await desktop.wait(lambda: len(desktop.notified) == 2)
+            await asyncio.to_thread(server.kill)  # a crash: the connection just drops
+            await asyncio.to_thread(server.start)
+            await c.post("/api/v1/tasks/t-2/complete")
+            await desktop.wait(lambda: desktop.closed == [desktop.notified[1].id])
+    finally:
+        await bridge.stop()
+        await asyncio.to_thread(server.close)
+    assert [n.summary for n in desktop.notified] == ["Approve t-1", "Approve t-2"]
+
+
+def _connected(bridge: BridgeProcess) -> bool:
+    return BridgeState.load(bridge.state).primed
+
+
+# ---------------------------------------------------------------- the pure rules
+
+
+def _event(kind: str, seq: int, tid: str, count: int = 0) -> dict[str, Any]:
+    return {"type": kind, "seq": seq, "count": count, "task": {"id": tid, "title": tid}}
+
+
+def test_the_first_snapshot_only_primes() -> None:
+    state = BridgeState()
+    verdict, actions = state.apply(
+        {"type": "snapshot", "seq": 3, "count": 1, "tasks": [{"id": "a"}]}
+    )
+    assert (verdict, actions, state.seq, state.known) == ("applied", [], 3, {"a"})
+
+
+def test_events_notify_update_and_close() -> None:
+    state = BridgeState(seq=1, primed=True)
+    _, actions = state.apply(_event("task.added", 2, "a"))
+    assert actions == [Show({"id": "a", "title": "a"})]
+    state.shown_as("a", 7)
+    assert state.apply(_event("task.updated", 3, "a"))[1] == [
+        Show({"id": "a", "title": "a"}, replaces=7)
+    ]
+    assert state.apply(_event("task.removed", 4, "a"))[1] == [Close("a", 7)]
+    assert state.apply(_event("task.removed", 4, "a")) == ("ignored", [])
+    assert state.apply(_event("task.added", 9, "b")) == ("gap", [])
+    assert state.seq == 4
+
+
+def test_a_later_snapshot_notifies_the_new_and_closes_the_gone() -> None:
+    state = BridgeState(seq=5, primed=True, known={"a", "b"}, shown={"a": 1, "b": 2})
+    snap = {"type": "snapshot", "seq": 9, "count": 2, "tasks": [{"id": "b"}, {"id": "c"}]}
+    _, actions = state.apply(snap)
+    assert actions == [Show({"id": "c"}), Close("a", 1)]
+    assert state.seq == 9 and state.known == {"b", "c"}
+
+
+def test_the_state_file_survives_a_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.json"
+    state = BridgeState(seq=4, primed=True, known={"a"}, shown={"a": 3})
+    state.save(path)
+    assert BridgeState.load(path) == state
+    path.write_text("{broken")
+    assert BridgeState.load(path) == BridgeState()
+
+
+async def test_a_refused_token_ends_the_bridge_with_status_3(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    bridge = bridge_for(bus, embedded.base_url, tmp_path)
+    bridge.argv[bridge.argv.index("--token") + 1] = "not-a-token"
+    bridge.start()
+    assert bridge.child is not None
+    child = bridge.child
+    await until(lambda: child.returncode is not None)
+    assert child.returncode == 3
+    assert "refuses the token" in bridge.log_text()
