@@ -86,7 +86,13 @@ class CpuMeter:
         wall = time.monotonic() - self._wall
         if self._process is None or wall <= 0:
             return float("nan")
-        return (self._used() - self._cpu) / wall * 100
+        return self.seconds() / wall * 100
+
+    def seconds(self) -> float:
+        """CPU seconds used since start()."""
+        if self._process is None:
+            return float("nan")
+        return self._used() - self._cpu
 
     def _used(self) -> float:
         if self._process is None:
@@ -132,6 +138,7 @@ class MachineMeter:
 class CpuReading:
     loadgen_pct: float
     server_pct: float
+    server_cpu_s: float
     cores_pct: list[float]
 
     @property
@@ -161,7 +168,12 @@ class Meters:
         self._machine.start()
 
     def read(self) -> CpuReading:
-        return CpuReading(self._me.percent(), self._server.percent(), self._machine.busy_pct())
+        return CpuReading(
+            self._me.percent(),
+            self._server.percent(),
+            self._server.seconds(),
+            self._machine.busy_pct(),
+        )
 
 
 def _family(process: psutil.Process) -> list[psutil.Process]:
@@ -290,6 +302,8 @@ async def run(options: Options) -> LoadgenResult:
     cpu = meters.read()
     result.loadgen_cpu_connect_pct, result.server_cpu_connect_pct = cpu.loadgen_pct, cpu.server_pct
     result.cores_connect, result.others_cpu_connect_pct = cpu.cores_text(), cpu.others_pct
+    if result.connected:
+        result.server_cpu_ms_per_connect = cpu.server_cpu_s * 1000 / result.connected
     result.error_samples += connect_errors
     ledger = Ledger()
     log = DeliveryLog(ledger.sent_ns)
@@ -332,6 +346,8 @@ async def drive_changes(
     cpu = meters.read()
     result.loadgen_cpu_drive_pct, result.server_cpu_drive_pct = cpu.loadgen_pct, cpu.server_pct
     result.cores_drive, result.others_cpu_drive_pct = cpu.cores_text(), cpu.others_pct
+    if ledger.acked:
+        result.server_cpu_ms_per_change = cpu.server_cpu_s * 1000 / ledger.acked
     await asyncio.gather(*(c.close() for c in connections))
     result.requests = ledger.requests
     result.changes_acked = ledger.acked

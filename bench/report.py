@@ -76,6 +76,10 @@ class LoadgenResult:
     loadgen_cpu_drive_pct: float = math.nan
     server_cpu_connect_pct: float = math.nan
     server_cpu_drive_pct: float = math.nan
+    # Server CPU time per operation: robust to other load on the machine. One core
+    # could do at most 1000 / ms operations per second.
+    server_cpu_ms_per_connect: float = math.nan
+    server_cpu_ms_per_change: float = math.nan
     cores_connect: str = ""
     cores_drive: str = ""
     # CPU used by processes other than the two measured (100 = one core): the machine
@@ -112,6 +116,11 @@ class LoadgenResult:
         return max(_num(self.loadgen_cpu_connect_pct), _num(self.loadgen_cpu_drive_pct)) >= (
             BUSY_CPU_PCT
         )
+
+
+def per_core(ms_per_op: float) -> float:
+    """Operations per second one whole core could do at this CPU cost."""
+    return 1000 / ms_per_op if ms_per_op > 0 else math.nan
 
 
 def _num(value: float) -> float:
@@ -168,6 +177,10 @@ def describe(r: LoadgenResult) -> str:
         f"other processes {_f(r.others_cpu_connect_pct, 0)}% / "
         f"{_f(r.others_cpu_drive_pct, 0)}%",
         f"cores     connecting: {r.cores_connect}; driving: {r.cores_drive or 'n/a'}",
+        f"server    CPU per connect {_f(r.server_cpu_ms_per_connect, 3)} ms "
+        f"(<= {_f(per_core(r.server_cpu_ms_per_connect), 0)} connects/s on a whole core); "
+        f"CPU per change incl. its deliveries {_f(r.server_cpu_ms_per_change, 3)} ms "
+        f"(<= {_f(per_core(r.server_cpu_ms_per_change), 0)} changes/s on a whole core)",
     ]
     if r.loadgen_busy:
         lines.append(

@@ -29,7 +29,7 @@ import urllib.request
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from bench.report import LoadgenResult
+from bench.report import LoadgenResult, per_core
 
 REPO = Path(__file__).resolve().parent.parent
 SERVER_CORE, LOADGEN_CORE = "0", "1"
@@ -261,10 +261,13 @@ def table(rows: list[tuple[Scenario, LoadgenResult]]) -> str:
         "ooo",
         "gen cpu%",
         "srv cpu%",
+        "srv ms/op",
+        "op/s/core",
     )
     body: list[tuple[str, ...]] = []
     for scenario, r in rows:
         driven = r.requests > 0
+        ms_per_op = r.server_cpu_ms_per_change if driven else r.server_cpu_ms_per_connect
         body.append(
             (
                 scenario.name,
@@ -282,6 +285,8 @@ def table(rows: list[tuple[Scenario, LoadgenResult]]) -> str:
                 str(r.out_of_order) if driven else "-",
                 _c(r.loadgen_cpu_drive_pct if driven else r.loadgen_cpu_connect_pct),
                 _c(r.server_cpu_drive_pct if driven else r.server_cpu_connect_pct),
+                _c(ms_per_op, 3),
+                _c(per_core(ms_per_op)),
             )
         )
     widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
@@ -327,6 +332,12 @@ def verdicts(rows: dict[str, LoadgenResult], full: bool) -> list[str]:
     driven = [r for r in rows.values() if r.requests]
     lost = sum(r.lost + r.duplicates + r.out_of_order + r.count_mismatches for r in driven)
     out.append(f"{mark(lost == 0)} zero lost/duplicate/out-of-order events: {lost}")
+    noisy = [name for name, r in rows.items() if r.machine_noisy]
+    if noisy:
+        out.append(
+            "other processes used >= 15% of a core in: " + ", ".join(noisy) + "; the "
+            "op/s/core column (1000 / server CPU ms per op) is the less disturbed figure"
+        )
     busy = [name for name, r in rows.items() if r.loadgen_busy]
     out.append(
         "load generator busy (>= 85% of its core) in: " + ", ".join(busy)
@@ -400,7 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n=== Taskbell benchmark" + (" (quick)" if args.quick else ""))
     print(
         "latency = from the change's HTTP request being written to the event being read on "
-        "the socket; e2e ch/s = acknowledged changes / time until their last delivery"
+        "the socket; e2e ch/s = acknowledged changes / time until their last delivery;\n"
+        "srv ms/op = server CPU ms per change incl. its deliveries (per connect in a- rows); "
+        "op/s/core = 1000 / srv ms/op"
     )
     print(table(rows))
     print()
