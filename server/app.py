@@ -205,6 +205,10 @@ def create_app(settings: Settings) -> Starlette:
         ApiError: api_error,
         HTTPException: http_error,
         DBAPIError: db_error,
+        # asyncpg's own connect errors (refused, reset, timed out) are OSErrors that
+        # SQLAlchemy does not wrap in DBAPIError: a read that needs a new connection
+        # while PostgreSQL is away must answer 503 too, not 500.
+        OSError: db_error,
         Exception: server_error,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -15,6 +15,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+# By default asyncpg waits 60 s to connect and forever for a statement's answer, so a
+# PostgreSQL that stops answering (a network partition, a frozen host) hangs every
+# request. Past these limits the call fails instead and the caller answers a clean 503.
+PG_CONNECT_TIMEOUT_S = 5.0
+PG_COMMAND_TIMEOUT_S = 10.0
+
 
 @dataclass
 class Engines:
@@ -65,7 +71,13 @@ def make_engines(url: str) -> Engines:
         writer = _sqlite_engine(url, "BEGIN IMMEDIATE", 1)
         reader = _sqlite_engine(url, "BEGIN", 4)
         return Engines(writer, reader, "sqlite")
-    engine = create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
+    engine = create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=False,
+        connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S},
+    )
     return Engines(engine, engine, engine.dialect.name)
 
 

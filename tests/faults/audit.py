@@ -1,0 +1,116 @@
+"""The database's own account of every feed, checked against the promise.
+
+For each owner, from ``feed``, ``feed_event`` and ``task``:
+
+- the kept events have seqs 1..seq with no gap or repeat, and ``feed.seq`` is the last;
+- replaying them like a client does (added: the task joins, removed: it leaves, updated:
+  it is there) never adds a present task, removes or updates an absent one, and the
+  replayed set's size equals the event's ``count`` at every seq;
+- the replay ends with exactly the owner's running tasks, and ``feed.count`` is their
+  number.
+
+A write that was half applied (a task changed without its event, an event without its
+change, a count bumped twice) breaks one of these. ``audit`` returns the problems found
+(empty when all is well) and the truth the clients are compared with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
+
+
+@dataclass
+class OwnerTruth:
+    seq: int = 0
+    count: int = 0
+    running: set[str] = field(default_factory=set)
+    # seq -> (event type, task id, count), as the database keeps it
+    events: dict[int, tuple[str, str, int]] = field(default_factory=dict)
+
+
+@dataclass
+class Audit:
+    owners: dict[str, OwnerTruth]
+    problems: list[str]
+    tasks_by_status: dict[str, int]
+
+    @property
+    def events(self) -> int:
+        return sum(len(t.events) for t in self.owners.values())
+
+
+async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) -> Audit:
+    """Check every owner's feed (or only ``owners``') in the database behind ``conn``."""
+    feeds = {
+        str(owner): (int(seq), int(count))
+        for owner, seq, count in await conn.execute(text('SELECT owner, seq, "count" FROM feed'))
+    }
+    running: dict[str, set[str]] = {}
+    by_status: dict[str, int] = {}
+    for r in await conn.execute(text("SELECT id, owner, status FROM task")):
+        by_status[str(r.status)] = by_status.get(str(r.status), 0) + 1
+        if r.status == "running":
+            running.setdefault(str(r.owner), set()).add(str(r.id))
+    events: dict[str, list[tuple[int, str, str, int]]] = {}
+    rows = await conn.execute(
+        text('SELECT owner, seq, type, task_id, "count" FROM feed_event ORDER BY owner, seq')
+    )
+    for owner, seq, kind, task_id, count in rows:
+        events.setdefault(str(owner), []).append((int(seq), str(kind), str(task_id), int(count)))
+    wanted = set(feeds) | set(running) | set(events)
+    if owners is not None:
+        wanted &= set(owners)
+    problems: list[str] = []
+    truth: dict[str, OwnerTruth] = {}
+    for owner in sorted(wanted):
+        seq, count = feeds.get(owner, (0, 0))
+        live = running.get(owner, set())
+        kept = events.get(owner, [])
+        t = truth[owner] = OwnerTruth(seq, count, set(live))
+        seqs = [e[0] for e in kept]
+        if seqs != list(range(1, seq + 1)):
+            problems.append(f"{owner}: kept seqs are not 1..{seq} ({_span(seqs)})")
+        replay: set[str] = set()
+        for s, kind, task_id, n in kept:
+            t.events[s] = (kind, task_id, n)
+            if kind == "task.added":
+                if task_id in replay:
+                    problems.append(f"{owner}@{s}: {task_id} added twice")
+                replay.add(task_id)
+            elif kind == "task.removed":
+                if task_id not in replay:
+                    problems.append(f"{owner}@{s}: {task_id} removed but not there")
+                replay.discard(task_id)
+            elif task_id not in replay:
+                problems.append(f"{owner}@{s}: {task_id} updated but not there")
+            if n != len(replay):
+                problems.append(f"{owner}@{s}: count {n} but {len(replay)} tasks replayed")
+        if replay != live:
+            problems.append(
+                f"{owner}: replay ends with {len(replay)} tasks, {len(live)} running "
+                f"(only replayed {sorted(replay - live)[:5]}, only running "
+                f"{sorted(live - replay)[:5]})"
+            )
+        if count != len(live):
+            problems.append(f"{owner}: feed count {count} but {len(live)} running tasks")
+    return Audit(truth, problems, by_status)
+
+
+async def audit_url(url: str, owners: Collection[str] | None = None) -> Audit:
+    """``audit`` through a short-lived engine on ``url`` (SQLite or PostgreSQL)."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            return await audit(conn, owners)
+    finally:
+        await engine.dispose()
+
+
+def _span(seqs: list[int]) -> str:
+    if not seqs:
+        return "none"
+    return f"{len(seqs)} kept, {seqs[0]}..{seqs[-1]}"
