@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Route, expect
 
 from tests.browser.conftest import TIMEZONE, Browsing
 from tests.browser.panel import badge, item, items
@@ -185,3 +185,30 @@ def test_without_a_token_the_page_says_the_host_application_must_open_it(
     expect(note).to_be_visible()
     expect(note).to_contain_text("Open Taskbell from your application")
     expect(page.get_by_test_id("bell")).to_be_hidden()
+
+
+def test_the_page_loads_nothing_from_anywhere_but_its_own_server(
+    browsing: Browsing, producer: Producer, user: str
+) -> None:
+    """No CDN, no web fonts: everything comes from the server (it works offline)."""
+    ctx = browsing.context()
+    elsewhere: list[str] = []
+
+    def only_local(route: Route) -> None:
+        url = route.request.url
+        if url.startswith((browsing.base_url, "data:")):
+            route.continue_()
+        else:
+            elsewhere.append(url)
+            route.abort()
+
+    ctx.route("**/*", only_local)
+    seen: list[str] = []
+    page = browsing.page(ctx)
+    page.on("request", lambda request: seen.append(request.url))
+    producer.create(user, "Works offline")
+    browsing.open(user, page=page)
+    expect(items(page)).to_have_count(1)
+    assert elsewhere == []
+    assert any(url.endswith("/static/panel.css") for url in seen)
+    assert any(url.endswith("/static/js/wire.js") for url in seen)

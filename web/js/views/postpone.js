@@ -152,7 +152,10 @@ export class PostponeMenu {
     const m = this.el.getBoundingClientRect();
     const vw = document.documentElement.clientWidth;
     const vh = document.documentElement.clientHeight;
-    let left = Math.min(Math.max(8, a.left), vw - m.width - 8);
+    // Open towards the middle of the screen: left-aligned under a button on the left half,
+    // right-aligned under one on the right half (the panel side).
+    const preferred = a.left + a.width / 2 > vw / 2 ? a.right - m.width : a.left;
+    let left = Math.min(preferred, vw - m.width - 8);
     let top = a.bottom + 6;
     if (top + m.height > vh - 8) top = Math.max(8, a.top - m.height - 6);
     left = Math.max(8, left);
