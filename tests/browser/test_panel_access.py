@@ -155,7 +155,9 @@ def test_desktop_notification_is_asked_on_click_and_tagged_by_task_id(
     browsing.open(user, page=page)
     assert page.evaluate("window.__notes.requested") == 0, "never asked on load"
 
-    page.get_by_test_id("notify-enable").click()
+    # Granting also registers this browser for Web Push (push.js asks the server first).
+    with page.expect_request("**/api/v1/push/config"):
+        page.get_by_test_id("notify-enable").click()
     expect(page.get_by_test_id("notify-on")).to_be_visible()
     assert page.evaluate("window.__notes.requested") == 1
 

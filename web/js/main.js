@@ -11,6 +11,7 @@ import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
 import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
+import { registerPush } from "./push.js";
 import { onRoute } from "./router.js";
 import { Session, takeTokenFromFragment } from "./session.js";
 import { startRelativeClock } from "./time.js";
@@ -75,6 +76,8 @@ function start({ api, session, demo }) {
       panel.running.flush();
       panel.running.element(taskId)?.querySelector(".card__title")?.focus();
     },
+    // Web Push reaches the person with no panel open; it never throws.
+    onGranted: () => void registerPush({ token: () => session.token }),
   });
   const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier });
   announceChanges(feed, announcer);

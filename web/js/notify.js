@@ -4,7 +4,11 @@
  * Permission is asked only from a person's click (`request`), never on load. Each
  * notification is tagged with the task id, so an update replaces it and the task's
  * removal (completed, canceled, postponed, reassigned) closes it. Tabs of the same person
- * share the tag, so the browser shows one notification per task, not one per tab.
+ * share the tag, so the browser shows one notification per task, not one per tab (the
+ * service worker's Web Push notifications use the same tag).
+ *
+ * `onGranted` runs once permission is granted (after the click, or at start when it
+ * already was): main.js registers Web Push there (push.js).
  */
 
 const MAX_AT_ONCE = 3;
@@ -13,8 +17,10 @@ export class DesktopNotifier {
   #shown = new Map();
   primed = false;
 
-  constructor({ feed, onOpen }) {
+  constructor({ feed, onOpen, onGranted }) {
     this.onOpen = onOpen;
+    this.onGranted = onGranted;
+    if (this.state() === "granted") onGranted?.();
     feed.subscribe((note) => this.#onFeed(note));
     document.addEventListener("visibilitychange", () => {
       // Back in the tab: the panel itself shows everything, so clear what we raised.
@@ -30,11 +36,14 @@ export class DesktopNotifier {
   /** Ask for permission; call only from a click handler. */
   async request() {
     if (this.state() !== "default") return this.state();
+    let answer;
     try {
-      return await window.Notification.requestPermission();
+      answer = await window.Notification.requestPermission();
     } catch {
-      return this.state();
+      answer = this.state();
     }
+    if (answer === "granted") this.onGranted?.();
+    return answer;
   }
 
   #onFeed({ source, changes }) {
