@@ -136,8 +136,43 @@ async def server_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# The panel has no inline scripts or styles and talks only to its own server.
+PAGE_HEADERS = {
+    "Cache-Control": "no-cache",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
+        "base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+FAVICON = (
+    b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>"
+    b"<rect width='32' height='32' rx='8' fill='#3056d3'/>"
+    b"<path d='M22 13a6 6 0 0 0-12 0c0 6-2.5 7.5-2.5 7.5h17S22 19 22 13' fill='none' "
+    b"stroke='white' stroke-width='2.2' stroke-linejoin='round'/>"
+    b"<path d='M14.3 24a2 2 0 0 0 3.4 0' fill='none' stroke='white' stroke-width='2.2' "
+    b"stroke-linecap='round'/></svg>"
+)
+
+
+class WebFiles(StaticFiles):
+    """The panel's modules and styles: revalidated on every load (ETag), so an upgrade
+    never leaves a browser running yesterday's modules against today's server."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
 async def index(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+
+
+async def favicon(request: Request) -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -199,7 +234,8 @@ def create_app(settings: Settings) -> Starlette:
         *subscriptions.routes,
         *events.routes,
         *ws.routes,
-        Mount("/static", app=StaticFiles(directory=WEB_DIR, check_dir=False), name="static"),
+        Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
+        Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error,

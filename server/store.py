@@ -398,6 +398,19 @@ class Store:
         async with self._read() as conn:
             return [row_to_state(r) for r in await conn.execute(query)]
 
+    async def status_counts(self, owner: str) -> dict[str, int]:
+        """How many of the owner's tasks are in each status (every status listed)."""
+        query = (
+            select(task_t.c.status, func.count())
+            .where(task_t.c.owner == owner)
+            .group_by(task_t.c.status)
+        )
+        counts = {s.value: 0 for s in Status}
+        async with self._read() as conn:
+            for status, n in await conn.execute(query):
+                counts[str(status)] = int(n)
+        return counts
+
     async def open_task_ids(self, instance_id: str) -> list[str]:
         """Ids of the running and postponed tasks of one process instance."""
         open_ = [Status.RUNNING.value, Status.POSTPONED.value]

@@ -117,3 +117,16 @@ async def test_people_endpoints_need_a_valid_token(embedded: Live) -> None:
             assert_error(await c.get(path), 401, "missing_credentials")
             bad = await c.get(path, headers={"Authorization": "Bearer not.a.jwt"})
             assert_error(bad, 401, "invalid_token")
+
+
+async def test_my_counts_gives_a_total_per_status(live: Live) -> None:
+    await seed(live)
+    async with live.person("alice") as c:
+        await c.post("/api/v1/tasks/a1/complete")
+        await c.post("/api/v1/tasks/a2/postpone", json={"until": "2099-01-01T00:00:00Z"})
+        counts = (await c.get("/api/v1/me/counts")).json()
+    assert counts == {"running": 1, "postponed": 1, "completed": 1, "canceled": 0}
+    async with live.person("nobody") as c:
+        assert set((await c.get("/api/v1/me/counts")).json().values()) == {0}
+    async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
+        assert_error(await anonymous.get("/api/v1/me/counts"), 401)

@@ -109,6 +109,7 @@ async def demo_task_page(request: Request) -> Response:
     tid = request.path_params["task_id"]
     html = (
         "<!doctype html><meta charset=utf-8><title>Demo task</title>"
+        "<link rel=icon href=/favicon.ico>"
         "<link rel=stylesheet href=/static/panel.css>"
         f"<main class=demo-page><h1>Demo task page</h1><p>This is where the CRM would "
         f"open the page for task <code>{_escape(tid)}</code>.</p>"

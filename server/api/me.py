@@ -75,6 +75,13 @@ async def my_counter(request: Request) -> Response:
     return JSON({"count": count, "seq": seq})
 
 
+async def my_counts(request: Request) -> Response:
+    """``{"running": n, "postponed": n, "completed": n, "canceled": n}``: the totals
+    behind the activities view's filters (``count`` in /me/counter is the badge)."""
+    me = user(request)
+    return JSON(await parts(request).store.status_counts(me.id))
+
+
 async def record_tasks(request: Request) -> Response:
     """The caller's open (running or postponed) tasks connected to one record: what the
     record page's Process button offers."""
@@ -90,5 +97,6 @@ async def record_tasks(request: Request) -> Response:
 routes = [
     Route("/api/v1/me/tasks", my_tasks, methods=["GET"]),
     Route("/api/v1/me/counter", my_counter, methods=["GET"]),
+    Route("/api/v1/me/counts", my_counts, methods=["GET"]),
     Route("/api/v1/records/{entity}/{record_id}/tasks", record_tasks, methods=["GET"]),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from playwright.sync_api import Locator, Page
 
 
@@ -28,9 +30,24 @@ def shown_ids(page: Page) -> list[str]:
     return ids
 
 
+def wait_for_js(page: Page, expression: str, timeout: float = 10.0) -> None:
+    """Wait until ``expression`` is truthy in the page.
+
+    Not ``page.wait_for_function``: that evaluates its string with ``eval`` inside the
+    page, which the panel's Content-Security-Policy (no 'unsafe-eval') rightly forbids.
+    ``page.evaluate`` runs through the DevTools protocol, outside the page's policy.
+    """
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still false after {timeout}s: {expression}")
+        page.wait_for_timeout(25)
+
+
 def settle(page: Page) -> None:
     """Wait until no CSS or Web Animation is running (for screenshots and DOM reads)."""
-    page.wait_for_function(
-        "() => document.getAnimations().filter((a) => a.playState === 'running'"
-        " && isFinite(a.effect?.getComputedTiming().endTime ?? 0)).length === 0"
+    wait_for_js(
+        page,
+        "document.getAnimations().filter((a) => a.playState === 'running'"
+        " && isFinite(a.effect?.getComputedTiming().endTime ?? 0)).length === 0",
     )

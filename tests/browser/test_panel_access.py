@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import DESKTOP, PHONE, Browsing
-from tests.browser.panel import badge, item, items, settle
+from tests.browser.panel import badge, item, items, settle, wait_for_js
 from tests.browser.support import Producer
 
 pytestmark = pytest.mark.browser
@@ -167,18 +167,18 @@ def test_desktop_notification_is_asked_on_click_and_tagged_by_task_id(
 
     page.evaluate("window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
     task = producer.create(user, "Arrives while the tab is hidden")
-    page.wait_for_function("window.__notes.shown.length === 1")
+    wait_for_js(page, "window.__notes.shown.length === 1")
     assert page.evaluate("window.__notes.shown[0]") == {
         "title": "Arrives while the tab is hidden",
         "tag": task["id"],
     }
 
     producer.update(task["id"], title="Renamed while hidden")
-    page.wait_for_function("window.__notes.shown.length === 2")
+    wait_for_js(page, "window.__notes.shown.length === 2")
     assert page.evaluate("window.__notes.shown[1].tag") == task["id"]
 
     producer.complete(task["id"])
-    page.wait_for_function(f"window.__notes.closed.includes({task['id']!r})")
+    wait_for_js(page, f"window.__notes.closed.includes({task['id']!r})")
 
 
 def test_screenshots_of_the_panel_with_several_tasks(
