@@ -37,6 +37,7 @@ class Audit:
     owners: dict[str, OwnerTruth]
     problems: list[str]
     tasks_by_status: dict[str, int]
+    statuses: dict[str, str]  # task id -> status
 
     @property
     def events(self) -> int:
@@ -51,10 +52,14 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
     }
     running: dict[str, set[str]] = {}
     by_status: dict[str, int] = {}
-    for r in await conn.execute(text("SELECT id, owner, status FROM task")):
-        by_status[str(r.status)] = by_status.get(str(r.status), 0) + 1
-        if r.status == "running":
-            running.setdefault(str(r.owner), set()).add(str(r.id))
+    statuses: dict[str, str] = {}
+    for task_id, task_owner, status in await conn.execute(
+        text("SELECT id, owner, status FROM task")
+    ):
+        statuses[str(task_id)] = str(status)
+        by_status[str(status)] = by_status.get(str(status), 0) + 1
+        if status == "running":
+            running.setdefault(str(task_owner), set()).add(str(task_id))
     events: dict[str, list[tuple[int, str, str, int]]] = {}
     rows = await conn.execute(
         text('SELECT owner, seq, type, task_id, "count" FROM feed_event ORDER BY owner, seq')
@@ -97,7 +102,7 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
             )
         if count != len(live):
             problems.append(f"{owner}: feed count {count} but {len(live)} running tasks")
-    return Audit(truth, problems, by_status)
+    return Audit(truth, problems, by_status, statuses)
 
 
 async def audit_url(url: str, owners: Collection[str] | None = None) -> Audit:

@@ -7,6 +7,8 @@ service (Redis, PostgreSQL) on 127.0.0.1 and breaks the path on demand.
 - ``blackhole()``: keep every connection open but forward nothing, either way, and
   accept new connections that never get an answer (a network partition). Bytes sent
   meanwhile are held, not lost, like TCP retransmissions: ``restore()`` delivers them.
+- ``freeze()``: the same for the connections open now only; new ones pass (a peer that
+  went silent on an old connection, e.g. a deaf pub/sub subscription).
 - ``delay(seconds)``: forward every chunk ``seconds`` after it arrived, in order.
 - ``restore()``: forward normally again.
 
@@ -55,8 +57,11 @@ def _ended_cleanly(task: asyncio.Task[bool]) -> bool:
 class _Link:
     """One proxied connection: two pumps (client→service, service→client)."""
 
-    def __init__(self, proxy: FaultProxy) -> None:
+    def __init__(self, proxy: FaultProxy, open_: bool) -> None:
         self.proxy = proxy
+        self.open = asyncio.Event()  # set while this link may forward
+        if open_:
+            self.open.set()
         self.transports: list[asyncio.WriteTransport] = []
         self.tasks: list[asyncio.Task[bool]] = []
 
@@ -81,7 +86,6 @@ class FaultProxy:
         self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._links: set[_Link] = set()
-        self._open: asyncio.Event | None = None  # set while forwarding is allowed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -107,8 +111,6 @@ class FaultProxy:
         return self
 
     async def _listen(self) -> None:
-        self._open = asyncio.Event()
-        self._open.set()
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
@@ -177,8 +179,17 @@ class FaultProxy:
 
         async def do() -> None:
             self._mode = Mode.BLACKHOLE
-            assert self._open is not None
-            self._open.clear()
+            for link in self._links:
+                link.open.clear()
+
+        self._call(do)
+
+    def freeze(self) -> None:
+        """Forward nothing on the connections open now, until ``restore``; new ones pass."""
+
+        async def do() -> None:
+            for link in self._links:
+                link.open.clear()
 
         self._call(do)
 
@@ -196,8 +207,8 @@ class FaultProxy:
         async def do() -> None:
             self._mode = Mode.PASS
             self._delay = 0.0
-            assert self._open is not None
-            self._open.set()
+            for link in self._links:
+                link.open.set()
 
         self._call(do)
 
@@ -221,7 +232,7 @@ class FaultProxy:
             writer.transport.abort()
             return
         self.stats.accepted += 1
-        link = _Link(self)
+        link = _Link(self, open_=self._mode is Mode.PASS)
         link.transports.append(writer.transport)
         self._links.add(link)
         try:
@@ -236,8 +247,8 @@ class FaultProxy:
         if link not in self._links:  # cut while connecting upstream
             link.abort()
             return
-        up = asyncio.create_task(self._pump(reader, up_writer, up=True))
-        down = asyncio.create_task(self._pump(up_reader, writer, up=False))
+        up = asyncio.create_task(self._pump(link, reader, up_writer, up=True))
+        down = asyncio.create_task(self._pump(link, up_reader, writer, up=False))
         link.tasks += [up, down]
         try:
             done, pending = await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
@@ -253,11 +264,15 @@ class FaultProxy:
         link.abort()
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, up: bool
+        self,
+        link: _Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        up: bool,
     ) -> bool:
         """Copy one direction, holding chunks while black-holed and delaying them.
         Returns True at a clean end of stream, False when a side broke."""
-        assert self._open is not None
         loop = asyncio.get_running_loop()
         # (arrival time, chunk); b"" is the end of the stream, None a broken side.
         queue: asyncio.Queue[tuple[float, bytes | None]] = asyncio.Queue(QUEUED_CHUNKS)
@@ -277,10 +292,10 @@ class FaultProxy:
                 arrived, data = await queue.get()
                 if data is None:
                     return False
-                await self._open.wait()
+                await link.open.wait()
                 if self._delay > 0:
                     await asyncio.sleep(max(0.0, arrived + self._delay - loop.time()))
-                    await self._open.wait()
+                    await link.open.wait()
                 if not data:
                     writer.write_eof()
                     return True

@@ -90,3 +90,14 @@ async def test_delay_keeps_order(echo_port: int) -> None:
         got = await asyncio.wait_for(reader.readexactly(40), 5)
         writer.close()
     assert got == b"".join(b"%02d" % i for i in range(20))
+
+
+async def test_freeze_silences_open_connections_only(echo_port: int) -> None:
+    with FaultProxy(echo_port) as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        await asyncio.to_thread(proxy.freeze)
+        writer.write(b"old")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.readexactly(3), 0.3)
+        assert await roundtrip(proxy.port, b"new") == b"new"
+        writer.close()
