@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 
@@ -46,23 +47,29 @@ class Audit:
 
 async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) -> Audit:
     """Check every owner's feed (or only ``owners``') in the database behind ``conn``."""
+    where = "" if owners is None else " WHERE owner IN :owners"
+
+    def q(sql: str) -> Any:
+        if owners is None:
+            return conn.execute(text(sql))
+        stmt = text(sql).bindparams(bindparam("owners", expanding=True))
+        return conn.execute(stmt, {"owners": sorted(owners)})
+
     feeds = {
         str(owner): (int(seq), int(count))
-        for owner, seq, count in await conn.execute(text('SELECT owner, seq, "count" FROM feed'))
+        for owner, seq, count in await q(f'SELECT owner, seq, "count" FROM feed{where}')
     }
     running: dict[str, set[str]] = {}
     by_status: dict[str, int] = {}
     statuses: dict[str, str] = {}
-    for task_id, task_owner, status in await conn.execute(
-        text("SELECT id, owner, status FROM task")
-    ):
+    for task_id, task_owner, status in await q(f"SELECT id, owner, status FROM task{where}"):
         statuses[str(task_id)] = str(status)
         by_status[str(status)] = by_status.get(str(status), 0) + 1
         if status == "running":
             running.setdefault(str(task_owner), set()).add(str(task_id))
     events: dict[str, list[tuple[int, str, str, int]]] = {}
-    rows = await conn.execute(
-        text('SELECT owner, seq, type, task_id, "count" FROM feed_event ORDER BY owner, seq')
+    rows = await q(
+        f'SELECT owner, seq, type, task_id, "count" FROM feed_event{where} ORDER BY owner, seq'
     )
     for owner, seq, kind, task_id, count in rows:
         events.setdefault(str(owner), []).append((int(seq), str(kind), str(task_id), int(count)))
