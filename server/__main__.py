@@ -46,6 +46,8 @@ def _serve(settings: Settings) -> int:
         port=settings.port,
         log_config=log_config,
         ws="websockets-sansio",
+        # Task messages are small; per-socket zlib state would cost ~40 KB each.
+        ws_per_message_deflate=False,
         ws_max_size=settings.max_ws_message_bytes,
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,

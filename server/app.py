@@ -218,6 +218,7 @@ def create_app(settings: Settings) -> Starlette:
                     task.cancel()
                 await asyncio.gather(*background, return_exceptions=True)
             await timers.stop()
+            await p.service.close()
             await push.stop()
             await broker.stop()
             await hub.stop()

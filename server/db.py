@@ -1,8 +1,8 @@
 """Engines for SQLite and PostgreSQL, one code path.
 
 SQLite: one writer connection (writes queue in-process instead of fighting over the file
-lock) taking ``BEGIN IMMEDIATE``, and a small pool of readers in WAL mode.
-PostgreSQL (asyncpg): one pool for both; snapshot reads run REPEATABLE READ.
+lock) taking ``BEGIN IMMEDIATE``, and a small pool of autocommit readers in WAL mode.
+PostgreSQL (asyncpg): one pool; reads run in autocommit (each is a single statement).
 """
 
 from __future__ import annotations
@@ -34,13 +34,18 @@ class Engines:
 
     async def dispose(self) -> None:
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
 
-def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
     engine = create_async_engine(
-        url, pool_size=pool_size, max_overflow=0, pool_timeout=30, connect_args={"timeout": 5}
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_timeout=30,
+        connect_args={"timeout": 5},
+        isolation_level="AUTOCOMMIT" if begin is None else None,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -57,9 +62,11 @@ def _sqlite_engine(url: str, begin: str, pool_size: int) -> AsyncEngine:
             cursor.execute(pragma)
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+    if begin is not None:
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            conn.exec_driver_sql(begin)
 
     return engine
 

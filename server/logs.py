@@ -36,6 +36,18 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class PerSocketNoise(logging.Filter):
+    """Drops uvicorn's per-socket INFO lines ("connection open", "WebSocket /ws
+    [accepted]", "connection closed"): at thousands of sockets they cost more CPU than
+    the sockets themselves and say nothing /readyz does not."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        msg = str(record.msg)
+        return not (msg.startswith("connection ") or '"WebSocket ' in msg)
+
+
 def setup(level: str = "info") -> dict[str, Any]:
     """Configure the root logger and return a uvicorn ``log_config`` that matches."""
     handler = logging.StreamHandler(sys.stderr)
@@ -47,6 +59,7 @@ def setup(level: str = "info") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"per_socket": {"()": PerSocketNoise}},
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
@@ -56,7 +69,7 @@ def setup(level: str = "info") -> dict[str, Any]:
         },
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.error": {"level": level.upper(), "filters": ["per_socket"]},
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
     }

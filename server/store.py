@@ -64,6 +64,17 @@ class Replay:
 
 
 _TASK_COLUMNS = [c.name for c in task_t.columns]
+_SNAPSHOT = (
+    select(feed_t.c.seq.label("feed_seq"), feed_t.c.count.label("feed_count"), task_t)
+    .select_from(
+        feed_t.outerjoin(
+            task_t,
+            and_(task_t.c.owner == feed_t.c.owner, task_t.c.status == Status.RUNNING.value),
+        )
+    )
+    .where(feed_t.c.owner == bindparam("owner"))
+    .order_by(task_t.c.created_at.desc(), task_t.c.id)
+)
 _MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
 
 
@@ -311,24 +322,24 @@ class Store:
 
     async def snapshot(self, owner: str) -> Snapshot:
         """The owner's running tasks and the seq/count they correspond to, consistently."""
-        async with self._read(snapshot=True) as conn:
+        async with self._read() as conn:
             return await self._snapshot(conn, owner)
 
     async def _snapshot(self, conn: AsyncConnection, owner: str) -> Snapshot:
-        seq, count = await self._feed(conn, owner)
-        rows = await conn.execute(
-            select(task_t)
-            .where(and_(task_t.c.owner == owner, task_t.c.status == Status.RUNNING.value))
-            .order_by(task_t.c.created_at.desc(), task_t.c.id)
-        )
-        tasks = [row_to_state(r).to_json() for r in rows]
+        # One statement, so the tasks and the seq/count always agree without a
+        # transaction: the feed row, joined to its owner's running tasks.
+        rows = (await conn.execute(_SNAPSHOT, {"owner": owner})).all()
+        if not rows:
+            return Snapshot(0, 0, [])
+        seq, count = int(rows[0].feed_seq), int(rows[0].feed_count)
+        tasks = [row_to_state(r).to_json() for r in rows if r.id is not None]
         return Snapshot(seq, count, tasks)
 
     async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
         """What a (re)connecting client needs: the events after ``since`` when they are
         all still kept and not too many, else a snapshot (also when ``since`` is ahead
         of the server, e.g. after a restore)."""
-        async with self._read(snapshot=True) as conn:
+        async with self._read() as conn:
             if since is not None:
                 seq, count = await self._feed(conn, owner)
                 if since == seq:
@@ -444,11 +455,11 @@ class Store:
 
     # ------------------------------------------------------------------ helpers
 
-    def _read(self, snapshot: bool = False) -> Any:
-        engine = self.engines.reader
-        if snapshot and not self.engines.is_sqlite:
-            return engine.execution_options(isolation_level="REPEATABLE READ").begin()
-        return engine.begin()
+    def _read(self) -> Any:
+        """A connection for reads, in autocommit: every read is one statement, or (the
+        replay) reads an append-only log up to a seq read before it, so none needs a
+        transaction, and SQLite is spared a BEGIN and a ROLLBACK per read."""
+        return self.engines.reader.connect()
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -107,6 +107,7 @@ async def serve(settings: Settings) -> AsyncIterator[Live]:
         host="127.0.0.1",
         port=port,
         ws="websockets-sansio",
+        ws_per_message_deflate=False,
         ws_max_size=settings.max_ws_message_bytes,
         log_level="warning",
         lifespan="on",

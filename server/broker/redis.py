@@ -16,6 +16,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ log = logging.getLogger("taskbell.broker")
 
 PREFIX = "taskbell:feed:"
 PING_PREFIX = "taskbell:ping:"
+OUTGOING_LIMIT = 100_000  # envelopes queued for Redis before the oldest are forgotten
 
 
 class DeafSubscription(Exception):
@@ -50,12 +52,17 @@ class RedisBroker:
         self._listening = False
         self._publish_ok = True
         self.reconnects = 0
+        self._outgoing: deque[Envelope] = deque()
+        self._wake = asyncio.Event()
+        self._publisher: asyncio.Task[None] | None = None
+        self.dropped = 0
 
     async def start(self, on_envelope: EnvelopeHandler, on_resync: ResyncHandler) -> None:
         self._on_envelope = on_envelope
         self._on_resync = on_resync
         self._pub = self._client()
         self._task = asyncio.create_task(self._listen_forever(), name="redis-listener")
+        self._publisher = asyncio.create_task(self._publish_forever(), name="redis-publisher")
 
     def _client(self) -> Redis:
         return Redis.from_url(
@@ -67,28 +74,57 @@ class RedisBroker:
         )
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        # Local sockets first: they must not wait for, or depend on, Redis.
+        """Deliver to this process's sockets now and queue for Redis; never waits on
+        Redis (a slow or paused Redis must not hold up the write path)."""
         for env in envelopes:
             self._on_envelope(env)
-        if self._pub is None:
+        if self._publisher is None:
             return
-        try:
-            async with self._pub.pipeline(transaction=False) as pipe:
-                for env in envelopes:
-                    pipe.publish(PREFIX + env.owner, encode(env))
-                await pipe.execute()
-            if not self._publish_ok:
-                log.info("redis publish works again")
-            self._publish_ok = True
-        except (RedisError, OSError) as exc:
-            if self._publish_ok:
-                log.warning(
-                    "redis publish failed (%s); peers will catch up from the database",
-                    type(exc).__name__,
-                )
-            self._publish_ok = False
+        self._outgoing.extend(envelopes)
+        overflow = len(self._outgoing) - OUTGOING_LIMIT
+        if overflow > 0:
+            # Redis has been unreachable for a while: forget the oldest; peers catch up
+            # from the database on their sweep or when Redis comes back.
+            for _ in range(overflow):
+                self._outgoing.popleft()
+            self.dropped += overflow
+        self._wake.set()
+
+    async def _publish_forever(self) -> None:
+        """One publisher, so envelopes leave in the order they were committed."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._outgoing and self._pub is not None:
+                chunk = [self._outgoing.popleft() for _ in range(min(500, len(self._outgoing)))]
+                try:
+                    async with self._pub.pipeline(transaction=False) as pipe:
+                        for env in chunk:
+                            pipe.publish(PREFIX + env.owner, encode(env))
+                        await pipe.execute()
+                    if not self._publish_ok:
+                        log.info("redis publish works again")
+                    self._publish_ok = True
+                except (RedisError, OSError) as exc:
+                    if self._publish_ok:
+                        log.warning(
+                            "redis publish failed (%s); peers will catch up from the database",
+                            type(exc).__name__,
+                        )
+                    self._publish_ok = False
+                    self.dropped += len(chunk)
 
     async def stop(self) -> None:
+        if self._publisher is not None:
+            # Give what is queued a moment to leave, then stop.
+            for _ in range(20):
+                if not self._outgoing or not self._publish_ok:
+                    break
+                await asyncio.sleep(0.05)
+            self._publisher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._publisher
+            self._publisher = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
