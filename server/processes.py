@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, literal, select, union_all, update
+from sqlalchemy import and_, bindparam, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -152,36 +152,62 @@ async def track(
             for i, n in sorted(new.items())
         ]
         await conn.execute(_insert(dialect)(instance_t).on_conflict_do_nothing(), rows)
-    for instance_id in sorted(touched):
-        await complete_if_done(conn, instance_id, now)
+    if touched:
+        await complete_if_done(conn, sorted(touched), now)
 
 
-async def complete_if_done(conn: AsyncConnection, instance_id: str, now: datetime) -> bool:
-    """End a running instance that expects nothing more and has no open step."""
-    query = select(instance_t).where(instance_t.c.id == instance_id)
+async def complete_if_done(
+    conn: AsyncConnection, instance_ids: Sequence[str], now: datetime
+) -> None:
+    """End the running instances among ``instance_ids`` that expect nothing more and have
+    no open step left: three statements, however many instances."""
+    query = (
+        select(instance_t)
+        .where(
+            and_(
+                instance_t.c.id.in_(list(instance_ids)),
+                instance_t.c.status == RUNNING,
+                instance_t.c.expect_more.is_(False),
+            )
+        )
+        .order_by(instance_t.c.id)
+    )
     if conn.dialect.name == "postgresql":
         # Lock first, count second: of two transactions finishing the last two steps,
         # the one that waited here sees the other's step as done.
         query = query.with_for_update()
-    row = (await conn.execute(query)).first()
-    if row is None:
-        return False
-    inst = row_to_instance(row)
-    if inst.status != RUNNING or inst.expect_more:
-        return False
-    open_steps = await conn.scalar(
-        select(func.count())
-        .select_from(task_t)
-        .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
-    )
-    if open_steps:
-        return False
-    await end(conn, inst, COMPLETED, now)
-    return True
+    candidates = [row_to_instance(r) for r in await conn.execute(query)]
+    if not candidates:
+        return
+    still_open = {
+        r.process_instance_id
+        for r in await conn.execute(
+            select(task_t.c.process_instance_id)
+            .where(
+                and_(
+                    task_t.c.process_instance_id.in_([c.id for c in candidates]),
+                    task_t.c.status.in_(_OPEN),
+                )
+            )
+            .distinct()
+        )
+    }
+    done = [c for c in candidates if c.id not in still_open]
+    if done:
+        await conn.execute(
+            update(instance_t)
+            .where(instance_t.c.id == bindparam("b_id"))
+            .values(status=COMPLETED, ended_at=now, duration_ms=bindparam("b_duration")),
+            [{"b_id": c.id, "b_duration": _duration(c, now)} for c in done],
+        )
+
+
+def _duration(inst: Instance, now: datetime) -> int:
+    return max(0, int((now - inst.started_at).total_seconds() * 1000))
 
 
 async def end(conn: AsyncConnection, inst: Instance, status: str, now: datetime) -> Instance:
-    duration = max(0, int((now - inst.started_at).total_seconds() * 1000))
+    duration = _duration(inst, now)
     await conn.execute(
         update(instance_t)
         .where(instance_t.c.id == inst.id)
@@ -316,7 +342,7 @@ async def set_expect_more(
         update(instance_t).where(instance_t.c.id == instance_id).values(expect_more=expect_more)
     )
     if not expect_more:
-        await complete_if_done(conn, instance_id, now)
+        await complete_if_done(conn, [instance_id], now)
     fresh = await _get(conn, instance_id)
     assert fresh is not None
     return fresh

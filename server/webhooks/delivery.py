@@ -44,10 +44,13 @@ class WebhookHook:
         envelopes: Sequence[Envelope],
         now: datetime,
     ) -> None:
-        events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
-        if not events:
+        if not changes:
             return
+        # Endpoints first: with none registered, no event is even encoded.
         targets = await self.endpoints.enabled(conn)
+        if not targets:
+            return
+        events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
         rows = [
             (new_id("msg"), Channel.WEBHOOK, ep.id, ev.type.value, ev.task_id, ev.body)
             for ev in events
