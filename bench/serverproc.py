@@ -104,7 +104,8 @@ def start_profiler(server: Server, workdir: Path) -> subprocess.Popen[bytes] | N
     if not Path(py_spy).exists():
         return None
     argv = [py_spy, "record", "--pid", str(server.process.pid), "--rate", "250"]
-    argv += ["--format", "flamegraph", "--output", str(workdir / "profile.svg")]
+    # Collapsed stacks (profile.txt) read with any flamegraph tool or `sort | head`.
+    argv += ["--format", "raw", "--output", str(workdir / "profile.txt")]
     log = (workdir / "py-spy.log").open("wb")
     # Pinned beside the load generator so the sampler does not steal the server's core.
     return subprocess.Popen(pinned(LOADGEN_CORE, argv, True), stdout=log, stderr=log)
@@ -116,5 +117,5 @@ def stop_profiler(profiler: subprocess.Popen[bytes], workdir: Path) -> str:
         profiler.wait(30)
     except subprocess.TimeoutExpired:
         profiler.kill()
-    svg = workdir / "profile.svg"
-    return f"server profile: {svg}" if svg.exists() else f"py-spy failed: {workdir}/py-spy.log"
+    out = workdir / "profile.txt"
+    return f"server profile: {out}" if out.exists() else f"py-spy failed: {workdir}/py-spy.log"

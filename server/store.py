@@ -76,6 +76,11 @@ _SNAPSHOT = (
     .order_by(task_t.c.created_at.desc(), task_t.c.id)
 )
 _MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
+_UPDATE_TASK = (
+    update(task_t)
+    .where(task_t.c.id == bindparam("b_id"))
+    .values({c: bindparam(c) for c in _MUTABLE})
+)
 
 
 def row_to_state(row: Any) -> TaskState:
@@ -129,7 +134,25 @@ class Store:
         self.engines = engines
         self.replay_limit = replay_limit
         self.hooks: list[TxHook] = []
-        self._upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+        # Statements built once: building an upsert's "excluded" alias alone costs more
+        # CPU than executing it.
+        upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+        ins = upsert(feed_t).values(
+            owner=bindparam("owner"), seq=bindparam("n"), count=bindparam("delta")
+        )
+        self._feed_upsert = ins.on_conflict_do_update(
+            index_elements=[feed_t.c.owner],
+            set_={
+                "seq": feed_t.c.seq + ins.excluded.seq,
+                "count": feed_t.c.count + ins.excluded.count,
+            },
+        ).returning(feed_t.c.owner, feed_t.c.seq, feed_t.c.count, sort_by_parameter_order=True)
+        select_tasks = (
+            select(task_t)
+            .where(task_t.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(task_t.c.id)
+        )
+        self._select_tasks = select_tasks if engines.is_sqlite else select_tasks.with_for_update()
 
     # ------------------------------------------------------------------ writes
 
@@ -167,10 +190,8 @@ class Store:
     async def apply_in(self, conn: AsyncConnection, ops: Sequence[Op], now: datetime) -> Applied:
         """The body of ``apply``, inside a transaction the caller holds."""
         ids = sorted({op.id for op in ops})
-        query = select(task_t).where(task_t.c.id.in_(ids)).order_by(task_t.c.id)
-        if not self.engines.is_sqlite:
-            query = query.with_for_update()
-        existing = {row.id: row_to_state(row) for row in await conn.execute(query)}
+        rows = await conn.execute(self._select_tasks, {"ids": ids})
+        existing = {row.id: row_to_state(row) for row in rows}
         working: dict[str, TaskState | None] = {i: existing.get(i) for i in ids}
 
         creates = [op.body for op in ops if isinstance(op.body, TaskCreate)]
@@ -207,12 +228,7 @@ class Store:
         if new_rows:
             await conn.execute(insert(task_t), new_rows)
         if upd_rows:
-            stmt = (
-                update(task_t)
-                .where(task_t.c.id == bindparam("b_id"))
-                .values({c: bindparam(c) for c in _MUTABLE})
-            )
-            await conn.execute(stmt, upd_rows)
+            await conn.execute(_UPDATE_TASK, upd_rows)
         if envelopes:
             await conn.execute(
                 insert(event_t),
@@ -272,19 +288,19 @@ class Store:
             n_delta = per_owner.setdefault(eff.owner, [0, 0])
             n_delta[0] += 1
             n_delta[1] += eff.delta
+        if not per_owner:
+            return []
+        # One statement for every owner, in sorted order (so concurrent transactions lock
+        # feed rows in the same order and never deadlock); it returns each owner's new
+        # seq and count, from which each event's own seq and count are counted back.
+        params = [
+            {"owner": owner, "n": per_owner[owner][0], "delta": per_owner[owner][1]}
+            for owner in sorted(per_owner)
+        ]
         cursor: dict[str, list[int]] = {}
-        for owner in sorted(per_owner):
+        for owner, seq, count in await conn.execute(self._feed_upsert, params):
             n, delta = per_owner[owner]
-            ins = self._upsert(feed_t).values(owner=owner, seq=n, count=delta)
-            stmt = ins.on_conflict_do_update(
-                index_elements=[feed_t.c.owner],
-                set_={
-                    "seq": feed_t.c.seq + ins.excluded.seq,
-                    "count": feed_t.c.count + ins.excluded.count,
-                },
-            ).returning(feed_t.c.seq, feed_t.c.count)
-            seq, count = (await conn.execute(stmt)).one()
-            cursor[owner] = [seq - n, count - delta]
+            cursor[owner] = [int(seq) - n, int(count) - delta]
         envelopes: list[Envelope] = []
         for eff, state in effects:
             c = cursor[eff.owner]
