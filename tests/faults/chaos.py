@@ -197,6 +197,16 @@ class WorkloadFigures:
 
 
 EXPECTED_CODES = {200, 201, 404, 409}
+MODEL_LIMIT = 2000  # tasks a worker keeps in mind; long soaks forget finished ones
+
+
+def _forget_finished(tasks: dict[str, Model], instances: dict[str, set[str]]) -> None:
+    """Keep the open tasks and the 200 newest finished ones (to act on final tasks)."""
+    finished = [t for t, m in tasks.items() if m.status in FINAL]
+    for tid in finished[:-200]:
+        del tasks[tid]
+    for iid in [i for i, ids in instances.items() if not any(t in tasks for t in ids)]:
+        del instances[iid]
 
 
 class Workload:
@@ -215,6 +225,7 @@ class Workload:
         duration_s: float,
         workers: int = 5,
         seed: int = 1,
+        prefix: str = "",
     ) -> None:
         self.base_urls = list(base_urls)
         self.owners = list(owners)
@@ -224,6 +235,7 @@ class Workload:
         self.duration_s = duration_s
         self.workers = workers
         self.seed = seed
+        self.prefix = prefix  # of task and process ids, for several workloads on one database
         self.figures = WorkloadFigures()
         self.acked: dict[str, str] = {}  # task id -> status in its last 2xx answer
         self.latest_short_postpone = 0.0  # unix time of the latest return to wait for
@@ -254,6 +266,8 @@ class Workload:
                 due = started + self.duration_s * done / budget
                 if (delay := due - loop.time()) > 0:
                     await asyncio.sleep(delay)
+                if len(tasks) > MODEL_LIMIT:
+                    _forget_finished(tasks, instances)
                 roll = rng.random()
                 open_ids = [t for t, m in tasks.items() if m.status not in FINAL]
                 if roll < 0.25 or len(open_ids) < 5:
@@ -290,14 +304,14 @@ class Workload:
         open_ids = [t for t, m in tasks.items() if m.status not in FINAL]
         roll = rng.random()
         if roll < 0.35 or not open_ids:
-            tid = f"w{w}-{serial}"
+            tid = f"{self.prefix}w{w}-{serial}"
             owner = rng.choice(self.owners)
             body: dict[str, Any] = {"id": tid, "owner": owner, "title": f"Step {serial}"}
             if rng.random() < 0.6:
                 # Steps of one instance, a fresh instance every few steps: an instance
                 # ends by itself once its last open step ends.
                 if current_instance[0] is None or current_instance[1] >= rng.randint(1, 4):
-                    current_instance[0] = f"pw{w}-{serial}"
+                    current_instance[0] = f"{self.prefix}pw{w}-{serial}"
                     current_instance[1] = 0
                 current_instance[1] += 1
                 body["process"] = {"instance_id": current_instance[0], "name": "Chaos"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +72,9 @@ def assert_503(resp: httpx.Response, code: str = "database_unavailable") -> None
     assert int(resp.headers["retry-after"]) >= 1
 
 
-async def until_2xx(call: Any, attempts: int = 100) -> httpx.Response:
+async def until_2xx(
+    call: Callable[[], Awaitable[httpx.Response]], attempts: int = 100
+) -> httpx.Response:
     """Repeat ``call()`` until it answers 2xx (the database is back); bounded."""
     resp: httpx.Response | None = None
     for _ in range(attempts):
@@ -82,18 +84,6 @@ async def until_2xx(call: Any, attempts: int = 100) -> httpx.Response:
         assert resp.status_code == 503, resp.text
         await asyncio.sleep(0.2)
     raise AssertionError(f"still failing after {attempts} attempts: {resp and resp.text}")
-
-
-async def task_ids(url: str) -> set[str]:
-    from sqlalchemy import text
-    from sqlalchemy.ext.asyncio import create_async_engine
-
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return {str(r[0]) for r in await conn.execute(text("SELECT id FROM task"))}
-    finally:
-        await engine.dispose()
 
 
 async def test_postgres_cut_and_refused_answers_503_and_resumes(behind_proxy: Behind) -> None:
@@ -145,13 +135,13 @@ async def test_postgres_cut_and_refused_answers_503_and_resumes(behind_proxy: Be
     assert final["checks"]["database"] == "ok"
     assert proxy.stats.refused > 0, "the refusal never hit a connection"
 
-    ids = await task_ids(behind_proxy.url)
+    checked = await audit_url(behind_proxy.url)
+    ids = checked.statuses
     for prefix, status in sent.items():
         landed = sum(f"{prefix}-{i}" in ids for i in range(40))
         assert landed in (0, 40), f"batch {prefix} ({status}) half applied: {landed}/40"
         if status == 200:
             assert landed == 40
-    checked = await audit_url(behind_proxy.url)
     assert checked.problems == []
     truth = checked.owners["alice"]
     # The client connected all along catches up on everything, including commits whose
@@ -190,11 +180,11 @@ async def test_postgres_blackhole_answers_503_in_bounded_time_and_resumes(
     assert_503(batch)
     assert ready.status_code == 503 and ready.json()["checks"]["database"] == "unreachable"
     assert after.status_code == 200
-    ids = await task_ids(behind_proxy.url)
+    checked = await audit_url(behind_proxy.url)
+    ids = checked.statuses
     # The held bytes reached PostgreSQL after the partition healed, but without a commit
     # (the server had given up): the batch answered 503 is absent, all of it.
     assert sum(f"hole-b-{i}" in ids for i in range(20)) in (0, 20)
-    checked = await audit_url(behind_proxy.url)
     assert checked.problems == []
     truth = checked.owners["alice"]
     await watcher.until_seq(truth.seq, timeout=20)
