@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -86,7 +85,3 @@ def make_engines(url: str) -> Engines:
         connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S},
     )
     return Engines(engine, engine, engine.dialect.name)
-
-
-def sync_engine_of(engine: AsyncEngine) -> Engine:
-    return engine.sync_engine

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -141,10 +140,6 @@ class Connection:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
-    def writer_failed(self) -> bool:
-        w = self._writer
-        return w is not None and w.done() and not w.cancelled() and w.exception() is not None
-
 
 @dataclass(eq=False)
 class OwnerState:
@@ -165,7 +160,6 @@ class Hub:
         self._sweeper: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
-        self.on_open: Callable[[Connection], None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
 

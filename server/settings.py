@@ -74,7 +74,6 @@ class Settings:
     log_level: str = "info"
     record_url: str = "/#/records/{entity}/{id}"
     default_task_url: str = "/#/activities"
-    instance_name: str = ""
     # Webhooks and Web Push (server/webhooks, server/webpush.py, server/outbox.py).
     webhook_allow_private: bool = False
     push_allow_private: bool = False
@@ -120,7 +119,6 @@ class Settings:
             log_level=env.get("LOG_LEVEL", "info").lower(),
             record_url=env.get("TASKBELL_RECORD_URL") or "/#/records/{entity}/{id}",
             default_task_url=env.get("TASKBELL_DEFAULT_TASK_URL") or "/#/activities",
-            instance_name=env.get("TASKBELL_INSTANCE", ""),
             webhook_allow_private=_flag(env.get("TASKBELL_WEBHOOK_ALLOW_PRIVATE")),
             push_allow_private=_flag(env.get("TASKBELL_PUSH_ALLOW_PRIVATE")),
             webhook_timeout_s=_float(env, "TASKBELL_WEBHOOK_TIMEOUT_SECONDS", 10.0),

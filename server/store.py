@@ -438,19 +438,6 @@ class Store:
                 counts[str(status)] = int(n)
         return counts
 
-    async def open_task_ids(self, instance_id: str) -> list[str]:
-        """Ids of the running and postponed tasks of one process instance."""
-        open_ = [Status.RUNNING.value, Status.POSTPONED.value]
-        async with self._read() as conn:
-            rows = await conn.execute(
-                select(task_t.c.id)
-                .where(
-                    and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(open_))
-                )
-                .order_by(task_t.c.id)
-            )
-            return [str(r.id) for r in rows]
-
     async def running_count(self, owner: str) -> int:
         """Ground truth for checks: count(*) of running tasks (not the feed counter)."""
         async with self._read() as conn:

@@ -169,12 +169,6 @@ class SyncedMessage(TypedDict):
     count: int
 
 
-class ErrorMessage(TypedDict):
-    type: Literal["error"]
-    code: str
-    message: str
-
-
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
