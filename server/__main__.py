@@ -31,12 +31,12 @@ def _serve(settings: Settings) -> int:
 
     log_config = logs.setup(settings.log_level)
     if settings.demo:
+        made_up = settings.made_up
+        url = f"http://{settings.host}:{settings.port}/"
         log.warning(
-            "DEMO MODE: made-up secret and producer key; do not use in production",
-            extra={
-                "producer_keys": sorted(settings.producer_keys),
-                "open": f"http://{settings.host}:{settings.port}/",
-            },
+            f"DEMO MODE: open {url} and pick who you are; not for production"
+            + (f" (made up for this run: {', '.join(made_up)})" if made_up else ""),
+            extra={"producer_keys": sorted(settings.producer_keys), "open": url},
         )
     if settings.auto_migrate:
         upgrade(settings.database_url)
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         from server.auth import mint_token
 
-        if settings.demo and "TASKBELL_SECRET" not in __import__("os").environ:
+        if "TASKBELL_SECRET" in settings.made_up:
             print(
                 "taskbell: demo mode made up a secret for this command only; set "
                 "TASKBELL_SECRET to mint tokens a server accepts",

@@ -61,6 +61,7 @@ class Settings:
     secret: str = ""
     producer_keys: frozenset[str] = field(default_factory=frozenset)
     demo: bool = False
+    made_up: tuple[str, ...] = ()  # what demo mode invented because it was not set
     demo_users: tuple[str, ...] = ("alice", "bob", "carol")
     auto_migrate: bool = True
     max_body_bytes: int = 64 * 1024
@@ -99,9 +100,14 @@ class Settings:
         keys = frozenset(
             k.strip() for k in env.get("TASKBELL_PRODUCER_KEYS", "").split(",") if k.strip()
         )
+        made_up: list[str] = []
         if demo:
-            secret = secret or secrets.token_urlsafe(32)
-            keys = keys or frozenset({"demo-producer-key"})
+            if not secret:
+                secret = secrets.token_urlsafe(32)
+                made_up.append("TASKBELL_SECRET")
+            if not keys:
+                keys = frozenset({"demo-producer-key"})
+                made_up.append("TASKBELL_PRODUCER_KEYS")
         settings = cls(
             host=env.get("HOST", "127.0.0.1"),
             port=_int(env, "PORT", 8000),
@@ -110,6 +116,7 @@ class Settings:
             secret=secret,
             producer_keys=keys,
             demo=demo,
+            made_up=tuple(made_up),
             auto_migrate=not _flag(env.get("TASKBELL_NO_MIGRATE")),
             send_queue_size=_int(env, "TASKBELL_SEND_QUEUE", 1024),
             replay_limit=_int(env, "TASKBELL_REPLAY_LIMIT", 1000),
