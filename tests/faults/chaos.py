@@ -96,6 +96,7 @@ class ResumingClient:
         self.token = token
         self.ws_urls = list(ws_urls)
         self.index = first
+        self._rng = random.Random(f"{owner}/{first}")
         self.view = FeedView()
         self.closes: Counter[str] = Counter()
         self.violation: str | None = None
@@ -156,7 +157,8 @@ class ResumingClient:
                 return
             finally:
                 self._ws = None
-            self.index += 1  # another instance next time
+            # Another instance next time, as a load balancer would pick.
+            self.index += self._rng.randrange(1, len(self.ws_urls)) if len(self.ws_urls) > 1 else 0
 
     async def _session(self, url: str) -> None:
         async with connect(url, open_timeout=5, close_timeout=2, max_size=None) as ws:
