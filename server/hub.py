@@ -51,12 +51,12 @@ class ConnState(Enum):
 
 
 class Connection:
-    """One authenticated socket: a bounded queue of encoded messages and a writer task."""
+    """One authenticated socket: a bounded queue of encoded messages, and a writer task
+    that exists only while there is something to send (an idle socket holds no task)."""
 
     __slots__ = (
         "_closer",
         "_queue",
-        "_wake",
         "_writer",
         "close_code",
         "limit",
@@ -74,7 +74,6 @@ class Connection:
         self.state = ConnState.JOINING
         self.close_code: int | None = None
         self._queue: deque[str] = deque()
-        self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -87,12 +86,12 @@ class Connection:
             return
         self._queue.append(message)
         self.seq = seq
-        self._wake.set()
+        self._kick()
 
     def push_raw(self, message: str) -> None:
         """Queue a message outside the seq flow (snapshot, replay); no limit applies."""
         self._queue.append(message)
-        self._wake.set()
+        self._kick()
 
     def reply(self, message: str) -> None:
         """Queue an answer (pong); a client flooding while not reading is closed 4008."""
@@ -105,15 +104,20 @@ class Connection:
 
     def start(self) -> None:
         self.state = ConnState.OPEN
-        self._writer = asyncio.create_task(self._write_loop())
+        self._kick()
 
-    async def _write_loop(self) -> None:
+    def _kick(self) -> None:
+        if self.state is ConnState.OPEN and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
         queue = self._queue
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
+        try:
             while queue:
                 await self.sender.send_text(queue.popleft())
+        except Exception:  # the peer is gone: the reader sees the disconnect and cleans up
+            self.state = ConnState.CLOSING
+            queue.clear()
 
     def close(self, code: int, reason: str) -> None:
         """Start closing with ``code``; idempotent. Queued messages are dropped."""
