@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -219,7 +219,11 @@ class Store:
             return Applied(results)
 
         envelopes = await self._bump_feeds(conn, effects, now)
-        new_rows = [asdict(s) for i, s in changed.items() if i not in existing]
+        new_rows = [
+            {c: getattr(s, c) for c in _TASK_COLUMNS}
+            for i, s in changed.items()
+            if i not in existing
+        ]
         upd_rows = [
             {"b_id": s.id, **{c: getattr(s, c) for c in _MUTABLE}}
             for i, s in changed.items()
