@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -20,12 +21,18 @@ async def echo_port() -> AsyncIterator[int]:
         except OSError:
             pass
         finally:
-            writer.close()
+            await close(writer)
 
     server = await asyncio.start_server(echo, "127.0.0.1", 0)
     yield server.sockets[0].getsockname()[1]
     server.close()
     await server.wait_closed()
+
+
+async def close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 async def roundtrip(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
@@ -35,7 +42,7 @@ async def roundtrip(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
         await writer.drain()
         return await asyncio.wait_for(reader.readexactly(len(payload)), timeout)
     finally:
-        writer.close()
+        await close(writer)
 
 
 async def test_forwards_both_ways(echo_port: int) -> None:
@@ -48,14 +55,16 @@ async def test_forwards_both_ways(echo_port: int) -> None:
 async def test_cut_resets_open_connections_and_lets_new_ones_through(echo_port: int) -> None:
     with FaultProxy(echo_port) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        writer.write(b"x")
-        assert await reader.readexactly(1) == b"x"
-        await asyncio.to_thread(proxy.cut)
-        with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
-            writer.write(b"y")
-            await writer.drain()
-            await asyncio.wait_for(reader.readexactly(1), 5)
-        writer.close()
+        try:
+            writer.write(b"x")
+            assert await reader.readexactly(1) == b"x"
+            await asyncio.to_thread(proxy.cut)
+            with pytest.raises((ConnectionError, asyncio.IncompleteReadError)):
+                writer.write(b"y")
+                await writer.drain()
+                await asyncio.wait_for(reader.readexactly(1), 5)
+        finally:
+            await close(writer)
         assert await roundtrip(proxy.port, b"again") == b"again"
 
 
@@ -71,33 +80,41 @@ async def test_refuse_closes_new_connections_until_restored(echo_port: int) -> N
 async def test_blackhole_holds_bytes_and_restore_delivers_them(echo_port: int) -> None:
     with FaultProxy(echo_port) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        await asyncio.to_thread(proxy.blackhole)
-        writer.write(b"held")
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(reader.readexactly(4), 0.3)
-        await asyncio.to_thread(proxy.restore)
-        assert await asyncio.wait_for(reader.readexactly(4), 5) == b"held"
-        writer.close()
+        try:
+            await asyncio.to_thread(proxy.blackhole)
+            writer.write(b"held")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readexactly(4), 0.3)
+            await asyncio.to_thread(proxy.restore)
+            assert await asyncio.wait_for(reader.readexactly(4), 5) == b"held"
+        finally:
+            await close(writer)
 
 
 async def test_delay_keeps_order(echo_port: int) -> None:
     with FaultProxy(echo_port) as proxy:
         await asyncio.to_thread(proxy.delay, 0.05)
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        for i in range(20):
-            writer.write(b"%02d" % i)
-            await writer.drain()
-        got = await asyncio.wait_for(reader.readexactly(40), 5)
-        writer.close()
+        try:
+            for i in range(20):
+                writer.write(b"%02d" % i)
+                await writer.drain()
+            got = await asyncio.wait_for(reader.readexactly(40), 5)
+        finally:
+            await close(writer)
     assert got == b"".join(b"%02d" % i for i in range(20))
 
 
 async def test_freeze_silences_open_connections_only(echo_port: int) -> None:
     with FaultProxy(echo_port) as proxy:
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        await asyncio.to_thread(proxy.freeze)
-        writer.write(b"old")
-        with pytest.raises(TimeoutError):
-            await asyncio.wait_for(reader.readexactly(3), 0.3)
-        assert await roundtrip(proxy.port, b"new") == b"new"
-        writer.close()
+        try:
+            writer.write(b"up")  # the link exists once this came back
+            assert await asyncio.wait_for(reader.readexactly(2), 5) == b"up"
+            await asyncio.to_thread(proxy.freeze)
+            writer.write(b"old")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(reader.readexactly(3), 0.3)
+            assert await roundtrip(proxy.port, b"new") == b"new"
+        finally:
+            await close(writer)
