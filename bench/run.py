@@ -269,7 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--profile",
         action="store_true",
-        help="sample the server with py-spy into <workdir>/<scenario>/profile.txt, collapsed stacks (implies --keep)",
+        help="sample the server with py-spy into <workdir>/<scenario>/profile.txt "
+        "(collapsed stacks; implies --keep)",
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, JSON)")
     args = p.parse_args(argv)
