@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import processes
+from server import paging, processes
 from server import transitions as rules
 from server.changes import Applied, Envelope, Op, TxHook
 from server.db import Engines
@@ -413,17 +413,11 @@ class Store:
         if record is not None:
             cond += [task_t.c.record_entity == record[0], task_t.c.record_id == record[1]]
         if cursor is not None:
-            at, last_id = cursor
-            cond.append(
-                or_(
-                    task_t.c.updated_at < at,
-                    and_(task_t.c.updated_at == at, task_t.c.id > last_id),
-                )
-            )
+            cond.append(paging.after(cursor, task_t.c.updated_at, task_t.c.id))
         query = (
             select(task_t)
             .where(and_(*cond))
-            .order_by(task_t.c.updated_at.desc(), task_t.c.id)
+            .order_by(*paging.newest_first(task_t.c.updated_at, task_t.c.id))
             .limit(limit)
         )
         async with self._read() as conn:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -13,7 +9,8 @@ from starlette.routing import Route
 from server.api.common import JSON, parts, user
 from server.api.tasks import path_id
 from server.errors import BadRequest
-from server.wire import OPEN_STATUSES, Status, iso
+from server.paging import decode_cursor, encode_cursor
+from server.wire import OPEN_STATUSES, Status
 
 _ALL = [s.value for s in Status]
 
@@ -39,20 +36,6 @@ def _limit(raw: str | None) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= 200:
         raise BadRequest("limit must be a whole number from 1 to 200", code="bad_query")
     return int(raw)
-
-
-def encode_cursor(at: datetime, task_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{iso(at)}|{task_id}".encode()).decode()
-
-
-def decode_cursor(raw: str | None) -> tuple[datetime, str] | None:
-    if not raw:
-        return None
-    try:
-        at, _, tid = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), tid
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise BadRequest("cursor is not one this server gave out", code="bad_cursor") from None
 
 
 async def my_tasks(request: Request) -> Response:

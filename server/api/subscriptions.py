@@ -27,9 +27,9 @@ from starlette.routing import Route
 
 from server import egress
 from server.api.common import JSON, body, parts, producer, user
-from server.api.me import decode_cursor, encode_cursor
 from server.errors import BadRequest, NotFound, Unavailable, Unprocessable
 from server.outbox import RowStatus
+from server.paging import decode_cursor, encode_cursor
 from server.push import PushSide
 from server.webpush import check_keys
 from server.wire import parse_body

@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import paging
 from server.db import Engines
 from server.errors import Conflict, NotFound
 from server.models_push import endpoint_t, outbox_t
@@ -269,17 +270,11 @@ class Endpoints:
         if status is not None:
             cond.append(outbox_t.c.status == status)
         if cursor is not None:
-            at, last_id = cursor
-            cond.append(
-                or_(
-                    outbox_t.c.created_at < at,
-                    and_(outbox_t.c.created_at == at, outbox_t.c.id > last_id),
-                )
-            )
+            cond.append(paging.after(cursor, outbox_t.c.created_at, outbox_t.c.id))
         query = (
             select(outbox_t)
             .where(and_(*cond))
-            .order_by(outbox_t.c.created_at.desc(), outbox_t.c.id)
+            .order_by(*paging.newest_first(outbox_t.c.created_at, outbox_t.c.id))
             .limit(limit)
         )
         async with self.engines.reader.connect() as conn:
