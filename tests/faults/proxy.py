@@ -26,8 +26,9 @@ import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from types import TracebackType
 from typing import Any, Self, TypeVar
+
+from tests.support.processes import Managed
 
 T = TypeVar("T")
 
@@ -72,7 +73,7 @@ class _Link:
             task.cancel()
 
 
-class FaultProxy:
+class FaultProxy(Managed):
     """Forwards ``127.0.0.1:port`` to ``127.0.0.1:upstream_port`` until told otherwise."""
 
     def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1") -> None:
@@ -134,17 +135,6 @@ class FaultProxy:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         self._loop = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ faults
 

@@ -18,10 +18,17 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
-from tests.support.processes import ChildProcess, ServiceError, free_port, tail, track, untrack
+from tests.support.processes import (
+    ChildProcess,
+    Managed,
+    ServiceError,
+    free_port,
+    tail,
+    track,
+    untrack,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,7 +50,7 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-class ServerProcess:
+class ServerProcess(Managed):
     """``python -m server`` from the repository root with ``HOST=127.0.0.1`` and a port of
     its own, kept across restarts.
 
@@ -169,14 +176,3 @@ class ServerProcess:
         self.stop()
         untrack(self)
         shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -23,11 +23,11 @@ import tempfile
 import threading
 import uuid
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from tests.support.processes import (
     ChildProcess,
+    Managed,
     RunAs,
     ServiceError,
     free_port,
@@ -60,7 +60,7 @@ def _redis_command(port: int, *args: str, timeout: float = 1.0) -> bytes:
     return reply.rstrip(b"\r\n")
 
 
-class RedisServer:
+class RedisServer(Managed):
     """A private ``redis-server`` on 127.0.0.1, without persistence.
 
     ``start()`` (also implied by ``with``) returns once the server answers PING; it always
@@ -159,17 +159,6 @@ class RedisServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 # --- PostgreSQL ------------------------------------------------------------------------
 
@@ -228,7 +217,7 @@ def postgres_run_as() -> RunAs | None:
     return RunAs(_PG_USER_FALLBACK, entry.pw_uid, entry.pw_gid)
 
 
-class PostgresServer:
+class PostgresServer(Managed):
     """A private PostgreSQL cluster on 127.0.0.1 with trust auth, tuned for speed.
 
     The cluster is created (``initdb``) on the first ``start()``; restarts reuse its data
@@ -384,14 +373,3 @@ class PostgresServer:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
             self._created = False
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
