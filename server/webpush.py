@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 from pywebpush import WebPushException, webpush_async
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import Envelope, Op
@@ -254,6 +254,20 @@ def topic(task_id: str) -> str:
     return b64url(hashlib.sha256(task_id.encode()).digest())[:32]
 
 
+_SUPERSEDE = (
+    update(outbox_t)
+    .where(
+        and_(
+            outbox_t.c.target == bindparam("b_target"),
+            outbox_t.c.task_id == bindparam("b_task"),
+            outbox_t.c.status == RowStatus.PENDING.value,
+            outbox_t.c.attempts == 0,
+        )
+    )
+    .values(status=RowStatus.SUPERSEDED.value)
+)
+
+
 class PushHook:
     """Store hook: queue one push per feed event and subscription of its owner."""
 
@@ -286,20 +300,13 @@ class PushHook:
                     rows.append(
                         (new_id("psh"), Channel.WEBPUSH, sub.id, payload["type"], task_id, body)
                     )
-        for _, _, target, _, task_id, _ in rows:
-            # Only the latest state of a task matters on a lock screen.
-            await conn.execute(
-                update(outbox_t)
-                .where(
-                    and_(
-                        outbox_t.c.target == target,
-                        outbox_t.c.task_id == task_id,
-                        outbox_t.c.status == RowStatus.PENDING.value,
-                        outbox_t.c.attempts == 0,
-                    )
-                )
-                .values(status=RowStatus.SUPERSEDED.value)
-            )
+        if not rows:
+            return
+        # Only the latest state of a task matters on a lock screen: one statement (run
+        # for every new push) supersedes the older pushes of the same task not yet tried.
+        await conn.execute(
+            _SUPERSEDE, [{"b_target": target, "b_task": task} for _, _, target, _, task, _ in rows]
+        )
         await enqueue(conn, rows, now, self.retry.max_age_s)
         self.on_queued()
 
