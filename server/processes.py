@@ -300,14 +300,6 @@ async def end_instance(
 
     Ending it again the same way is a no-op; another way is a 409."""
     inst = await _get(conn, instance_id, lock=True)
-    open_ids = [
-        str(r.id)
-        for r in await conn.execute(
-            select(task_t.c.id)
-            .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
-            .order_by(task_t.c.id)
-        )
-    ]
     if inst is None:
         raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
     if inst.status != RUNNING:
@@ -318,12 +310,20 @@ async def end_instance(
             code="process_ended",
             status=inst.status,
         )
-    applied = await apply_in(conn, [Op("cancel", i, reason="canceled") for i in open_ids], now)
-    # The cancellations above may have completed it by themselves; the caller's word wins.
-    fresh = await _get(conn, instance_id)
-    assert fresh is not None
-    ended = await end(conn, fresh if fresh.status == RUNNING else inst, status, now)
-    return ended, len(open_ids), applied
+    open_ids = [
+        str(r.id)
+        for r in await conn.execute(
+            select(task_t.c.id)
+            .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
+            .order_by(task_t.c.id)
+        )
+    ]
+    applied = None
+    if open_ids:
+        ops = [Op("cancel", i, reason="canceled") for i in open_ids]
+        applied = await apply_in(conn, ops, now)
+    # Canceling the last steps may have completed it already: the caller's word wins.
+    return await end(conn, inst, status, now), len(open_ids), applied
 
 
 async def set_expect_more(
