@@ -30,16 +30,16 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum, StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.models_push import outbox_t
-from server.store import now_utc
 
 log = logging.getLogger("taskbell.outbox")
 
@@ -247,7 +247,7 @@ class Outbox:
                     expires = await conn.scalar(
                         select(outbox_t.c.expires_at).where(outbox_t.c.id == message.id)
                     )
-                    if expires is not None and _aware(expires) > when:
+                    if expires is not None and as_utc(expires) > when:
                         status = RowStatus.PENDING
                         values["next_attempt_at"] = when
                     else:
@@ -284,10 +284,6 @@ class Outbox:
                 )
             )
         return int(res.rowcount or 0)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class OutboxWorker:

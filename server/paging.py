@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, or_
 
+from server.clock import parse_instant
 from server.errors import BadRequest
 from server.wire import iso
 
@@ -27,7 +28,7 @@ def decode_cursor(raw: str | None) -> Cursor | None:
         return None
     try:
         at, _, item_id = base64.urlsafe_b64decode(raw.encode()).decode().partition("|")
-        return datetime.fromisoformat(at.replace("Z", "+00:00")), item_id
+        return parse_instant(at), item_id
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise BadRequest("cursor is not one this server gave out", code="bad_cursor") from None
 

@@ -25,10 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import Applied, Op
+from server.clock import as_utc
 from server.errors import Conflict, NotFound
 from server.models import definition_t, instance_t, task_t
 from server.transitions import Outcome
-from server.wire import FINAL_STATUSES, OPEN_STATUSES, TaskCreate, as_utc, iso
+from server.wire import FINAL_STATUSES, OPEN_STATUSES, TaskCreate, iso
 
 RUNNING, COMPLETED, CANCELED, ERROR = "running", "completed", "canceled", "error"
 INSTANCE_STATUSES = (RUNNING, COMPLETED, CANCELED, ERROR)

@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import paging, processes
 from server import transitions as rules
 from server.changes import Applied, Envelope, Op, TxHook
+from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.errors import ApiError, Unavailable
 from server.models import event_t, feed_t, task_t
@@ -39,7 +40,6 @@ from server.wire import (
     TaskCreate,
     TaskJSON,
     TaskPatch,
-    as_utc,
     dumps,
 )
 
@@ -103,10 +103,6 @@ def row_to_state(row: Any) -> TaskState:
         ended_at=as_utc(m["ended_at"]),
         body_hash=m["body_hash"],
     )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def decide(op: Op, current: TaskState | None, now: datetime) -> Outcome:

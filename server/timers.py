@@ -14,8 +14,8 @@ import contextlib
 import logging
 from datetime import timedelta
 
+from server.clock import now_utc
 from server.service import Service
-from server.store import now_utc
 
 log = logging.getLogger("taskbell.timers")
 

@@ -21,7 +21,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
 import aiohttp
@@ -34,12 +34,12 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import Envelope, Op
+from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.errors import ConfigError, NotFound
 from server.models_push import outbox_t, subscription_t
 from server.outbox import Channel, Message, Result, RetryPolicy, RowStatus, Verdict, enqueue, new_id
 from server.settings import Settings
-from server.store import now_utc
 from server.transitions import Outcome
 from server.wire import EventMessage, dumps, iso
 from server.wire_push import PushPayload, PushSubscriptionBody, SubscriptionJSON
@@ -117,9 +117,8 @@ class Subscription:
 
 def _subscription(row: Any) -> Subscription:
     m = row._mapping
-    created = m["created_at"]
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
+    created = as_utc(m["created_at"])
+    assert created is not None
     return Subscription(m["id"], m["owner"], m["endpoint"], m["p256dh"], m["auth"], created)
 
 

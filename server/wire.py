@@ -7,7 +7,7 @@ dropped). Outbound messages are TypedDicts encoded once with orjson.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
@@ -171,13 +171,6 @@ class SyncedMessage(TypedDict):
 
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """Attach UTC to a naive timestamp (SQLite returns them naive)."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 def iso(dt: datetime | None) -> str | None:

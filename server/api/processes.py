@@ -18,6 +18,7 @@ from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key, verify_token
 from server.changes import Envelope
+from server.clock import parse_instant
 from server.errors import BadRequest, NotFound
 from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
 
@@ -106,7 +107,7 @@ def _time(raw: str | None, name: str) -> datetime | None:
     if not raw:
         return None
     try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        value = parse_instant(raw)
     except ValueError:
         raise BadRequest(f"'{name}' must be an ISO-8601 time", code="bad_query") from None
     if value.tzinfo is None:

@@ -18,7 +18,6 @@ the root so that its scope is the whole panel).
 
 from __future__ import annotations
 
-from datetime import datetime
 from pathlib import Path
 
 from starlette.requests import Request
@@ -27,6 +26,7 @@ from starlette.routing import Route
 
 from server import egress
 from server.api.common import JSON, body, parts, producer, user
+from server.clock import parse_instant
 from server.errors import BadRequest, NotFound, Unavailable, Unprocessable
 from server.outbox import RowStatus
 from server.paging import decode_cursor, encode_cursor
@@ -124,12 +124,8 @@ async def list_deliveries(request: Request) -> Response:
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1]
-        next_cursor = encode_cursor(_parse_iso(last["created_at"]), last["id"])
+        next_cursor = encode_cursor(parse_instant(last["created_at"]), last["id"])
     return JSON({"deliveries": rows, "next_cursor": next_cursor})
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def get_delivery(request: Request) -> Response:

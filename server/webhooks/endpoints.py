@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -18,22 +18,16 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import paging
+from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.errors import Conflict, NotFound
 from server.models_push import endpoint_t, outbox_t
 from server.outbox import Channel, RowStatus, new_id
-from server.store import now_utc
 from server.webhooks import signing
 from server.wire import iso
 from server.wire_push import DeliveryJSON, EndpointCreate, EndpointJSON, EndpointPatch
 
 log = logging.getLogger("taskbell.webhooks")
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,10 +72,10 @@ def _endpoint(row: Any) -> Endpoint:
         secret=m["secret"],
         enabled=bool(m["enabled"]),
         disabled_reason=m["disabled_reason"],
-        disabled_at=_utc(m["disabled_at"]),
-        failing_since=_utc(m["failing_since"]),
-        created_at=_utc(m["created_at"]) or now_utc(),
-        updated_at=_utc(m["updated_at"]) or now_utc(),
+        disabled_at=as_utc(m["disabled_at"]),
+        failing_since=as_utc(m["failing_since"]),
+        created_at=as_utc(m["created_at"]) or now_utc(),
+        updated_at=as_utc(m["updated_at"]) or now_utc(),
     )
 
 
@@ -94,10 +88,10 @@ def delivery_json(row: Any) -> DeliveryJSON:
         "task_id": m["task_id"],
         "status": m["status"],
         "attempts": int(m["attempts"]),
-        "created_at": iso(_utc(m["created_at"])) or "",
-        "last_attempt_at": iso(_utc(m["last_attempt_at"])),
-        "next_attempt_at": iso(_utc(m["next_attempt_at"])) if pending else None,
-        "delivered_at": iso(_utc(m["delivered_at"])),
+        "created_at": iso(as_utc(m["created_at"])) or "",
+        "last_attempt_at": iso(as_utc(m["last_attempt_at"])),
+        "next_attempt_at": iso(as_utc(m["next_attempt_at"])) if pending else None,
+        "delivered_at": iso(as_utc(m["delivered_at"])),
         "last_status": m["last_status"],
         "last_error": m["last_error"],
         "payload": orjson.loads(m["payload"]),

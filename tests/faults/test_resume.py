@@ -9,7 +9,7 @@ from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
-from server.store import now_utc
+from server.clock import now_utc
 from tests.conftest import make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.test_api_producer import task_body
