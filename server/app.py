@@ -1,10 +1,11 @@
 """``create_app(settings)``: the Starlette application and its lifespan.
 
-Start-up order: database engines → migrations → store (+ webhook and push hooks) → hub →
-broker listener → sweeper → timers → outbox worker. Shut-down order: close sockets with
-1012 (clients reconnect elsewhere) and drain them, stop the timers, stop the outbox worker
-(attempts in flight finish or are released), stop the broker listener, stop the hub's
-tasks, dispose the engines.
+Start-up order: database engines → migrations → writes and the service (+ webhook and
+push hooks) → reads and the hub → broker listener → sweeper → timers → outbox worker.
+Shut-down order: close sockets with 1012 (clients reconnect elsewhere) and drain them,
+stop the timers, finish accepted writes, stop the outbox worker (attempts in flight
+finish or are released), stop the broker listener, stop the hub's tasks, dispose the
+engines.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,15 +31,17 @@ from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
-from server.db import make_engines
+from server.db import DATABASE_ERRORS, make_engines
 from server.errors import ApiError, CloseCode, PayloadTooLarge
+from server.feedlog import SqlFeedLog
 from server.hub import Hub
 from server.migrate import upgrade
 from server.push import PushSide
+from server.reads import Reads
 from server.service import Service
 from server.settings import Settings
-from server.store import Store
 from server.timers import Timers
+from server.writes import Writes
 
 log = logging.getLogger("taskbell.app")
 
@@ -199,12 +201,16 @@ def create_app(settings: Settings) -> Starlette:
         engines = make_engines(settings.database_url)
         if settings.auto_migrate:
             await asyncio.to_thread(upgrade, settings.database_url)
-        store = Store(engines, replay_limit=settings.replay_limit)
-        push = PushSide.build(settings, engines, store)
-        app.state.push = push
-        hub = Hub(store, sweep_interval=settings.sweep_interval_s)
         broker = make_broker(settings)
-        p = Parts(settings, store, broker, hub, Service(store, broker))
+        service = Service(Writes(engines), broker)
+        push = PushSide.build(settings, engines, service)
+        app.state.push = push
+        hub = Hub(
+            SqlFeedLog(engines, replay_limit=settings.replay_limit),
+            sweep_interval=settings.sweep_interval_s,
+            queue_limit=settings.send_queue_size,
+        )
+        p = Parts(settings, Reads(engines), broker, hub, service)
         app.state.parts = p
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)
@@ -257,11 +263,9 @@ def create_app(settings: Settings) -> Starlette:
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
         ApiError: api_error,
         HTTPException: http_error,
-        DBAPIError: db_error,
-        # asyncpg's own connect errors (refused, reset, timed out) are OSErrors that
-        # SQLAlchemy does not wrap in DBAPIError: a read that needs a new connection
-        # while PostgreSQL is away must answer 503 too, not 500.
-        OSError: db_error,
+        # A read that meets the database away (or needs a new connection while
+        # PostgreSQL refuses one) answers 503, not 500.
+        **dict.fromkeys(DATABASE_ERRORS, db_error),
         Exception: server_error,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

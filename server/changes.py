@@ -1,31 +1,30 @@
-"""What a write is made of, shared by the store, the process rules and the outboxes:
-the requested operations, their per-op results, and the envelopes to publish."""
+"""What a committed write hands on: the envelopes to publish, each operation's result,
+and whether the delivery side has new work; and the hook through which outboxes write
+in the same transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.errors import ApiError
+from server.ops import TaskOp
 from server.transitions import Outcome
-from server.wire import Postpone, TaskCreate, TaskPatch
-
-OpKind = Literal["create", "update", "complete", "cancel", "postpone", "resume"]
 
 
 @dataclass(frozen=True, slots=True)
-class Op:
-    """One requested change. ``actor`` is the person acting, or None for a producer."""
+class FeedPos:
+    """Where an owner's feed stands: its last ``seq`` and the ``count`` that goes with it."""
 
-    kind: OpKind
-    id: str
-    body: TaskCreate | TaskPatch | Postpone | None = None
-    actor: str | None = None
-    reason: str = "resumed"
+    seq: int
+    count: int
+
+
+ORIGIN = FeedPos(0, 0)  # an owner never seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,18 +39,29 @@ class Envelope:
 
 class TxHook(Protocol):
     """Runs inside the write transaction, after the changes are written: for outboxes
-    (webhook and push deliveries) that must commit or roll back with the change."""
+    (webhook and push deliveries) that must commit or roll back with the change.
+    Returns whether it queued anything (the service then wakes the delivery worker,
+    after commit)."""
 
     async def __call__(
         self,
         conn: AsyncConnection,
-        changes: Sequence[tuple[Op, Outcome]],
+        changes: Sequence[tuple[TaskOp, Outcome]],
         envelopes: Sequence[Envelope],
         now: datetime,
-    ) -> None: ...
+    ) -> bool: ...
 
 
 @dataclass
 class Applied:
+    """What one transaction of task operations did: per-op results in order, the
+    envelopes to publish, and whether a hook queued deliveries."""
+
     results: list[Outcome | ApiError]
     envelopes: list[Envelope] = field(default_factory=list)
+    queued: bool = False
+
+    def merge(self, other: Applied) -> None:
+        """Take ``other``'s envelopes and queued flag (not its results)."""
+        self.envelopes.extend(other.envelopes)
+        self.queued = self.queued or other.queued

@@ -7,12 +7,24 @@ PostgreSQL (asyncpg): one pool; reads run in autocommit (each is a single statem
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
+
+from server.errors import Unavailable
+
+log = logging.getLogger("taskbell.db")
+
+# The database's own errors: what a read or write raises when the database is away,
+# refuses, or is too slow. asyncpg's connect errors (refused, reset, timed out) are
+# OSErrors that SQLAlchemy does not wrap in DBAPIError; a full pool raises PoolTimeout.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (DBAPIError, PoolTimeout, OSError)
 
 # By default asyncpg waits 60 s to connect and forever for a statement's answer, so a
 # PostgreSQL that stops answering (a network partition, a frozen host) hangs every
@@ -85,3 +97,11 @@ def make_engines(url: str) -> Engines:
         connect_args={"timeout": PG_CONNECT_TIMEOUT_S, "command_timeout": PG_COMMAND_TIMEOUT_S},
     )
     return Engines(engine, engine, engine.dialect.name)
+
+
+def unavailable(exc: BaseException) -> Unavailable:
+    """The 503 for a database error (``database_busy`` for a locked SQLite file)."""
+    log.warning("database unavailable: %s", type(exc).__name__)
+    if "locked" in str(exc).lower():
+        return Unavailable("the database is busy; retry shortly", code="database_busy")
+    return Unavailable("the database is unreachable; retry shortly", code="database_unavailable")

@@ -1,18 +1,16 @@
-"""The hub: this process's WebSocket connections, grouped by owner, kept in seq order.
+"""The hub: this process's connections, grouped by owner, kept in seq order.
 
 Guarantees, per owner, for every local connection: each event is pushed once, in seq
-order, with no gaps. How:
+order, with no gaps. The decisions are the owner's ``Sequencer`` (pure, unit-tested);
+the hub does what they call for:
 
-- ``OwnerState.delivered`` is the last seq fanned out to this owner's connections; each
-  ``Connection`` also remembers the last seq it was given (a new connection starts at
-  its snapshot's seq and skips what that already contains).
-- ``on_envelope`` (called by the broker, never blocking): ``seq <= delivered`` is a
-  duplicate and dropped; ``delivered + 1`` is fanned out at once; anything higher means
-  something was missed, so a catch-up task reads the gap from ``feed_event``.
+- ``on_envelope`` (called by the broker, never blocking): deliver, drop a duplicate, or
+  start a catch-up task that reads the gap from the feed log.
+- ``join``: read the new connection's view (snapshot, or replay after ``since``), read
+  again while the view is too old to patch from the recent events, then go live.
 - ``resync`` (after a broker reconnect, and every ``sweep_interval``) compares each
-  owner's ``delivered`` with the database and catches up the ones behind.
-- Sending never blocks the hub: each connection has a bounded queue and its own writer;
-  a connection whose queue overflows is closed with 4008 and resumes with ``since``.
+  owner's delivered seq with the database and catches up the ones behind.
+- ``session`` is how an endpoint uses all this: join, token expiry, leave and close.
 """
 
 from __future__ import annotations
@@ -20,147 +18,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Protocol
 
+from server.auth import User
 from server.changes import Envelope
+from server.connection import Connection, ConnState, Sender
+from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
-from server.store import Snapshot, Store
+from server.feedlog import EVENTS_PAGE, FeedLog, Snapshot
+from server.sequencer import Sequencer, Verdict
+from server.session import Session
 from server.wire import SnapshotMessage, SyncedMessage, dumps
 
 log = logging.getLogger("taskbell.hub")
-
-RECENT = 16  # events kept per owner to bring a just-joined connection up to date
-CLOSE_WAIT_S = 30.0  # how long a close frame may wait for a stalled socket
-
-
-class Sender(Protocol):
-    """The socket side of a connection (a Starlette WebSocket satisfies it)."""
-
-    async def send_text(self, data: str) -> None: ...
-
-    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
-
-
-class ConnState(Enum):
-    JOINING = "joining"
-    OPEN = "open"
-    CLOSING = "closing"
-
-
-class Connection:
-    """One authenticated socket: a bounded queue of encoded messages, and a writer task
-    that exists only while there is something to send (an idle socket holds no task)."""
-
-    __slots__ = (
-        "_closer",
-        "_queue",
-        "_writer",
-        "close_code",
-        "limit",
-        "owner",
-        "sender",
-        "seq",
-        "state",
-    )
-
-    def __init__(self, sender: Sender, owner: str, limit: int) -> None:
-        self.sender = sender
-        self.owner = owner
-        self.limit = limit
-        self.seq = 0
-        self.state = ConnState.JOINING
-        self.close_code: int | None = None
-        self._queue: deque[str] = deque()
-        self._writer: asyncio.Task[None] | None = None
-        self._closer: asyncio.Task[None] | None = None
-
-    def push(self, seq: int, message: str) -> None:
-        """Queue one event; never blocks. Overflow closes the connection with 4008."""
-        if self.state is ConnState.CLOSING:
-            return
-        if len(self._queue) >= self.limit:
-            self.close(CloseCode.TOO_SLOW, "too slow: reconnect with since")
-            return
-        self._queue.append(message)
-        self.seq = seq
-        self._kick()
-
-    def push_raw(self, message: str) -> None:
-        """Queue a message outside the seq flow (snapshot, replay); no limit applies."""
-        self._queue.append(message)
-        self._kick()
-
-    def reply(self, message: str) -> None:
-        """Queue an answer (pong); a client flooding while not reading is closed 4008."""
-        if self.state is ConnState.CLOSING:
-            return
-        if len(self._queue) >= self.limit:
-            self.close(CloseCode.TOO_SLOW, "too slow: reconnect with since")
-            return
-        self.push_raw(message)
-
-    def start(self) -> None:
-        self.state = ConnState.OPEN
-        self._kick()
-
-    def _kick(self) -> None:
-        if self.state is ConnState.OPEN and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._drain())
-
-    async def _drain(self) -> None:
-        queue = self._queue
-        try:
-            while queue:
-                await self.sender.send_text(queue.popleft())
-        except Exception:  # the peer is gone: the reader sees the disconnect and cleans up
-            self.state = ConnState.CLOSING
-            queue.clear()
-
-    def close(self, code: int, reason: str) -> None:
-        """Start closing with ``code``; idempotent. Queued messages are dropped."""
-        if self.state is ConnState.CLOSING:
-            return
-        self.state = ConnState.CLOSING
-        self.close_code = code
-        self._queue.clear()
-        if self._writer is not None:
-            self._writer.cancel()
-        self._closer = asyncio.create_task(self._close(code, reason))
-
-    async def _close(self, code: int, reason: str) -> None:
-        # The close frame waits behind whatever the socket still holds: a client that
-        # stopped reading sees it when it reads again. One that never does is dropped by
-        # the server's keepalive pings (uvicorn closes the transport on a ping timeout).
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.sender.close(code, reason), CLOSE_WAIT_S)
-
-    async def wait_closed(self) -> None:
-        """Await the writer and closer (the owner of both tasks is this connection)."""
-        for task in (self._writer, self._closer):
-            if task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
 
 
 @dataclass(eq=False)
 class OwnerState:
     conns: set[Connection] = field(default_factory=set)
-    delivered: int | None = None
-    seen_max: int = 0
+    seq: Sequencer = field(default_factory=Sequencer)
     joining: int = 0
-    recent: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=RECENT))
     catch_up: asyncio.Task[None] | None = None
     again: bool = False
 
 
 class Hub:
-    def __init__(self, store: Store, *, sweep_interval: float = 5.0) -> None:
-        self.store = store
+    def __init__(self, log: FeedLog, *, sweep_interval: float = 5.0, queue_limit: int = 1024):
+        self.log = log
         self.owners: dict[str, OwnerState] = {}
         self.sweep_interval = sweep_interval
+        self.queue_limit = queue_limit
         self._sweeper: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -193,23 +80,31 @@ class Hub:
     def connection_count(self) -> int:
         return sum(len(st.conns) for st in self.owners.values())
 
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in self.connections():
+            conn.close(code, reason)
+
     # ---------------------------------------------------------------- joining and leaving
 
+    def session(self, sender: Sender, who: User, since: int | None) -> Session:
+        """``async with hub.session(...) as s``: a joined connection for ``who`` that
+        closes at token expiry and leaves the hub on exit. Raises ``Unavailable`` on
+        entry when the database cannot give the view (the connection is then closed
+        with 1013)."""
+        return Session(self, Connection(sender, who.id, self.queue_limit), who, since)
+
     async def join(self, conn: Connection, since: int | None) -> None:
-        """Send the snapshot (or the replay after ``since``) and start live delivery."""
+        """Send the snapshot (or the replay after ``since``) and start live delivery.
+        Raises the database's own errors when the view cannot be read."""
         st = self.owners.get(conn.owner)
         if st is None:
             st = self.owners[conn.owner] = OwnerState()
         st.joining += 1
         try:
-            while True:
-                view = await self.store.resume(conn.owner, since)
-                if st.delivered is None or view.seq >= st.delivered:
-                    break
-                missing = st.delivered - view.seq
-                if st.recent and st.recent[0][0] <= view.seq + 1 and len(st.recent) >= missing:
-                    break
+            view = await self.log.resume(conn.owner, since)
+            while not st.seq.fits(view.seq):
                 # Too much happened during our read to patch from `recent`: read again.
+                view = await self.log.resume(conn.owner, since)
         finally:
             st.joining -= 1
         if conn.state is ConnState.CLOSING:
@@ -229,15 +124,11 @@ class Hub:
             synced: SyncedMessage = {"type": "synced", "seq": view.seq, "count": view.count}
             conn.push_raw(dumps(synced))
         conn.seq = view.seq
-        if st.delivered is None:
-            st.delivered = view.seq
-        else:
-            for seq, message in st.recent:
-                if seq > conn.seq:
-                    conn.push(seq, message)
+        for seq, message in st.seq.start_from(view.seq):
+            conn.push(seq, message)
         st.conns.add(conn)
         conn.start()
-        if max(st.seen_max, view.seq) > st.delivered:
+        if st.seq.behind(view.seq):
             self._schedule_catch_up(conn.owner, st)
 
     def leave(self, conn: Connection) -> None:
@@ -259,20 +150,13 @@ class Hub:
         st = self.owners.get(env.owner)
         if st is None:
             return
-        if st.delivered is None:
-            st.seen_max = max(st.seen_max, env.seq)
-            return
-        if env.seq <= st.delivered:
-            return
-        if env.seq == st.delivered + 1:
+        verdict = st.seq.offer(env.seq, env.message)
+        if verdict is Verdict.DELIVER:
             self._fan_out(st, env.seq, env.message)
-        else:
-            st.seen_max = max(st.seen_max, env.seq)
+        elif verdict is Verdict.GAP:
             self._schedule_catch_up(env.owner, st)
 
     def _fan_out(self, st: OwnerState, seq: int, message: str) -> None:
-        st.delivered = seq
-        st.recent.append((seq, message))
         for conn in st.conns:
             if seq > conn.seq:
                 conn.push(seq, message)
@@ -288,27 +172,24 @@ class Hub:
     async def _catch_up(self, owner: str, st: OwnerState) -> None:
         while (
             self.owners.get(owner) is st
-            and st.delivered is not None
+            and st.seq.delivered is not None
             and not self._stopping.is_set()
         ):
             st.again = False
             try:
-                rows = await self.store.events_after(owner, st.delivered)
-            except Exception as exc:  # database trouble: the sweep will try again
+                rows = await self.log.events_after(owner, st.seq.delivered, EVENTS_PAGE)
+            except DATABASE_ERRORS as exc:  # database trouble: the sweep will try again
                 log.warning("catch-up for an owner failed: %s", type(exc).__name__)
                 return
-            for seq, message in rows:
-                delivered = st.delivered
-                if seq <= delivered:
-                    continue
-                if seq > delivered + 1:
+            for step in st.seq.take_log(rows):
+                if step.lost:
                     # The log no longer holds what these connections missed: make them
                     # resync from a snapshot.
                     for conn in list(st.conns):
-                        if conn.seq < seq - 1:
+                        if conn.seq < step.seq - 1:
                             conn.close(CloseCode.TOO_SLOW, "missed events are gone: resync")
-                self._fan_out(st, seq, message)
-            if len(rows) < 500 and not st.again:
+                self._fan_out(st, step.seq, step.message)
+            if len(rows) < EVENTS_PAGE and not st.again:
                 return
 
     def resync(self) -> None:
@@ -319,17 +200,17 @@ class Hub:
             self._resync_task = asyncio.create_task(self._resync(), name="hub-resync")
 
     async def _resync(self) -> None:
-        owners = [o for o, st in self.owners.items() if st.delivered is not None]
+        owners = [o for o, st in self.owners.items() if st.seq.delivered is not None]
         if not owners:
             return
         try:
-            latest = await self.store.latest_seqs(owners)
-        except Exception as exc:
+            latest = await self.log.latest_seqs(owners)
+        except DATABASE_ERRORS as exc:
             log.warning("resync failed: %s", type(exc).__name__)
             return
         for owner, seq in latest.items():
             st = self.owners.get(owner)
-            if st is not None and st.delivered is not None and seq > st.delivered:
+            if st is not None and st.seq.behind(seq):
                 self._schedule_catch_up(owner, st)
 
     async def _sweep_forever(self) -> None:
@@ -338,7 +219,3 @@ class Hub:
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
             if not self._stopping.is_set():
                 await self._resync()
-
-    def close_all(self, code: int, reason: str) -> None:
-        for conn in self.connections():
-            conn.close(code, reason)

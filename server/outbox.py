@@ -342,7 +342,6 @@ class OutboxWorker:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        kicked = True
         while not self._stopping.is_set():
             try:
                 worked = await self.run_once()
@@ -354,15 +353,10 @@ class OutboxWorker:
                 worked = False
             if worked:
                 continue
-            if kicked:
-                # A kick comes from inside the writing transaction, so its rows may not
-                # be committed yet when we first look: look once more, shortly after.
-                kicked = False
-                await asyncio.sleep(0.02)
-                continue
+            # A kick comes after the commit that queued rows (``Service.on_commit``), so
+            # one look after it finds them.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_s)
-            kicked = self._wake.is_set()
             self._wake.clear()
 
     async def run_once(self) -> bool:

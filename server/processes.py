@@ -8,49 +8,71 @@
   refused with 409; running instances carry on.
 - Statistics count instances by status; durations come from completed ones only.
 
-The rules (``check_create``, ``summarize``) are pure; the rest runs inside the store's
-write transaction so an instance never disagrees with its tasks.
+The rules (``Guard``, ``summarize``) are pure; the SQL here runs inside a write
+transaction that ``server.writes`` holds, so an instance never disagrees with its tasks.
+Nothing here applies task operations: ``writes`` does, and calls down into this module.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
 from sqlalchemy import and_, bindparam, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.changes import Applied, Op
 from server.clock import as_utc
 from server.errors import Conflict, NotFound
 from server.models import definition_t, instance_t, task_t
+from server.ops import InstanceStatus, TaskOp
 from server.transitions import Outcome
 from server.wire import FINAL_STATUSES, OPEN_STATUSES, TaskCreate, iso
 
-RUNNING, COMPLETED, CANCELED, ERROR = "running", "completed", "canceled", "error"
-INSTANCE_STATUSES = (RUNNING, COMPLETED, CANCELED, ERROR)
+RUNNING = InstanceStatus.RUNNING
 _OPEN = [s.value for s in OPEN_STATUSES]
+
+
+class InstanceJSON(TypedDict):
+    id: str
+    name: str
+    status: str
+    expect_more: bool
+    started_at: str | None
+    ended_at: str | None
+    duration_ms: int | None
 
 
 @dataclass(frozen=True, slots=True)
 class Instance:
     id: str
     name: str
-    status: str
+    status: InstanceStatus
     expect_more: bool
     started_at: datetime
     ended_at: datetime | None
     duration_ms: int | None
 
-    def to_json(self) -> dict[str, Any]:
+    @classmethod
+    def from_row(cls, m: Mapping[Any, Any]) -> Instance:
+        return cls(
+            id=m["id"],
+            name=m["name"],
+            status=InstanceStatus(m["status"]),
+            expect_more=bool(m["expect_more"]),
+            started_at=as_utc(m["started_at"]),
+            ended_at=as_utc(m["ended_at"]),
+            duration_ms=m["duration_ms"],
+        )
+
+    def to_json(self) -> InstanceJSON:
         return {
             "id": self.id,
             "name": self.name,
-            "status": self.status,
+            "status": self.status.value,
             "expect_more": self.expect_more,
             "started_at": iso(self.started_at),
             "ended_at": iso(self.ended_at),
@@ -58,19 +80,20 @@ class Instance:
         }
 
 
-def row_to_instance(row: Any) -> Instance:
-    m = row._mapping
-    started = as_utc(m["started_at"])
-    assert started is not None
-    return Instance(
-        id=m["id"],
-        name=m["name"],
-        status=m["status"],
-        expect_more=bool(m["expect_more"]),
-        started_at=started,
-        ended_at=as_utc(m["ended_at"]),
-        duration_ms=m["duration_ms"],
-    )
+@dataclass(frozen=True, slots=True)
+class Started:
+    """An instance ``StartInstance`` asked for; ``created`` is false for a repeat."""
+
+    instance: Instance
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """An instance ``EndInstance`` ended, and how many open steps it canceled."""
+
+    instance: Instance
+    canceled_steps: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +137,7 @@ async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Gu
             literal("").label("status"),
         ).where(and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))),
         select(literal("ended"), instance_t.c.id, instance_t.c.status).where(
-            and_(instance_t.c.id.in_(ids), instance_t.c.status != RUNNING)
+            and_(instance_t.c.id.in_(ids), instance_t.c.status != RUNNING.value)
         ),
     )
     disabled: set[str] = set()
@@ -132,7 +155,7 @@ def _insert(dialect: str) -> Any:
 
 
 async def track(
-    conn: AsyncConnection, changes: Sequence[tuple[Any, Outcome]], now: datetime
+    conn: AsyncConnection, changes: Sequence[tuple[TaskOp, Outcome]], now: datetime
 ) -> None:
     """Keep instances in step with their tasks (inside the write transaction): create
     the instances that new tasks name, and end the ones left without open steps."""
@@ -149,7 +172,7 @@ async def track(
             touched.add(state.process_instance_id)
     if new:
         rows = [
-            {"id": i, "name": n, "status": RUNNING, "expect_more": False, "started_at": now}
+            {"id": i, "name": n, "status": RUNNING.value, "expect_more": False, "started_at": now}
             for i, n in sorted(new.items())
         ]
         await conn.execute(_insert(dialect)(instance_t).on_conflict_do_nothing(), rows)
@@ -167,7 +190,7 @@ async def complete_if_done(
         .where(
             and_(
                 instance_t.c.id.in_(list(instance_ids)),
-                instance_t.c.status == RUNNING,
+                instance_t.c.status == RUNNING.value,
                 instance_t.c.expect_more.is_(False),
             )
         )
@@ -177,7 +200,7 @@ async def complete_if_done(
         # Lock first, count second: of two transactions finishing the last two steps,
         # the one that waited here sees the other's step as done.
         query = query.with_for_update()
-    candidates = [row_to_instance(r) for r in await conn.execute(query)]
+    candidates = [Instance.from_row(r._mapping) for r in await conn.execute(query)]
     if not candidates:
         return
     still_open = {
@@ -198,7 +221,11 @@ async def complete_if_done(
         await conn.execute(
             update(instance_t)
             .where(instance_t.c.id == bindparam("b_id"))
-            .values(status=COMPLETED, ended_at=now, duration_ms=bindparam("b_duration")),
+            .values(
+                status=InstanceStatus.COMPLETED.value,
+                ended_at=now,
+                duration_ms=bindparam("b_duration"),
+            ),
             [{"b_id": c.id, "b_duration": _duration(c, now)} for c in done],
         )
 
@@ -207,62 +234,30 @@ def _duration(inst: Instance, now: datetime) -> int:
     return max(0, int((now - inst.started_at).total_seconds() * 1000))
 
 
-async def end(conn: AsyncConnection, inst: Instance, status: str, now: datetime) -> Instance:
-    duration = _duration(inst, now)
-    await conn.execute(
-        update(instance_t)
-        .where(instance_t.c.id == inst.id)
-        .values(status=status, ended_at=now, duration_ms=duration)
+def _ended_conflict(inst: Instance) -> Conflict:
+    return Conflict(
+        f"process instance {inst.id!r} already ended ({inst.status.value})",
+        code="process_ended",
+        status=inst.status.value,
     )
-    return Instance(inst.id, inst.name, status, inst.expect_more, inst.started_at, now, duration)
-
-
-# ---------------------------------------------------------------- statistics (pure)
-
-
-def percentile(sorted_values: Sequence[int], q: float) -> int | None:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def summarize(rows: Sequence[tuple[str, str, int | None]]) -> list[dict[str, Any]]:
-    """Per process name: counts by status and the durations of completed instances."""
-    by_name: dict[str, dict[str, Any]] = {}
-    durations: dict[str, list[int]] = {}
-    for name, status, duration in rows:
-        blank = {"name": name, "counts": dict.fromkeys(INSTANCE_STATUSES, 0)}
-        entry = by_name.setdefault(name, blank)
-        entry["counts"][status] = entry["counts"].get(status, 0) + 1
-        if status == COMPLETED and duration is not None:
-            durations.setdefault(name, []).append(duration)
-    out = []
-    for name in sorted(by_name):
-        values = sorted(durations.get(name, []))
-        by_name[name]["duration_ms"] = {
-            "completed": len(values),
-            "mean": round(sum(values) / len(values)) if values else None,
-            "p50": percentile(values, 0.50),
-            "p95": percentile(values, 0.95),
-            "max": values[-1] if values else None,
-        }
-        out.append(by_name[name])
-    return out
 
 
 # ---------------------------------------------------------------- instance-level writes
 
-ApplyIn = Callable[[AsyncConnection, Sequence[Op], datetime], Awaitable[Applied]]
 
-
-async def _get(conn: AsyncConnection, instance_id: str, lock: bool = False) -> Instance | None:
+async def get(conn: AsyncConnection, instance_id: str, lock: bool = False) -> Instance | None:
     query = select(instance_t).where(instance_t.c.id == instance_id)
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
-    return row_to_instance(row) if row else None
+    return Instance.from_row(row._mapping) if row else None
+
+
+async def _locked_running(conn: AsyncConnection, instance_id: str) -> Instance:
+    inst = await get(conn, instance_id, lock=True)
+    if inst is None:
+        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
+    return inst
 
 
 async def _is_disabled(conn: AsyncConnection, name: str) -> bool:
@@ -270,81 +265,73 @@ async def _is_disabled(conn: AsyncConnection, name: str) -> bool:
     return bool(value)
 
 
-async def create_instance(
+async def start(
     conn: AsyncConnection, now: datetime, instance_id: str, name: str, expect_more: bool
-) -> tuple[int, Instance]:
-    """201 and the new instance, 200 for a repeat with the same name; raises Conflict
-    for a disabled process or an id taken by another process."""
-    current = await _get(conn, instance_id)
+) -> Started:
+    """The new instance, or the existing one for a repeat with the same name; raises
+    Conflict for a disabled process or an id taken by another process."""
+    current = await get(conn, instance_id)
     if current is not None:
         if current.name != name:
             raise Conflict(
                 f"process instance {instance_id!r} already exists for process {current.name!r}",
                 code="instance_id_conflict",
             )
-        return 200, current
+        return Started(current, created=False)
     if await _is_disabled(conn, name):
         raise Conflict(f"process {name!r} is disabled", code="process_disabled")
     inst = Instance(instance_id, name, RUNNING, expect_more, now, None, None)
     await conn.execute(
         _insert(conn.dialect.name)(instance_t).values(
-            id=instance_id, name=name, status=RUNNING, expect_more=expect_more, started_at=now
+            id=instance_id, name=name, status=RUNNING.value, expect_more=expect_more, started_at=now
         )
     )
-    return 201, inst
+    return Started(inst, created=True)
 
 
-async def end_instance(
-    conn: AsyncConnection, now: datetime, apply_in: ApplyIn, instance_id: str, status: str
-) -> tuple[Instance, int, Applied | None]:
-    """End an instance as ``status``; its open steps are canceled with it.
+async def lock_to_end(conn: AsyncConnection, instance_id: str, status: InstanceStatus) -> Instance:
+    """Lock an instance that is to end as ``status``. Returns it: running, or already
+    ended that same way (a no-op); raises NotFound, or Conflict when it ended otherwise."""
+    inst = await _locked_running(conn, instance_id)
+    if inst.status is not RUNNING and inst.status is not status:
+        raise _ended_conflict(inst)
+    return inst
 
-    Ending it again the same way is a no-op; another way is a 409."""
-    inst = await _get(conn, instance_id, lock=True)
-    if inst is None:
-        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
-    if inst.status != RUNNING:
-        if inst.status == status:
-            return inst, 0, None
-        raise Conflict(
-            f"process instance {instance_id!r} already ended ({inst.status})",
-            code="process_ended",
-            status=inst.status,
-        )
-    open_ids = [
-        str(r.id)
-        for r in await conn.execute(
-            select(task_t.c.id)
-            .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
-            .order_by(task_t.c.id)
-        )
-    ]
-    applied = None
-    if open_ids:
-        ops = [Op("cancel", i, reason="canceled") for i in open_ids]
-        applied = await apply_in(conn, ops, now)
-    # Canceling the last steps may have completed it already: the caller's word wins.
-    return await end(conn, inst, status, now), len(open_ids), applied
+
+async def open_step_ids(conn: AsyncConnection, instance_id: str) -> list[str]:
+    """The instance's running and postponed steps, in id order."""
+    rows = await conn.execute(
+        select(task_t.c.id)
+        .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
+        .order_by(task_t.c.id)
+    )
+    return [str(r.id) for r in rows]
+
+
+async def end(
+    conn: AsyncConnection, inst: Instance, status: InstanceStatus, now: datetime
+) -> Instance:
+    duration = _duration(inst, now)
+    await conn.execute(
+        update(instance_t)
+        .where(instance_t.c.id == inst.id)
+        .values(status=status.value, ended_at=now, duration_ms=duration)
+    )
+    return Instance(inst.id, inst.name, status, inst.expect_more, inst.started_at, now, duration)
 
 
 async def set_expect_more(
     conn: AsyncConnection, now: datetime, instance_id: str, expect_more: bool
 ) -> Instance:
-    inst = await _get(conn, instance_id, lock=True)
-    if inst is None:
-        raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
-    if inst.status != RUNNING:
-        raise Conflict(
-            f"process instance {instance_id!r} already ended ({inst.status})",
-            code="process_ended",
-            status=inst.status,
-        )
+    inst = await _locked_running(conn, instance_id)
+    if inst.status is not RUNNING:
+        raise _ended_conflict(inst)
     await conn.execute(
         update(instance_t).where(instance_t.c.id == instance_id).values(expect_more=expect_more)
     )
     if not expect_more:
         await complete_if_done(conn, [instance_id], now)
-    fresh = await _get(conn, instance_id)
+    fresh = await get(conn, instance_id)
     assert fresh is not None
     return fresh
 
@@ -361,52 +348,54 @@ async def set_disabled(conn: AsyncConnection, now: datetime, name: str, disabled
     )
 
 
-async def get_instance(conn: AsyncConnection, instance_id: str) -> dict[str, Any] | None:
-    inst = await _get(conn, instance_id)
-    if inst is None:
+# ---------------------------------------------------------------- statistics (pure)
+
+
+class DurationsJSON(TypedDict):
+    completed: int
+    mean: int | None
+    p50: int | None
+    p95: int | None
+    max: int | None
+
+
+class ProcessStatsJSON(TypedDict):
+    name: str
+    counts: dict[str, int]
+    duration_ms: DurationsJSON
+
+
+def percentile(sorted_values: Sequence[int], q: float) -> int | None:
+    """Nearest-rank percentile of already sorted values."""
+    if not sorted_values:
         return None
-    rows = await conn.execute(
-        select(task_t)
-        .where(task_t.c.process_instance_id == instance_id)
-        .order_by(task_t.c.created_at, task_t.c.id)
-    )
-    steps = []
-    for r in rows:
-        m = r._mapping
-        steps.append(
+    rank = max(1, math.ceil(q * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def summarize(rows: Sequence[tuple[str, str, int | None]]) -> list[ProcessStatsJSON]:
+    """Per process name: counts by status and the durations of completed instances."""
+    counts: dict[str, dict[str, int]] = {}
+    durations: dict[str, list[int]] = {}
+    for name, status, duration in rows:
+        by_status = counts.setdefault(name, {s.value: 0 for s in InstanceStatus})
+        by_status[status] = by_status.get(status, 0) + 1
+        if status == InstanceStatus.COMPLETED and duration is not None:
+            durations.setdefault(name, []).append(duration)
+    out: list[ProcessStatsJSON] = []
+    for name in sorted(counts):
+        values = sorted(durations.get(name, []))
+        out.append(
             {
-                "id": m["id"],
-                "owner": m["owner"],
-                "title": m["title"],
-                "kind": m["kind"],
-                "status": m["status"],
-                "created_at": iso(as_utc(m["created_at"])),
-                "updated_at": iso(as_utc(m["updated_at"])),
-                "ended_at": iso(as_utc(m["ended_at"])),
-                "postponed_until": iso(as_utc(m["postponed_until"])),
+                "name": name,
+                "counts": counts[name],
+                "duration_ms": {
+                    "completed": len(values),
+                    "mean": round(sum(values) / len(values)) if values else None,
+                    "p50": percentile(values, 0.50),
+                    "p95": percentile(values, 0.95),
+                    "max": values[-1] if values else None,
+                },
             }
         )
-    return {**inst.to_json(), "steps": steps}
-
-
-async def definitions(conn: AsyncConnection) -> list[dict[str, Any]]:
-    names = {r.name: False for r in await conn.execute(select(instance_t.c.name).distinct())}
-    for r in await conn.execute(select(definition_t.c.name, definition_t.c.disabled)):
-        names[r.name] = bool(r.disabled)
-    return [{"name": n, "disabled": d} for n, d in sorted(names.items())]
-
-
-async def stats_rows(
-    conn: AsyncConnection, name: str | None, since: datetime | None, until: datetime | None
-) -> list[tuple[str, str, int | None]]:
-    cond = []
-    if name is not None:
-        cond.append(instance_t.c.name == name)
-    if since is not None:
-        cond.append(instance_t.c.started_at >= since)
-    if until is not None:
-        cond.append(instance_t.c.started_at < until)
-    query = select(instance_t.c.name, instance_t.c.status, instance_t.c.duration_ms)
-    if cond:
-        query = query.where(and_(*cond))
-    return [(r.name, r.status, r.duration_ms) for r in await conn.execute(query)]
+    return out

@@ -1,10 +1,11 @@
 """The push side of a running app: webhook endpoints, Web Push subscriptions, the
 outbox and its worker, built and started by the app's lifespan.
 
-Order: ``build`` registers the store hooks (so every write from then on queues its
-deliveries); ``start`` starts the worker after the hub and broker; ``stop`` runs after
-sockets are closed and before the engines are disposed (the worker needs both the
-database and its HTTP sessions until its last attempt is recorded).
+Order: ``build`` registers the write hooks (so every write from then on queues its
+deliveries) and the service's after-commit wake-up of the worker; ``start`` starts the
+worker after the hub and broker; ``stop`` runs after sockets are closed and before the
+engines are disposed (the worker needs both the database and its HTTP sessions until its
+last attempt is recorded).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import aiohttp
 from server import egress
 from server.db import Engines
 from server.outbox import Channel, Outbox, OutboxWorker, RetryPolicy, Sender
+from server.service import Service
 from server.settings import Settings
-from server.store import Store
 from server.webhooks.delivery import WebhookHook, WebhookSender
 from server.webhooks.endpoints import Endpoints
 from server.webpush import PushHook, PushSender, Subscriptions, VapidKeys
@@ -33,8 +34,8 @@ class PushSide:
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, engines: Engines, store: Store) -> PushSide:
-        """Wire everything and register the hooks on ``store``. Call inside the loop.
+    def build(cls, settings: Settings, engines: Engines, service: Service) -> PushSide:
+        """Wire everything and register the hooks on ``service``'s writes. Call inside the loop.
         Raises ``ConfigError`` for unusable VAPID keys."""
         webhook_retry = RetryPolicy(
             settings.webhook_retry_base_s, settings.webhook_retry_cap_s, settings.webhook_max_age_s
@@ -69,9 +70,10 @@ class PushSide:
         # finish (each within the timeout) before their lease ends.
         per_target = int(settings.outbox_lease_s // (settings.webhook_timeout_s * 1.5))
         worker = OutboxWorker(outbox, senders, poll_s=settings.outbox_poll_s, per_target=per_target)
-        store.hooks.append(WebhookHook(endpoints, webhook_retry, worker.kick))
+        service.writes.hooks.append(WebhookHook(endpoints, webhook_retry))
         if vapid is not None:
-            store.hooks.append(PushHook(subscriptions, push_retry, worker.kick))
+            service.writes.hooks.append(PushHook(subscriptions, push_retry))
+        service.on_commit(worker.kick)
         return cls(endpoints, subscriptions, vapid, outbox, worker, [hooks_session, push_session])
 
     def start(self) -> None:

@@ -4,7 +4,8 @@ are forgotten.
 Due tasks are found in the database on every tick (an indexed query on
 ``(status, postponed_until)``), so a return that fell due while no server was running
 fires at the next start, and with several instances the database decides which one
-fires it (see ``Store.resume_due``).
+fires it (``FOR UPDATE SKIP LOCKED``, see ``server.writes``). Both are operations the
+service runs, like any other write.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from datetime import timedelta
 
 from server.clock import now_utc
+from server.ops import PruneEvents, ResumeDue
 from server.service import Service
 
 log = logging.getLogger("taskbell.timers")
@@ -46,12 +48,10 @@ class Timers:
         """Fire every due return now; returns how many came back."""
         total = 0
         while True:
-            applied = await self.service.store.write(self.service.store.resume_due)
-            if applied.envelopes:
-                await self.service.broker.publish(applied.envelopes)
-            fired = sum(1 for r in applied.results if not isinstance(r, Exception))
-            total += fired
-            if len(applied.results) < 200:
+            page = ResumeDue()
+            resumed = await self.service.run(page)
+            total += resumed.fired
+            if resumed.found < page.limit:
                 break
         self.fired += total
         return total
@@ -64,7 +64,7 @@ class Timers:
                 await self.tick()
                 if loop.time() >= next_prune:
                     cutoff = now_utc() - timedelta(seconds=self.retention_s)
-                    await self.service.store.prune_events(cutoff)
+                    await self.service.run(PruneEvents(cutoff))
                     next_prune = loop.time() + 3600
             except Exception as exc:  # the database is away: try again next tick
                 log.warning("timer tick failed: %s", type(exc).__name__)

@@ -1,6 +1,6 @@
 """The rules of a task's life, as plain functions on values (no I/O).
 
-``apply`` takes the current state of one task (or ``None``), one operation and the
+``decide`` takes the current state of one task (or ``None``), one operation and the
 clock, and returns the new state and the *effects* on owners' feeds. The store turns
 effects into seqs, counts and ``feed_event`` rows; nothing here knows about SQL.
 
@@ -20,16 +20,27 @@ it stops, and ``task.updated`` (0) when a running task changes in place.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 import orjson
 
+from server.clock import as_utc
 from server.errors import Conflict, NotFound, Unprocessable
+from server.ops import (
+    CancelTask,
+    CompleteTask,
+    CreateTask,
+    PostponeTask,
+    ResumeTask,
+    TaskOp,
+    UpdateTask,
+)
 from server.wire import (
     FINAL_STATUSES,
     EventType,
-    Postpone,
     Status,
     TaskCreate,
     TaskJSON,
@@ -56,6 +67,28 @@ class TaskState:
     updated_at: datetime
     ended_at: datetime | None
     body_hash: str
+
+    @classmethod
+    def from_row(cls, m: Mapping[Any, Any]) -> TaskState:
+        """A stored ``task`` row (its mapping) as a state."""
+        return cls(
+            id=m["id"],
+            owner=m["owner"],
+            title=m["title"],
+            kind=m["kind"],
+            status=m["status"],
+            process_instance_id=m["process_instance_id"],
+            process_name=m["process_name"],
+            record_entity=m["record_entity"],
+            record_id=m["record_id"],
+            record_title=m["record_title"],
+            url=m["url"],
+            postponed_until=as_utc(m["postponed_until"]),
+            created_at=as_utc(m["created_at"]),
+            updated_at=as_utc(m["updated_at"]),
+            ended_at=as_utc(m["ended_at"]),
+            body_hash=m["body_hash"],
+        )
 
     def to_json(self) -> TaskJSON:
         return {
@@ -93,9 +126,10 @@ class Effect:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one operation did. ``state`` is None when nothing changed (a repeat)."""
+    """What one operation did. ``state`` is None when nothing changed (a repeat);
+    ``created`` is true only for the create that made the task."""
 
-    status_code: int
+    created: bool
     before: TaskState | None
     state: TaskState | None
     effects: tuple[Effect, ...] = ()
@@ -132,7 +166,7 @@ def create(body: TaskCreate, current: TaskState | None, now: datetime) -> Outcom
     digest = body_hash(body)
     if current is not None:
         if current.body_hash == digest:
-            return Outcome(200, current, None)
+            return Outcome(False, current, None)
         raise Conflict(
             f"task {body.id!r} already exists with a different body",
             code="task_id_conflict",
@@ -157,7 +191,7 @@ def create(body: TaskCreate, current: TaskState | None, now: datetime) -> Outcom
         body_hash=digest,
     )
     effects = () if postponed else (Effect(state.owner, EventType.ADDED, "created", +1),)
-    return Outcome(201, None, state, effects)
+    return Outcome(True, None, state, effects)
 
 
 def update(task_id: str, patch: TaskPatch, current: TaskState | None, now: datetime) -> Outcome:
@@ -191,7 +225,7 @@ def update(task_id: str, patch: TaskPatch, current: TaskState | None, now: datet
         changes["postponed_until"] = patch.postponed_until
     changed = {k: v for k, v in changes.items() if getattr(task, k) != v}
     if not changed:
-        return Outcome(200, task, None)
+        return Outcome(False, task, None)
     state = replace(task, updated_at=now, **changed)  # type: ignore[arg-type]
     effects: tuple[Effect, ...] = ()
     if task.status == Status.RUNNING:
@@ -202,7 +236,7 @@ def update(task_id: str, patch: TaskPatch, current: TaskState | None, now: datet
             )
         else:
             effects = (Effect(task.owner, EventType.UPDATED, None, 0),)
-    return Outcome(200, task, state, effects)
+    return Outcome(False, task, state, effects)
 
 
 def finish(
@@ -211,41 +245,56 @@ def finish(
     """Complete or cancel. Repeating the same final transition is a no-op (200)."""
     task = _check_actor(current, task_id, actor)
     if task.status == final:
-        return Outcome(200, task, None)
+        return Outcome(False, task, None)
     if task.status in FINAL_STATUSES:
         raise _final_conflict(task, "completed" if final == Status.COMPLETED else "canceled")
     state = replace(task, status=final, postponed_until=None, updated_at=now, ended_at=now)
     effects: tuple[Effect, ...] = ()
     if task.status == Status.RUNNING:
         effects = (Effect(task.owner, EventType.REMOVED, final.value, -1),)
-    return Outcome(200, task, state, effects)
+    return Outcome(False, task, state, effects)
 
 
 def postpone(
-    task_id: str, body: Postpone, current: TaskState | None, now: datetime, actor: str | None
+    task_id: str, until: datetime, current: TaskState | None, now: datetime, actor: str | None
 ) -> Outcome:
     task = _check_actor(current, task_id, actor)
     if task.status in FINAL_STATUSES:
         raise _final_conflict(task, "postponed")
-    if body.until <= now:
+    if until <= now:
         raise Unprocessable("'until' must be in the future", code="bad_time")
-    if task.status == Status.POSTPONED and task.postponed_until == body.until:
-        return Outcome(200, task, None)
-    state = replace(task, status=Status.POSTPONED, postponed_until=body.until, updated_at=now)
+    if task.status == Status.POSTPONED and task.postponed_until == until:
+        return Outcome(False, task, None)
+    state = replace(task, status=Status.POSTPONED, postponed_until=until, updated_at=now)
     effects: tuple[Effect, ...] = ()
     if task.status == Status.RUNNING:
         effects = (Effect(task.owner, EventType.REMOVED, "postponed", -1),)
-    return Outcome(200, task, state, effects)
+    return Outcome(False, task, state, effects)
 
 
-def resume(
-    task_id: str, current: TaskState | None, now: datetime, actor: str | None, reason: str
-) -> Outcome:
+def resume(task_id: str, current: TaskState | None, now: datetime, actor: str | None) -> Outcome:
     """Bring a postponed task back to running (early by a person, or when it falls due)."""
     task = _check_actor(current, task_id, actor)
     if task.status == Status.RUNNING:
-        return Outcome(200, task, None)
+        return Outcome(False, task, None)
     if task.status in FINAL_STATUSES:
         raise _final_conflict(task, "resumed")
     state = replace(task, status=Status.RUNNING, postponed_until=None, updated_at=now)
-    return Outcome(200, task, state, (Effect(task.owner, EventType.ADDED, reason, +1),))
+    return Outcome(False, task, state, (Effect(task.owner, EventType.ADDED, "resumed", +1),))
+
+
+def decide(op: TaskOp, current: TaskState | None, now: datetime) -> Outcome:
+    """Route one operation to its rule. Raises ``ApiError`` when it is not allowed."""
+    match op:
+        case CreateTask(body=body):
+            return create(body, current, now)
+        case UpdateTask(id=task_id, patch=patch):
+            return update(task_id, patch, current, now)
+        case CompleteTask(id=task_id, actor=actor):
+            return finish(task_id, Status.COMPLETED, current, now, actor)
+        case CancelTask(id=task_id, actor=actor):
+            return finish(task_id, Status.CANCELED, current, now, actor)
+        case PostponeTask(id=task_id, until=until, actor=actor):
+            return postpone(task_id, until, current, now, actor)
+        case ResumeTask(id=task_id, actor=actor):
+            return resume(task_id, current, now, actor)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -33,11 +33,12 @@ from pywebpush import WebPushException, webpush_async
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.changes import Envelope, Op
+from server.changes import Envelope
 from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.errors import ConfigError, NotFound
 from server.models_push import outbox_t, subscription_t
+from server.ops import TaskOp
 from server.outbox import Channel, Message, Result, RetryPolicy, RowStatus, Verdict, enqueue, new_id
 from server.settings import Settings
 from server.transitions import Outcome
@@ -268,27 +269,25 @@ _SUPERSEDE = (
 
 
 class PushHook:
-    """Store hook: queue one push per feed event and subscription of its owner."""
+    """Write hook (``server.writes``): queue one push per feed event and subscription
+    of its owner."""
 
-    def __init__(
-        self, subscriptions: Subscriptions, retry: RetryPolicy, on_queued: Callable[[], None]
-    ) -> None:
+    def __init__(self, subscriptions: Subscriptions, retry: RetryPolicy) -> None:
         self.subscriptions = subscriptions
         self.retry = retry
-        self.on_queued = on_queued
 
     async def __call__(
         self,
         conn: AsyncConnection,
-        changes: Sequence[tuple[Op, Outcome]],
+        changes: Sequence[tuple[TaskOp, Outcome]],
         envelopes: Sequence[Envelope],
         now: datetime,
-    ) -> None:
+    ) -> bool:
         if not envelopes:
-            return
+            return False
         subs = await self.subscriptions.of_owners(conn, [e.owner for e in envelopes])
         if not subs:
-            return
+            return False
         rows: list[tuple[str, Channel, str, str, str, str]] = []
         for env in envelopes:
             payload = push_payload(env.message)
@@ -300,14 +299,14 @@ class PushHook:
                         (new_id("psh"), Channel.WEBPUSH, sub.id, payload["type"], task_id, body)
                     )
         if not rows:
-            return
+            return False
         # Only the latest state of a task matters on a lock screen: one statement (run
         # for every new push) supersedes the older pushes of the same task not yet tried.
         await conn.execute(
             _SUPERSEDE, [{"b_target": target, "b_task": task} for _, _, target, _, task, _ in rows]
         )
         await enqueue(conn, rows, now, self.retry.max_age_s)
-        self.on_queued()
+        return True
 
 
 class PushSender:

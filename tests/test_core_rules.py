@@ -12,7 +12,6 @@ from server.wire import (
     AuthMessage,
     EventType,
     PingMessage,
-    Postpone,
     ProtocolViolation,
     Status,
     TaskCreate,
@@ -59,7 +58,7 @@ def test_bad_client_messages_are_1008_with_a_reason(raw: str, fragment: str) -> 
 def test_create_is_added_with_plus_one() -> None:
     body = TaskCreate.model_validate({"id": "t-1", "owner": "alice", "title": "Do it"})
     outcome = rules.create(body, None, NOW)
-    assert outcome.status_code == 201
+    assert outcome.created
     assert outcome.effects == (rules.Effect("alice", EventType.ADDED, "created", 1),)
 
 
@@ -68,7 +67,7 @@ def test_identical_repeat_is_200_without_effects_and_other_body_conflicts() -> N
     same = TaskCreate.model_validate({"id": "t-1", "owner": "alice", "title": "Do it"})
     other = TaskCreate.model_validate({"id": "t-1", "owner": "alice", "title": "Other"})
     repeat = rules.create(same, state, NOW)
-    assert (repeat.status_code, repeat.state, repeat.effects) == (200, None, ())
+    assert (repeat.created, repeat.state, repeat.effects) == (False, None, ())
     with pytest.raises(Conflict):
         rules.create(other, state, NOW)
 
@@ -92,9 +91,7 @@ def test_reassigning_a_running_task_removes_and_adds() -> None:
 
 
 def test_reassigning_a_postponed_task_changes_no_feed() -> None:
-    state = rules.postpone(
-        "t-1", Postpone(until=NOW + timedelta(days=1)), created(), NOW, None
-    ).state
+    state = rules.postpone("t-1", NOW + timedelta(days=1), created(), NOW, None).state
     outcome = rules.update("t-1", TaskPatch(owner="bob"), state, NOW)
     assert outcome.state is not None and outcome.state.owner == "bob"
     assert outcome.effects == ()
@@ -109,13 +106,13 @@ def test_unchanged_patch_is_a_no_op() -> None:
 def test_final_tasks_refuse_every_change(final: Status) -> None:
     state = rules.finish("t-1", final, created(), NOW, None).state
     assert state is not None
-    later = Postpone(until=NOW + timedelta(hours=1))
+    later = NOW + timedelta(hours=1)
     with pytest.raises(Conflict):
         rules.postpone("t-1", later, state, NOW, None)
     with pytest.raises(Conflict):
         rules.update("t-1", TaskPatch(title="x"), state, NOW)
     with pytest.raises(Conflict):
-        rules.resume("t-1", state, NOW, None, "resumed")
+        rules.resume("t-1", state, NOW, None)
     other = Status.CANCELED if final == Status.COMPLETED else Status.COMPLETED
     with pytest.raises(Conflict):
         rules.finish("t-1", other, state, NOW, None)
@@ -131,17 +128,17 @@ def test_someone_elses_task_is_not_found() -> None:
 
 def test_postpone_needs_a_future_time_and_resume_brings_it_back() -> None:
     with pytest.raises(Unprocessable):
-        rules.postpone("t-1", Postpone(until=NOW), created(), NOW, None)
-    later = rules.postpone("t-1", Postpone(until=NOW + timedelta(hours=2)), created(), NOW, None)
+        rules.postpone("t-1", NOW, created(), NOW, None)
+    later = rules.postpone("t-1", NOW + timedelta(hours=2), created(), NOW, None)
     assert later.effects[0].type == EventType.REMOVED
     assert later.state is not None
-    back = rules.resume("t-1", later.state, NOW, "alice", "resumed")
+    back = rules.resume("t-1", later.state, NOW, "alice")
     assert back.state is not None and back.state.status == Status.RUNNING
     assert back.effects == (rules.Effect("alice", EventType.ADDED, "resumed", 1),)
 
 
 def test_rescheduling_a_postponed_task_is_an_update_without_feed_effects() -> None:
-    later = rules.postpone("t-1", Postpone(until=NOW + timedelta(hours=2)), created(), NOW, None)
+    later = rules.postpone("t-1", NOW + timedelta(hours=2), created(), NOW, None)
     moved = rules.update(
         "t-1", TaskPatch(postponed_until=NOW + timedelta(hours=5)), later.state, NOW
     )

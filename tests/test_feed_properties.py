@@ -42,14 +42,26 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from server import processes
-from server.changes import Op
 from server.db import make_engines
 from server.errors import ApiError
+from server.feedlog import Replay, Snapshot, SqlFeedLog
 from server.migrate import upgrade
-from server.store import Replay, Snapshot, Store
+from server.ops import (
+    CancelTask,
+    CompleteTask,
+    CreateTask,
+    EndInstance,
+    InstanceStatus,
+    PostponeTask,
+    ResumeDue,
+    ResumeTask,
+    TaskOp,
+    UpdateTask,
+)
+from server.reads import Reads
 from server.transitions import Outcome
-from server.wire import Postpone, ProcessRef, TaskCreate, TaskPatch
+from server.wire import ProcessRef, TaskCreate, TaskPatch
+from server.writes import Writes
 from tests.faults.audit import audit
 from tests.support.services import PostgresServer
 
@@ -83,25 +95,28 @@ class Expect:
 
 
 class Runner:
-    """A store on its own event loop, shared by every example of one run."""
+    """The write path and the reads on their own event loop, shared by every example
+    of one run."""
 
     def __init__(self, url: str) -> None:
         upgrade(url)
         self.loop = asyncio.new_event_loop()
-        self.store = Store(make_engines(url))
+        self.engines = make_engines(url)
+        self.writes = Writes(self.engines)
+        self.reads = Reads(self.engines)
+        self.log = SqlFeedLog(self.engines)
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
     def close(self) -> None:
-        self.run(self.store.engines.dispose())
+        self.run(self.engines.dispose())
         self.loop.close()
 
 
-def decide(op: Op, m: Model | None, now: datetime) -> Expect:
-    """The contract's rules for one operation (CONTRACT.md, "status")."""
-    if op.kind == "create":
-        assert isinstance(op.body, TaskCreate)
+def decide(op: TaskOp, m: Model | None, now: datetime) -> Expect:
+    """The contract's rules for one operation (the contract's "status" section)."""
+    if isinstance(op, CreateTask):
         if m is not None:
             return Expect(200, None, m) if m.body == op.body else Expect(409, "x", m)
         until = op.body.postponed_until
@@ -110,25 +125,24 @@ def decide(op: Op, m: Model | None, now: datetime) -> Expect:
         return Expect(201, None, Model(op.body.owner, status, instance, until, op.body))
     if m is None or (op.actor is not None and op.actor != m.owner):
         return Expect(404, "task_not_found", m)
-    if op.kind == "update":
-        assert isinstance(op.body, TaskPatch)
-        if m.status in FINAL:
-            return Expect(409, "illegal_transition", m)
-        return Expect(200, None, replace(m, owner=op.body.owner or m.owner))
-    if op.kind in ("complete", "cancel"):
-        final = "completed" if op.kind == "complete" else "canceled"
-        if m.status == final:
-            return Expect(200, None, m)
-        if m.status in FINAL:
-            return Expect(409, "illegal_transition", m)
-        return Expect(200, None, replace(m, status=final, until=None))
-    if op.kind == "postpone":
-        assert isinstance(op.body, Postpone)
-        if m.status in FINAL:
-            return Expect(409, "illegal_transition", m)
-        if op.body.until <= now:
-            return Expect(422, "bad_time", m)
-        return Expect(200, None, replace(m, status="postponed", until=op.body.until))
+    match op:
+        case UpdateTask(patch=patch):
+            if m.status in FINAL:
+                return Expect(409, "illegal_transition", m)
+            return Expect(200, None, replace(m, owner=patch.owner or m.owner))
+        case CompleteTask() | CancelTask():
+            final = "completed" if isinstance(op, CompleteTask) else "canceled"
+            if m.status == final:
+                return Expect(200, None, m)
+            if m.status in FINAL:
+                return Expect(409, "illegal_transition", m)
+            return Expect(200, None, replace(m, status=final, until=None))
+        case PostponeTask(until=until):
+            if m.status in FINAL:
+                return Expect(409, "illegal_transition", m)
+            if until <= now:
+                return Expect(422, "bad_time", m)
+            return Expect(200, None, replace(m, status="postponed", until=until))
     # resume
     if m.status in FINAL:
         return Expect(409, "illegal_transition", m)
@@ -163,18 +177,17 @@ class FeedMachine(RuleBasedStateMachine):
         steps = [m for m in (model or self.model).values() if m.instance == instance]
         return bool(steps) and all(m.status in FINAL for m in steps)
 
-    def apply(self, ops: list[Op]) -> None:
+    def apply(self, ops: list[TaskOp]) -> None:
         """Apply ``ops`` in one transaction; each answer must be the predicted one."""
         working = dict(self.model)
         expected: list[Expect] = []
         for op in ops:
             m = working.get(op.id)
-            body = op.body
             ended = (
-                isinstance(body, TaskCreate)
+                isinstance(op, CreateTask)
                 and m is None
-                and body.process is not None
-                and self.ended(body.process.instance_id, working)
+                and op.body.process is not None
+                and self.ended(op.body.process.instance_id, working)
             )
             if ended:
                 expected.append(Expect(409, "process_ended", None))
@@ -183,7 +196,7 @@ class FeedMachine(RuleBasedStateMachine):
             expected.append(e)
             if e.after is not None and e.code < 300:
                 working[op.id] = e.after
-        applied = self.r.run(self.r.store.apply(ops, now=self.clock))
+        applied = self.r.run(self.r.writes.apply(ops, now=self.clock))
         SEEN["transactions"] += 1
         SEEN["events"] += len(applied.envelopes)
         for op, e, got in zip(ops, expected, applied.results, strict=True):
@@ -191,14 +204,19 @@ class FeedMachine(RuleBasedStateMachine):
             assert _code(got) == (e.code, e.error if e.code >= 300 else None), (op, e, got)
         self.model = working
 
-    def task_op(self, kind: str, tid: str, actor: str | None, arg: Any = None) -> Op:
+    def task_op(self, kind: str, tid: str, actor: str | None, arg: Any = None) -> TaskOp:
         if kind == "rename":
-            return Op("update", tid, TaskPatch(title=f"Renamed {self.serial}"))
+            return UpdateTask(tid, TaskPatch(title=f"Renamed {self.serial}"))
         if kind == "reassign":
-            return Op("update", tid, TaskPatch(owner=self.who(arg)))
+            return UpdateTask(tid, TaskPatch(owner=self.who(arg)))
         if kind == "postpone":
-            return Op("postpone", tid, Postpone(until=self.clock + timedelta(minutes=arg)), actor)
-        return Op(kind, tid, None, actor=actor)  # type: ignore[arg-type]
+            return PostponeTask(tid, self.clock + timedelta(minutes=arg), actor)
+        finishers: dict[str, type[CompleteTask | CancelTask | ResumeTask]] = {
+            "complete": CompleteTask,
+            "cancel": CancelTask,
+            "resume": ResumeTask,
+        }
+        return finishers[kind](tid, actor)
 
     def actor(self, tid: str, who: str) -> str | None:
         m = self.model.get(tid)
@@ -228,12 +246,12 @@ class FeedMachine(RuleBasedStateMachine):
             if postponed is None
             else self.clock + timedelta(minutes=postponed),
         )
-        self.apply([Op("create", tid, body)])
+        self.apply([CreateTask(body)])
         return tid if tid in self.model else multiple()
 
     @rule(tid=tasks)
     def repeat_create(self, tid: str) -> None:
-        self.apply([Op("create", tid, self.model[tid].body)])
+        self.apply([CreateTask(self.model[tid].body)])
 
     @rule(
         tid=tasks,
@@ -264,12 +282,12 @@ class FeedMachine(RuleBasedStateMachine):
         creates=st.lists(st.sampled_from(OWNERS), max_size=3),
     )
     def batch(self, picks: list[tuple[str, int, str, int]], creates: list[str]) -> None:
-        ops: list[Op] = []
+        ops: list[TaskOp] = []
         for owner in creates:
             self.serial += 1
             tid = f"{self.prefix}t{self.serial}"
             body = TaskCreate(id=tid, owner=self.who(owner), title=f"Batch {self.serial}")
-            ops.append(Op("create", tid, body))
+            ops.append(CreateTask(body))
         known = sorted(self.model) + [op.id for op in ops]
         if not known:
             return
@@ -284,16 +302,8 @@ class FeedMachine(RuleBasedStateMachine):
     def cancel_process(self, instance: str) -> None:
         iid = self.prefix + instance
         known = any(m.instance == iid for m in self.model.values())
-        store = self.r.store
-
-        async def end() -> Any:
-            async def write(conn: Any, now: datetime) -> Any:
-                return await processes.end_instance(conn, now, store.apply_in, iid, "canceled")
-
-            return await store.write(write, now=self.clock)
-
         try:
-            self.r.run(end())
+            self.r.run(self.r.writes.run(EndInstance(iid, InstanceStatus.CANCELED), now=self.clock))
         except ApiError as exc:
             completed = self.ended(iid) and iid not in self.canceled_instances
             assert (exc.status, exc.code) == (
@@ -309,8 +319,7 @@ class FeedMachine(RuleBasedStateMachine):
     @rule(minutes=st.integers(1, 90))
     def time_passes(self, minutes: int) -> None:
         self.clock += timedelta(minutes=minutes)
-        store = self.r.store
-        self.r.run(store.write(store.resume_due, now=self.clock))
+        self.r.run(self.r.writes.run(ResumeDue(), now=self.clock))
         for tid, m in self.model.items():
             if m.status == "postponed" and m.until is not None and m.until <= self.clock:
                 self.model[tid] = replace(m, status="running", until=None)
@@ -318,10 +327,10 @@ class FeedMachine(RuleBasedStateMachine):
     @rule(owner=st.sampled_from(OWNERS), back=st.integers(-2, 30))
     def reconnect(self, owner: str, back: int) -> None:
         """A client resuming from ``seq - back`` gets exactly what it missed."""
-        store = self.r.store
-        count, seq = self.r.run(store.counter(self.who(owner)))
+        pos = self.r.run(self.r.reads.counter(self.who(owner)))
+        count, seq = pos.count, pos.seq
         since = max(0, seq - back)
-        view = self.r.run(store.resume(self.who(owner), since))
+        view = self.r.run(self.r.log.resume(self.who(owner), since))
         running = {t for t, m in self.model.items() if m.owner == self.who(owner)}
         running = {t for t in running if self.model[t].status == "running"}
         if since > seq:
@@ -343,7 +352,7 @@ class FeedMachine(RuleBasedStateMachine):
         owners = [self.who(o) for o in OWNERS]
 
         async def check() -> Any:
-            async with self.r.store.engines.reader.connect() as conn:
+            async with self.r.engines.reader.connect() as conn:
                 return await audit(conn, owners)
 
         found = self.r.run(check())
@@ -361,7 +370,7 @@ class FeedMachine(RuleBasedStateMachine):
 def _code(result: Outcome | ApiError) -> tuple[int, str | None]:
     if isinstance(result, ApiError):
         return result.status, result.code
-    return result.status_code, None
+    return (201 if result.created else 200), None
 
 
 def run_machine(url: str, examples: int, steps: int) -> None:

@@ -13,6 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
+from server.changes import FeedPos
 from tests.conftest import PRODUCER_KEY, Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
@@ -67,7 +68,7 @@ async def test_rescheduling_a_postponed_task_is_an_update(embedded: Live) -> Non
     assert moved.status_code == 200
     assert moved.json()["postponed_until"].startswith(later.strftime("%Y-%m-%dT%H:%M:%S"))
     assert again.json()["status"] == "postponed"
-    assert await embedded.parts.store.counter("alice") == (0, 2)
+    assert await embedded.parts.reads.counter("alice") == FeedPos(seq=2, count=0)
 
 
 async def test_a_return_due_while_the_server_was_down_fires_at_start(tmp_path: Any) -> None:
@@ -304,4 +305,4 @@ async def test_timers_survive_a_burst_of_postponements(sqlite_url: str) -> None:
         async with FeedClient(live.ws_url, token("alice")) as feed:
             await feed.connect()
             await feed.until_seq(150, timeout=10)
-        assert feed.count == 50 == await live.parts.store.running_count("alice")
+        assert feed.count == 50 == await live.parts.reads.running_count("alice")

@@ -13,9 +13,9 @@ from server.auth import User, bearer, is_producer_key, verify_token
 from server.broker import Broker
 from server.errors import PayloadTooLarge, Unauthorized
 from server.hub import Hub
+from server.reads import Reads
 from server.service import Service
 from server.settings import Settings
-from server.store import Store
 
 
 @dataclass
@@ -23,7 +23,7 @@ class Parts:
     """Everything an endpoint may use; built by the app's lifespan."""
 
     settings: Settings
-    store: Store
+    reads: Reads
     broker: Broker
     hub: Hub
     service: Service

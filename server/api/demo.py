@@ -17,8 +17,8 @@ from starlette.routing import Route
 
 from server.api.common import JSON, Parts, body, parts
 from server.auth import mint_token
-from server.changes import Op
 from server.errors import NotFound
+from server.ops import CreateTask
 from server.wire import Kind, ProcessRef, RecordRef, TaskCreate, parse_body
 
 _counter = itertools.count(1)
@@ -90,7 +90,7 @@ async def start_process(request: Request) -> Response:
             )
         )
     first, rest = tasks[0], tasks[1:]
-    await p.service.apply_one(Op("create", first.id, first))
+    await p.service.apply_one(CreateTask(first))
     if rest:
         runner = asyncio.create_task(_trickle(p, rest, req.interval_s))
         request.app.state.background.add(runner)
@@ -101,7 +101,7 @@ async def start_process(request: Request) -> Response:
 async def _trickle(p: Parts, tasks: list[TaskCreate], interval: float) -> None:
     for task in tasks:
         await asyncio.sleep(interval)
-        await p.service.apply([Op("create", task.id, task)])
+        await p.service.apply([CreateTask(task)])
 
 
 async def demo_task_page(request: Request) -> Response:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 
 import orjson
@@ -37,8 +36,8 @@ from starlette.types import Receive, Scope, Send
 
 from server.api.common import parts
 from server.auth import User, bearer, verify_token
-from server.errors import BadRequest, CloseCode, Unauthorized, Unavailable
-from server.hub import Connection, ConnState
+from server.connection import Connection
+from server.errors import BadRequest, CloseCode, Unauthorized
 from server.wire import dumps
 
 SEQ_MAX = 2**63 - 1
@@ -139,20 +138,8 @@ class EventStream:
         who = _user(request)
         since = _since(request)
         sender = SseSender()
-        conn = Connection(sender, who.id, p.settings.send_queue_size)
-        loop = asyncio.get_running_loop()
-        expiry = loop.call_later(
-            max(0.0, who.expires_at - time.time()),
-            conn.close,
-            CloseCode.NOT_AUTHENTICATED,
-            "token_expired",
-        )
         gone = asyncio.Event()
-        try:
-            try:
-                await p.hub.join(conn, since)
-            except Exception:
-                raise Unavailable("the database is unavailable; retry shortly") from None
+        async with p.hub.session(sender, who, since) as session:
             await send(
                 {
                     "type": "http.response.start",
@@ -164,19 +151,13 @@ class EventStream:
                     ],
                 }
             )
-            watcher = asyncio.create_task(self._watch(receive, conn, gone))
+            watcher = asyncio.create_task(self._watch(receive, session.conn, gone))
             try:
                 await self._pump(send, sender, p.settings.sse_heartbeat_s, gone)
             finally:
                 watcher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await watcher
-        finally:
-            expiry.cancel()
-            p.hub.leave(conn)
-            if conn.state is not ConnState.CLOSING:
-                conn.close(CloseCode.NORMAL, "bye")
-            await conn.wait_closed()
 
     async def _pump(
         self, send: Send, sender: SseSender, heartbeat: float, gone: asyncio.Event

@@ -45,7 +45,7 @@ async def my_tasks(request: Request) -> Response:
     q = request.query_params
     statuses = _statuses(q.get("status"))
     limit = _limit(q.get("limit"))
-    tasks = await parts(request).store.list_tasks(
+    tasks = await parts(request).reads.list_tasks(
         me.id, statuses, limit=limit, cursor=decode_cursor(q.get("cursor"))
     )
     next_cursor = encode_cursor(tasks[-1].updated_at, tasks[-1].id) if len(tasks) == limit else None
@@ -54,15 +54,15 @@ async def my_tasks(request: Request) -> Response:
 
 async def my_counter(request: Request) -> Response:
     me = user(request)
-    count, seq = await parts(request).store.counter(me.id)
-    return JSON({"count": count, "seq": seq})
+    pos = await parts(request).reads.counter(me.id)
+    return JSON({"count": pos.count, "seq": pos.seq})
 
 
 async def my_counts(request: Request) -> Response:
     """``{"running": n, "postponed": n, "completed": n, "canceled": n}``: the totals
     behind the activities view's filters (``count`` in /me/counter is the badge)."""
     me = user(request)
-    return JSON(await parts(request).store.status_counts(me.id))
+    return JSON(await parts(request).reads.status_counts(me.id))
 
 
 async def record_tasks(request: Request) -> Response:
@@ -71,7 +71,7 @@ async def record_tasks(request: Request) -> Response:
     me = user(request)
     entity = path_id(request, "entity", "record")
     record_id = path_id(request, "record_id", "record")
-    tasks = await parts(request).store.list_tasks(
+    tasks = await parts(request).reads.list_tasks(
         me.id, [s.value for s in OPEN_STATUSES], limit=200, record=(entity, record_id)
     )
     return JSON({"entity": entity, "id": record_id, "tasks": [t.to_json() for t in tasks]})

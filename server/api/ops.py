@@ -20,7 +20,7 @@ async def readyz(request: Request) -> Response:
     p = parts(request)
     checks: dict[str, str] = {}
     try:
-        await p.store.ping()
+        await p.reads.ping()
         checks["database"] = "ok"
     except ApiError:
         checks["database"] = "unreachable"

@@ -3,12 +3,10 @@ and the "open the right page" redirect for a task."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import Field
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
@@ -17,9 +15,9 @@ from server import processes
 from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key, verify_token
-from server.changes import Envelope
 from server.clock import parse_instant
 from server.errors import BadRequest, NotFound
+from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
 from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
 
 
@@ -40,19 +38,14 @@ class ProcessEnd(_Strict):
 async def create_instance(request: Request) -> Response:
     producer(request)
     req = parse_body(await body(request), InstanceCreate)
-
-    async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
-        return await processes.create_instance(conn, now, req.id, req.name, req.expect_more), []
-
-    status, inst = await parts(request).service.write(write)
-    return JSON(inst.to_json(), status_code=status)
+    started = await parts(request).service.run(StartInstance(req.id, req.name, req.expect_more))
+    return JSON(started.instance.to_json(), status_code=201 if started.created else 200)
 
 
 async def get_instance(request: Request) -> Response:
     producer(request)
     instance_id = path_id(request, "instance_id", "process")
-    async with parts(request).store.engines.reader.connect() as conn:
-        found = await processes.get_instance(conn, instance_id)
+    found = await parts(request).reads.instance(instance_id)
     if found is None:
         raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
     return JSON(found)
@@ -62,33 +55,22 @@ async def patch_instance(request: Request) -> Response:
     producer(request)
     instance_id = path_id(request, "instance_id", "process")
     req = parse_body(await body(request), InstancePatch)
-
-    async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
-        return await processes.set_expect_more(conn, now, instance_id, req.expect_more), []
-
-    inst = await parts(request).service.write(write)
+    inst = await parts(request).service.run(SetExpectMore(instance_id, req.expect_more))
     return JSON(inst.to_json())
 
 
-def _ender(status: str) -> Any:
+def _ender(status: InstanceStatus) -> Any:
     async def endpoint(request: Request) -> Response:
         producer(request)
         instance_id = path_id(request, "instance_id", "process")
         raw = await body(request)
         if raw.strip():
             parse_body(raw, ProcessEnd)
-        store = parts(request).store
+        ended = await parts(request).service.run(EndInstance(instance_id, status))
+        canceled = ended.canceled_steps
+        return JSON({**ended.instance.to_json(), "canceled_steps": canceled, "canceled": canceled})
 
-        async def write(conn: AsyncConnection, now: datetime) -> tuple[Any, Sequence[Envelope]]:
-            inst, canceled, applied = await processes.end_instance(
-                conn, now, store.apply_in, instance_id, status
-            )
-            return (inst, canceled), (applied.envelopes if applied else [])
-
-        inst, canceled = await parts(request).service.write(write)
-        return JSON({**inst.to_json(), "canceled_steps": canceled, "canceled": canceled})
-
-    endpoint.__name__ = f"{status}_instance"
+    endpoint.__name__ = f"{status.value}_instance"
     return endpoint
 
 
@@ -98,8 +80,7 @@ async def stats(request: Request) -> Response:
     producer(request)
     q = request.query_params
     since, until = _time(q.get("from"), "from"), _time(q.get("to"), "to")
-    async with parts(request).store.engines.reader.connect() as conn:
-        rows = await processes.stats_rows(conn, q.get("name") or None, since, until)
+    rows = await parts(request).reads.stats_rows(q.get("name") or None, since, until)
     return JSON({"processes": processes.summarize(rows)})
 
 
@@ -117,8 +98,7 @@ def _time(raw: str | None, name: str) -> datetime | None:
 
 async def list_definitions(request: Request) -> Response:
     producer(request)
-    async with parts(request).store.engines.reader.connect() as conn:
-        return JSON({"processes": await processes.definitions(conn)})
+    return JSON({"processes": await parts(request).reads.definitions()})
 
 
 def _toggle(disabled: bool) -> Any:
@@ -127,12 +107,7 @@ def _toggle(disabled: bool) -> Any:
         name = request.path_params["name"]
         if not 1 <= len(name) <= 200:
             raise NotFound("no such process", code="process_not_found")
-
-        async def write(conn: AsyncConnection, now: datetime) -> tuple[None, Sequence[Envelope]]:
-            await processes.set_disabled(conn, now, name, disabled)
-            return None, []
-
-        await parts(request).service.write(write)
+        await parts(request).service.run(SetDisabled(name, disabled))
         return JSON({"name": name, "disabled": disabled})
 
     endpoint.__name__ = "disable" if disabled else "enable"
@@ -150,7 +125,7 @@ async def open_task(request: Request) -> Response:
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
     owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings.secret, raw).id
     tid = path_id(request)
-    task = await p.store.get_task(tid)
+    task = await p.reads.get_task(tid)
     if task is None or (owner is not None and task.owner != owner):
         raise NotFound(f"task {tid!r} not found", code="task_not_found")
     if task.status not in FINAL_STATUSES and task.url:
@@ -167,9 +142,15 @@ routes = [
     Route("/api/v1/processes/stats", stats, methods=["GET"]),
     Route("/api/v1/processes/{instance_id}", get_instance, methods=["GET"]),
     Route("/api/v1/processes/{instance_id}", patch_instance, methods=["PATCH"]),
-    Route("/api/v1/processes/{instance_id}/complete", _ender("completed"), methods=["POST"]),
-    Route("/api/v1/processes/{instance_id}/fail", _ender("error"), methods=["POST"]),
-    Route("/api/v1/processes/{instance_id}/cancel", _ender("canceled"), methods=["POST"]),
+    Route(
+        "/api/v1/processes/{instance_id}/complete",
+        _ender(InstanceStatus.COMPLETED),
+        methods=["POST"],
+    ),
+    Route("/api/v1/processes/{instance_id}/fail", _ender(InstanceStatus.ERROR), methods=["POST"]),
+    Route(
+        "/api/v1/processes/{instance_id}/cancel", _ender(InstanceStatus.CANCELED), methods=["POST"]
+    ),
     Route("/api/v1/process-definitions", list_definitions, methods=["GET"]),
     Route("/api/v1/process-definitions/{name}/disable", _toggle(True), methods=["POST"]),
     Route("/api/v1/process-definitions/{name}/enable", _toggle(False), methods=["POST"]),

@@ -10,8 +10,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import JSON, actor, body, parts, producer
-from server.changes import Op, OpKind
 from server.errors import ApiError, NotFound, Unprocessable
+from server.ops import (
+    CancelTask,
+    CompleteTask,
+    CreateTask,
+    PostponeTask,
+    ResumeTask,
+    TaskOp,
+    UpdateTask,
+)
 from server.transitions import Outcome
 from server.wire import (
     Batch,
@@ -42,21 +50,25 @@ def task_id(request: Request) -> str:
     return path_id(request)
 
 
+def _status(outcome: Outcome) -> int:
+    return 201 if outcome.created else 200
+
+
 def _task_response(outcome: Outcome) -> Response:
-    return JSON(outcome.current.to_json(), status_code=outcome.status_code)
+    return JSON(outcome.current.to_json(), status_code=_status(outcome))
 
 
 async def create_task(request: Request) -> Response:
     producer(request)
     payload = parse_body(await body(request), TaskCreate)
-    outcome = await parts(request).service.apply_one(Op("create", payload.id, payload))
+    outcome = await parts(request).service.apply_one(CreateTask(payload))
     return _task_response(outcome)
 
 
 async def get_task(request: Request) -> Response:
     producer(request)
     tid = task_id(request)
-    state = await parts(request).store.get_task(tid)
+    state = await parts(request).reads.get_task(tid)
     if state is None:
         raise NotFound(f"task {tid!r} not found", code="task_not_found")
     return JSON(state.to_json())
@@ -66,7 +78,7 @@ async def patch_task(request: Request) -> Response:
     producer(request)
     tid = task_id(request)
     patch = parse_body(await body(request), TaskPatch)
-    return _task_response(await parts(request).service.apply_one(Op("update", tid, patch)))
+    return _task_response(await parts(request).service.apply_one(UpdateTask(tid, patch)))
 
 
 async def _no_body_expected(request: Request) -> None:
@@ -75,15 +87,14 @@ async def _no_body_expected(request: Request) -> None:
         raise Unprocessable("this call takes no body (or {})", code="unexpected_body")
 
 
-def _finisher(kind: OpKind) -> Any:
+def _finisher(make: type[CompleteTask | CancelTask | ResumeTask]) -> Any:
     async def endpoint(request: Request) -> Response:
         who = actor(request)
         tid = task_id(request)
         await _no_body_expected(request)
-        op = Op(kind, tid, None, actor=who, reason="resumed")
-        return _task_response(await parts(request).service.apply_one(op))
+        return _task_response(await parts(request).service.apply_one(make(tid, who)))
 
-    endpoint.__name__ = f"{kind}_task"
+    endpoint.__name__ = f"{make.kind}_task"
     return endpoint
 
 
@@ -91,18 +102,27 @@ async def postpone_task(request: Request) -> Response:
     who = actor(request)
     tid = task_id(request)
     payload = parse_body(await body(request), Postpone)
-    op = Op("postpone", tid, payload, actor=who)
+    op = PostponeTask(tid, payload.until, actor=who)
     return _task_response(await parts(request).service.apply_one(op))
 
 
-def _batch_op(item: CreateOp | UpdateOp | FinishOp | PostponeOp) -> Op:
-    if isinstance(item, CreateOp):
-        return Op("create", item.task.id, item.task)
-    if isinstance(item, UpdateOp):
-        return Op("update", item.id, item.changes)
-    if isinstance(item, PostponeOp):
-        return Op("postpone", item.id, Postpone(until=item.until))
-    return Op(item.op, item.id)
+_FINISHERS: dict[str, type[CompleteTask | CancelTask | ResumeTask]] = {
+    "complete": CompleteTask,
+    "cancel": CancelTask,
+    "resume": ResumeTask,
+}
+
+
+def _batch_op(item: CreateOp | UpdateOp | FinishOp | PostponeOp) -> TaskOp:
+    match item:
+        case CreateOp(task=body):
+            return CreateTask(body)
+        case UpdateOp(id=tid, changes=patch):
+            return UpdateTask(tid, patch)
+        case PostponeOp(id=tid, until=until):
+            return PostponeTask(tid, until)
+        case FinishOp(op=kind, id=tid):
+            return _FINISHERS[kind](tid)
 
 
 async def batch(request: Request) -> Response:
@@ -116,7 +136,7 @@ async def batch(request: Request) -> Response:
         if isinstance(result, ApiError):
             out.append({"status": result.status, **result.body()})
         else:
-            out.append({"status": result.status_code, "task": result.current.to_json()})
+            out.append({"status": _status(result), "task": result.current.to_json()})
     return JSON({"results": out})
 
 
@@ -125,8 +145,8 @@ routes = [
     Route("/api/v1/tasks/batch", batch, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}", patch_task, methods=["PATCH"]),
-    Route("/api/v1/tasks/{task_id}/complete", _finisher("complete"), methods=["POST"]),
-    Route("/api/v1/tasks/{task_id}/cancel", _finisher("cancel"), methods=["POST"]),
-    Route("/api/v1/tasks/{task_id}/resume", _finisher("resume"), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/complete", _finisher(CompleteTask), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/cancel", _finisher(CancelTask), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/resume", _finisher(ResumeTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/postpone", postpone_task, methods=["POST"]),
 ]

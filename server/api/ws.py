@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.api.common import Parts
 from server.auth import verify_token
-from server.errors import ApiError, CloseCode, Unauthorized
-from server.hub import Connection, ConnState
+from server.errors import ApiError, CloseCode, Unauthorized, Unavailable
+from server.session import Session
 from server.wire import AuthMessage, PingMessage, ProtocolViolation, parse_client_message
 
 log = logging.getLogger("taskbell.ws")
@@ -61,52 +60,16 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, exc.code)
         return
 
-    conn = Connection(websocket, who.id, settings.send_queue_size)
-    expiry = _Expiry(conn)
-    expiry.arm(who.expires_at)
     try:
-        try:
-            await p.hub.join(conn, first.since)
-        except Exception as exc:  # the database is unavailable: come back later
-            log.warning("join failed: %s", type(exc).__name__)
-            conn.close(CloseCode.TRY_AGAIN_LATER, "database unavailable")
-            return
-        await _read_loop(websocket, conn, limit, settings.secret, expiry)
-    finally:
-        expiry.cancel()
-        p.hub.leave(conn)
-        if conn.state is not ConnState.CLOSING:
-            conn.close(CloseCode.NORMAL, "bye")
-        await conn.wait_closed()
+        async with p.hub.session(websocket, who, first.since) as session:
+            await _read_loop(websocket, session, limit, settings.secret)
+    except Unavailable:
+        return  # closed with 1013: the client comes back later
 
 
-class _Expiry:
-    """Closes the connection with 4001 when its token expires; re-armed on refresh."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.handle: asyncio.TimerHandle | None = None
-
-    def arm(self, expires_at: float) -> None:
-        self.cancel()
-        delay = max(0.0, expires_at - time.time())
-        self.handle = asyncio.get_running_loop().call_later(
-            delay, self.conn.close, CloseCode.NOT_AUTHENTICATED, "token_expired"
-        )
-
-    def cancel(self) -> None:
-        if self.handle is not None:
-            self.handle.cancel()
-
-
-async def _read_loop(
-    websocket: WebSocket,
-    conn: Connection,
-    limit: int,
-    secret: str,
-    expiry: _Expiry,
-) -> None:
-    while conn.state is not ConnState.CLOSING:
+async def _read_loop(websocket: WebSocket, session: Session, limit: int, secret: str) -> None:
+    conn = session.conn
+    while session.open:
         try:
             raw = await _receive(websocket, limit)
             msg = parse_client_message(raw)
@@ -124,10 +87,8 @@ async def _read_loop(
             except ApiError as exc:
                 conn.close(CloseCode.NOT_AUTHENTICATED, exc.code)
                 return
-            if again.id != conn.owner:
-                conn.close(CloseCode.BAD_MESSAGE, "a connection belongs to one user")
+            if not session.refresh(again):
                 return
-            expiry.arm(again.expires_at)
 
 
 routes = [WebSocketRoute("/ws", ws_endpoint)]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.changes import Envelope, Op
+from server.changes import Envelope
+from server.ops import TaskOp
 from server.outbox import Channel, Message, Result, RetryPolicy, Verdict, enqueue, new_id
 from server.transitions import Outcome
 from server.webhooks import signing
@@ -28,28 +29,26 @@ _ERROR_BODY = 200  # characters of a failing receiver's answer kept in the log
 
 
 class WebhookHook:
-    """Store hook: queue one delivery per event and interested enabled endpoint."""
+    """Write hook (``server.writes``): queue one delivery per event and interested
+    enabled endpoint."""
 
-    def __init__(
-        self, endpoints: Endpoints, retry: RetryPolicy, on_queued: Callable[[], None]
-    ) -> None:
+    def __init__(self, endpoints: Endpoints, retry: RetryPolicy) -> None:
         self.endpoints = endpoints
         self.retry = retry
-        self.on_queued = on_queued
 
     async def __call__(
         self,
         conn: AsyncConnection,
-        changes: Sequence[tuple[Op, Outcome]],
+        changes: Sequence[tuple[TaskOp, Outcome]],
         envelopes: Sequence[Envelope],
         now: datetime,
-    ) -> None:
+    ) -> bool:
         if not changes:
-            return
+            return False
         # Endpoints first: with none registered, no event is even encoded.
         targets = await self.endpoints.enabled(conn)
         if not targets:
-            return
+            return False
         events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
         rows = [
             (new_id("msg"), Channel.WEBHOOK, ep.id, ev.type.value, ev.task_id, ev.body)
@@ -57,9 +56,10 @@ class WebhookHook:
             for ep in targets
             if wants(ev, ep.events, ep.owners)
         ]
-        if rows:
-            await enqueue(conn, rows, now, self.retry.max_age_s)
-            self.on_queued()
+        if not rows:
+            return False
+        await enqueue(conn, rows, now, self.retry.max_age_s)
+        return True
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TypedDict
 
-from server.changes import Op
+from server.ops import TaskOp
 from server.transitions import Outcome
 from server.wire import TaskJSON, dumps, iso
 
@@ -65,7 +65,7 @@ class WebhookEvent:
     body: str
 
 
-def event_type(op: Op, outcome: Outcome) -> WebhookEventType:
+def event_type(op: TaskOp, outcome: Outcome) -> WebhookEventType:
     if op.kind == "update":
         before, after = outcome.before, outcome.state
         if before is not None and after is not None and before.owner != after.owner:
@@ -74,7 +74,7 @@ def event_type(op: Op, outcome: Outcome) -> WebhookEventType:
     return _BY_KIND[op.kind]
 
 
-def build_event(op: Op, outcome: Outcome, now: datetime) -> WebhookEvent | None:
+def build_event(op: TaskOp, outcome: Outcome, now: datetime) -> WebhookEvent | None:
     """The event for one applied change, or None when nothing changed (a repeat)."""
     state = outcome.state
     if state is None:

@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from server.clock import now_utc
+from server.ops import PruneEvents
 from tests.conftest import make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.test_api_producer import task_body
@@ -23,7 +24,7 @@ async def test_since_older_than_the_pruned_log_gives_a_snapshot(sqlite_url: str)
             for i in range(6):
                 await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
             await watcher.until_seq(6)
-            pruned = await live.parts.store.prune_events(now_utc() + timedelta(seconds=1))
+            pruned = await live.parts.service.run(PruneEvents(now_utc() + timedelta(seconds=1)))
             late = FeedClient(live.ws_url, token("alice"))
             first = await late.connect(since=2)
             await p.post("/api/v1/tasks/t0/complete")
@@ -66,7 +67,7 @@ async def test_since_ahead_after_a_restore_gives_a_snapshot_then_live_events(
             await p.post("/api/v1/tasks", json=task_body("after"))
         await feed.until_seq(4)
         await feed.close()
-        running = await live.parts.store.running_count("alice")
+        running = await live.parts.reads.running_count("alice")
     assert code == 1012
     assert first["type"] == "snapshot" and (first["seq"], first["count"]) == (3, 3)
     assert feed.events[-1]["seq"] == 4 and feed.events[-1]["task"]["id"] == "after"

@@ -12,12 +12,20 @@ from standardwebhooks.webhooks import Webhook
 
 from server import egress
 from server import transitions as rules
-from server.changes import Op
 from server.errors import Unprocessable
+from server.ops import (
+    CancelTask,
+    CompleteTask,
+    CreateTask,
+    PostponeTask,
+    ResumeTask,
+    TaskOp,
+    UpdateTask,
+)
 from server.outbox import RetryPolicy
 from server.webhooks import signing
 from server.webhooks.events import WebhookEventType, build_event, wants
-from server.wire import Postpone, TaskCreate, TaskPatch
+from server.wire import TaskCreate, TaskPatch
 from tests.conftest import Live
 from tests.push.receiver import Receiver
 from tests.test_api_producer import assert_error, task_body
@@ -34,20 +42,18 @@ def created() -> rules.TaskState:
 @pytest.mark.parametrize(
     ("op", "expected"),
     [
-        (Op("update", "t-1", TaskPatch(title="New")), WebhookEventType.UPDATED),
-        (Op("update", "t-1", TaskPatch(owner="bob")), WebhookEventType.REASSIGNED),
-        (Op("complete", "t-1", actor="alice"), WebhookEventType.COMPLETED),
-        (Op("cancel", "t-1"), WebhookEventType.CANCELED),
+        (UpdateTask("t-1", TaskPatch(title="New")), WebhookEventType.UPDATED),
+        (UpdateTask("t-1", TaskPatch(owner="bob")), WebhookEventType.REASSIGNED),
+        (CompleteTask("t-1", actor="alice"), WebhookEventType.COMPLETED),
+        (CancelTask("t-1"), WebhookEventType.CANCELED),
         (
-            Op("postpone", "t-1", Postpone(until=NOW + timedelta(days=1))),
+            PostponeTask("t-1", NOW + timedelta(days=1)),
             WebhookEventType.POSTPONED,
         ),
     ],
 )
-def test_each_change_is_one_event_of_its_type(op: Op, expected: WebhookEventType) -> None:
-    from server.store import decide
-
-    outcome = decide(op, created(), NOW)
+def test_each_change_is_one_event_of_its_type(op: TaskOp, expected: WebhookEventType) -> None:
+    outcome = rules.decide(op, created(), NOW)
     event = build_event(op, outcome, NOW)
     assert event is not None and event.type is expected
     assert event.task_id == "t-1"
@@ -56,12 +62,12 @@ def test_each_change_is_one_event_of_its_type(op: Op, expected: WebhookEventType
 def test_create_and_resume_events_and_the_actor() -> None:
     body = TaskCreate.model_validate(task_body("t-1", "alice"))
     first = rules.create(body, None, NOW)
-    event = build_event(Op("create", "t-1", body), first, NOW)
+    event = build_event(CreateTask(body), first, NOW)
     assert event is not None and event.type is WebhookEventType.CREATED
     assert '"actor":null' in event.body
-    later = rules.postpone("t-1", Postpone(until=NOW + timedelta(hours=1)), first.state, NOW, None)
-    back = rules.resume("t-1", later.state, NOW, "alice", "resumed")
-    event = build_event(Op("resume", "t-1", actor="alice"), back, NOW)
+    later = rules.postpone("t-1", NOW + timedelta(hours=1), first.state, NOW, None)
+    back = rules.resume("t-1", later.state, NOW, "alice")
+    event = build_event(ResumeTask("t-1", actor="alice"), back, NOW)
     assert event is not None and event.type is WebhookEventType.RESUMED
     assert '"actor":"alice"' in event.body and '"status":"running"' in event.body
 
@@ -69,11 +75,11 @@ def test_create_and_resume_events_and_the_actor() -> None:
 def test_an_idempotent_repeat_is_no_event() -> None:
     body = TaskCreate.model_validate(task_body("t-1", "alice"))
     repeat = rules.create(body, created(), NOW)
-    assert build_event(Op("create", "t-1", body), repeat, NOW) is None
+    assert build_event(CreateTask(body), repeat, NOW) is None
 
 
 def test_a_reassignment_concerns_both_owners() -> None:
-    op = Op("update", "t-1", TaskPatch(owner="bob"))
+    op = UpdateTask("t-1", TaskPatch(owner="bob"))
     outcome = rules.update("t-1", TaskPatch(owner="bob"), created(), NOW)
     event = build_event(op, outcome, NOW)
     assert event is not None and event.owners == {"alice", "bob"}

@@ -1,0 +1,128 @@
+"""One subscriber's socket as the hub sees it: a bounded queue of encoded messages and a
+writer task that exists only while there is something to send.
+
+``Sender`` is the socket side (a Starlette WebSocket, or the event stream's buffer).
+Sending never blocks the hub: a connection whose queue overflows is closed with 4008
+(too slow) and resumes with ``since``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from enum import Enum
+from typing import Protocol
+
+from server.errors import CloseCode
+
+CLOSE_WAIT_S = 30.0  # how long a close frame may wait for a stalled socket
+
+
+class Sender(Protocol):
+    """The socket side of a connection (a Starlette WebSocket satisfies it)."""
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None: ...
+
+
+class ConnState(Enum):
+    JOINING = "joining"
+    OPEN = "open"
+    CLOSING = "closing"
+
+
+class Connection:
+    """One authenticated socket: a bounded queue of encoded messages, and a writer task
+    that exists only while there is something to send (an idle socket holds no task)."""
+
+    __slots__ = (
+        "_closer",
+        "_queue",
+        "_writer",
+        "close_code",
+        "limit",
+        "owner",
+        "sender",
+        "seq",
+        "state",
+    )
+
+    def __init__(self, sender: Sender, owner: str, limit: int) -> None:
+        self.sender = sender
+        self.owner = owner
+        self.limit = limit
+        self.seq = 0
+        self.state = ConnState.JOINING
+        self.close_code: int | None = None
+        self._queue: deque[str] = deque()
+        self._writer: asyncio.Task[None] | None = None
+        self._closer: asyncio.Task[None] | None = None
+
+    def push(self, seq: int, message: str) -> None:
+        """Queue one event; never blocks. Overflow closes the connection with 4008."""
+        if self.state is ConnState.CLOSING:
+            return
+        if len(self._queue) >= self.limit:
+            self.close(CloseCode.TOO_SLOW, "too slow: reconnect with since")
+            return
+        self._queue.append(message)
+        self.seq = seq
+        self._kick()
+
+    def push_raw(self, message: str) -> None:
+        """Queue a message outside the seq flow (snapshot, replay); no limit applies."""
+        self._queue.append(message)
+        self._kick()
+
+    def reply(self, message: str) -> None:
+        """Queue an answer (pong); a client flooding while not reading is closed 4008."""
+        if self.state is ConnState.CLOSING:
+            return
+        if len(self._queue) >= self.limit:
+            self.close(CloseCode.TOO_SLOW, "too slow: reconnect with since")
+            return
+        self.push_raw(message)
+
+    def start(self) -> None:
+        self.state = ConnState.OPEN
+        self._kick()
+
+    def _kick(self) -> None:
+        if self.state is ConnState.OPEN and (self._writer is None or self._writer.done()):
+            self._writer = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        try:
+            while queue:
+                await self.sender.send_text(queue.popleft())
+        except Exception:  # the peer is gone: the reader sees the disconnect and cleans up
+            self.state = ConnState.CLOSING
+            queue.clear()
+
+    def close(self, code: int, reason: str) -> None:
+        """Start closing with ``code``; idempotent. Queued messages are dropped."""
+        if self.state is ConnState.CLOSING:
+            return
+        self.state = ConnState.CLOSING
+        self.close_code = code
+        self._queue.clear()
+        if self._writer is not None:
+            self._writer.cancel()
+        self._closer = asyncio.create_task(self._close(code, reason))
+
+    async def _close(self, code: int, reason: str) -> None:
+        # The close frame waits behind whatever the socket still holds: a client that
+        # stopped reading sees it when it reads again. One that never does is dropped by
+        # the server's keepalive pings (uvicorn closes the transport on a ping timeout).
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.sender.close(code, reason), CLOSE_WAIT_S)
+
+    async def wait_closed(self) -> None:
+        """Await the writer and closer (the owner of both tasks is this connection)."""
+        for task in (self._writer, self._closer):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task

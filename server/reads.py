@@ -1,0 +1,189 @@
+"""Every read the HTTP API makes: tasks, counters, records' tasks, process instances,
+definitions and statistics. Reads run on autocommit connections, one statement each
+(the snapshot joins the feed row to its tasks so the two always agree)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, TypedDict
+
+from sqlalchemy import and_, func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from server import paging
+from server.changes import FeedPos
+from server.clock import as_utc
+from server.db import Engines, unavailable
+from server.feedlog import Snapshot, read_pos, read_snapshot
+from server.models import definition_t, instance_t, task_t
+from server.processes import Instance, InstanceJSON
+from server.transitions import TaskState
+from server.wire import Status, iso
+
+
+class StepJSON(TypedDict):
+    id: str
+    owner: str
+    title: str
+    kind: str
+    status: str
+    created_at: str | None
+    updated_at: str | None
+    ended_at: str | None
+    postponed_until: str | None
+
+
+class InstanceDetailJSON(InstanceJSON):
+    steps: list[StepJSON]
+
+
+class DefinitionJSON(TypedDict):
+    name: str
+    disabled: bool
+
+
+class Reads:
+    """Read access for the API. One per process; safe for concurrent use."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    def _conn(self) -> Any:
+        return self.engines.reader.connect()
+
+    # ---------------------------------------------------------------- tasks and feeds
+
+    async def get_task(self, task_id: str) -> TaskState | None:
+        async with self._conn() as conn:
+            row = (await conn.execute(select(task_t).where(task_t.c.id == task_id))).first()
+        return TaskState.from_row(row._mapping) if row else None
+
+    async def counter(self, owner: str) -> FeedPos:
+        """Where the owner's feed stands; ``FeedPos(0, 0)`` for an owner never seen."""
+        async with self._conn() as conn:
+            return await read_pos(conn, owner)
+
+    async def snapshot(self, owner: str) -> Snapshot:
+        """The owner's running tasks and the seq/count they correspond to."""
+        async with self._conn() as conn:
+            return await read_snapshot(conn, owner)
+
+    async def list_tasks(
+        self,
+        owner: str,
+        statuses: Sequence[str],
+        *,
+        limit: int = 50,
+        cursor: tuple[datetime, str] | None = None,
+        record: tuple[str, str] | None = None,
+    ) -> list[TaskState]:
+        """An owner's tasks, newest first, with keyset pagination on (updated_at, id)."""
+        cond = [task_t.c.owner == owner]
+        if statuses:
+            cond.append(task_t.c.status.in_(list(statuses)))
+        if record is not None:
+            cond += [task_t.c.record_entity == record[0], task_t.c.record_id == record[1]]
+        if cursor is not None:
+            cond.append(paging.after(cursor, task_t.c.updated_at, task_t.c.id))
+        query = (
+            select(task_t)
+            .where(and_(*cond))
+            .order_by(*paging.newest_first(task_t.c.updated_at, task_t.c.id))
+            .limit(limit)
+        )
+        async with self._conn() as conn:
+            return [TaskState.from_row(r._mapping) for r in await conn.execute(query)]
+
+    async def status_counts(self, owner: str) -> dict[str, int]:
+        """How many of the owner's tasks are in each status (every status listed)."""
+        query = (
+            select(task_t.c.status, func.count())
+            .where(task_t.c.owner == owner)
+            .group_by(task_t.c.status)
+        )
+        counts = {s.value: 0 for s in Status}
+        async with self._conn() as conn:
+            for status, n in await conn.execute(query):
+                counts[str(status)] = int(n)
+        return counts
+
+    async def running_count(self, owner: str) -> int:
+        """Ground truth for checks: count(*) of running tasks (not the feed counter)."""
+        async with self._conn() as conn:
+            value = await conn.scalar(
+                select(func.count())
+                .select_from(task_t)
+                .where(and_(task_t.c.owner == owner, task_t.c.status == Status.RUNNING.value))
+            )
+        return int(value or 0)
+
+    # ---------------------------------------------------------------- processes
+
+    async def instance(self, instance_id: str) -> InstanceDetailJSON | None:
+        """An instance with its steps in creation order, or None."""
+        async with self._conn() as conn:
+            row = (
+                await conn.execute(select(instance_t).where(instance_t.c.id == instance_id))
+            ).first()
+            if row is None:
+                return None
+            rows = await conn.execute(
+                select(task_t)
+                .where(task_t.c.process_instance_id == instance_id)
+                .order_by(task_t.c.created_at, task_t.c.id)
+            )
+        steps: list[StepJSON] = []
+        for r in rows:
+            m = r._mapping
+            steps.append(
+                {
+                    "id": m["id"],
+                    "owner": m["owner"],
+                    "title": m["title"],
+                    "kind": m["kind"],
+                    "status": m["status"],
+                    "created_at": iso(as_utc(m["created_at"])),
+                    "updated_at": iso(as_utc(m["updated_at"])),
+                    "ended_at": iso(as_utc(m["ended_at"])),
+                    "postponed_until": iso(as_utc(m["postponed_until"])),
+                }
+            )
+        return {**Instance.from_row(row._mapping).to_json(), "steps": steps}
+
+    async def definitions(self) -> list[DefinitionJSON]:
+        """Every process name seen (in an instance or a definition), with its switch."""
+        async with self._conn() as conn:
+            names = {
+                r.name: False for r in await conn.execute(select(instance_t.c.name).distinct())
+            }
+            for r in await conn.execute(select(definition_t.c.name, definition_t.c.disabled)):
+                names[r.name] = bool(r.disabled)
+        return [{"name": n, "disabled": d} for n, d in sorted(names.items())]
+
+    async def stats_rows(
+        self, name: str | None, since: datetime | None, until: datetime | None
+    ) -> list[tuple[str, str, int | None]]:
+        """(name, status, duration) of the instances started in [since, until)."""
+        cond = []
+        if name is not None:
+            cond.append(instance_t.c.name == name)
+        if since is not None:
+            cond.append(instance_t.c.started_at >= since)
+        if until is not None:
+            cond.append(instance_t.c.started_at < until)
+        query = select(instance_t.c.name, instance_t.c.status, instance_t.c.duration_ms)
+        if cond:
+            query = query.where(and_(*cond))
+        async with self._conn() as conn:
+            return [(r.name, r.status, r.duration_ms) for r in await conn.execute(query)]
+
+    # ---------------------------------------------------------------- health
+
+    async def ping(self) -> None:
+        """Raises ``Unavailable`` unless the database answers."""
+        try:
+            async with self._conn() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (DBAPIError, OSError) as exc:
+            raise unavailable(exc) from None

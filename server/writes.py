@@ -1,0 +1,308 @@
+"""The write path: every operation, in SQL (SQLite or PostgreSQL), one transaction each call.
+
+Task operations (``apply``) are one transaction for any number of them:
+
+1. read (and lock, on PostgreSQL) every task the operations name, in id order;
+2. decide each operation with the pure rules of ``transitions``;
+3. bump each touched owner's feed row once (``seq += n, count += delta``, owners in
+   sorted order, so concurrent transactions never deadlock), which also locks it;
+4. write the tasks and one ``feed_event`` per effect, holding the exact message;
+5. keep process instances in step (``processes.track``) and let the hooks queue their
+   deliveries, in the same transaction.
+
+So a batch of N changes costs a handful of statements, not N transactions. Process and
+clock operations (``run``) take the same path for the tasks they change (ending an
+instance cancels its open steps). Nothing here publishes: ``Service`` does, after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server import processes
+from server.changes import Applied, Envelope, TxHook
+from server.clock import now_utc
+from server.db import Engines, unavailable
+from server.errors import ApiError
+from server.models import event_t, feed_t, task_t
+from server.ops import (
+    CancelTask,
+    CreateTask,
+    EndInstance,
+    InstanceStatus,
+    PruneEvents,
+    ResumeDue,
+    ResumeTask,
+    SetDisabled,
+    SetExpectMore,
+    StartInstance,
+    TaskOp,
+)
+from server.processes import Ended, Instance, Started
+from server.transitions import Effect, Outcome, TaskState, decide
+from server.wire import EventMessage, Status, dumps
+
+log = logging.getLogger("taskbell.writes")
+
+T = TypeVar("T")
+WriteFn = Callable[[AsyncConnection, datetime], Awaitable[T]]
+
+
+@dataclass(frozen=True, slots=True)
+class Resumed:
+    """What one ``ResumeDue`` did: due rows found (at most its limit), and brought back."""
+
+    found: int
+    fired: int
+
+
+ClockOp = ResumeDue | PruneEvents
+RunOp = StartInstance | SetExpectMore | EndInstance | SetDisabled | ClockOp
+RunResult = Started | Instance | Ended | Resumed | None | int
+
+_TASK_COLUMNS = [c.name for c in task_t.columns]
+_MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
+_UPDATE_TASK = (
+    update(task_t)
+    .where(task_t.c.id == bindparam("b_id"))
+    .values({c: bindparam(c) for c in _MUTABLE})
+)
+_ATTEMPTS = 4  # a transaction lost to a race (duplicate create, deadlock) is tried again
+
+
+class Writes:
+    """The only code that changes tasks, feeds and instances. One per process; safe for
+    concurrent use. ``hooks`` run inside every transaction that changed tasks."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+        self.hooks: list[TxHook] = []
+        # Statements built once: building an upsert's "excluded" alias alone costs more
+        # CPU than executing it.
+        upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
+        ins = upsert(feed_t).values(
+            owner=bindparam("owner"), seq=bindparam("n"), count=bindparam("delta")
+        )
+        self._feed_upsert = ins.on_conflict_do_update(
+            index_elements=[feed_t.c.owner],
+            set_={
+                "seq": feed_t.c.seq + ins.excluded.seq,
+                "count": feed_t.c.count + ins.excluded.count,
+            },
+        ).returning(feed_t.c.owner, feed_t.c.seq, feed_t.c.count, sort_by_parameter_order=True)
+        select_tasks = (
+            select(task_t)
+            .where(task_t.c.id.in_(bindparam("ids", expanding=True)))
+            .order_by(task_t.c.id)
+        )
+        self._select_tasks = select_tasks if engines.is_sqlite else select_tasks.with_for_update()
+
+    # ---------------------------------------------------------------- entry points
+
+    async def apply(self, ops: Sequence[TaskOp], now: datetime | None = None) -> Applied:
+        """Apply task ``ops`` in one transaction; each op succeeds or fails on its own.
+
+        Raises ``Unavailable`` when the database cannot be reached or stays locked;
+        nothing is then half-applied."""
+        return await self._transaction(lambda conn, at: self._apply_in(conn, ops, at), now)
+
+    async def run(self, op: RunOp, now: datetime | None = None) -> tuple[RunResult, Applied]:
+        """Run one process or clock operation in one transaction: its result, and what
+        the tasks it changed did. Raises its ``ApiError`` when refused, ``Unavailable``
+        as ``apply`` does."""
+        return await self._transaction(lambda conn, at: self._run_in(conn, op, at), now)
+
+    # ---------------------------------------------------------------- transactions
+
+    async def _transaction(self, fn: WriteFn[T], now: datetime | None) -> T:
+        for attempt in range(_ATTEMPTS):
+            try:
+                async with self.engines.writer.begin() as conn:
+                    return await fn(conn, now or now_utc())
+            except IntegrityError:
+                # Two transactions created the same row at once: the loser retries and
+                # now sees the winner's row (an idempotent repeat, or a 409).
+                if attempt == _ATTEMPTS - 1:
+                    raise
+            except DBAPIError as exc:
+                if attempt < _ATTEMPTS - 1 and _is_retryable(exc):
+                    continue
+                raise unavailable(exc) from None
+            except OSError as exc:
+                raise unavailable(exc) from None
+        raise AssertionError("unreachable")
+
+    async def _run_in(
+        self, conn: AsyncConnection, op: RunOp, now: datetime
+    ) -> tuple[RunResult, Applied]:
+        nothing = Applied([])
+        match op:
+            case StartInstance(id=iid, name=name, expect_more=more):
+                return await processes.start(conn, now, iid, name, more), nothing
+            case SetExpectMore(id=iid, expect_more=more):
+                return await processes.set_expect_more(conn, now, iid, more), nothing
+            case SetDisabled(name=name, disabled=disabled):
+                await processes.set_disabled(conn, now, name, disabled)
+                return None, nothing
+            case EndInstance(id=iid, status=status):
+                inst = await processes.lock_to_end(conn, iid, status)
+                if inst.status is not InstanceStatus.RUNNING:
+                    return Ended(inst, 0), nothing  # ended this way already
+                open_ids = await processes.open_step_ids(conn, iid)
+                if open_ids:
+                    cancels: list[TaskOp] = [CancelTask(i) for i in open_ids]
+                    applied = await self._apply_in(conn, cancels, now)
+                else:
+                    applied = nothing
+                # Canceling the last steps may have completed it already: the caller's
+                # word wins.
+                return Ended(await processes.end(conn, inst, status, now), len(open_ids)), applied
+            case ResumeDue(limit=limit):
+                ids = await self._due(conn, now, limit)
+                if not ids:
+                    return Resumed(0, 0), nothing
+                applied = await self._apply_in(conn, [ResumeTask(i) for i in ids], now)
+                fired = sum(1 for r in applied.results if not isinstance(r, ApiError))
+                return Resumed(len(ids), fired), applied
+            case PruneEvents(before=before):
+                result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
+                return int(result.rowcount or 0), nothing
+
+    async def _due(self, conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+        """Postponed tasks whose time has come. On PostgreSQL the rows are claimed with
+        ``FOR UPDATE SKIP LOCKED``, so with several instances each fires exactly once."""
+        query = (
+            select(task_t.c.id)
+            .where(
+                and_(
+                    task_t.c.status == Status.POSTPONED.value,
+                    task_t.c.postponed_until <= now,
+                )
+            )
+            .order_by(task_t.c.postponed_until, task_t.c.id)
+            .limit(limit)
+        )
+        if not self.engines.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        return [str(r.id) for r in await conn.execute(query)]
+
+    # ---------------------------------------------------------------- task operations
+
+    async def _apply_in(
+        self, conn: AsyncConnection, ops: Sequence[TaskOp], now: datetime
+    ) -> Applied:
+        ids = sorted({op.id for op in ops})
+        rows = await conn.execute(self._select_tasks, {"ids": ids})
+        existing = {row.id: TaskState.from_row(row._mapping) for row in rows}
+        working: dict[str, TaskState | None] = {i: existing.get(i) for i in ids}
+
+        creates = [op.body for op in ops if isinstance(op, CreateTask)]
+        guard = await processes.load_guard(conn, creates) if creates else processes.NO_GUARD
+
+        results: list[Outcome | ApiError] = []
+        effects: list[tuple[Effect, TaskState]] = []
+        changes: list[tuple[TaskOp, Outcome]] = []
+        for op in ops:
+            try:
+                if isinstance(op, CreateTask) and working[op.id] is None:
+                    guard.check_create(op.body)
+                outcome = decide(op, working[op.id], now)
+            except ApiError as exc:
+                results.append(exc)
+                continue
+            results.append(outcome)
+            if outcome.state is not None:
+                working[op.id] = outcome.state
+                effects.extend((e, outcome.state) for e in outcome.effects)
+                changes.append((op, outcome))
+
+        changed = {i: s for i, s in working.items() if s is not None and s is not existing.get(i)}
+        if not changed:
+            return Applied(results)
+
+        envelopes = await self._bump_feeds(conn, effects)
+        new_rows = [
+            {c: getattr(s, c) for c in _TASK_COLUMNS}
+            for i, s in changed.items()
+            if i not in existing
+        ]
+        upd_rows = [
+            {"b_id": s.id, **{c: getattr(s, c) for c in _MUTABLE}}
+            for i, s in changed.items()
+            if i in existing
+        ]
+        if new_rows:
+            await conn.execute(insert(task_t), new_rows)
+        if upd_rows:
+            await conn.execute(_UPDATE_TASK, upd_rows)
+        if envelopes:
+            await conn.execute(
+                insert(event_t),
+                [
+                    {
+                        "owner": env.owner,
+                        "seq": env.seq,
+                        "type": eff.type.value,
+                        "task_id": state.id,
+                        "count": env.count,
+                        "message": env.message,
+                        "created_at": now,
+                    }
+                    for env, (eff, state) in zip(envelopes, effects, strict=True)
+                ],
+            )
+        await processes.track(conn, changes, now)
+        queued = False
+        for hook in self.hooks:
+            queued = await hook(conn, changes, envelopes, now) or queued
+        return Applied(results, envelopes, queued)
+
+    async def _bump_feeds(
+        self, conn: AsyncConnection, effects: list[tuple[Effect, TaskState]]
+    ) -> list[Envelope]:
+        per_owner: dict[str, list[int]] = {}
+        for eff, _ in effects:
+            n_delta = per_owner.setdefault(eff.owner, [0, 0])
+            n_delta[0] += 1
+            n_delta[1] += eff.delta
+        if not per_owner:
+            return []
+        # One statement for every owner, in sorted order (so concurrent transactions lock
+        # feed rows in the same order and never deadlock); it returns each owner's new
+        # seq and count, from which each event's own seq and count are counted back.
+        params = [
+            {"owner": owner, "n": per_owner[owner][0], "delta": per_owner[owner][1]}
+            for owner in sorted(per_owner)
+        ]
+        cursor: dict[str, list[int]] = {}
+        for owner, seq, count in await conn.execute(self._feed_upsert, params):
+            n, delta = per_owner[owner]
+            cursor[owner] = [int(seq) - n, int(count) - delta]
+        envelopes: list[Envelope] = []
+        for eff, state in effects:
+            c = cursor[eff.owner]
+            c[0] += 1
+            c[1] += eff.delta
+            message: EventMessage = {
+                "type": eff.type.value,
+                "seq": c[0],
+                "count": c[1],
+                "task": state.to_json(),
+                "reason": eff.reason,
+            }
+            envelopes.append(Envelope(eff.owner, c[0], c[1], dumps(message)))
+        return envelopes
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    msg = str(exc.orig).lower()
+    return "deadlock" in msg or "could not serialize" in msg
