@@ -5,8 +5,8 @@ durable outbox that delivers to both.
   (optionally) the owners it wants, its signing secret, and whether it is enabled (an
   endpoint that answers 410 or keeps failing is disabled, with the reason).
 - ``push_subscription``: one browser's Web Push subscription of one owner. The push
-  service URL is unique (``endpoint_hash``): the same browser registering again, even
-  for another person, replaces the row.
+  service URL is unique (``endpoint_hash``): the same browser registering again updates
+  the row (for another person only when it comes with the same keys).
 - ``outbox``: one row per message to one target (a webhook delivery or a push), written
   in the same transaction as the change it announces. A worker claims due rows with a
   lease, so each row is attempted by one instance at a time; the row is also the

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.changes import Envelope
 from server.clock import as_utc, now_utc
 from server.db import Engines
-from server.errors import ConfigError, NotFound
+from server.errors import ConfigError, Conflict, NotFound
 from server.models_push import outbox_t, subscription_t
 from server.ops import TaskOp
 from server.outbox import Channel, Message, Result, RetryPolicy, RowStatus, Verdict, enqueue, new_id
@@ -135,6 +136,14 @@ def check_keys(body: PushSubscriptionBody) -> None:
         raise ValueError("auth must be 16 bytes")
 
 
+def same_keys(row: Any, body: PushSubscriptionBody) -> bool:
+    """Whether a stored subscription has the keys of ``body`` (the browser's public key
+    and auth secret, compared as bytes and in constant time)."""
+    stored = b64url_decode(row.p256dh) + b64url_decode(row.auth)
+    given = b64url_decode(body.keys.p256dh) + b64url_decode(body.keys.auth)
+    return hmac.compare_digest(stored, given)
+
+
 class Subscriptions:
     """The push subscriptions of every owner, in SQL."""
 
@@ -142,17 +151,20 @@ class Subscriptions:
         self.engines = engines
 
     async def upsert(self, owner: str, body: PushSubscriptionBody) -> tuple[Subscription, bool]:
-        """Store a browser's subscription for ``owner``; True when it is new. The same
-        push endpoint registered again (new keys, or another person in that browser)
-        replaces the old row."""
+        """Store a browser's subscription for ``owner``; True when it is new to them.
+
+        A push endpoint is one browser profile's, and its row belongs to whoever
+        registered it. The same owner registering it again updates the keys. Another
+        owner may take it over only with the same keys (the same browser, where another
+        person logged in): knowing an endpoint URL is not enough, so different keys are
+        ``Conflict`` (``subscription_taken``) and the row stays untouched."""
         digest = endpoint_hash(body.endpoint)
         now = now_utc()
         async with self.engines.writer.begin() as conn:
-            row = (
-                await conn.execute(
-                    select(subscription_t).where(subscription_t.c.endpoint_hash == digest)
-                )
-            ).first()
+            query = select(subscription_t).where(subscription_t.c.endpoint_hash == digest)
+            if not self.engines.is_sqlite:
+                query = query.with_for_update()
+            row = (await conn.execute(query)).first()
             values = {"owner": owner, "p256dh": body.keys.p256dh, "auth": body.keys.auth}
             if row is None:
                 sub_id = new_id("sub")
@@ -169,9 +181,16 @@ class Subscriptions:
             else:
                 sub_id = row.id
                 created = row.owner != owner
+                if created and not same_keys(row, body):
+                    raise Conflict(
+                        "this push endpoint is registered by someone else",
+                        code="subscription_taken",
+                    )
                 await conn.execute(
                     update(subscription_t).where(subscription_t.c.id == sub_id).values(values)
                 )
+                if created:  # the previous owner's queued pushes are not for the new one
+                    await self._drop_pending(conn, sub_id, "subscription moved")
             got = (
                 await conn.execute(select(subscription_t).where(subscription_t.c.id == sub_id))
             ).one()
@@ -213,11 +232,13 @@ class Subscriptions:
             await conn.execute(delete(subscription_t).where(subscription_t.c.id == sub_id))
             await self._drop_pending(conn, sub_id)
 
-    async def _drop_pending(self, conn: AsyncConnection, sub_id: str) -> None:
+    async def _drop_pending(
+        self, conn: AsyncConnection, sub_id: str, why: str = "subscription removed"
+    ) -> None:
         await conn.execute(
             update(outbox_t)
             .where(and_(outbox_t.c.target == sub_id, outbox_t.c.status == RowStatus.PENDING.value))
-            .values(status=RowStatus.SUPERSEDED.value, last_error="subscription removed")
+            .values(status=RowStatus.SUPERSEDED.value, last_error=why)
         )
 
     async def of_owners(self, conn: AsyncConnection, owners: Sequence[str]) -> list[Subscription]:

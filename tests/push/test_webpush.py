@@ -196,19 +196,71 @@ async def test_a_push_service_error_is_retried(sqlite_url: str) -> None:
     assert first == second and first["type"] == "task.added"
 
 
-async def test_the_same_browser_registering_again_replaces_its_subscription(
-    pushing: Live,
-) -> None:
-    browser = Browser.new("https://push.example.net/send/abc")
-    first = await subscribe(pushing, "alice", browser)
-    again = await subscribe(pushing, "alice", Browser.new(browser.endpoint))
-    moved = await subscribe(pushing, "bob", Browser.new(browser.endpoint))
-    assert first["id"] == again["id"] == moved["id"]
-    async with pushing.person("alice") as c:
-        assert (await c.get("/api/v1/me/push-subscriptions")).json()["subscriptions"] == []
-    async with pushing.person("bob") as c:
+async def endpoints_of(live: Live, user: str) -> list[str]:
+    async with live.person(user) as c:
         subs = (await c.get("/api/v1/me/push-subscriptions")).json()["subscriptions"]
-    assert [s["endpoint"] for s in subs] == [browser.endpoint]
+    return [s["endpoint"] for s in subs]
+
+
+async def test_the_same_person_registering_again_updates_their_subscription(
+    pushing: Live, push_service: Receiver
+) -> None:
+    endpoint = push_service.base() + "/push/alice-1"
+    first = await subscribe(pushing, "alice", Browser.new(endpoint))
+    renewed = Browser.new(endpoint)  # the browser's keys changed
+    async with pushing.person("alice") as c:
+        resp = await c.post("/api/v1/me/push-subscriptions", json=renewed.subscription())
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["id"] == first["id"]
+    assert await endpoints_of(pushing, "alice") == [endpoint]
+    async with pushing.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+    await push_service.wait(lambda: len(push_service.requests) == 1)
+    assert renewed.decrypt(push_service.requests[0])["task"]["id"] == "t-1"
+
+
+async def test_another_person_cannot_take_over_a_subscription(
+    pushing: Live, push_service: Receiver
+) -> None:
+    alices = Browser.new(push_service.base() + "/push/alice-1")
+    mine = await subscribe(pushing, "alice", alices)
+    intruder = Browser.new(alices.endpoint)  # the same endpoint, other keys
+    async with pushing.person("bob") as c:
+        resp = await c.post("/api/v1/me/push-subscriptions", json=intruder.subscription())
+    assert_error(resp, 409, "subscription_taken")
+    assert await endpoints_of(pushing, "bob") == []
+    async with pushing.person("alice") as c:
+        subs = (await c.get("/api/v1/me/push-subscriptions")).json()["subscriptions"]
+    assert [s["id"] for s in subs] == [mine["id"]]
+    async with pushing.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
+        await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+    await push_service.wait(lambda: len(push_service.requests) == 1)
+    push = alices.decrypt(push_service.requests[0])  # still encrypted for alice's keys
+    assert push["task"]["id"] == "t-1" and push["type"] == "task.added"
+    async with pushing.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-2", "alice"))
+    await push_service.wait(lambda: len(push_service.requests) == 2)
+    ids = [alices.decrypt(r)["task"]["id"] for r in push_service.requests]
+    assert ids == ["t-1", "t-2"], "bob's task never reaches alice's browser"
+
+
+async def test_the_same_browser_moves_to_the_person_now_using_it(
+    pushing: Live, push_service: Receiver
+) -> None:
+    browser = Browser.new(push_service.base() + "/push/shared")
+    first = await subscribe(pushing, "alice", browser)
+    async with pushing.person("bob") as c:  # bob logs in on the same browser
+        resp = await c.post("/api/v1/me/push-subscriptions", json=browser.subscription())
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["id"] == first["id"]
+    assert await endpoints_of(pushing, "alice") == []
+    assert await endpoints_of(pushing, "bob") == [browser.endpoint]
+    async with pushing.producer() as c:
+        await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+        await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
+    await push_service.wait(lambda: len(push_service.requests) == 1)
+    assert browser.decrypt(push_service.requests[0])["task"]["id"] == "b-1"
 
 
 async def test_bad_subscriptions_get_json_errors(pushing: Live) -> None:
