@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "vapid":  # needs no settings: it makes some
-        from server.webpush import VapidKeys
+        from server.delivery.webpush.keys import VapidKeys
 
         private, public = VapidKeys.generate()
         print(f"TASKBELL_VAPID_PRIVATE_KEY={private}")

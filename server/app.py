@@ -32,11 +32,11 @@ from server.broker import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.db import DATABASE_ERRORS, make_engines
+from server.delivery.side import Delivery
 from server.errors import ApiError, CloseCode, PayloadTooLarge
 from server.feedlog import SqlFeedLog
 from server.hub import Hub
 from server.migrate import upgrade
-from server.push import PushSide
 from server.reads import Reads
 from server.service import Service
 from server.settings import Settings
@@ -203,7 +203,7 @@ def create_app(settings: Settings) -> Starlette:
             await asyncio.to_thread(upgrade, settings.database_url)
         broker = make_broker(settings)
         service = Service(Writes(engines), broker)
-        push = PushSide.build(settings, engines, service)
+        push = Delivery.build(settings, engines, service)
         app.state.push = push
         hub = Hub(
             SqlFeedLog(engines, replay_limit=settings.replay_limit),

@@ -75,7 +75,7 @@ class Settings:
     log_level: str = "info"
     record_url: str = "/#/records/{entity}/{id}"
     default_task_url: str = "/#/activities"
-    # Webhooks and Web Push (server/webhooks, server/webpush.py, server/outbox.py).
+    # Webhooks and Web Push (server/delivery).
     webhook_allow_private: bool = False
     push_allow_private: bool = False
     webhook_timeout_s: float = 10.0

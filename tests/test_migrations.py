@@ -14,8 +14,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
-import server.models  # registers the tables
-import server.models_push  # noqa: F401  (registers the push tables)
+import server.delivery.tables  # registers the delivery tables
+import server.models  # noqa: F401  (registers the task tables)
 from server.migrate import upgrade
 from tests.support.services import PostgresServer
 

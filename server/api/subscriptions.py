@@ -24,29 +24,29 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
-from server import egress
 from server.api.common import JSON, body, parts, producer, user
 from server.clock import parse_instant
-from server.errors import BadRequest, NotFound, Unavailable, Unprocessable
-from server.outbox import RowStatus
-from server.paging import decode_cursor, encode_cursor
-from server.push import PushSide
-from server.webpush import check_keys
-from server.wire import parse_body
-from server.wire_push import (
+from server.delivery import egress
+from server.delivery.queue import RowStatus
+from server.delivery.side import Delivery
+from server.delivery.webpush.subscriptions import check_keys
+from server.delivery.wire import (
     EndpointCreate,
     EndpointCreatedJSON,
     EndpointPatch,
     PushSubscriptionBody,
 )
+from server.errors import BadRequest, NotFound, Unavailable, Unprocessable
+from server.paging import decode_cursor, encode_cursor
+from server.wire import parse_body
 
 _STATUSES = {s.value for s in RowStatus}
 SERVICE_WORKER = Path(__file__).resolve().parents[2] / "web" / "sw.js"
 
 
-def side(request: Request) -> PushSide:
-    push: PushSide = request.app.state.push
-    return push
+def side(request: Request) -> Delivery:
+    delivery: Delivery = request.app.state.push
+    return delivery
 
 
 def _path(request: Request, name: str, prefix: str, what: str) -> str:

@@ -12,7 +12,8 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 # Importing registers the tables on SQLModel.metadata.
-from server import models, models_push  # noqa: F401
+from server import models  # noqa: F401
+from server.delivery import tables  # noqa: F401
 
 MIGRATION_LOCK = 0x7A5B_E11  # pg_advisory_lock key: one migrator at a time
 

@@ -10,8 +10,11 @@ import aiohttp
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from server import egress
 from server import transitions as rules
+from server.delivery import egress
+from server.delivery.queue import RetryPolicy
+from server.delivery.webhooks import signing
+from server.delivery.webhooks.events import WebhookEventType, build_event, wants
 from server.errors import Unprocessable
 from server.ops import (
     CancelTask,
@@ -22,9 +25,6 @@ from server.ops import (
     TaskOp,
     UpdateTask,
 )
-from server.outbox import RetryPolicy
-from server.webhooks import signing
-from server.webhooks.events import WebhookEventType, build_event, wants
 from server.wire import TaskCreate, TaskPatch
 from tests.conftest import Live
 from tests.push.receiver import Receiver

@@ -311,7 +311,7 @@ async def test_without_vapid_keys_push_is_off(embedded: Live) -> None:
 def test_the_vapid_command_prints_keys_the_server_accepts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from server.webpush import VapidKeys
+    from server.delivery.webpush.keys import VapidKeys
 
     assert main(["vapid", "--subject", "mailto:ops@example.org"]) == 0
     lines = dict(line.split("=", 1) for line in capsys.readouterr().out.splitlines())
@@ -325,8 +325,8 @@ def test_the_vapid_command_prints_keys_the_server_accepts(
 
 
 def test_unusable_vapid_settings_refuse_to_start() -> None:
+    from server.delivery.webpush.keys import VapidKeys
     from server.errors import ConfigError
-    from server.webpush import VapidKeys
 
     private, _ = VapidKeys.generate()
     _, other_public = VapidKeys.generate()

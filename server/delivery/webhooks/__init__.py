@@ -4,6 +4,6 @@ endpoint that wants it, signed per Standard Webhooks, at least once, from the ou
 - ``events``: which webhook event a change is, and its payload (pure).
 - ``signing``: secrets and the ``webhook-signature`` header (pure).
 - ``endpoints``: the endpoints and their delivery logs, in SQL.
-- ``delivery``: the transaction hook that queues deliveries and the sender that makes
-  them.
+- ``hook``: the write hook that queues deliveries inside the change's transaction.
+- ``sender``: the ``ChannelSender`` that makes one attempt (a signed POST).
 """

@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import paging
 from server.clock import as_utc, now_utc
 from server.db import Engines
+from server.delivery.queue import Channel, RowStatus, new_id
+from server.delivery.tables import endpoint_t, outbox_t
+from server.delivery.webhooks import signing
+from server.delivery.wire import DeliveryJSON, EndpointCreate, EndpointJSON, EndpointPatch
 from server.errors import Conflict, NotFound
-from server.models_push import endpoint_t, outbox_t
-from server.outbox import Channel, RowStatus, new_id
-from server.webhooks import signing
 from server.wire import iso
-from server.wire_push import DeliveryJSON, EndpointCreate, EndpointJSON, EndpointPatch
 
 log = logging.getLogger("taskbell.webhooks")
 

@@ -1,4 +1,4 @@
-"""The push side of a running app: webhook endpoints, Web Push subscriptions, the
+"""The delivery side of a running app: webhook endpoints, Web Push subscriptions, the
 outbox and its worker, built and started by the app's lifespan.
 
 Order: ``build`` registers the write hooks (so every write from then on queues its
@@ -14,18 +14,23 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from server import egress
 from server.db import Engines
-from server.outbox import Channel, Outbox, OutboxWorker, RetryPolicy, Sender
+from server.delivery import egress
+from server.delivery.queue import Channel, Outbox, RetryPolicy
+from server.delivery.webhooks.endpoints import Endpoints
+from server.delivery.webhooks.hook import WebhookHook
+from server.delivery.webhooks.sender import WebhookSender
+from server.delivery.webpush.hook import PushHook
+from server.delivery.webpush.keys import VapidKeys
+from server.delivery.webpush.sender import PushSender
+from server.delivery.webpush.subscriptions import Subscriptions
+from server.delivery.worker import ChannelSender, OutboxWorker
 from server.service import Service
 from server.settings import Settings
-from server.webhooks.delivery import WebhookHook, WebhookSender
-from server.webhooks.endpoints import Endpoints
-from server.webpush import PushHook, PushSender, Subscriptions, VapidKeys
 
 
 @dataclass
-class PushSide:
+class Delivery:
     endpoints: Endpoints
     subscriptions: Subscriptions
     vapid: VapidKeys | None
@@ -34,7 +39,7 @@ class PushSide:
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, engines: Engines, service: Service) -> PushSide:
+    def build(cls, settings: Settings, engines: Engines, service: Service) -> Delivery:
         """Wire everything and register the hooks on ``service``'s writes. Call inside the loop.
         Raises ``ConfigError`` for unusable VAPID keys."""
         webhook_retry = RetryPolicy(
@@ -59,7 +64,7 @@ class PushSide:
         push_session = egress.session(
             allow_private=settings.push_allow_private, timeout_s=settings.webhook_timeout_s
         )
-        senders: dict[Channel, Sender] = {
+        senders: dict[Channel, ChannelSender] = {
             Channel.WEBHOOK: WebhookSender(endpoints, hooks_session, webhook_retry)
         }
         if vapid is not None:

@@ -1,4 +1,4 @@
-"""The wire format of the push side: request bodies and responses of webhook endpoints
+"""The wire format of the delivery side: request bodies and responses of webhook endpoints
 and push subscriptions, and the Web Push payload. (Task and feed messages are in
 ``server.wire``; this module only adds to them.)"""
 
@@ -8,7 +8,7 @@ from typing import Annotated, Literal, TypedDict
 
 from pydantic import Field, StringConstraints, field_validator
 
-from server.webhooks.events import ALL_EVENT_TYPES
+from server.delivery.webhooks.events import ALL_EVENT_TYPES
 from server.wire import Owner, _Strict
 
 HttpUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000)]

@@ -1,4 +1,4 @@
-"""Tables of the push side: webhook endpoints, browser push subscriptions, and the
+"""Tables of the delivery side: webhook endpoints, browser push subscriptions, and the
 durable outbox that delivers to both.
 
 - ``webhook_endpoint``: one receiver registered by a producer: URL, the event types and

@@ -1,65 +1,21 @@
-"""Queueing and sending webhook deliveries.
-
-``WebhookHook`` runs inside the write transaction (a ``Store`` hook): one outbox row
-per (event, endpoint that wants it), so a delivery exists exactly when its change
-committed. ``WebhookSender`` makes one attempt: POST the stored body, signed for this
-attempt's timestamp, without following redirects.
+"""Sending webhook deliveries: ``WebhookSender`` makes one attempt per call, a POST of
+the stored body signed for this attempt's timestamp (Standard Webhooks, see
+``signing``), without following redirects.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from datetime import datetime
 
 import aiohttp
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.changes import Envelope
-from server.ops import TaskOp
-from server.outbox import Channel, Message, Result, RetryPolicy, Verdict, enqueue, new_id
-from server.transitions import Outcome
-from server.webhooks import signing
-from server.webhooks.endpoints import Endpoints
-from server.webhooks.events import build_event, wants
+from server.delivery.queue import Message, Result, RetryPolicy, Verdict
+from server.delivery.webhooks import signing
+from server.delivery.webhooks.endpoints import Endpoints
 from server.wire import iso
 
 _ERROR_BODY = 200  # characters of a failing receiver's answer kept in the log
-
-
-class WebhookHook:
-    """Write hook (``server.writes``): queue one delivery per event and interested
-    enabled endpoint."""
-
-    def __init__(self, endpoints: Endpoints, retry: RetryPolicy) -> None:
-        self.endpoints = endpoints
-        self.retry = retry
-
-    async def __call__(
-        self,
-        conn: AsyncConnection,
-        changes: Sequence[tuple[TaskOp, Outcome]],
-        envelopes: Sequence[Envelope],
-        now: datetime,
-    ) -> bool:
-        if not changes:
-            return False
-        # Endpoints first: with none registered, no event is even encoded.
-        targets = await self.endpoints.enabled(conn)
-        if not targets:
-            return False
-        events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
-        rows = [
-            (new_id("msg"), Channel.WEBHOOK, ep.id, ev.type.value, ev.task_id, ev.body)
-            for ev in events
-            for ep in targets
-            if wants(ev, ep.events, ep.owners)
-        ]
-        if not rows:
-            return False
-        await enqueue(conn, rows, now, self.retry.max_age_s)
-        return True
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -1,0 +1,172 @@
+"""People's Web Push subscriptions, in SQL: one row per browser push endpoint, owned by
+whoever registered it (see ``Subscriptions.upsert`` for who may register it again)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.clock import as_utc, now_utc
+from server.db import Engines
+from server.delivery.queue import RowStatus, new_id
+from server.delivery.tables import outbox_t, subscription_t
+from server.delivery.webpush.keys import b64url_decode
+from server.delivery.wire import PushSubscriptionBody, SubscriptionJSON
+from server.errors import Conflict, NotFound
+from server.wire import iso
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    owner: str
+    endpoint: str
+    p256dh: str
+    auth: str
+    created_at: datetime
+
+    def to_json(self) -> SubscriptionJSON:
+        return {"id": self.id, "endpoint": self.endpoint, "created_at": iso(self.created_at) or ""}
+
+    def info(self) -> dict[str, Any]:
+        """The subscription as pywebpush takes it."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+def _subscription(row: Any) -> Subscription:
+    m = row._mapping
+    created = as_utc(m["created_at"])
+    assert created is not None
+    return Subscription(m["id"], m["owner"], m["endpoint"], m["p256dh"], m["auth"], created)
+
+
+def endpoint_hash(endpoint: str) -> str:
+    return hashlib.sha256(endpoint.encode()).hexdigest()
+
+
+def check_keys(body: PushSubscriptionBody) -> None:
+    """Raises ``ValueError`` unless the keys are a P-256 point and a 16-byte secret."""
+    point = b64url_decode(body.keys.p256dh)
+    ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    if len(b64url_decode(body.keys.auth)) != 16:
+        raise ValueError("auth must be 16 bytes")
+
+
+def same_keys(row: Any, body: PushSubscriptionBody) -> bool:
+    """Whether a stored subscription has the keys of ``body`` (the browser's public key
+    and auth secret, compared as bytes and in constant time)."""
+    stored = b64url_decode(row.p256dh) + b64url_decode(row.auth)
+    given = b64url_decode(body.keys.p256dh) + b64url_decode(body.keys.auth)
+    return hmac.compare_digest(stored, given)
+
+
+class Subscriptions:
+    """The push subscriptions of every owner, in SQL."""
+
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    async def upsert(self, owner: str, body: PushSubscriptionBody) -> tuple[Subscription, bool]:
+        """Store a browser's subscription for ``owner``; True when it is new to them.
+
+        A push endpoint is one browser profile's, and its row belongs to whoever
+        registered it. The same owner registering it again updates the keys. Another
+        owner may take it over only with the same keys (the same browser, where another
+        person logged in): knowing an endpoint URL is not enough, so different keys are
+        ``Conflict`` (``subscription_taken``) and the row stays untouched."""
+        digest = endpoint_hash(body.endpoint)
+        now = now_utc()
+        async with self.engines.writer.begin() as conn:
+            query = select(subscription_t).where(subscription_t.c.endpoint_hash == digest)
+            if not self.engines.is_sqlite:
+                query = query.with_for_update()
+            row = (await conn.execute(query)).first()
+            values = {"owner": owner, "p256dh": body.keys.p256dh, "auth": body.keys.auth}
+            if row is None:
+                sub_id = new_id("sub")
+                await conn.execute(
+                    insert(subscription_t).values(
+                        id=sub_id,
+                        endpoint=body.endpoint,
+                        endpoint_hash=digest,
+                        created_at=now,
+                        **values,
+                    )
+                )
+                created = True
+            else:
+                sub_id = row.id
+                created = row.owner != owner
+                if created and not same_keys(row, body):
+                    raise Conflict(
+                        "this push endpoint is registered by someone else",
+                        code="subscription_taken",
+                    )
+                await conn.execute(
+                    update(subscription_t).where(subscription_t.c.id == sub_id).values(values)
+                )
+                if created:  # the previous owner's queued pushes are not for the new one
+                    await self._drop_pending(conn, sub_id, "subscription moved")
+            got = (
+                await conn.execute(select(subscription_t).where(subscription_t.c.id == sub_id))
+            ).one()
+        return _subscription(got), created
+
+    async def of(self, owner: str) -> list[Subscription]:
+        async with self.engines.reader.connect() as conn:
+            rows = await conn.execute(
+                select(subscription_t)
+                .where(subscription_t.c.owner == owner)
+                .order_by(subscription_t.c.created_at)
+            )
+        return [_subscription(r) for r in rows]
+
+    async def find(self, sub_id: str) -> Subscription | None:
+        async with self.engines.reader.connect() as conn:
+            row = (
+                await conn.execute(select(subscription_t).where(subscription_t.c.id == sub_id))
+            ).first()
+        return _subscription(row) if row else None
+
+    async def delete(self, owner: str, sub_id: str) -> None:
+        """Delete one of ``owner``'s subscriptions; another owner's is ``NotFound``."""
+        async with self.engines.writer.begin() as conn:
+            res = await conn.execute(
+                delete(subscription_t).where(
+                    and_(subscription_t.c.id == sub_id, subscription_t.c.owner == owner)
+                )
+            )
+            if not res.rowcount:
+                raise NotFound(
+                    f"push subscription {sub_id[:50]!r} not found", code="subscription_not_found"
+                )
+            await self._drop_pending(conn, sub_id)
+
+    async def remove(self, sub_id: str) -> None:
+        """Delete a subscription the push service said is gone."""
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(delete(subscription_t).where(subscription_t.c.id == sub_id))
+            await self._drop_pending(conn, sub_id)
+
+    async def _drop_pending(
+        self, conn: AsyncConnection, sub_id: str, why: str = "subscription removed"
+    ) -> None:
+        await conn.execute(
+            update(outbox_t)
+            .where(and_(outbox_t.c.target == sub_id, outbox_t.c.status == RowStatus.PENDING.value))
+            .values(status=RowStatus.SUPERSEDED.value, last_error=why)
+        )
+
+    async def of_owners(self, conn: AsyncConnection, owners: Sequence[str]) -> list[Subscription]:
+        rows = await conn.execute(
+            select(subscription_t).where(subscription_t.c.owner.in_(sorted(set(owners))))
+        )
+        return [_subscription(r) for r in rows]
