@@ -159,11 +159,11 @@ async def notification_service(bus: SessionBus) -> AsyncIterator[Notifications]:
 
 
 class BridgeProcess:
-    """``python -m server.bridge`` as a child process on the test's session bus."""
+    """``python -m bridge`` as a child process on the test's session bus."""
 
     def __init__(self, bus: SessionBus, url: str, token: str, state: Path, opened: Path) -> None:
         self.bus = bus
-        self.argv = [sys.executable, "-m", "server.bridge", "--url", url, "--token", token]
+        self.argv = [sys.executable, "-m", "bridge", "--url", url, "--token", token]
         self.argv += ["--state", str(state), "--max-backoff", "0.5", "--log-level", "debug"]
         self.state = state
         self.opened = opened

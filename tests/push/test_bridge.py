@@ -5,6 +5,9 @@ keep its place across its own restarts and the server's."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from server.bridge.state import BridgeState, Close, Show
+from bridge.client import NOT_AUTHENTICATED
+from bridge.state import BridgeState, Close, Show
+from server.errors import CloseCode
 from tests.conftest import PRODUCER_KEY, SECRET, Live, token
 from tests.push.desktop import (
     BridgeProcess,
@@ -211,3 +216,40 @@ async def test_a_refused_token_ends_the_bridge_with_status_3(
     await until(lambda: child.returncode is not None)
     assert child.returncode == 3
     assert "refuses the token" in bridge.log_text()
+
+
+COMMANDS = {
+    "python -m bridge": [sys.executable, "-m", "bridge"],
+    "python -m server.bridge": [sys.executable, "-m", "server.bridge"],
+    "taskbell-bridge": [str(Path(sys.executable).with_name("taskbell-bridge"))],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_name_of_the_bridge_runs_the_same_command(name: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "TASKBELL_TOKEN"}
+    argv = COMMANDS[name]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*argv, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    helped = run("--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "Taskbell desktop notifications" in helped.stdout and "--token-file" in helped.stdout
+    tokenless = run("--url", "http://127.0.0.1:9")
+    assert tokenless.returncode == 2
+    assert "a token is needed" in tokenless.stderr
+
+
+def test_the_bridge_is_a_client_that_does_not_import_the_server() -> None:
+    check = (
+        "import sys, bridge.__main__; "
+        "print(sorted(m for m in sys.modules if m == 'server' or m.startswith('server.')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[]"
+    assert NOT_AUTHENTICATED == CloseCode.NOT_AUTHENTICATED, "its copy of the close code"

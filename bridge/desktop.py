@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from server.bridge.state import NotificationId
+from bridge.state import NotificationId
 
 log = logging.getLogger("taskbell.bridge")
 

@@ -20,11 +20,14 @@ import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from server.bridge.desktop import Desktop
-from server.bridge.state import BridgeState, Close, Show
-from server.errors import CloseCode
+from bridge.desktop import Desktop
+from bridge.state import BridgeState, Close, Show
 
 log = logging.getLogger("taskbell.bridge")
+
+# The /ws close code of a refused or expired token (docs/protocol.md; the server's is
+# server.errors.CloseCode.NOT_AUTHENTICATED: the bridge does not import the server).
+NOT_AUTHENTICATED = 4001
 
 
 class TokenRejected(Exception):
@@ -116,7 +119,7 @@ class Bridge:
                         raw = receiving.result()
                     except ConnectionClosed as exc:
                         rcvd = exc.rcvd
-                        refused = rcvd is not None and rcvd.code == CloseCode.NOT_AUTHENTICATED
+                        refused = rcvd is not None and rcvd.code == NOT_AUTHENTICATED
                         # A token file may hold a fresh token by now; else give up.
                         if refused and self.token() == token:
                             reason = rcvd.reason if rcvd is not None else ""
