@@ -3,6 +3,7 @@ the subscription's private key (RFC 8291 through http-ece) and checks the VAPID 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
@@ -261,6 +262,34 @@ async def test_the_same_browser_moves_to_the_person_now_using_it(
         await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
     await push_service.wait(lambda: len(push_service.requests) == 1)
     assert browser.decrypt(push_service.requests[0])["task"]["id"] == "b-1"
+
+
+async def test_people_registering_one_new_endpoint_at_once_get_one_owner(
+    pushing: Live,
+) -> None:
+    endpoint = "https://push.example.net/send/raced"
+    browsers = {user: Browser.new(endpoint) for user in ("alice", "bob", "carol", "dave")}
+    url = "/api/v1/me/push-subscriptions"
+
+    async def register(user: str) -> tuple[str, int, str]:
+        async with pushing.person(user) as c:
+            resp = await c.post(url, json=browsers[user].subscription())
+        return user, resp.status_code, resp.text
+
+    for i in range(3):  # the same browser, registered twice at once by its person
+        same = Browser.new(f"{endpoint}/{i}")
+        async with pushing.person("erin") as c:
+            both = await asyncio.gather(*(c.post(url, json=same.subscription()) for _ in range(2)))
+        assert sorted(r.status_code for r in both) == [200, 201], [r.text for r in both]
+        assert both[0].json()["id"] == both[1].json()["id"]
+    answers = await asyncio.gather(*(register(user) for user in browsers))
+    won = [user for user, status, _ in answers if status == 201]
+    assert len(won) == 1, answers
+    for user, status, text in answers:
+        if user not in won:
+            assert status == 409 and "subscription_taken" in text, (user, status, text)
+    for user in browsers:
+        assert await endpoints_of(pushing, user) == ([endpoint] if user in won else [])
 
 
 async def test_bad_subscriptions_get_json_errors(pushing: Live) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import as_utc, now_utc
@@ -82,6 +83,15 @@ class Subscriptions:
         owner may take it over only with the same keys (the same browser, where another
         person logged in): knowing an endpoint URL is not enough, so different keys are
         ``Conflict`` (``subscription_taken``) and the row stays untouched."""
+        try:
+            return await self._upsert(owner, body)
+        except IntegrityError:
+            # Another registration of the endpoint committed between the look and the
+            # insert (the unique endpoint_hash refused ours): the row exists now, and
+            # the rules for an existing row decide.
+            return await self._upsert(owner, body)
+
+    async def _upsert(self, owner: str, body: PushSubscriptionBody) -> tuple[Subscription, bool]:
         digest = endpoint_hash(body.endpoint)
         now = now_utc()
         async with self.engines.writer.begin() as conn:
