@@ -21,8 +21,8 @@ from server.transitions import Outcome
 
 
 class WebhookHook:
-    """Write hook (``server.writes``): queue one delivery per event and interested
-    enabled endpoint."""
+    """Write hook (a ``TxHook``, see ``server.changes``): queue one delivery per event
+    and interested enabled endpoint."""
 
     def __init__(self, endpoints: Endpoints, retry: RetryPolicy) -> None:
         self.endpoints = endpoints

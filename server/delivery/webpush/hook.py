@@ -66,8 +66,8 @@ _SUPERSEDE = (
 
 
 class PushHook:
-    """Write hook (``server.writes``): queue one push per feed event and subscription
-    of its owner."""
+    """Write hook (a ``TxHook``, see ``server.changes``): queue one push per feed event
+    and subscription of its owner."""
 
     def __init__(self, subscriptions: Subscriptions, retry: RetryPolicy) -> None:
         self.subscriptions = subscriptions
