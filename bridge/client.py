@@ -13,7 +13,7 @@ import logging
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import orjson
@@ -28,6 +28,14 @@ log = logging.getLogger("taskbell.bridge")
 # The /ws close code of a refused or expired token (docs/protocol.md; the server's is
 # server.errors.CloseCode.NOT_AUTHENTICATED: the bridge does not import the server).
 NOT_AUTHENTICATED = 4001
+
+
+class AuthMessage(TypedDict):
+    """The first message on ``/ws`` (docs/protocol.md), the bridge's own copy."""
+
+    type: Literal["auth"]
+    token: str
+    since: NotRequired[int]
 
 
 class TokenRejected(Exception):
@@ -100,7 +108,7 @@ class Bridge:
         async with connect(
             ws_url(self.server_url), open_timeout=10, ping_interval=20, ping_timeout=20
         ) as ws:
-            auth: dict[str, Any] = {"type": "auth", "token": token}
+            auth: AuthMessage = {"type": "auth", "token": token}
             if self.state.primed:
                 auth["since"] = self.state.seq
             await ws.send(orjson.dumps(auth).decode())

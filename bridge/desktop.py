@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from bridge.state import NotificationId
+from bridge.state import NotificationId, RecordRef, Task
 
 log = logging.getLogger("taskbell.bridge")
 
@@ -28,11 +28,12 @@ BUS_NAME = "org.freedesktop.Notifications"
 OBJECT_PATH = "/org/freedesktop/Notifications"
 
 
-def summary_and_body(task: dict[str, Any]) -> tuple[str, str]:
+def summary_and_body(task: Task) -> tuple[str, str]:
     """Title, and the process and record it belongs to."""
-    process = (task.get("process") or {}).get("name")
-    record = task.get("record") or {}
-    parts = [p for p in (process, record.get("title") or record.get("id")) if p]
+    process = task.get("process")
+    record: RecordRef = task.get("record") or {}
+    name = process.get("name") if process else None
+    parts = [p for p in (name, record.get("title") or record.get("id")) if p]
     return str(task["title"]), " · ".join(str(p) for p in parts)
 
 
@@ -43,7 +44,7 @@ class Desktop(Protocol):
         ...
 
     async def show(
-        self, task: dict[str, Any], url: str, replaces: NotificationId | None
+        self, task: Task, url: str, replaces: NotificationId | None
     ) -> NotificationId: ...
 
     async def close(self, notification: NotificationId) -> None: ...
@@ -74,9 +75,7 @@ class Freedesktop:
         with contextlib.suppress(AttributeError):
             self._iface.on_notification_closed(self._on_closed)
 
-    async def show(
-        self, task: dict[str, Any], url: str, replaces: NotificationId | None
-    ) -> NotificationId:
+    async def show(self, task: Task, url: str, replaces: NotificationId | None) -> NotificationId:
         from dbus_fast import Variant
 
         summary, body = summary_and_body(task)
@@ -133,9 +132,7 @@ class Portable:
 
         self._notifier = DesktopNotifier(app_name=APP_NAME)
 
-    async def show(
-        self, task: dict[str, Any], url: str, replaces: NotificationId | None
-    ) -> NotificationId:
+    async def show(self, task: Task, url: str, replaces: NotificationId | None) -> NotificationId:
         if replaces is not None:
             await self.close(replaces)
         summary, body = summary_and_body(task)

@@ -20,16 +20,37 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired, TypedDict
 
 NotificationId = int | str
+
+
+class ProcessRef(TypedDict):
+    name: str
+
+
+class RecordRef(TypedDict, total=False):
+    id: str
+    title: str | None
+
+
+class Task(TypedDict):
+    """The bridge's copy of the part of a task message it uses (docs/protocol.md: the
+    server sends every field; the bridge needs only the id and reads the rest with
+    defaults)."""
+
+    id: str
+    title: NotRequired[str]
+    url: NotRequired[str | None]
+    process: NotRequired[ProcessRef | None]
+    record: NotRequired[RecordRef | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Show:
     """Raise (or, with ``replaces``, update) the notification of ``task``."""
 
-    task: dict[str, Any]
+    task: Task
     replaces: NotificationId | None = None
 
 
@@ -70,7 +91,7 @@ class BridgeState:
             return "gap", []
         self.seq = seq
         self.primed = True
-        task: dict[str, Any] = message["task"]
+        task: Task = message["task"]
         task_id = task["id"]
         if kind == "task.removed":
             self.known.discard(task_id)
@@ -84,7 +105,7 @@ class BridgeState:
         return "applied", []
 
     def _snapshot(self, message: dict[str, Any]) -> list[Action]:
-        tasks = {t["id"]: t for t in message["tasks"]}
+        tasks: dict[str, Task] = {t["id"]: t for t in message["tasks"]}
         actions: list[Action] = []
         if self.primed:
             actions += [Show(t) for i, t in tasks.items() if i not in self.known]
