@@ -130,7 +130,10 @@ export class Session {
   /** Accept a fresh token from the host application that opened or embeds the panel. */
   listenToHost() {
     window.addEventListener("message", (event) => {
-      const fromHost = event.source !== null && (event.source === window.opener || event.source === window.parent) && event.source !== window;
+      const fromHost =
+        event.source !== null &&
+        (event.source === window.opener || event.source === window.parent) &&
+        event.source !== window;
       const data = event.data;
       if (fromHost && data && data.type === "taskbell.token" && typeof data.token === "string") {
         this.set(data.token);

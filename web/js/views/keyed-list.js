@@ -122,7 +122,10 @@ export class KeyedList {
       ],
       { duration: LEAVE_MS, easing: EASE, fill: "forwards" },
     );
-    anim.finished.then(() => el.remove(), () => el.remove());
+    anim.finished.then(
+      () => el.remove(),
+      () => el.remove(),
+    );
   }
 
   /** Keyboard users keep their place: focus the same control of the next item (or the
