@@ -8,7 +8,7 @@ import { h } from "../dom.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
-import { KIND_LABEL, createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, KIND_LABEL, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
 
 export class RecordView {

@@ -5,9 +5,9 @@
  * highest seq applied and is absent from the DOM at 0.
  */
 
+import { ConnState } from "../connection.js";
 import { h, motionAllowed, setText } from "../dom.js";
 import { icon } from "../icons.js";
-import { ConnState } from "../connection.js";
 
 const CONN_TEXT = {
   [ConnState.CONNECTING]: "Connecting…",
