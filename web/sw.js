@@ -78,7 +78,7 @@ async function close(taskId) {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const url = (event.notification.data && event.notification.data.url) || PANEL_URL;
+  const url = event.notification.data?.url || PANEL_URL;
   event.waitUntil(open(url));
 });
 

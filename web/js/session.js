@@ -18,7 +18,7 @@ export function takeTokenFromFragment() {
   const token = params.get("token");
   if (!token) return null;
   const route = params.get("route");
-  const clean = `${window.location.pathname}${window.location.search}#${route && route.startsWith("/") ? route : "/"}`;
+  const clean = `${window.location.pathname}${window.location.search}#${route?.startsWith("/") ? route : "/"}`;
   window.history.replaceState(null, "", clean);
   return token;
 }
