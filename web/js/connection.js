@@ -14,8 +14,8 @@
  * resumes at once.
  */
 
-import * as wire from "./wire.js";
 import { Applied } from "./feed.js";
+import * as wire from "./wire.js";
 
 export const ConnState = Object.freeze({
   CONNECTING: "connecting",
