@@ -1,5 +1,5 @@
 /**
- * The wire format, and the only module that knows it (see CONTRACT.md).
+ * The wire format, and the only module that knows it (see docs/protocol.md).
  *
  * Everything the server sends goes through a parse function here and comes out as a
  * plain frozen value with the page's own field names; anything unexpected throws
