@@ -82,7 +82,7 @@ async def test_a_duplicate_envelope_is_sent_once() -> None:
     rec = Recorder()
     async with hub.session(rec, user(), None):
         seq = publish(hub, log)
-        hub.on_envelope(Envelope("alice", seq, 1, log.events["alice"][0][1]))
+        hub.on_envelope(Envelope("alice", seq, 1, log.events["alice"][0].message))
         publish(hub, log)
         await rec.until_seq(2)
         assert rec.seqs() == [1, 2]
@@ -212,3 +212,17 @@ async def test_a_bug_at_join_is_not_called_a_database_problem() -> None:
         async with hub.session(rec, user(), None):
             raise AssertionError("must not be entered")
     assert hub.owners == {}
+
+
+async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given() -> None:
+    log = MemoryFeedLog()
+    hub = hub_over(log)
+    rec = Recorder()
+    async with hub.session(rec, user(), None):
+        publish(hub, log)
+        seq, message = log.add("alice", count=2)
+        hub.on_envelope(Envelope("alice", seq, 2, message))
+        await rec.until_seq(2)
+        hub.heartbeat()
+        await rec.until(lambda: rec.sent[-1]["type"] == "ping")
+    assert rec.sent[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 2, "count": 2}}}
