@@ -261,13 +261,16 @@ async def test_each_delivery_is_attempted_by_one_instance_at_a_time(
 
 @pytest.mark.slow
 async def test_a_crash_in_mid_delivery_loses_nothing(pg_url: str) -> None:
-    """SIGKILL while deliveries are in flight: their leases run out and the restarted
-    server sends them (at least once, with the same webhook-id)."""
+    """SIGKILL while a delivery is in flight: its lease runs out and the restarted
+    server sends it again (at least once, with the same webhook-id), and logs it as
+    delivered."""
     hang = asyncio.Event()
 
     async def stuck(r: Received, rec: Receiver) -> Response:
         await hang.wait()
-        return Response(status_code=200)
+        # The server that sent this was killed and never reads the answer: whatever is
+        # answered here must not count as a delivery.
+        return Response("nobody is listening", status_code=503)
 
     env = {
         "DATABASE_URL": pg_url,
@@ -287,15 +290,27 @@ async def test_a_crash_in_mid_delivery_loses_nothing(pg_url: str) -> None:
             async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as c:
                 made = await c.post("/api/v1/webhooks", json={"url": receiver.url})
                 assert made.status_code == 201
+                endpoint = made.json()["id"]
                 for i in range(3):
                     await c.post("/api/v1/tasks", json=task_body(f"t-{i}", "alice"))
-                # one is being sent, all three are claimed: then the server dies
+                # one is being sent (its lease taken): then the server dies
                 await receiver.wait(lambda: len(receiver.requests) == 1)
+                in_flight = receiver.requests[0].webhook_id
                 await asyncio.to_thread(server.kill)
-                receiver.plan = ok
                 hang.set()
+                receiver.plan = ok
                 await asyncio.to_thread(server.start)
                 await receiver.wait(lambda: len(receiver.accepted) == 3, timeout=20)
-        assert receiver.requests[0].webhook_id in receiver.accepted
+                url = f"/api/v1/webhooks/{endpoint}/deliveries/{in_flight}"
+                logged: dict[str, Any] = {}
+
+                async def delivered() -> bool:
+                    logged.update((await c.get(url)).json())
+                    return bool(logged["status"] == "delivered")
+
+                await eventually(delivered)
+        assert in_flight in receiver.accepted
+        assert receiver.attempts(in_flight) >= 2, "the in-flight message was sent again"
+        assert logged["status"] == "delivered" and logged["attempts"] >= 2, logged
     finally:
         await asyncio.to_thread(server.close)
