@@ -260,15 +260,41 @@ async def test_slow_client_is_closed_4008_and_others_keep_receiving(sqlite_url: 
 
 
 async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str) -> None:
-    async with serve(make_settings(sqlite_url)) as live:
+    # A small send queue so the stalled client overflows soon; a replay limit far above
+    # what is produced, so the resume is a replay and not a snapshot.
+    settings = make_settings(sqlite_url, send_queue_size=20, replay_limit=1_000_000)
+    async with serve(settings) as live:
         async with live.producer() as p:
-            for i in range(4):
+            for i in range(2):
                 await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
-        feed = FeedClient(live.ws_url, token("alice"))
-        feed.seq, feed.count, feed.tasks = 2, 2, {"t0": {}, "t1": {}}
-        await feed.connect(since=2)
-        await feed.close()
-    assert feed.seq == 4 and feed.count == 4
+        slow = StalledClient(live.ws_url, token("alice"))
+        await slow.connect_and_stall()  # it has read the snapshot (seq 2) and no more
+        created = ["t0", "t1"]
+        async with live.producer() as p:
+            for b in range(400):
+                ops = [
+                    {"op": "create", "task": task_body(f"t{b}-{i}", title="x" * 1000)}
+                    for i in range(50)
+                ]
+                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
+                assert resp.status_code == 200, resp.text
+                created += [op["task"]["id"] for op in ops]
+                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
+                    break
+        code, reason = await slow.read_until_close()
+        slow.close()
+        # The panel resumes from what it had applied: the snapshot at seq 2.
+        resumed = FeedClient(live.ws_url, token("alice"))
+        resumed.seq, resumed.count = 2, 2
+        resumed.tasks = {"t0": {}, "t1": {}}
+        first = await resumed.connect(since=2)
+        await resumed.close()
+    assert (code, reason) == (4008, "too slow: reconnect with since")
+    total = len(created)
+    assert first == {"type": "synced", "seq": total, "count": total}
+    assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
+    assert [e["task"]["id"] for e in resumed.events] == created[2:]
+    assert sorted(resumed.tasks) == sorted(created)
 
 
 async def test_shutdown_closes_sockets_with_1012(sqlite_url: str) -> None:
