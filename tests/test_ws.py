@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
+import jwt
 import orjson
 import pytest
 
@@ -182,18 +184,36 @@ async def test_expired_token_closes_4001(embedded: Live) -> None:
     assert (code, reason) == (4001, "token_expired")
 
 
+def expires_at(jwt_token: str) -> float:
+    """The ``exp`` claim of a token (read without checking it)."""
+    claims = jwt.decode(jwt_token, options={"verify_signature": False})
+    return float(claims["exp"])
+
+
+async def until_past(instant: float) -> None:
+    """Sleep until the wall clock is past ``instant`` (and a little more)."""
+    await asyncio.sleep(max(0.0, instant - time.time()) + 0.2)
+
+
 async def test_token_expiring_during_the_session_closes_4001(embedded: Live) -> None:
-    async with FeedClient(embedded.ws_url, token("alice", 1)) as feed:
+    # ``iat`` is whole seconds: a 2 s token lives more than 1 s, long enough to connect.
+    short = token("alice", 2)
+    async with FeedClient(embedded.ws_url, short) as feed:
         await feed.connect()
-        code, reason = await feed.closed_with(timeout=5)
+        code, reason = await feed.closed_with(timeout=10)
+        closed_at = time.time()
     assert (code, reason) == (4001, "token_expired")
+    assert closed_at >= expires_at(short)
 
 
 async def test_refreshing_the_token_keeps_the_session(embedded: Live) -> None:
-    async with FeedClient(embedded.ws_url, token("alice", 1)) as feed:
+    short = token("alice", 2)
+    async with FeedClient(embedded.ws_url, short) as feed:
         await feed.connect()
         await feed.send({"type": "auth", "token": token("alice", 3600)})
-        await asyncio.sleep(1.5)
+        # Past the first token's expiry the server's close would already be queued
+        # before it reads this ping: a pong means the refresh re-armed the expiry.
+        await until_past(expires_at(short))
         await feed.send({"type": "ping"})
         assert await feed.recv() == {"type": "pong"}
 
