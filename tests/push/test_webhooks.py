@@ -221,11 +221,16 @@ async def test_endpoints_get_only_the_event_types_and_owners_they_asked_for(
         await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
         await c.post("/api/v1/tasks/a-1/complete")
         await c.post("/api/v1/tasks/b-1/complete")
-    await receiver.wait(lambda: len(receiver.requests) >= 1)
-    await asyncio.sleep(0.5)  # several polls: anything else queued would be here by now
-    assert [(payload(r)["type"], payload(r)["data"]["id"]) for r in receiver.requests] == [
-        ("task.completed", "b-1")
-    ]
+        # A last wanted event: one endpoint's deliveries go out in queue order, so
+        # anything queued for it before would have arrived before this one.
+        await c.post("/api/v1/tasks", json=task_body("b-2", "bob"))
+        await c.post("/api/v1/tasks/b-2/complete")
+
+    def got() -> list[tuple[str, str]]:
+        return [(payload(r)["type"], payload(r)["data"]["id"]) for r in receiver.requests]
+
+    await receiver.wait(lambda: ("task.completed", "b-2") in got())
+    assert got() == [("task.completed", "b-1"), ("task.completed", "b-2")]
 
 
 async def test_delivery_log_pages_newest_first(hooked: Live, receiver: Receiver) -> None:
@@ -250,12 +255,30 @@ async def test_each_delivery_is_attempted_by_one_instance_at_a_time(
 
     settings = fast(make_settings(postgres_server.create_database(), redis_server.url))
     async with running(Receiver()) as receiver, serve(settings) as one, serve(settings):
-        await register(one, receiver.url)
+        ep = await register(one, receiver.url)
         async with one.producer() as c:
             ops = [{"op": "create", "task": task_body(f"t-{i}", f"u{i % 7}")} for i in range(60)]
             assert (await c.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
         await receiver.wait(lambda: len(receiver.accepted) == 60)
-        await asyncio.sleep(0.5)
+        async with one.producer() as c:
+            url = f"/api/v1/webhooks/{ep['id']}/deliveries"
+            log: list[dict[str, Any]] = []
+
+            async def all_logged_delivered() -> bool:
+                log.clear()
+                cursor = None
+                while True:
+                    params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+                    page = (await c.get(url, params=params)).json()
+                    log.extend(page["deliveries"])
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+                return len(log) == 60 and all(d["status"] == "delivered" for d in log)
+
+            await eventually(all_logged_delivered)
+    # Every claim counts an attempt: a row taken by both instances would show two.
+    assert [d["attempts"] for d in log] == [1] * 60, "each row was claimed once"
     assert len(receiver.requests) == 60, "no message was sent twice"
 
 
