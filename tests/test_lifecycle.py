@@ -243,20 +243,105 @@ async def test_statistics_count_by_status_and_time_only_completed(live: Live) ->
         await p.post("/api/v1/tasks", json=step("o", "alice", "po", "Other"))
         await p.post("/api/v1/processes/po/fail")
         stats = (await p.get("/api/v1/processes/stats")).json()["processes"]
+        durations = [await duration_of(p, f"pc{i}") for i in range(4)]
         future = (await p.get("/api/v1/processes/stats", params={"from": soon(60)})).json()
         bad = await p.get("/api/v1/processes/stats", params={"from": "yesterday"})
         naive = await p.get("/api/v1/processes/stats", params={"from": "2026-01-01T00:00:00"})
     by_name = {s["name"]: s for s in stats}
     inv = by_name["Invoice"]
     assert inv["counts"] == {"running": 1, "completed": 4, "canceled": 1, "error": 0}
-    d = inv["duration_ms"]
-    assert d["completed"] == 4
-    assert d["max"] >= d["p95"] >= d["p50"] >= 0 and d["max"] >= 40
+    # 4 values: nearest rank puts p50 at the 2nd, p95 at the 4th
+    values = sorted(durations)
+    assert inv["duration_ms"] == {
+        "completed": 4,
+        "mean": round(sum(values) / 4),
+        "p50": values[1],
+        "p95": values[3],
+        "max": values[3],
+    }
+    assert values[3] >= 40, "the longest one waited 40 ms between its start and its end"
     assert by_name["Other"]["counts"]["error"] == 1
     assert by_name["Other"]["duration_ms"]["completed"] == 0
     assert future["processes"] == []
     assert_error(bad, 400, "bad_query")
     assert_error(naive, 400, "bad_query")
+
+
+async def duration_of(p: httpx.AsyncClient, instance_id: str) -> int:
+    got = (await p.get(f"/api/v1/processes/{instance_id}")).json()
+    assert got["status"] == "completed", got
+    value: int = got["duration_ms"]
+    return value
+
+
+async def started_at(p: httpx.AsyncClient, instance_id: str) -> str:
+    value: str = (await p.get(f"/api/v1/processes/{instance_id}")).json()["started_at"]
+    return value
+
+
+async def test_statistics_percentiles_are_nearest_rank_of_completed_durations(
+    live: Live,
+) -> None:
+    n = 20
+    async with live.producer() as p:
+        # Started one after another and completed in reverse order: every instance
+        # started later ends sooner, so the 20 durations all differ.
+        for i in range(n):
+            await p.post("/api/v1/tasks", json=step(f"s{i}", "alice", f"q{i}", "Payroll"))
+            await asyncio.sleep(0.003)
+        for i in reversed(range(n)):
+            await p.post(f"/api/v1/tasks/s{i}/complete")
+            await asyncio.sleep(0.003)
+        durations = [await duration_of(p, f"q{i}") for i in range(n)]
+        stats = (await p.get("/api/v1/processes/stats", params={"name": "Payroll"})).json()
+    values = sorted(durations)
+    assert len(set(values)) == n and values == durations[::-1]
+    assert stats["processes"] == [
+        {
+            "name": "Payroll",
+            "counts": {"running": 0, "completed": n, "canceled": 0, "error": 0},
+            "duration_ms": {
+                "completed": n,
+                "mean": round(sum(values) / n),
+                "p50": values[9],  # rank ceil(0.50 * 20) = 10
+                "p95": values[18],  # rank ceil(0.95 * 20) = 19, not the max
+                "max": values[19],
+            },
+        }
+    ]
+
+
+async def test_statistics_from_and_to_narrow_by_start_time(live: Live) -> None:
+    async with live.producer() as p:
+        # started in this order: early e0 e1, middle m0 m1, late l0 l1
+        for iid in ("e0", "e1", "m0", "m1", "l0", "l1"):
+            await p.post("/api/v1/tasks", json=step(f"s-{iid}", "alice", iid, "Audit"))
+            await asyncio.sleep(0.003)
+        await p.post("/api/v1/processes/e1/cancel")
+        await p.post("/api/v1/processes/m0/fail")
+        await p.post("/api/v1/tasks/s-l1/complete")
+        middle_from = await started_at(p, "m0")
+        late_from = await started_at(p, "l0")
+
+        async def counts(**params: str) -> dict[str, int]:
+            got = (await p.get("/api/v1/processes/stats", params=params)).json()["processes"]
+            assert [s["name"] for s in got] == ["Audit"], got
+            result: dict[str, int] = got[0]["counts"]
+            return result
+
+        everything = await counts()
+        from_middle = await counts(**{"from": middle_from})
+        to_late = await counts(to=late_from)
+        only_middle = await counts(**{"from": middle_from, "to": late_from})
+        empty = (
+            await p.get("/api/v1/processes/stats", params={"from": late_from, "to": middle_from})
+        ).json()
+    # from is inclusive and to exclusive: [from, to) on the start time
+    assert everything == {"running": 3, "completed": 1, "canceled": 1, "error": 1}
+    assert from_middle == {"running": 2, "completed": 1, "canceled": 0, "error": 1}
+    assert to_late == {"running": 2, "completed": 0, "canceled": 1, "error": 1}
+    assert only_middle == {"running": 1, "completed": 0, "canceled": 0, "error": 1}
+    assert empty == {"processes": []}
 
 
 async def test_open_redirects_to_the_task_page_then_to_the_record(live: Live) -> None:
