@@ -4,6 +4,7 @@ log, redelivery, and one instance at a time."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -337,3 +338,26 @@ async def test_a_crash_in_mid_delivery_loses_nothing(pg_url: str) -> None:
         assert logged["status"] == "delivered" and logged["attempts"] >= 2, logged
     finally:
         await asyncio.to_thread(server.close)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_the_next_attempt_waits_as_long_as_retry_after_says(
+    backend: Settings, status: int
+) -> None:
+    # A cap far above Retry-After, so only the receiver's answer can make the wait long.
+    settings = fast(backend, webhook_retry_cap_s=30.0)
+    seen: list[float] = []
+
+    def plan(r: Received, rec: Receiver) -> Response:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return Response("busy", status_code=status, headers={"Retry-After": "2"})
+        return Response(status_code=200)
+
+    async with running(Receiver(plan=plan)) as receiver, serve(settings) as live:
+        await register(live, receiver.url)
+        async with live.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+        await receiver.wait(lambda: len(receiver.accepted) == 1)
+    assert receiver.attempts(receiver.requests[0].webhook_id) == 2
+    assert seen[1] - seen[0] >= 2.0, "retried before Retry-After ran out"
