@@ -3,6 +3,7 @@ the subscription's private key (RFC 8291 through http-ece) and checks the VAPID 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 from collections.abc import AsyncIterator
@@ -296,3 +297,45 @@ async def test_the_service_worker_is_served_from_the_root(embedded: Live) -> Non
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/javascript")
     assert 'addEventListener("push"' in resp.text and "task.removed" in resp.text
+
+
+async def test_a_newer_push_supersedes_the_untried_older_ones_of_the_same_task(
+    backend: Settings,
+) -> None:
+    hang = asyncio.Event()
+
+    async def plan(r: Received, rec: Receiver) -> Response:
+        if len(rec.requests) == 1:
+            await hang.wait()  # the first push is in flight while the rest is queued
+        return Response(status_code=201)
+
+    browser: Browser
+    async with (
+        running(Receiver(plan=plan)) as push_service,
+        serve(vapid_settings(backend)) as live,
+    ):
+        browser = Browser.new(push_service.base() + "/push/alice")
+        await subscribe(live, "alice", browser)
+        async with live.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("a", "alice"))
+            await push_service.wait(lambda: len(push_service.requests) == 1)
+            # queued behind the push in flight: b three times, then a and c once each
+            await c.post("/api/v1/tasks", json=task_body("b", "alice"))
+            await c.patch("/api/v1/tasks/b", json={"title": "Approve b, please"})
+            await c.post("/api/v1/tasks/b/complete")
+            await c.post("/api/v1/tasks/a/complete")
+            await c.post("/api/v1/tasks", json=task_body("c", "alice"))
+        hang.set()
+
+        def sent() -> list[tuple[str, str]]:
+            pushes = (browser.decrypt(r) for r in push_service.requests)
+            return [(p["type"], p["task"]["id"]) for p in pushes]
+
+        # One target's pushes go out in queue order: c's is the last one.
+        await push_service.wait(lambda: ("task.added", "c") in sent())
+    assert sent() == [
+        ("task.added", "a"),  # already tried when a completed: not superseded
+        ("task.removed", "b"),  # b's add and update were superseded before being tried
+        ("task.removed", "a"),
+        ("task.added", "c"),
+    ]
