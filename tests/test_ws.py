@@ -10,6 +10,7 @@ import jwt
 import orjson
 import pytest
 
+from server.settings import Settings
 from tests.conftest import Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
@@ -96,6 +97,33 @@ async def test_since_older_than_replay_limit_gives_a_snapshot(sqlite_url: str) -
         async with FeedClient(live.ws_url, token("alice")) as feed:
             first = await feed.connect(since=1)
     assert first["type"] == "snapshot" and first["count"] == 6
+
+
+@pytest.mark.parametrize(
+    ("since", "first_type"),
+    [
+        (2, "synced"),  # exactly replay_limit (3) behind: replayed
+        (1, "snapshot"),  # one more: a snapshot
+        (6, "snapshot"),  # ahead of the server's seq 5: a snapshot
+    ],
+    ids=["at-the-limit", "one-past-the-limit", "ahead"],
+)
+async def test_replay_limit_edges(backend: Settings, since: int, first_type: str) -> None:
+    async with serve(replace(backend, replay_limit=3)) as live:
+        async with live.producer() as p:
+            for i in range(5):
+                await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
+        feed = FeedClient(live.ws_url, token("alice"))
+        feed.seq = feed.count = min(since, 5)
+        feed.tasks = {f"t{i}": {} for i in range(feed.count)}
+        first = await feed.connect(since=since)
+        await feed.close()
+    assert first["type"] == first_type
+    assert (first["seq"], first["count"]) == (5, 5)
+    if first_type == "synced":
+        assert [e["seq"] for e in feed.events] == [3, 4, 5]
+    else:
+        assert feed.events == [] and sorted(feed.tasks) == [f"t{i}" for i in range(5)]
 
 
 async def test_ping_is_answered_with_pong(embedded: Live) -> None:
