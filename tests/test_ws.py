@@ -320,13 +320,11 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
         created = ["t0", "t1"]
         async with live.producer() as p:
             for b in range(400):
-                ops = [
-                    {"op": "create", "task": task_body(f"t{b}-{i}", title="x" * 1000)}
-                    for i in range(50)
-                ]
+                ids = [f"t{b}-{i}" for i in range(50)]
+                ops = [{"op": "create", "task": task_body(i, title="x" * 1000)} for i in ids]
                 resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
                 assert resp.status_code == 200, resp.text
-                created += [op["task"]["id"] for op in ops]
+                created += ids
                 if any(c.close_code == 4008 for c in live.parts.hub.connections()):
                     break
         code, reason = await slow.read_until_close()
