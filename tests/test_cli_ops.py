@@ -18,11 +18,11 @@ import pytest
 
 from server.errors import ConfigError
 from server.settings import Settings
-from tests.conftest import PRODUCER_KEY, SECRET
+from tests.support.app import PRODUCER_KEY, SECRET
 from tests.support.processes import free_port, port_is_open
 from tests.support.server_proc import REPO_ROOT, ServerProcess
 from tests.support.services import PostgresServer
-from tests.test_api_producer import assert_error, task_body
+from tests.support.tasks import assert_error, task_body
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -102,7 +102,7 @@ async def test_demo_mode_serves_the_panel_and_hands_out_tokens(tmp_path: object)
 
 
 async def test_demo_routes_are_404_outside_demo_mode(embedded: object) -> None:
-    from tests.conftest import Live
+    from tests.support.app import Live
 
     assert isinstance(embedded, Live)
     async with httpx.AsyncClient(base_url=embedded.base_url) as c:

@@ -13,11 +13,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PRODUCER_KEY, Live, make_settings, serve, token
+from tests.support.app import PRODUCER_KEY, Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer
-from tests.test_api_producer import assert_error, task_body
+from tests.support.tasks import assert_error, task_body
 from tests.test_scaleout import server_env
 
 

@@ -20,7 +20,7 @@ from sqlmodel import SQLModel
 import server.models  # registers the tables
 import server.models_push  # noqa: F401  (registers the push tables)
 from server.migrate import upgrade
-from tests.conftest import PRODUCER_KEY, SECRET
+from tests.support.app import PRODUCER_KEY, SECRET
 from tests.support.server_proc import REPO_ROOT, ServerProcess
 from tests.support.services import PostgresServer
 

@@ -10,11 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PRODUCER_KEY, SECRET, token
+from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisServer
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ import orjson
 import pytest
 
 from server.settings import Settings
-from tests.conftest import Live, make_settings, serve, token
+from tests.support.app import Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_snapshot_then_live_events_with_seq_and_count(live: Live) -> None:

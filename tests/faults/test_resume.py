@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from server.clock import now_utc
 from server.settings import Settings
-from tests.conftest import make_settings, serve, token
+from tests.support.app import make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_since_older_than_the_pruned_log_gives_a_snapshot(sqlite_url: str) -> None:

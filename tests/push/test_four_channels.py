@@ -9,14 +9,14 @@ from pathlib import Path
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import make_settings, serve, token
 from tests.push.conftest import register
 from tests.push.desktop import notification_service, session_bus
 from tests.push.receiver import Receiver, running
 from tests.push.test_bridge import bridge_for, until
 from tests.push.test_webpush import Browser, subscribe, vapid_settings
+from tests.support.app import make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_one_completion_retracts_the_task_on_every_channel(

@@ -14,11 +14,11 @@ from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
 from server.settings import Settings
-from tests.conftest import PRODUCER_KEY, SECRET, Live, serve
 from tests.push.conftest import eventually, fast, register
 from tests.push.receiver import Received, Receiver, ok, running
+from tests.support.app import PRODUCER_KEY, SECRET, Live, serve
 from tests.support.server_proc import ServerProcess
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 def payload(r: Received) -> dict[str, Any]:
@@ -252,7 +252,7 @@ async def test_delivery_log_pages_newest_first(hooked: Live, receiver: Receiver)
 async def test_each_delivery_is_attempted_by_one_instance_at_a_time(
     postgres_server: Any, redis_server: Any, n_instances: int
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = fast(make_settings(postgres_server.create_database(), redis_server.url))
     async with running(Receiver()) as receiver, serve(settings) as one, serve(settings):

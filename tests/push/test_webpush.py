@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from server.__main__ import main
 from server.settings import Settings
-from tests.conftest import Live, serve
 from tests.push.conftest import eventually, fast
 from tests.push.receiver import Received, Receiver, running
-from tests.test_api_producer import assert_error, task_body
+from tests.support.app import Live, serve
+from tests.support.tasks import assert_error, task_body
 
 VAPID_SUBJECT = "mailto:push-test@example.com"
 
@@ -154,7 +154,7 @@ async def test_completing_a_task_pushes_its_retraction(
 async def test_a_subscription_the_push_service_calls_gone_is_deleted(
     sqlite_url: str, status: int
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     gone = Receiver(plan=lambda r, rec: Response(status_code=status))
     async with (
@@ -178,7 +178,7 @@ async def test_a_subscription_the_push_service_calls_gone_is_deleted(
 
 
 async def test_a_push_service_error_is_retried(sqlite_url: str) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     def plan(r: Received, rec: Receiver) -> Response:
         return Response(status_code=503 if len(rec.requests) == 1 else 201)
@@ -237,7 +237,7 @@ async def test_bad_subscriptions_get_json_errors(pushing: Live) -> None:
 
 
 async def test_private_push_endpoints_are_refused_unless_allowed(sqlite_url: str) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = replace(vapid_settings(make_settings(sqlite_url)), push_allow_private=False)
     async with serve(settings) as live, live.person("alice") as c:
