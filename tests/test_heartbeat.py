@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 
 from server.settings import Settings
-from tests.conftest import serve, token
+from tests.support.app import serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_the_heartbeat_says_where_the_feed_stands(backend: Settings) -> None:

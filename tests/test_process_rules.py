@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import Live
-from tests.test_api_producer import assert_error, task_body
+from tests.support.app import Live
+from tests.support.tasks import assert_error, task_body
 
 
 def step(tid: str, instance: str, name: str = "Payroll") -> dict[str, Any]:

@@ -13,7 +13,6 @@ import httpx
 import pytest
 
 from server.bridge.state import BridgeState, Close, Show
-from tests.conftest import PRODUCER_KEY, SECRET, Live, token
 from tests.push.desktop import (
     BridgeProcess,
     Notifications,
@@ -21,8 +20,9 @@ from tests.push.desktop import (
     notification_service,
     session_bus,
 )
+from tests.support.app import PRODUCER_KEY, SECRET, Live, token
 from tests.support.server_proc import ServerProcess
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 @pytest.fixture
