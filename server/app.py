@@ -209,6 +209,7 @@ def create_app(settings: Settings) -> Starlette:
             SqlFeedLog(engines, replay_limit=settings.replay_limit),
             sweep_interval=settings.sweep_interval_s,
             queue_limit=settings.send_queue_size,
+            heartbeat_s=settings.heartbeat_s,
         )
         p = Parts(settings, Reads(engines), broker, hub, service)
         app.state.parts = p

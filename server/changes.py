@@ -28,6 +28,15 @@ ORIGIN = FeedPos(0, 0)  # an owner never seen
 
 
 @dataclass(frozen=True, slots=True)
+class Logged:
+    """One kept feed event: its seq, the count that goes with it, the exact message."""
+
+    seq: int
+    count: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One feed change as published to the broker: the message is encoded once."""
 

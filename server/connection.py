@@ -42,6 +42,7 @@ class Connection:
         "_queue",
         "_writer",
         "close_code",
+        "count",
         "limit",
         "owner",
         "sender",
@@ -54,13 +55,14 @@ class Connection:
         self.owner = owner
         self.limit = limit
         self.seq = 0
+        self.count = 0
         self.state = ConnState.JOINING
         self.close_code: int | None = None
         self._queue: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
-    def push(self, seq: int, message: str) -> None:
+    def push(self, seq: int, count: int, message: str) -> None:
         """Queue one event; never blocks. Overflow closes the connection with 4008."""
         if self.state is ConnState.CLOSING:
             return
@@ -69,6 +71,7 @@ class Connection:
             return
         self._queue.append(message)
         self.seq = seq
+        self.count = count
         self._kick()
 
     def push_raw(self, message: str) -> None:

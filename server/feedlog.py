@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.changes import ORIGIN, FeedPos
+from server.changes import ORIGIN, FeedPos, Logged
 from server.db import Engines
 from server.models import event_t, feed_t, task_t
 from server.transitions import TaskState
@@ -48,9 +48,7 @@ class FeedLog(Protocol):
         of the log, e.g. after a restore)."""
         ...
 
-    async def events_after(
-        self, owner: str, after: int, limit: int = EVENTS_PAGE
-    ) -> list[tuple[int, str]]:
+    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
         """Kept events of ``owner`` with seq > ``after``, in order (at most ``limit``)."""
         ...
 
@@ -108,12 +106,10 @@ class SqlFeedLog:
                 if since < pos.seq and pos.seq - since <= self.replay_limit:
                     messages = await self._events(conn, owner, since, pos.seq)
                     if len(messages) == pos.seq - since:
-                        return Replay(pos.seq, pos.count, [m for _, m in messages])
+                        return Replay(pos.seq, pos.count, [e.message for e in messages])
             return await read_snapshot(conn, owner)
 
-    async def events_after(
-        self, owner: str, after: int, limit: int = EVENTS_PAGE
-    ) -> list[tuple[int, str]]:
+    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
         async with self.engines.reader.connect() as conn:
             return await self._events(conn, owner, after, after + limit)
 
@@ -131,10 +127,10 @@ class SqlFeedLog:
 
     async def _events(
         self, conn: AsyncConnection, owner: str, after: int, upto: int
-    ) -> list[tuple[int, str]]:
+    ) -> list[Logged]:
         rows = await conn.execute(
-            select(event_t.c.seq, event_t.c.message)
+            select(event_t.c.seq, event_t.c.count, event_t.c.message)
             .where(and_(event_t.c.owner == owner, event_t.c.seq > after, event_t.c.seq <= upto))
             .order_by(event_t.c.seq)
         )
-        return [(int(r.seq), str(r.message)) for r in rows]
+        return [Logged(int(seq), int(count), str(message)) for seq, count, message in rows]

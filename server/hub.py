@@ -10,6 +10,8 @@ the hub does what they call for:
   again while the view is too old to patch from the recent events, then go live.
 - ``resync`` (after a broker reconnect, and every ``sweep_interval``) compares each
   owner's delivered seq with the database and catches up the ones behind.
+- ``heartbeat`` (every ``heartbeat_s``) pings each connection with the seq and count it
+  was last given, per feed: a client whose own state differs resynchronises by itself.
 - ``session`` is how an endpoint uses all this: join, token expiry, leave and close.
 """
 
@@ -28,7 +30,7 @@ from server.errors import CloseCode
 from server.feedlog import EVENTS_PAGE, FeedLog, Snapshot
 from server.sequencer import Sequencer, Verdict
 from server.session import Session
-from server.wire import SnapshotMessage, SyncedMessage, dumps
+from server.wire import HeartbeatMessage, SnapshotMessage, SyncedMessage, dumps
 
 log = logging.getLogger("taskbell.hub")
 
@@ -43,12 +45,21 @@ class OwnerState:
 
 
 class Hub:
-    def __init__(self, log: FeedLog, *, sweep_interval: float = 5.0, queue_limit: int = 1024):
+    def __init__(
+        self,
+        log: FeedLog,
+        *,
+        sweep_interval: float = 5.0,
+        queue_limit: int = 1024,
+        heartbeat_s: float = 25.0,
+    ) -> None:
         self.log = log
         self.owners: dict[str, OwnerState] = {}
         self.sweep_interval = sweep_interval
         self.queue_limit = queue_limit
+        self.heartbeat_s = heartbeat_s
         self._sweeper: asyncio.Task[None] | None = None
+        self._beater: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -56,13 +67,14 @@ class Hub:
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
+        self._beater = asyncio.create_task(self._beat_forever(), name="hub-heartbeat")
 
     async def stop(self) -> None:
         """Stop the sweeper and catch-ups. They are let finish their current query (a
         task cancelled inside a database call can leave its connection unreturned), and
         cancelled only if that takes longer than a few seconds."""
         self._stopping.set()
-        tasks = [t for t in (self._sweeper, self._resync_task) if t is not None]
+        tasks = [t for t in (self._sweeper, self._beater, self._resync_task) if t is not None]
         tasks += [st.catch_up for st in self.owners.values() if st.catch_up is not None]
         if not tasks:
             return
@@ -123,9 +135,9 @@ class Hub:
                 conn.push_raw(message)
             synced: SyncedMessage = {"type": "synced", "seq": view.seq, "count": view.count}
             conn.push_raw(dumps(synced))
-        conn.seq = view.seq
-        for seq, message in st.seq.start_from(view.seq):
-            conn.push(seq, message)
+        conn.seq, conn.count = view.seq, view.count
+        for event in st.seq.start_from(view.seq):
+            conn.push(event.seq, event.count, event.message)
         st.conns.add(conn)
         conn.start()
         if st.seq.behind(view.seq):
@@ -150,16 +162,16 @@ class Hub:
         st = self.owners.get(env.owner)
         if st is None:
             return
-        verdict = st.seq.offer(env.seq, env.message)
+        verdict = st.seq.offer(env.seq, env.count, env.message)
         if verdict is Verdict.DELIVER:
-            self._fan_out(st, env.seq, env.message)
+            self._fan_out(st, env.seq, env.count, env.message)
         elif verdict is Verdict.GAP:
             self._schedule_catch_up(env.owner, st)
 
-    def _fan_out(self, st: OwnerState, seq: int, message: str) -> None:
+    def _fan_out(self, st: OwnerState, seq: int, count: int, message: str) -> None:
         for conn in st.conns:
             if seq > conn.seq:
-                conn.push(seq, message)
+                conn.push(seq, count, message)
 
     def _schedule_catch_up(self, owner: str, st: OwnerState) -> None:
         if self._stopping.is_set():
@@ -188,7 +200,7 @@ class Hub:
                     for conn in list(st.conns):
                         if conn.seq < step.seq - 1:
                             conn.close(CloseCode.TOO_SLOW, "missed events are gone: resync")
-                self._fan_out(st, step.seq, step.message)
+                self._fan_out(st, step.seq, step.count, step.message)
             if len(rows) < EVENTS_PAGE and not st.again:
                 return
 
@@ -212,6 +224,32 @@ class Hub:
             st = self.owners.get(owner)
             if st is not None and st.seq.behind(seq):
                 self._schedule_catch_up(owner, st)
+
+    def heartbeat(self) -> None:
+        """Queue a ping on every live connection carrying the position of its feed as
+        this connection was given it (encoded once per owner and position)."""
+        for owner, st in self.owners.items():
+            feed = f"user:{owner}"
+            encoded: dict[tuple[int, int], str] = {}
+            for conn in st.conns:
+                if conn.state is not ConnState.OPEN:
+                    continue
+                pos = (conn.seq, conn.count)
+                message = encoded.get(pos)
+                if message is None:
+                    beat: HeartbeatMessage = {
+                        "type": "ping",
+                        "feeds": {feed: {"seq": conn.seq, "count": conn.count}},
+                    }
+                    message = encoded[pos] = dumps(beat)
+                conn.reply(message)
+
+    async def _beat_forever(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s)
+            if not self._stopping.is_set():
+                self.heartbeat()
 
     async def _sweep_forever(self) -> None:
         while not self._stopping.is_set():

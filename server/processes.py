@@ -6,16 +6,16 @@
   (``expect_more``). Its duration is measured when it ends.
 - A definition (by process name) can be disabled: new tasks or instances of it are
   refused with 409; running instances carry on.
-- Statistics count instances by status; durations come from completed ones only.
+- Statistics (``server.stats``) count instances by status; durations come from
+  completed ones only.
 
-The rules (``Guard``, ``summarize``) are pure; the SQL here runs inside a write
+The rules (``Guard``) are pure; the SQL here runs inside a write
 transaction that ``server.writes`` holds, so an instance never disagrees with its tasks.
 Nothing here applies task operations: ``writes`` does, and calls down into this module.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,7 +30,7 @@ from server.errors import Conflict, NotFound
 from server.models import definition_t, instance_t, task_t
 from server.ops import InstanceStatus, TaskOp
 from server.transitions import Outcome
-from server.wire import FINAL_STATUSES, OPEN_STATUSES, TaskCreate, iso
+from server.wire import FINAL_STATUSES, OPEN_STATUSES, Status, TaskCreate, iso
 
 RUNNING = InstanceStatus.RUNNING
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -98,16 +98,18 @@ class Ended:
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """What a batch of creates must respect: disabled definitions, ended instances."""
+    """What a batch of creates must respect: disabled definitions (which refuse new
+    instances; running ones carry on), ended instances."""
 
     disabled: frozenset[str]
     ended: dict[str, str]
+    running: frozenset[str] = frozenset()
 
     def check_create(self, body: TaskCreate) -> None:
         """Raises ``Conflict`` when the task's process may not get new steps."""
         if body.process is None:
             return
-        if body.process.name in self.disabled:
+        if body.process.name in self.disabled and body.process.instance_id not in self.running:
             raise Conflict(
                 f"process {body.process.name!r} is disabled; enable it to start new steps",
                 code="process_disabled",
@@ -129,25 +131,29 @@ async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Gu
         return NO_GUARD
     names = sorted({p.name for p in procs})
     ids = sorted({p.instance_id for p in procs})
-    # One round trip for both questions: which names are disabled, which ids have ended.
+    # One round trip for both questions: which names are disabled, and which of the
+    # named instances exist (running ones may add steps to a disabled process).
     query = union_all(
         select(
             literal("disabled").label("what"),
             definition_t.c.name.label("key"),
             literal("").label("status"),
         ).where(and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))),
-        select(literal("ended"), instance_t.c.id, instance_t.c.status).where(
-            and_(instance_t.c.id.in_(ids), instance_t.c.status != RUNNING.value)
+        select(literal("instance"), instance_t.c.id, instance_t.c.status).where(
+            instance_t.c.id.in_(ids)
         ),
     )
     disabled: set[str] = set()
     ended: dict[str, str] = {}
+    running: set[str] = set()
     for row in await conn.execute(query):
         if row.what == "disabled":
             disabled.add(row.key)
+        elif row.status == RUNNING.value:
+            running.add(row.key)
         else:
             ended[row.key] = row.status
-    return Guard(frozenset(disabled), ended)
+    return Guard(frozenset(disabled), ended, frozenset(running))
 
 
 def _insert(dialect: str) -> Any:
@@ -184,7 +190,9 @@ async def complete_if_done(
     conn: AsyncConnection, instance_ids: Sequence[str], now: datetime
 ) -> None:
     """End the running instances among ``instance_ids`` that expect nothing more and have
-    no open step left: three statements, however many instances."""
+    no open step left: three statements, however many instances. One with a completed
+    step ends ``completed``; one whose steps were all canceled ends ``canceled`` (it did
+    not complete, so it counts in no completed statistics)."""
     query = (
         select(instance_t)
         .where(
@@ -203,30 +211,39 @@ async def complete_if_done(
     candidates = [Instance.from_row(r._mapping) for r in await conn.execute(query)]
     if not candidates:
         return
-    still_open = {
-        r.process_instance_id
-        for r in await conn.execute(
-            select(task_t.c.process_instance_id)
-            .where(
-                and_(
-                    task_t.c.process_instance_id.in_([c.id for c in candidates]),
-                    task_t.c.status.in_(_OPEN),
-                )
+    still_open: set[str] = set()
+    completed: set[str] = set()
+    for r in await conn.execute(
+        select(task_t.c.process_instance_id, task_t.c.status)
+        .where(
+            and_(
+                task_t.c.process_instance_id.in_([c.id for c in candidates]),
+                task_t.c.status.in_([*_OPEN, Status.COMPLETED.value]),
             )
-            .distinct()
         )
-    }
+        .distinct()
+    ):
+        (completed if r.status == Status.COMPLETED.value else still_open).add(r.process_instance_id)
     done = [c for c in candidates if c.id not in still_open]
     if done:
         await conn.execute(
             update(instance_t)
             .where(instance_t.c.id == bindparam("b_id"))
             .values(
-                status=InstanceStatus.COMPLETED.value,
+                status=bindparam("b_status"),
                 ended_at=now,
                 duration_ms=bindparam("b_duration"),
             ),
-            [{"b_id": c.id, "b_duration": _duration(c, now)} for c in done],
+            [
+                {
+                    "b_id": c.id,
+                    "b_status": (
+                        InstanceStatus.COMPLETED if c.id in completed else InstanceStatus.CANCELED
+                    ).value,
+                    "b_duration": _duration(c, now),
+                }
+                for c in done
+            ],
         )
 
 
@@ -337,6 +354,16 @@ async def set_expect_more(
 
 
 async def set_disabled(conn: AsyncConnection, now: datetime, name: str, disabled: bool) -> None:
+    """Switch a known process (one with an instance or a definition row); raises
+    ``NotFound`` for a name never seen."""
+    known = await conn.scalar(
+        union_all(
+            select(definition_t.c.name).where(definition_t.c.name == name),
+            select(instance_t.c.name).where(instance_t.c.name == name),
+        ).limit(1)
+    )
+    if known is None:
+        raise NotFound(f"process {name[:50]!r} not found", code="process_not_found")
     ins = _insert(conn.dialect.name)(definition_t).values(
         name=name, disabled=disabled, updated_at=now
     )
@@ -346,56 +373,3 @@ async def set_disabled(conn: AsyncConnection, now: datetime, name: str, disabled
             set_={"disabled": disabled, "updated_at": now},
         )
     )
-
-
-# ---------------------------------------------------------------- statistics (pure)
-
-
-class DurationsJSON(TypedDict):
-    completed: int
-    mean: int | None
-    p50: int | None
-    p95: int | None
-    max: int | None
-
-
-class ProcessStatsJSON(TypedDict):
-    name: str
-    counts: dict[str, int]
-    duration_ms: DurationsJSON
-
-
-def percentile(sorted_values: Sequence[int], q: float) -> int | None:
-    """Nearest-rank percentile of already sorted values."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def summarize(rows: Sequence[tuple[str, str, int | None]]) -> list[ProcessStatsJSON]:
-    """Per process name: counts by status and the durations of completed instances."""
-    counts: dict[str, dict[str, int]] = {}
-    durations: dict[str, list[int]] = {}
-    for name, status, duration in rows:
-        by_status = counts.setdefault(name, {s.value: 0 for s in InstanceStatus})
-        by_status[status] = by_status.get(status, 0) + 1
-        if status == InstanceStatus.COMPLETED and duration is not None:
-            durations.setdefault(name, []).append(duration)
-    out: list[ProcessStatsJSON] = []
-    for name in sorted(counts):
-        values = sorted(durations.get(name, []))
-        out.append(
-            {
-                "name": name,
-                "counts": counts[name],
-                "duration_ms": {
-                    "completed": len(values),
-                    "mean": round(sum(values) / len(values)) if values else None,
-                    "p50": percentile(values, 0.50),
-                    "p95": percentile(values, 0.95),
-                    "max": values[-1] if values else None,
-                },
-            }
-        )
-    return out

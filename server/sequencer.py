@@ -24,6 +24,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from server.changes import Logged
+
 RECENT = 16  # events kept per owner to bring a just-joined connection up to date
 
 
@@ -40,6 +42,7 @@ class LogStep:
     log, so connections that have not seen ``seq - 1`` cannot be brought up to date."""
 
     seq: int
+    count: int
     message: str
     lost: bool
 
@@ -50,9 +53,9 @@ class Sequencer:
     def __init__(self, recent: int = RECENT) -> None:
         self.delivered: int | None = None
         self.seen_max = 0
-        self.recent: deque[tuple[int, str]] = deque(maxlen=recent)
+        self.recent: deque[Logged] = deque(maxlen=recent)
 
-    def offer(self, seq: int, message: str) -> Verdict:
+    def offer(self, seq: int, count: int, message: str) -> Verdict:
         """What to do with one arriving event."""
         if self.delivered is None:
             self.seen_max = max(self.seen_max, seq)
@@ -60,20 +63,20 @@ class Sequencer:
         if seq <= self.delivered:
             return Verdict.DUPLICATE
         if seq == self.delivered + 1:
-            self._advance(seq, message)
+            self._advance(Logged(seq, count, message))
             return Verdict.DELIVER
         self.seen_max = max(self.seen_max, seq)
         return Verdict.GAP
 
-    def take_log(self, rows: Iterable[tuple[int, str]]) -> list[LogStep]:
+    def take_log(self, rows: Iterable[Logged]) -> list[LogStep]:
         """The rows of a log read (in seq order) that are new, each to fan out."""
         steps: list[LogStep] = []
-        for seq, message in rows:
+        for row in rows:
             delivered = self.delivered
-            if delivered is None or seq <= delivered:
+            if delivered is None or row.seq <= delivered:
                 continue
-            steps.append(LogStep(seq, message, lost=seq > delivered + 1))
-            self._advance(seq, message)
+            steps.append(LogStep(row.seq, row.count, row.message, lost=row.seq > delivered + 1))
+            self._advance(row)
         return steps
 
     def fits(self, view_seq: int) -> bool:
@@ -83,22 +86,22 @@ class Sequencer:
             return True
         missing = self.delivered - view_seq
         return (
-            bool(self.recent) and self.recent[0][0] <= view_seq + 1 and len(self.recent) >= missing
+            bool(self.recent) and self.recent[0].seq <= view_seq + 1 and len(self.recent) >= missing
         )
 
-    def start_from(self, view_seq: int) -> list[tuple[int, str]]:
+    def start_from(self, view_seq: int) -> list[Logged]:
         """A connection whose view is at ``view_seq`` joins: the recent events it still
         needs. The first view sets where delivery starts."""
         if self.delivered is None:
             self.delivered = view_seq
             return []
-        return [(seq, message) for seq, message in self.recent if seq > view_seq]
+        return [e for e in self.recent if e.seq > view_seq]
 
     def behind(self, latest: int) -> bool:
         """Whether ``latest`` (from an arriving seq, a view or the database) is past
         what was delivered, so the log must be read."""
         return self.delivered is not None and max(self.seen_max, latest) > self.delivered
 
-    def _advance(self, seq: int, message: str) -> None:
-        self.delivered = seq
-        self.recent.append((seq, message))
+    def _advance(self, event: Logged) -> None:
+        self.delivered = event.seq
+        self.recent.append(event)

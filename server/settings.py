@@ -90,6 +90,7 @@ class Settings:
     vapid_public_key: str = ""
     vapid_subject: str = ""
     sse_heartbeat_s: float = 15.0
+    heartbeat_s: float = 25.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -138,6 +139,7 @@ class Settings:
             vapid_public_key=env.get("TASKBELL_VAPID_PUBLIC_KEY", "").strip(),
             vapid_subject=env.get("TASKBELL_VAPID_SUBJECT", "").strip(),
             sse_heartbeat_s=_float(env, "TASKBELL_SSE_HEARTBEAT_SECONDS", 15.0),
+            heartbeat_s=_float(env, "TASKBELL_HEARTBEAT_SECONDS", 25.0),
         )
         settings.check()
         return settings

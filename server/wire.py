@@ -169,6 +169,20 @@ class SyncedMessage(TypedDict):
     count: int
 
 
+class FeedPosJSON(TypedDict):
+    seq: int
+    count: int
+
+
+class HeartbeatMessage(TypedDict):
+    """The server's ping: where each followed feed stands for this connection (the seq
+    it was last given and the count that went with it), so a client whose own state
+    differs resynchronises by itself."""
+
+    type: Literal["ping"]
+    feeds: dict[str, FeedPosJSON]
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 

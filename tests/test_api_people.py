@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Live
-from tests.test_api_producer import assert_error, task_body
+from tests.support.app import Live
+from tests.support.tasks import assert_error, task_body
 
 
 async def seed(live: Live) -> None:

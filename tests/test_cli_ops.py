@@ -4,22 +4,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import jwt
+import psutil
 import pytest
 
 from server.errors import ConfigError
 from server.settings import Settings
-from tests.conftest import PRODUCER_KEY, SECRET
-from tests.support.processes import free_port
+from tests.support.app import PRODUCER_KEY, SECRET
+from tests.support.processes import free_port, port_is_open
 from tests.support.server_proc import REPO_ROOT, ServerProcess
 from tests.support.services import PostgresServer
-from tests.test_api_producer import assert_error, task_body
+from tests.support.tasks import assert_error, task_body
 
 
 def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -99,7 +102,7 @@ async def test_demo_mode_serves_the_panel_and_hands_out_tokens(tmp_path: object)
 
 
 async def test_demo_routes_are_404_outside_demo_mode(embedded: object) -> None:
-    from tests.conftest import Live
+    from tests.support.app import Live
 
     assert isinstance(embedded, Live)
     async with httpx.AsyncClient(base_url=embedded.base_url) as c:
@@ -145,7 +148,9 @@ async def test_readyz_and_clean_503s_while_postgres_is_down(redis_server: object
     assert ready_after.status_code == 200
 
 
-async def test_procfile_web_line_serves_on_port(tmp_path: object) -> None:
+async def test_procfile_web_line_serves_on_port_and_stops_with_its_group(
+    tmp_path: object,
+) -> None:
     text = (REPO_ROOT / "Procfile").read_text()
     command = next(line for line in text.splitlines() if line.startswith("web:"))[4:]
     port = free_port()
@@ -158,6 +163,8 @@ async def test_procfile_web_line_serves_on_port(tmp_path: object) -> None:
         "TASKBELL_DEMO": "1",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/procfile.db",
     }
+    # Its own process group: dash does not exec `X=... cmd`, so the server is the
+    # shell's child, and only signalling the whole group reaches it.
     proc = await asyncio.create_subprocess_exec(
         "sh",
         "-c",
@@ -166,7 +173,10 @@ async def test_procfile_web_line_serves_on_port(tmp_path: object) -> None:
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
+    group: list[psutil.Process] = []
+    servers: list[int] = []
     try:
         status = None
         async with httpx.AsyncClient() as c:
@@ -176,7 +186,18 @@ async def test_procfile_web_line_serves_on_port(tmp_path: object) -> None:
                     break
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
+        shell = psutil.Process(proc.pid)
+        group = [shell, *shell.children(recursive=True)]
+        servers = [p.pid for p in group if p.cmdline()[-2:] == ["-m", "server"]]
+        os.killpg(proc.pid, signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 15)
+        _, alive = await asyncio.to_thread(psutil.wait_procs, group, 15)
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), 10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left, if anything
+        if proc.returncode is None:
+            await proc.wait()
     assert status == 200
+    assert servers, "the group held the server process"
+    assert alive == [], f"left running after the group was stopped: {alive}"
+    assert not port_is_open(port)

@@ -177,6 +177,14 @@ class FeedMachine(RuleBasedStateMachine):
         steps = [m for m in (model or self.model).values() if m.instance == instance]
         return bool(steps) and all(m.status in FINAL for m in steps)
 
+    def ended_canceled(self, instance: str) -> bool:
+        """Ended as canceled: by the producer, or by itself with every step canceled
+        (its steps are final, so what they are now is what they were at its end)."""
+        if instance in self.canceled_instances:
+            return True
+        steps = [m for m in self.model.values() if m.instance == instance]
+        return bool(steps) and all(m.status == "canceled" for m in steps)
+
     def apply(self, ops: list[TaskOp]) -> None:
         """Apply ``ops`` in one transaction; each answer must be the predicted one."""
         working = dict(self.model)
@@ -305,12 +313,12 @@ class FeedMachine(RuleBasedStateMachine):
         try:
             self.r.run(self.r.writes.run(EndInstance(iid, InstanceStatus.CANCELED), now=self.clock))
         except ApiError as exc:
-            completed = self.ended(iid) and iid not in self.canceled_instances
+            completed = self.ended(iid) and not self.ended_canceled(iid)
             assert (exc.status, exc.code) == (
                 (409, "process_ended") if known and completed else (404, "process_not_found")
             ), exc
             return
-        assert known and (iid in self.canceled_instances or not self.ended(iid))
+        assert known and (self.ended_canceled(iid) or not self.ended(iid))
         for tid, m in self.model.items():
             if m.instance == iid and m.status not in FINAL:
                 self.model[tid] = replace(m, status="canceled", until=None)

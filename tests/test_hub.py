@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -25,20 +26,27 @@ class Recorder:
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
         self.closed: tuple[int, str | None] | None = None
+        self.changed = asyncio.Event()
 
     async def send_text(self, data: str) -> None:
         self.sent.append(orjson.loads(data))
+        self.changed.set()
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         self.closed = (code, reason)
+        self.changed.set()
+
+    async def until(self, done: Callable[[], bool], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while not done():
+                self.changed.clear()
+                await self.changed.wait()
 
     def seqs(self) -> list[int]:
         return [m["seq"] for m in self.sent if m["type"].startswith("task.")]
 
-    async def until_seq(self, seq: int, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while not self.seqs() or self.seqs()[-1] < seq:
-                await asyncio.sleep(0.005)
+    async def until_seq(self, seq: int) -> None:
+        await self.until(lambda: bool(self.seqs()) and self.seqs()[-1] >= seq)
 
 
 def user(name: str = "alice", ttl: float = 3600) -> User:
@@ -74,7 +82,7 @@ async def test_a_duplicate_envelope_is_sent_once() -> None:
     rec = Recorder()
     async with hub.session(rec, user(), None):
         seq = publish(hub, log)
-        hub.on_envelope(Envelope("alice", seq, 1, log.events["alice"][0][1]))
+        hub.on_envelope(Envelope("alice", seq, 1, log.events["alice"][0].message))
         publish(hub, log)
         await rec.until_seq(2)
         assert rec.seqs() == [1, 2]
@@ -165,10 +173,8 @@ async def test_the_session_closes_with_4001_when_the_token_expires() -> None:
     log = MemoryFeedLog()
     hub = hub_over(log)
     rec = Recorder()
-    async with hub.session(rec, user(ttl=0.05), None) as session:
-        async with asyncio.timeout(5):
-            while session.open:
-                await asyncio.sleep(0.01)
+    async with hub.session(rec, user(ttl=0.05), None):
+        await rec.until(lambda: rec.closed is not None)
     assert rec.closed == (CloseCode.NOT_AUTHENTICATED, "token_expired")
 
 
@@ -206,3 +212,17 @@ async def test_a_bug_at_join_is_not_called_a_database_problem() -> None:
         async with hub.session(rec, user(), None):
             raise AssertionError("must not be entered")
     assert hub.owners == {}
+
+
+async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given() -> None:
+    log = MemoryFeedLog()
+    hub = hub_over(log)
+    rec = Recorder()
+    async with hub.session(rec, user(), None):
+        publish(hub, log)
+        seq, message = log.add("alice", count=2)
+        hub.on_envelope(Envelope("alice", seq, 2, message))
+        await rec.until_seq(2)
+        hub.heartbeat()
+        await rec.until(lambda: rec.sent[-1]["type"] == "ping")
+    assert rec.sent[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 2, "count": 2}}}

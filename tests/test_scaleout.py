@@ -10,11 +10,11 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import PRODUCER_KEY, SECRET, token
+from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisServer
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 pytestmark = pytest.mark.slow
 
@@ -137,6 +137,13 @@ async def test_listener_catches_up_after_redis_comes_back(
                         await asyncio.sleep(0.1)
                 assert ready.status_code == 503
                 assert ready.json()["checks"]["broker"] == "unreachable"
+                # Read what reached the watcher during the outage: the pong to a ping
+                # comes after everything already queued on its socket.
+                await watcher.send({"type": "ping"})
+                during_outage = []
+                while (msg := await watcher.recv())["type"] != "pong":
+                    during_outage.append(msg)
+                assert during_outage == [], "only the catch-up may deliver t1..t5"
                 assert watcher.seq == 1
 
                 await asyncio.to_thread(redis.start)

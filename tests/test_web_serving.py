@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Live
+from tests.support.app import Live
 
 
 async def test_the_page_carries_a_content_security_policy(embedded: Live) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 
+import jwt
 import orjson
 import pytest
 
-from tests.conftest import Live, make_settings, serve, token
+from server.settings import Settings
+from tests.support.app import Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_snapshot_then_live_events_with_seq_and_count(live: Live) -> None:
@@ -94,6 +97,33 @@ async def test_since_older_than_replay_limit_gives_a_snapshot(sqlite_url: str) -
         async with FeedClient(live.ws_url, token("alice")) as feed:
             first = await feed.connect(since=1)
     assert first["type"] == "snapshot" and first["count"] == 6
+
+
+@pytest.mark.parametrize(
+    ("since", "first_type"),
+    [
+        (2, "synced"),  # exactly replay_limit (3) behind: replayed
+        (1, "snapshot"),  # one more: a snapshot
+        (6, "snapshot"),  # ahead of the server's seq 5: a snapshot
+    ],
+    ids=["at-the-limit", "one-past-the-limit", "ahead"],
+)
+async def test_replay_limit_edges(backend: Settings, since: int, first_type: str) -> None:
+    async with serve(replace(backend, replay_limit=3)) as live:
+        async with live.producer() as p:
+            for i in range(5):
+                await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
+        feed = FeedClient(live.ws_url, token("alice"))
+        feed.seq = feed.count = min(since, 5)
+        feed.tasks = {f"t{i}": {} for i in range(feed.count)}
+        first = await feed.connect(since=since)
+        await feed.close()
+    assert first["type"] == first_type
+    assert (first["seq"], first["count"]) == (5, 5)
+    if first_type == "synced":
+        assert [e["seq"] for e in feed.events] == [3, 4, 5]
+    else:
+        assert feed.events == [] and sorted(feed.tasks) == [f"t{i}" for i in range(5)]
 
 
 async def test_ping_is_answered_with_pong(embedded: Live) -> None:
@@ -183,18 +213,36 @@ async def test_expired_token_closes_4001(embedded: Live) -> None:
     assert (code, reason) == (4001, "token_expired")
 
 
+def expires_at(jwt_token: str) -> float:
+    """The ``exp`` claim of a token (read without checking it)."""
+    claims = jwt.decode(jwt_token, options={"verify_signature": False})
+    return float(claims["exp"])
+
+
+async def until_past(instant: float) -> None:
+    """Sleep until the wall clock is past ``instant`` (and a little more)."""
+    await asyncio.sleep(max(0.0, instant - time.time()) + 0.2)
+
+
 async def test_token_expiring_during_the_session_closes_4001(embedded: Live) -> None:
-    async with FeedClient(embedded.ws_url, token("alice", 1)) as feed:
+    # ``iat`` is whole seconds: a 2 s token lives more than 1 s, long enough to connect.
+    short = token("alice", 2)
+    async with FeedClient(embedded.ws_url, short) as feed:
         await feed.connect()
-        code, reason = await feed.closed_with(timeout=5)
+        code, reason = await feed.closed_with(timeout=10)
+        closed_at = time.time()
     assert (code, reason) == (4001, "token_expired")
+    assert closed_at >= expires_at(short)
 
 
 async def test_refreshing_the_token_keeps_the_session(embedded: Live) -> None:
-    async with FeedClient(embedded.ws_url, token("alice", 1)) as feed:
+    short = token("alice", 2)
+    async with FeedClient(embedded.ws_url, short) as feed:
         await feed.connect()
         await feed.send({"type": "auth", "token": token("alice", 3600)})
-        await asyncio.sleep(1.5)
+        # Past the first token's expiry the server's close would already be queued
+        # before it reads this ping: a pong means the refresh re-armed the expiry.
+        await until_past(expires_at(short))
         await feed.send({"type": "ping"})
         assert await feed.recv() == {"type": "pong"}
 
@@ -261,15 +309,39 @@ async def test_slow_client_is_closed_4008_and_others_keep_receiving(sqlite_url: 
 
 
 async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str) -> None:
-    async with serve(make_settings(sqlite_url)) as live:
+    # A small send queue so the stalled client overflows soon; a replay limit far above
+    # what is produced, so the resume is a replay and not a snapshot.
+    settings = make_settings(sqlite_url, send_queue_size=20, replay_limit=1_000_000)
+    async with serve(settings) as live:
         async with live.producer() as p:
-            for i in range(4):
+            for i in range(2):
                 await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
-        feed = FeedClient(live.ws_url, token("alice"))
-        feed.seq, feed.count, feed.tasks = 2, 2, {"t0": {}, "t1": {}}
-        await feed.connect(since=2)
-        await feed.close()
-    assert feed.seq == 4 and feed.count == 4
+        slow = StalledClient(live.ws_url, token("alice"))
+        await slow.connect_and_stall()  # it has read the snapshot (seq 2) and no more
+        created = ["t0", "t1"]
+        async with live.producer() as p:
+            for b in range(400):
+                ids = [f"t{b}-{i}" for i in range(50)]
+                ops = [{"op": "create", "task": task_body(i, title="x" * 1000)} for i in ids]
+                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
+                assert resp.status_code == 200, resp.text
+                created += ids
+                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
+                    break
+        code, reason = await slow.read_until_close()
+        slow.close()
+        # The panel resumes from what it had applied: the snapshot at seq 2.
+        resumed = FeedClient(live.ws_url, token("alice"))
+        resumed.seq, resumed.count = 2, 2
+        resumed.tasks = {"t0": {}, "t1": {}}
+        first = await resumed.connect(since=2)
+        await resumed.close()
+    assert (code, reason) == (4008, "too slow: reconnect with since")
+    total = len(created)
+    assert first == {"type": "synced", "seq": total, "count": total}
+    assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
+    assert [e["task"]["id"] for e in resumed.events] == created[2:]
+    assert sorted(resumed.tasks) == sorted(created)
 
 
 async def test_shutdown_closes_sockets_with_1012(sqlite_url: str) -> None:

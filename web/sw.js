@@ -30,7 +30,9 @@ async function handle(message) {
   const task = message.task;
   if (typeof message.count === "number" && "setAppBadge" in self.navigator) {
     // The badge counter travels with every change.
-    await (message.count > 0 ? self.navigator.setAppBadge(message.count) : self.navigator.clearAppBadge()).catch(() => {});
+    await (message.count > 0 ? self.navigator.setAppBadge(message.count) : self.navigator.clearAppBadge()).catch(
+      () => {},
+    );
   }
   switch (message.type) {
     case "task.added":
@@ -76,7 +78,7 @@ async function close(taskId) {
 
 self.addEventListener("notificationclick", (event) => {
   event.notification.close();
-  const url = (event.notification.data && event.notification.data.url) || PANEL_URL;
+  const url = event.notification.data?.url || PANEL_URL;
   event.waitUntil(open(url));
 });
 

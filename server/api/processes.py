@@ -11,13 +11,13 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server import processes
 from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key, verify_token
 from server.clock import parse_instant
 from server.errors import BadRequest, NotFound
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
+from server.stats import summarize
 from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
 
 
@@ -81,7 +81,7 @@ async def stats(request: Request) -> Response:
     q = request.query_params
     since, until = _time(q.get("from"), "from"), _time(q.get("to"), "to")
     rows = await parts(request).reads.stats_rows(q.get("name") or None, since, until)
-    return JSON({"processes": processes.summarize(rows)})
+    return JSON({"processes": summarize(rows)})
 
 
 def _time(raw: str | None, name: str) -> datetime | None:

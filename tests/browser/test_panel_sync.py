@@ -169,3 +169,47 @@ def test_an_expired_session_says_so_and_a_fresh_token_from_the_host_resumes_it(
     expect(conn).to_have_attribute("data-state", "live")
     expect(panel.locator(f'#task-list [data-task-id="{task["id"]}"]')).to_be_visible()
     expect(panel.get_by_text("Your session has ended")).to_be_hidden()
+
+
+def test_a_wrong_badge_is_repaired_by_the_next_heartbeat(
+    browsing: Browsing, make_server: Callable[..., ServerProcess], user: str
+) -> None:
+    """One frame reaches the page with a wrong count (seq right, nothing missing): no gap
+    shows it, but the server's heartbeat carries the true count, and the panel starts
+    again from a snapshot by itself."""
+    srv = make_server(TASKBELL_HEARTBEAT_SECONDS="2")
+    sent: list[list[str]] = []
+    corrupted: list[str] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        frames: list[str] = []
+        sent.append(frames)
+        server = ws.connect_to_server()
+        first = len(sent) == 1
+
+        def to_server(message: str | bytes) -> None:
+            frames.append(message if isinstance(message, str) else message.decode())
+            server.send(message)
+
+        def to_page(message: str | bytes) -> None:
+            text = message if isinstance(message, str) else message.decode()
+            if first and not corrupted and "task.added" in text and '"count":1,' in text:
+                text = text.replace('"count":1,', '"count":5,')
+                corrupted.append(text)
+            ws.send(text)
+
+        ws.on_message(to_server)
+        server.on_message(to_page)
+
+    page = browsing.page()
+    page.route_web_socket("**/ws", route)
+    browsing.open(user, page=page, base_url=srv.base_url)
+    with Producer(srv.base_url) as producer:
+        producer.create(user, "Approve invoice INV-9", task_id=new_id("beat"))
+        expect_count(page, 5)  # what the corrupted frame said
+        expect(items(page)).to_have_count(1)
+        expect_count(page, 1)  # repaired by the heartbeat
+    assert corrupted, "the route should have changed one count"
+    assert len(sent) == 2, "exactly one reconnection"
+    assert '"since"' not in sent[1][0], "the repair starts from a snapshot"
+    expect(page.get_by_test_id("conn-state")).to_have_attribute("data-sync", "snapshot")

@@ -83,6 +83,10 @@ class FeedView:
             self.applied[seq] = (kind, task_id, self.count)
             if len(self.tasks) != self.count:
                 raise Violation(f"count {self.count} with {len(self.tasks)} tasks at seq {seq}")
+        elif kind == "ping":
+            (pos,) = msg["feeds"].values()
+            if (pos["seq"], pos["count"]) != (self.seq, self.count):
+                raise Violation(f"heartbeat {pos} at {self.seq}/{self.count}")
         elif kind != "pong":
             raise Violation(f"unknown message type {kind!r}")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PRODUCER_KEY, SECRET, token
 from tests.faults.audit import Audit
 from tests.faults.chaos import Cluster, ResumingClient, Workload, check_acked, compare, settle
+from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.services import PostgresServer, RedisServer
 
 pytestmark = pytest.mark.slow

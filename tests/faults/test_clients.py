@@ -14,11 +14,11 @@ import psutil
 from redis.asyncio import Redis
 
 from server.connection import Connection
-from tests.conftest import SECRET, Live, make_settings, serve, token
+from tests.support.app import SECRET, Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import REPO_ROOT
 from tests.support.stalled import StalledClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 OWNERS = [f"churner-{i}" for i in range(20)]
 

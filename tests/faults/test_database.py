@@ -19,13 +19,13 @@ import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import PRODUCER_KEY, SECRET, make_settings, serve, token
 from tests.faults.audit import audit_url
 from tests.faults.proxy import FaultProxy
+from tests.support.app import PRODUCER_KEY, SECRET, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer
-from tests.test_api_producer import assert_error, task_body
+from tests.support.tasks import assert_error, task_body
 
 pytestmark = pytest.mark.slow
 

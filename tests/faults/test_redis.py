@@ -19,13 +19,13 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from tests.conftest import PRODUCER_KEY, SECRET, token
 from tests.faults.audit import audit_url
 from tests.faults.chaos import Cluster, ResumingClient, Workload, compare, settle
 from tests.faults.proxy import FaultProxy
+from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisServer
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 pytestmark = pytest.mark.slow
 

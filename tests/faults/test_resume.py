@@ -4,16 +4,21 @@ never silence; live events then continue from the snapshot's seq."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
 from pathlib import Path
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 from server.clock import now_utc
 from server.ops import PruneEvents
-from tests.conftest import make_settings, serve, token
+from server.settings import Settings
+from tests.support.app import make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_since_older_than_the_pruned_log_gives_a_snapshot(sqlite_url: str) -> None:
@@ -73,3 +78,48 @@ async def test_since_ahead_after_a_restore_gives_a_snapshot_then_live_events(
     assert feed.events[-1]["seq"] == 4 and feed.events[-1]["task"]["id"] == "after"
     assert feed.count == running == 4
     assert sorted(feed.tasks) == ["after", "t0", "t1", "t2"]
+
+
+async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Settings) -> None:
+    """Events older than the retention (a week) are deleted by the timers loop of a
+    running server; younger ones stay and are still replayed."""
+    async with serve(backend) as live, live.producer() as p:
+        for i in range(3):
+            await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
+    engine = create_async_engine(backend.database_url)
+    try:
+        async with engine.begin() as conn:
+            # the first two events of alice's feed: from long ago
+            await conn.execute(
+                text(
+                    "UPDATE feed_event SET created_at = '2000-01-01 00:00:00'"
+                    " WHERE owner = 'alice' AND seq <= 2"
+                )
+            )
+        async with serve(backend) as live:
+
+            async def kept() -> list[int]:
+                async with engine.connect() as conn:
+                    rows = await conn.execute(
+                        text("SELECT seq FROM feed_event WHERE owner = 'alice' ORDER BY seq")
+                    )
+                    return [int(r.seq) for r in rows]
+
+            for _ in range(200):
+                if await kept() == [3]:
+                    break
+                await asyncio.sleep(0.05)
+            left = await kept()
+            recent = FeedClient(live.ws_url, token("alice"))
+            recent.seq, recent.count, recent.tasks = 2, 2, {"t0": {}, "t1": {}}
+            replayed = await recent.connect(since=2)
+            await recent.close()
+            behind = FeedClient(live.ws_url, token("alice"))
+            resynced = await behind.connect(since=1)
+            await behind.close()
+    finally:
+        await engine.dispose()
+    assert left == [3]
+    assert replayed == {"type": "synced", "seq": 3, "count": 3}
+    assert [e["task"]["id"] for e in recent.events] == ["t2"]
+    assert resynced["type"] == "snapshot" and (resynced["seq"], resynced["count"]) == (3, 3)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from server.settings import Settings
-from tests.conftest import Live, serve
 from tests.push.receiver import Receiver, running
+from tests.support.app import Live, serve
 
 FAST = {
     "webhook_allow_private": True,

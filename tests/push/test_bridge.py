@@ -18,7 +18,6 @@ import pytest
 from bridge.client import NOT_AUTHENTICATED
 from bridge.state import BridgeState, Close, Show
 from server.errors import CloseCode
-from tests.conftest import PRODUCER_KEY, SECRET, Live, token
 from tests.push.desktop import (
     BridgeProcess,
     Notifications,
@@ -26,8 +25,9 @@ from tests.push.desktop import (
     notification_service,
     session_bus,
 )
+from tests.support.app import PRODUCER_KEY, SECRET, Live, token
 from tests.support.server_proc import ServerProcess
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ from dataclasses import replace
 
 import httpx
 
-from tests.conftest import Live, serve, token
 from tests.push.sse import open_stream
+from tests.support.app import Live, serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import assert_error, task_body
+from tests.support.tasks import assert_error, task_body
 
 
 async def create(live: Live, *ids: str, owner: str = "alice") -> None:
@@ -73,7 +73,7 @@ async def test_since_ahead_of_the_server_gets_a_snapshot(embedded: Live) -> None
 
 
 async def test_heartbeat_comments_keep_the_stream_alive(sqlite_url: str) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = replace(make_settings(sqlite_url), sse_heartbeat_s=0.1)
     async with serve(settings) as live, open_stream(live.base_url, token=token("bob")) as sse:

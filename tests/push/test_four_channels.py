@@ -4,20 +4,19 @@ retracts it everywhere and emits exactly one webhook."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import orjson
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import make_settings, serve, token
 from tests.push.conftest import register
 from tests.push.desktop import notification_service, session_bus
 from tests.push.receiver import Receiver, running
 from tests.push.test_bridge import bridge_for, until
 from tests.push.test_webpush import Browser, subscribe, vapid_settings
+from tests.support.app import make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 async def test_one_completion_retracts_the_task_on_every_channel(
@@ -70,13 +69,26 @@ async def test_one_completion_retracts_the_task_on_every_channel(
                     "status": "completed",
                 }
                 await engine.wait(lambda: len(engine.requests) == 2)
-                await asyncio.sleep(0.5)  # several outbox polls: nothing else is coming
+                # A last task: each channel delivers in order, so anything more about
+                # t-1 would have arrived before this one's notification.
+                async with live.producer() as c:
+                    await c.post("/api/v1/tasks", json=task_body("t-2", "alice"))
+                await desktop.wait(lambda: len(desktop.notified) == 2)
+                await push_service.wait(lambda: len(push_service.requests) == 3)
+                await engine.wait(lambda: len(engine.requests) == 3)
             finally:
                 await bridge.stop()
     events = [Webhook(hook["secret"]).verify(r.body, r.headers) for r in engine.requests]
-    assert [(e["type"], e["data"]["actor"]) for e in events] == [
-        ("task.created", None),
-        ("task.completed", "alice"),
+    assert [(e["type"], e["data"]["id"], e["data"]["actor"]) for e in events] == [
+        ("task.created", "t-1", None),
+        ("task.completed", "t-1", "alice"),
+        ("task.created", "t-2", None),
     ]
-    assert len(push_service.requests) == 2 and len(desktop.notified) == 1
+    pushes = [browser.decrypt(r) for r in push_service.requests]
+    assert [(m["type"], m["task"]["id"]) for m in pushes] == [
+        ("task.added", "t-1"),
+        ("task.removed", "t-1"),
+        ("task.added", "t-2"),
+    ]
+    assert [n.summary for n in desktop.notified] == ["Approve t-1", "Approve t-2"]
     assert orjson.loads(engine.requests[1].body)["data"]["status"] == "completed"

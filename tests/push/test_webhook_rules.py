@@ -26,9 +26,9 @@ from server.ops import (
     UpdateTask,
 )
 from server.wire import TaskCreate, TaskPatch
-from tests.conftest import Live
 from tests.push.receiver import Receiver
-from tests.test_api_producer import assert_error, task_body
+from tests.support.app import Live
+from tests.support.tasks import assert_error, task_body
 
 NOW = datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 

@@ -4,6 +4,7 @@ log, redelivery, and one instance at a time."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import httpx
@@ -13,11 +14,11 @@ from standardwebhooks.webhooks import Webhook
 from starlette.responses import Response
 
 from server.settings import Settings
-from tests.conftest import PRODUCER_KEY, SECRET, Live, serve
 from tests.push.conftest import eventually, fast, register
 from tests.push.receiver import Received, Receiver, ok, running
+from tests.support.app import PRODUCER_KEY, SECRET, Live, serve
 from tests.support.server_proc import ServerProcess
-from tests.test_api_producer import task_body
+from tests.support.tasks import task_body
 
 
 def payload(r: Received) -> dict[str, Any]:
@@ -221,11 +222,16 @@ async def test_endpoints_get_only_the_event_types_and_owners_they_asked_for(
         await c.post("/api/v1/tasks", json=task_body("b-1", "bob"))
         await c.post("/api/v1/tasks/a-1/complete")
         await c.post("/api/v1/tasks/b-1/complete")
-    await receiver.wait(lambda: len(receiver.requests) >= 1)
-    await asyncio.sleep(0.5)  # several polls: anything else queued would be here by now
-    assert [(payload(r)["type"], payload(r)["data"]["id"]) for r in receiver.requests] == [
-        ("task.completed", "b-1")
-    ]
+        # A last wanted event: one endpoint's deliveries go out in queue order, so
+        # anything queued for it before would have arrived before this one.
+        await c.post("/api/v1/tasks", json=task_body("b-2", "bob"))
+        await c.post("/api/v1/tasks/b-2/complete")
+
+    def got() -> list[tuple[str, str]]:
+        return [(payload(r)["type"], payload(r)["data"]["id"]) for r in receiver.requests]
+
+    await receiver.wait(lambda: ("task.completed", "b-2") in got())
+    assert got() == [("task.completed", "b-1"), ("task.completed", "b-2")]
 
 
 async def test_delivery_log_pages_newest_first(hooked: Live, receiver: Receiver) -> None:
@@ -246,28 +252,49 @@ async def test_delivery_log_pages_newest_first(hooked: Live, receiver: Receiver)
 async def test_each_delivery_is_attempted_by_one_instance_at_a_time(
     postgres_server: Any, redis_server: Any, n_instances: int
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = fast(make_settings(postgres_server.create_database(), redis_server.url))
     async with running(Receiver()) as receiver, serve(settings) as one, serve(settings):
-        await register(one, receiver.url)
+        ep = await register(one, receiver.url)
         async with one.producer() as c:
             ops = [{"op": "create", "task": task_body(f"t-{i}", f"u{i % 7}")} for i in range(60)]
             assert (await c.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
         await receiver.wait(lambda: len(receiver.accepted) == 60)
-        await asyncio.sleep(0.5)
+        async with one.producer() as c:
+            url = f"/api/v1/webhooks/{ep['id']}/deliveries"
+            log: list[dict[str, Any]] = []
+
+            async def all_logged_delivered() -> bool:
+                log.clear()
+                cursor = None
+                while True:
+                    params = {"limit": 200, **({"cursor": cursor} if cursor else {})}
+                    page = (await c.get(url, params=params)).json()
+                    log.extend(page["deliveries"])
+                    cursor = page["next_cursor"]
+                    if cursor is None:
+                        break
+                return len(log) == 60 and all(d["status"] == "delivered" for d in log)
+
+            await eventually(all_logged_delivered)
+    # Every claim counts an attempt: a row taken by both instances would show two.
+    assert [d["attempts"] for d in log] == [1] * 60, "each row was claimed once"
     assert len(receiver.requests) == 60, "no message was sent twice"
 
 
 @pytest.mark.slow
 async def test_a_crash_in_mid_delivery_loses_nothing(pg_url: str) -> None:
-    """SIGKILL while deliveries are in flight: their leases run out and the restarted
-    server sends them (at least once, with the same webhook-id)."""
+    """SIGKILL while a delivery is in flight: its lease runs out and the restarted
+    server sends it again (at least once, with the same webhook-id), and logs it as
+    delivered."""
     hang = asyncio.Event()
 
     async def stuck(r: Received, rec: Receiver) -> Response:
         await hang.wait()
-        return Response(status_code=200)
+        # The server that sent this was killed and never reads the answer: whatever is
+        # answered here must not count as a delivery.
+        return Response("nobody is listening", status_code=503)
 
     env = {
         "DATABASE_URL": pg_url,
@@ -287,15 +314,50 @@ async def test_a_crash_in_mid_delivery_loses_nothing(pg_url: str) -> None:
             async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as c:
                 made = await c.post("/api/v1/webhooks", json={"url": receiver.url})
                 assert made.status_code == 201
+                endpoint = made.json()["id"]
                 for i in range(3):
                     await c.post("/api/v1/tasks", json=task_body(f"t-{i}", "alice"))
-                # one is being sent, all three are claimed: then the server dies
+                # one is being sent (its lease taken): then the server dies
                 await receiver.wait(lambda: len(receiver.requests) == 1)
+                in_flight = receiver.requests[0].webhook_id
                 await asyncio.to_thread(server.kill)
-                receiver.plan = ok
                 hang.set()
+                receiver.plan = ok
                 await asyncio.to_thread(server.start)
                 await receiver.wait(lambda: len(receiver.accepted) == 3, timeout=20)
-        assert receiver.requests[0].webhook_id in receiver.accepted
+                url = f"/api/v1/webhooks/{endpoint}/deliveries/{in_flight}"
+                logged: dict[str, Any] = {}
+
+                async def delivered() -> bool:
+                    logged.update((await c.get(url)).json())
+                    return bool(logged["status"] == "delivered")
+
+                await eventually(delivered)
+        assert in_flight in receiver.accepted
+        assert receiver.attempts(in_flight) >= 2, "the in-flight message was sent again"
+        assert logged["status"] == "delivered" and logged["attempts"] >= 2, logged
     finally:
         await asyncio.to_thread(server.close)
+
+
+@pytest.mark.parametrize("status", [429, 503])
+async def test_the_next_attempt_waits_as_long_as_retry_after_says(
+    backend: Settings, status: int
+) -> None:
+    # A cap far above Retry-After, so only the receiver's answer can make the wait long.
+    settings = fast(backend, webhook_retry_cap_s=30.0)
+    seen: list[float] = []
+
+    def plan(r: Received, rec: Receiver) -> Response:
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return Response("busy", status_code=status, headers={"Retry-After": "2"})
+        return Response(status_code=200)
+
+    async with running(Receiver(plan=plan)) as receiver, serve(settings) as live:
+        await register(live, receiver.url)
+        async with live.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+        await receiver.wait(lambda: len(receiver.accepted) == 1)
+    assert receiver.attempts(receiver.requests[0].webhook_id) == 2
+    assert seen[1] - seen[0] >= 2.0, "retried before Retry-After ran out"

@@ -20,10 +20,10 @@ from starlette.responses import Response
 
 from server.__main__ import main
 from server.settings import Settings
-from tests.conftest import Live, serve
 from tests.push.conftest import eventually, fast
 from tests.push.receiver import Received, Receiver, running
-from tests.test_api_producer import assert_error, task_body
+from tests.support.app import Live, serve
+from tests.support.tasks import assert_error, task_body
 
 VAPID_SUBJECT = "mailto:push-test@example.com"
 
@@ -154,7 +154,7 @@ async def test_completing_a_task_pushes_its_retraction(
 async def test_a_subscription_the_push_service_calls_gone_is_deleted(
     sqlite_url: str, status: int
 ) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     gone = Receiver(plan=lambda r, rec: Response(status_code=status))
     async with (
@@ -178,7 +178,7 @@ async def test_a_subscription_the_push_service_calls_gone_is_deleted(
 
 
 async def test_a_push_service_error_is_retried(sqlite_url: str) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     def plan(r: Received, rec: Receiver) -> Response:
         return Response(status_code=503 if len(rec.requests) == 1 else 201)
@@ -317,7 +317,7 @@ async def test_bad_subscriptions_get_json_errors(pushing: Live) -> None:
 
 
 async def test_private_push_endpoints_are_refused_unless_allowed(sqlite_url: str) -> None:
-    from tests.conftest import make_settings
+    from tests.support.app import make_settings
 
     settings = replace(vapid_settings(make_settings(sqlite_url)), push_allow_private=False)
     async with serve(settings) as live, live.person("alice") as c:
@@ -377,3 +377,45 @@ async def test_the_service_worker_is_served_from_the_root(embedded: Live) -> Non
     assert resp.status_code == 200
     assert resp.headers["content-type"].startswith("text/javascript")
     assert 'addEventListener("push"' in resp.text and "task.removed" in resp.text
+
+
+async def test_a_newer_push_supersedes_the_untried_older_ones_of_the_same_task(
+    backend: Settings,
+) -> None:
+    hang = asyncio.Event()
+
+    async def plan(r: Received, rec: Receiver) -> Response:
+        if len(rec.requests) == 1:
+            await hang.wait()  # the first push is in flight while the rest is queued
+        return Response(status_code=201)
+
+    browser: Browser
+    async with (
+        running(Receiver(plan=plan)) as push_service,
+        serve(vapid_settings(backend)) as live,
+    ):
+        browser = Browser.new(push_service.base() + "/push/alice")
+        await subscribe(live, "alice", browser)
+        async with live.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("a", "alice"))
+            await push_service.wait(lambda: len(push_service.requests) == 1)
+            # queued behind the push in flight: b three times, then a and c once each
+            await c.post("/api/v1/tasks", json=task_body("b", "alice"))
+            await c.patch("/api/v1/tasks/b", json={"title": "Approve b, please"})
+            await c.post("/api/v1/tasks/b/complete")
+            await c.post("/api/v1/tasks/a/complete")
+            await c.post("/api/v1/tasks", json=task_body("c", "alice"))
+        hang.set()
+
+        def sent() -> list[tuple[str, str]]:
+            pushes = (browser.decrypt(r) for r in push_service.requests)
+            return [(p["type"], p["task"]["id"]) for p in pushes]
+
+        # One target's pushes go out in queue order: c's is the last one.
+        await push_service.wait(lambda: ("task.added", "c") in sent())
+    assert sent() == [
+        ("task.added", "a"),  # already tried when a completed: not superseded
+        ("task.removed", "b"),  # b's add and update were superseded before being tried
+        ("task.removed", "a"),
+        ("task.added", "c"),
+    ]

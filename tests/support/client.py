@@ -23,6 +23,7 @@ class FeedClient:
         self.tasks: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.counts_by_seq: dict[int, int] = {}
+        self.heartbeats: list[dict[str, Any]] = []
         self.first: dict[str, Any] | None = None
 
     async def connect(self, since: int | None = None, **kw: Any) -> dict[str, Any]:
@@ -66,6 +67,10 @@ class FeedClient:
                 self.tasks[task["id"]] = task
             self.events.append(msg)
             assert len(self.tasks) == self.count, (msg, sorted(self.tasks))
+        elif kind == "ping" and "feeds" in msg:
+            self.heartbeats.append(msg)
+            (pos,) = msg["feeds"].values()
+            assert (pos["seq"], pos["count"]) == (self.seq, self.count), (msg, self.seq)
 
     async def until_seq(self, seq: int, timeout: float = 10.0) -> None:
         """Read until this client has applied ``seq``."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-import orjson
-
+from server.changes import Logged
 from server.feedlog import EVENTS_PAGE, Replay, Snapshot
 from server.wire import dumps
 
@@ -17,7 +16,7 @@ from server.wire import dumps
 class MemoryFeedLog:
     def __init__(self, *, replay_limit: int = 1000) -> None:
         self.replay_limit = replay_limit
-        self.events: dict[str, list[tuple[int, str]]] = {}
+        self.events: dict[str, list[Logged]] = {}
         self.reads = 0
         self.fail: BaseException | None = None
         self.hold: asyncio.Event | None = None  # resume answers once it is set
@@ -29,7 +28,7 @@ class MemoryFeedLog:
         message = dumps(
             {"type": "task.added", "seq": seq, "count": count, "task": {"id": f"t{seq}"}}
         )
-        log.append((seq, message))
+        log.append(Logged(seq, count, message))
         return seq, message
 
     def _read(self) -> None:
@@ -41,20 +40,18 @@ class MemoryFeedLog:
         self._read()
         log = list(self.events.get(owner, []))
         seq = len(log)
-        count = orjson.loads(log[-1][1])["count"] if log else 0
+        count = log[-1].count if log else 0
         view: Snapshot | Replay = Snapshot(seq, count, [])
         if since is not None and since <= seq and seq - since <= self.replay_limit:
-            view = Replay(seq, count, [m for s, m in log if s > since])
+            view = Replay(seq, count, [e.message for e in log if e.seq > since])
         if self.hold is not None:
             # The view is read; what is committed from now on is not in it.
             await self.hold.wait()
         return view
 
-    async def events_after(
-        self, owner: str, after: int, limit: int = EVENTS_PAGE
-    ) -> list[tuple[int, str]]:
+    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
         self._read()
-        return [(s, m) for s, m in self.events.get(owner, []) if after < s <= after + limit]
+        return [e for e in self.events.get(owner, []) if after < e.seq <= after + limit]
 
     async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
         self._read()

@@ -41,23 +41,37 @@ export class Actions {
   }
 
   complete(task, card) {
-    return this.#run(task, card, "complete", () => this.api.complete(task.id), () =>
-      this.announcer.say(`Completed: ${task.title}`),
+    return this.#run(
+      task,
+      card,
+      "complete",
+      () => this.api.complete(task.id),
+      () => this.announcer.say(`Completed: ${task.title}`),
     );
   }
 
   postpone(task, card, untilMs) {
-    return this.#run(task, card, "postpone", () => this.api.postpone(task.id, untilMs), (result) => {
-      const until = time.when(result.postponedUntil ?? untilMs);
-      this.toasts.show(`Postponed until ${until}: “${task.title}”`, {
-        action: { label: "Undo", run: () => void this.resume(result, null) },
-      });
-    });
+    return this.#run(
+      task,
+      card,
+      "postpone",
+      () => this.api.postpone(task.id, untilMs),
+      (result) => {
+        const until = time.when(result.postponedUntil ?? untilMs);
+        this.toasts.show(`Postponed until ${until}: “${task.title}”`, {
+          action: { label: "Undo", run: () => void this.resume(result, null) },
+        });
+      },
+    );
   }
 
   resume(task, card) {
-    return this.#run(task, card, "resume", () => this.api.resume(task.id), () =>
-      this.toasts.show(`Back in your process tasks: “${task.title}”`),
+    return this.#run(
+      task,
+      card,
+      "resume",
+      () => this.api.resume(task.id),
+      () => this.toasts.show(`Back in your process tasks: “${task.title}”`),
     );
   }
 

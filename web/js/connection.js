@@ -14,8 +14,8 @@
  * resumes at once.
  */
 
-import * as wire from "./wire.js";
 import { Applied } from "./feed.js";
+import * as wire from "./wire.js";
 
 export const ConnState = Object.freeze({
   CONNECTING: "connecting",
@@ -131,6 +131,7 @@ export class Connection {
         break;
       case "ping":
         ws.send(wire.encodePong());
+        this.#checkHeartbeat(ws, msg.feeds);
         break;
       case "pong":
         break;
@@ -140,6 +141,20 @@ export class Connection {
       default:
         // parseServerMessage already refused every other type.
         break;
+    }
+  }
+
+  /** The server's heartbeat says where our feed stands; if what we show differs (a bug,
+   * a corrupted frame), start again from a snapshot instead of showing it wrong. */
+  #checkHeartbeat(ws, feeds) {
+    const user = this.session.user;
+    const own = feeds && user ? feeds[`user:${user}`] : undefined;
+    if (!own || this.state !== ConnState.LIVE || !this.feed.known) return;
+    if (!this.feed.agrees(own)) {
+      console.warn("taskbell: the feed differs from the server's heartbeat; resynchronising");
+      this.lastRepair = Date.now();
+      this.feed.forgetSeq();
+      this.#drop(ws, "heartbeat differs");
     }
   }
 

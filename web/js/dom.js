@@ -85,7 +85,18 @@ export class Toasts {
       window.setTimeout(() => toast.remove(), motionAllowed() ? 180 : 0);
     };
     const actionBtn = action
-      ? h("button", { class: "toast__action", type: "button", onclick: () => { close(); action.run(); } }, action.label)
+      ? h(
+          "button",
+          {
+            class: "toast__action",
+            type: "button",
+            onclick: () => {
+              close();
+              action.run();
+            },
+          },
+          action.label,
+        )
       : null;
     const toast = h(
       "div",

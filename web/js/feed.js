@@ -84,6 +84,12 @@ export class Feed {
     return Applied.APPLIED;
   }
 
+  /** Whether this feed agrees with where the server says it stands (a heartbeat): the
+   * same seq, the same count, and as many tasks shown as the count says. */
+  agrees({ seq, count }) {
+    return seq === this.seq && count === this.count && this.#tasks.size === count;
+  }
+
   /** Drop the seq (not the shown tasks) so that the next connection asks for a snapshot. */
   forgetSeq() {
     this.seq = null;

@@ -11,13 +11,11 @@ const PATHS = {
   clock: '<circle cx="12" cy="12" r="9"/><path d="M12 7v5l3 2"/>',
   sunrise:
     '<path d="M17 18a5 5 0 0 0-10 0"/><path d="M12 3v6M4.2 10.2l1.4 1.4M1 18h2M21 18h2M18.4 11.6l1.4-1.4M23 22H1M8 6l4-3 4 3"/>',
-  calendar:
-    '<rect x="3" y="4.5" width="18" height="17" rx="2"/><path d="M16 2.5v4M8 2.5v4M3 10h18"/>',
+  calendar: '<rect x="3" y="4.5" width="18" height="17" rx="2"/><path d="M16 2.5v4M8 2.5v4M3 10h18"/>',
   activity: '<rect x="3" y="3" width="18" height="18" rx="3"/><path d="m8 12.5 2.5 2.5L16 9.5"/>',
   email: '<rect x="2.5" y="4.5" width="19" height="15" rx="2"/><path d="m3 6 9 7 9-7"/>',
   edit_record: '<path d="M12 20h9"/><path d="M16.5 3.5a2.1 2.1 0 0 1 3 3L7 19l-4 1 1-4z"/>',
-  page:
-    '<path d="M14 2.5H6.5a2 2 0 0 0-2 2v15a2 2 0 0 0 2 2h11a2 2 0 0 0 2-2V8z"/><path d="M14 2.5V8h5.5M8.5 13h7M8.5 17h5"/>',
+  page: '<path d="M14 2.5H6.5a2 2 0 0 0-2 2v15a2 2 0 0 0 2 2h11a2 2 0 0 0 2-2V8z"/><path d="M14 2.5V8h5.5M8.5 13h7M8.5 17h5"/>',
   other: '<circle cx="12" cy="12" r="9"/><path d="M12 8v4M12 16h.01"/>',
   process:
     '<rect x="2.5" y="3.5" width="7" height="6" rx="1.5"/><rect x="14.5" y="14.5" width="7" height="6" rx="1.5"/><path d="M6 9.5V14a3.5 3.5 0 0 0 3.5 3.5h5"/>',
@@ -26,7 +24,8 @@ const PATHS = {
   resume: '<path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/>',
   x: '<path d="M18 6 6 18M6 6l12 12"/>',
   play: '<path d="M7 4.5v15l12-7.5z"/>',
-  refresh: '<path d="M21 4v6h-6"/><path d="M3 20v-6h6"/><path d="M20.5 10A8.5 8.5 0 0 0 5 6.5L3 9M3.5 14A8.5 8.5 0 0 0 19 17.5l2-2.5"/>',
+  refresh:
+    '<path d="M21 4v6h-6"/><path d="M3 20v-6h6"/><path d="M20.5 10A8.5 8.5 0 0 0 5 6.5L3 9M3.5 14A8.5 8.5 0 0 0 19 17.5l2-2.5"/>',
   inbox:
     '<path d="M22 12h-6l-2 3h-4l-2-3H2"/><path d="M5.5 5.1 2 12v6a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2v-6l-3.5-6.9A2 2 0 0 0 16.7 4H7.3a2 2 0 0 0-1.8 1.1z"/>',
   done: '<circle cx="12" cy="12" r="9.5"/><path d="m7.5 12.5 3 3 6-6.5"/>',

@@ -17,7 +17,7 @@ export async function registerPush({ token, base = "/api/v1", workerUrl = "/sw.j
   if (window.Notification.permission !== "granted") return "not-granted";
   try {
     const config = await (await fetch(`${base}/push/config`, { cache: "no-store" })).json();
-    if (!config || config.enabled !== true || typeof config.public_key !== "string") return "disabled";
+    if (config?.enabled !== true || typeof config.public_key !== "string") return "disabled";
     const key = decodeKey(config.public_key);
     const registration = await navigator.serviceWorker.register(workerUrl, { scope: "/" });
     await navigator.serviceWorker.ready;

@@ -18,7 +18,7 @@ export function takeTokenFromFragment() {
   const token = params.get("token");
   if (!token) return null;
   const route = params.get("route");
-  const clean = `${window.location.pathname}${window.location.search}#${route && route.startsWith("/") ? route : "/"}`;
+  const clean = `${window.location.pathname}${window.location.search}#${route?.startsWith("/") ? route : "/"}`;
   window.history.replaceState(null, "", clean);
   return token;
 }
@@ -130,7 +130,10 @@ export class Session {
   /** Accept a fresh token from the host application that opened or embeds the panel. */
   listenToHost() {
     window.addEventListener("message", (event) => {
-      const fromHost = event.source !== null && (event.source === window.opener || event.source === window.parent) && event.source !== window;
+      const fromHost =
+        event.source !== null &&
+        (event.source === window.opener || event.source === window.parent) &&
+        event.source !== window;
       const data = event.data;
       if (fromHost && data && data.type === "taskbell.token" && typeof data.token === "string") {
         this.set(data.token);

@@ -1,5 +1,5 @@
 /**
- * The wire format, and the only module that knows it (see CONTRACT.md).
+ * The wire format, and the only module that knows it (see docs/protocol.md).
  *
  * Everything the server sends goes through a parse function here and comes out as a
  * plain frozen value with the page's own field names; anything unexpected throws
@@ -138,12 +138,27 @@ const EVENT_CHANGES = Object.freeze({
   "task.removed": "removed",
 });
 
+/** The server heartbeat's `feeds`: where each followed feed stands for this socket. */
+function feedPositions(value) {
+  const feeds = object(value, "ping.feeds");
+  const out = {};
+  for (const [name, pos] of Object.entries(feeds)) {
+    const p = object(pos, `ping.feeds.${name.slice(0, 40)}`);
+    out[name] = Object.freeze({
+      seq: seqNumber(p.seq, "ping.feeds.seq"),
+      count: seqNumber(p.count, "ping.feeds.count"),
+    });
+  }
+  return Object.freeze(out);
+}
+
 /**
  * One frame from `/ws` → one of
  *   {type: "snapshot", seq, count, tasks}
  *   {type: "synced", seq, count}
  *   {type: "event", change: "added"|"updated"|"removed", seq, count, task, reason}
- *   {type: "ping"} | {type: "pong"} | {type: "error", code, message}
+ *   {type: "ping", feeds: {"<feed>": {seq, count}} | null} | {type: "pong"}
+ *   {type: "error", code, message}
  * Throws `WireError` for anything else, including an unknown message type.
  */
 export function parseServerMessage(text) {
@@ -182,6 +197,7 @@ export function parseServerMessage(text) {
         reason: optionalString(msg.reason, `${type}.reason`),
       });
     case "ping":
+      return Object.freeze({ type, feeds: msg.feeds === undefined ? null : feedPositions(msg.feeds) });
     case "pong":
       return Object.freeze({ type });
     case "error":

@@ -36,7 +36,12 @@ export class ActivitiesView {
 
   mount(main, route) {
     this.#filter = FILTERS.find((f) => f.id === route.params.get("status")) ?? FILTERS[0];
-    this.listEl = h("ul", { class: "task-list task-list--wide", "data-testid": "activity-list", "aria-label": "Activities", tabindex: "-1" });
+    this.listEl = h("ul", {
+      class: "task-list task-list--wide",
+      "data-testid": "activity-list",
+      "aria-label": "Activities",
+      tabindex: "-1",
+    });
     this.list = new KeyedList(this.listEl, {
       create: (t) => createCard(t, { variant: "list", testid: "activity-item" }),
       update: updateCard,
@@ -75,8 +80,16 @@ export class ActivitiesView {
         h(
           "header",
           { class: "view__head" },
-          h("div", {}, h("h1", { class: "view__title", id: "view-title" }, "Activities"),
-            h("p", { class: "view__lede" }, "Every step a process gave you. Find a postponed one and pick it up early.")),
+          h(
+            "div",
+            {},
+            h("h1", { class: "view__title", id: "view-title" }, "Activities"),
+            h(
+              "p",
+              { class: "view__lede" },
+              "Every step a process gave you. Find a postponed one and pick it up early.",
+            ),
+          ),
         ),
         filters,
         this.status,
@@ -115,7 +128,9 @@ export class ActivitiesView {
         cursor: fresh ? null : this.#cursor,
       });
       if (generation !== this.#generation) return;
-      this.#shown = fresh ? [...page.tasks] : [...this.#shown, ...page.tasks.filter((t) => !this.#shown.some((s) => s.id === t.id))];
+      this.#shown = fresh
+        ? [...page.tasks]
+        : [...this.#shown, ...page.tasks.filter((t) => !this.#shown.some((s) => s.id === t.id))];
       this.#cursor = page.nextCursor;
       this.list.set(this.#shown, { animate: !fresh || this.list.size > 0 });
       this.more.hidden = !this.#cursor;
@@ -124,7 +139,11 @@ export class ActivitiesView {
       if (!this.#shown.length) {
         this.empty.replaceChildren(
           h("span", { class: "empty__art", "aria-hidden": "true" }, icon("inbox")),
-          h("p", { class: "empty__title" }, this.#filter.id === "all" ? "No activities yet" : `No ${this.#filter.label.toLowerCase()} activities`),
+          h(
+            "p",
+            { class: "empty__title" },
+            this.#filter.id === "all" ? "No activities yet" : `No ${this.#filter.label.toLowerCase()} activities`,
+          ),
           h("p", { class: "empty__text" }, "Steps that processes give you are listed here, whatever became of them."),
         );
       }

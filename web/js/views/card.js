@@ -27,8 +27,7 @@ const STATUS_LABEL = Object.freeze({
   [Status.CANCELED]: "Canceled",
 });
 
-export const recordHref = (record) =>
-  `#/records/${encodeURIComponent(record.entity)}/${encodeURIComponent(record.id)}`;
+export const recordHref = (record) => `#/records/${encodeURIComponent(record.entity)}/${encodeURIComponent(record.id)}`;
 
 const refs = new WeakMap();
 
@@ -193,8 +192,7 @@ export const cardTask = (li) => refs.get(li)?.task ?? null;
 export function delegateCardActions(container, actions, postponeMenu) {
   const handlers = {
     complete: (task, card) => void actions.complete(task, card),
-    postpone: (task, card, button) =>
-      postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
+    postpone: (task, card, button) => postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
     resume: (task, card) => void actions.resume(task, card),
   };
   container.addEventListener("click", (event) => {

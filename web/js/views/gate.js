@@ -114,7 +114,11 @@ export function showNeedsToken(gate, { expired = false } = {}) {
       { class: "gate__card", "aria-labelledby": "gate-title", "data-testid": "needs-token" },
       brand(),
       h("span", { class: "gate__art", "aria-hidden": "true" }, icon("key")),
-      h("h1", { class: "gate__title", id: "gate-title" }, expired ? "Your session has ended" : "Open Taskbell from your application"),
+      h(
+        "h1",
+        { class: "gate__title", id: "gate-title" },
+        expired ? "Your session has ended" : "Open Taskbell from your application",
+      ),
       h(
         "p",
         { class: "gate__text" },

@@ -42,7 +42,11 @@ export class HomeView {
     this.runningValue = h("span", { class: "tile__value" }, "–");
     this.postponedValue = h("span", { class: "tile__value" }, "–");
     this.records = h("ul", { class: "records" });
-    this.recordsEmpty = h("p", { class: "muted" }, "When a process step is connected to a record, the record shows up here.");
+    this.recordsEmpty = h(
+      "p",
+      { class: "muted" },
+      "When a process step is connected to a record, the record shows up here.",
+    );
     this.recent = h("ul", { class: "recent", "data-testid": "recent" });
     this.recentEmpty = h("p", { class: "muted", hidden: true }, "Nothing finished or postponed yet.");
 
@@ -79,7 +83,12 @@ export class HomeView {
             "a",
             { class: "tile tile--history", href: "#/activities" },
             h("span", { class: "tile__icon", "aria-hidden": "true" }, icon("list")),
-            h("span", { class: "tile__text" }, h("span", { class: "tile__value tile__value--text" }, "All activities"), h("span", { class: "tile__label" }, "Completed, canceled and more")),
+            h(
+              "span",
+              { class: "tile__text" },
+              h("span", { class: "tile__value tile__value--text" }, "All activities"),
+              h("span", { class: "tile__label" }, "Completed, canceled and more"),
+            ),
           ),
         ),
         this.demo ? this.#demoCard() : null,
@@ -145,7 +154,11 @@ export class HomeView {
       setText(this.runningValue, String(count));
       setText(
         this.lede,
-        count === 0 ? "Nothing is waiting for you right now." : count === 1 ? "One process task is waiting for you." : `${count} process tasks are waiting for you.`,
+        count === 0
+          ? "Nothing is waiting for you right now."
+          : count === 1
+            ? "One process task is waiting for you."
+            : `${count} process tasks are waiting for you.`,
       );
     }
     const byRecord = new Map();
@@ -157,24 +170,26 @@ export class HomeView {
       byRecord.set(key, entry);
     }
     this.records.replaceChildren(
-      ...[...byRecord.values()].slice(0, 8).map(({ record, n }) =>
-        h(
-          "li",
-          {},
+      ...[...byRecord.values()]
+        .slice(0, 8)
+        .map(({ record, n }) =>
           h(
-            "a",
-            { class: "record-link", href: recordHref(record) },
-            h("span", { class: "record-link__icon", "aria-hidden": "true" }, icon("record")),
+            "li",
+            {},
             h(
-              "span",
-              { class: "record-link__text" },
-              h("span", { class: "record-link__title" }, record.title || record.id),
-              h("span", { class: "record-link__entity" }, record.entity),
+              "a",
+              { class: "record-link", href: recordHref(record) },
+              h("span", { class: "record-link__icon", "aria-hidden": "true" }, icon("record")),
+              h(
+                "span",
+                { class: "record-link__text" },
+                h("span", { class: "record-link__title" }, record.title || record.id),
+                h("span", { class: "record-link__entity" }, record.entity),
+              ),
+              h("span", { class: "record-link__count" }, n === 1 ? "1 step" : `${n} steps`),
             ),
-            h("span", { class: "record-link__count" }, n === 1 ? "1 step" : `${n} steps`),
           ),
         ),
-      ),
     );
     this.recordsEmpty.hidden = byRecord.size > 0;
     window.clearTimeout(this.#timer);
@@ -201,12 +216,20 @@ export class HomeView {
         h(
           "li",
           { class: "recent__row", "data-status": task.status },
-          h("span", { class: `kind-icon kind-icon--sm kind-icon--${task.kind}`, "aria-hidden": "true" }, icon(task.kind)),
+          h(
+            "span",
+            { class: `kind-icon kind-icon--sm kind-icon--${task.kind}`, "aria-hidden": "true" },
+            icon(task.kind),
+          ),
           h(
             "span",
             { class: "recent__text" },
             h("span", { class: "recent__title" }, task.title),
-            h("span", { class: "recent__meta" }, [KIND_LABEL[task.kind], task.process?.name].filter(Boolean).join(" · ")),
+            h(
+              "span",
+              { class: "recent__meta" },
+              [KIND_LABEL[task.kind], task.process?.name].filter(Boolean).join(" · "),
+            ),
           ),
           h(
             "span",
@@ -215,7 +238,16 @@ export class HomeView {
               ? `Until ${time.when(task.postponedUntil)}`
               : STATUS_WORD[task.status],
           ),
-          h("time", { class: "recent__time", datetime: new Date(task.updatedAt).toISOString(), "data-relative": String(task.updatedAt), title: time.full(task.updatedAt) }, time.relative(task.updatedAt)),
+          h(
+            "time",
+            {
+              class: "recent__time",
+              datetime: new Date(task.updatedAt).toISOString(),
+              "data-relative": String(task.updatedAt),
+              title: time.full(task.updatedAt),
+            },
+            time.relative(task.updatedAt),
+          ),
         ),
       ),
     );

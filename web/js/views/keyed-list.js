@@ -91,7 +91,7 @@ export class KeyedList {
 
   #nextLive(el) {
     let node = el;
-    while (node && node.dataset.leaving) node = node.nextElementSibling;
+    while (node?.dataset.leaving) node = node.nextElementSibling;
     return node;
   }
 
@@ -122,7 +122,10 @@ export class KeyedList {
       ],
       { duration: LEAVE_MS, easing: EASE, fill: "forwards" },
     );
-    anim.finished.then(() => el.remove(), () => el.remove());
+    anim.finished.then(
+      () => el.remove(),
+      () => el.remove(),
+    );
   }
 
   /** Keyboard users keep their place: focus the same control of the next item (or the
@@ -131,7 +134,7 @@ export class KeyedList {
     let target = this.#nextLive(el.nextElementSibling);
     if (!target) {
       target = el.previousElementSibling;
-      while (target && target.dataset.leaving) target = target.previousElementSibling;
+      while (target?.dataset.leaving) target = target.previousElementSibling;
     }
     const same = focused.dataset.testid;
     const focusable =

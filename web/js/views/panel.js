@@ -144,10 +144,17 @@ export class PanelView {
           ),
         ];
       } else if (state === "denied") {
-        content = [h("span", { class: "foot__text" }, "Desktop notifications are blocked in your browser's site settings.")];
+        content = [
+          h("span", { class: "foot__text" }, "Desktop notifications are blocked in your browser's site settings."),
+        ];
       } else {
         content = [
-          h("span", { class: "foot__text foot__text--on", "data-testid": "notify-on" }, icon("bell"), " Desktop notifications are on."),
+          h(
+            "span",
+            { class: "foot__text foot__text--on", "data-testid": "notify-on" },
+            icon("bell"),
+            " Desktop notifications are on.",
+          ),
         ];
       }
       foot.replaceChildren(...content);

@@ -136,7 +136,11 @@ export class PostponeMenu {
           },
           "Back",
         ),
-        h("button", { class: "btn btn--sm btn--primary", type: "submit", "data-testid": "postpone-confirm" }, "Postpone"),
+        h(
+          "button",
+          { class: "btn btn--sm btn--primary", type: "submit", "data-testid": "postpone-confirm" },
+          "Postpone",
+        ),
       ),
     );
     input.setAttribute("aria-describedby", "postpone-error");

@@ -8,7 +8,7 @@ import { h } from "../dom.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
-import { KIND_LABEL, createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, KIND_LABEL, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
 
 export class RecordView {
@@ -43,7 +43,11 @@ export class RecordView {
       icon("process"),
       h("span", {}, "Process"),
     );
-    this.listEl = h("ul", { class: "task-list task-list--wide", "data-testid": "record-steps", "aria-label": "Open process steps of this record" });
+    this.listEl = h("ul", {
+      class: "task-list task-list--wide",
+      "data-testid": "record-steps",
+      "aria-label": "Open process steps of this record",
+    });
     this.list = new KeyedList(this.listEl, {
       create: (t) => createCard(t, { variant: "list", testid: "record-step" }),
       update: updateCard,
@@ -105,7 +109,8 @@ export class RecordView {
     try {
       result = await this.api.recordTasks(this.entity, this.id);
     } catch (err) {
-      if (generation === this.#generation) this.summary.textContent = `Couldn't load this record's process steps: ${err.message}`;
+      if (generation === this.#generation)
+        this.summary.textContent = `Couldn't load this record's process steps: ${err.message}`;
       return;
     }
     if (generation !== this.#generation) return;
@@ -166,7 +171,11 @@ export class RecordView {
             ),
           ),
           task.status === Status.POSTPONED
-            ? h("span", { class: "status-chip status-chip--postponed" }, `Postponed · ${time.when(task.postponedUntil ?? Date.now())}`)
+            ? h(
+                "span",
+                { class: "status-chip status-chip--postponed" },
+                `Postponed · ${time.when(task.postponedUntil ?? Date.now())}`,
+              )
             : h("span", { class: "status-chip status-chip--running" }, "Running"),
           icon("arrowRight", "icon choice__go"),
         ),
@@ -185,7 +194,11 @@ export class RecordView {
             icon("x"),
           ),
         ),
-        h("p", { class: "dialog__lede" }, `${tasks.length} steps are open for ${this.titleEl.textContent}. Which one do you want to continue?`),
+        h(
+          "p",
+          { class: "dialog__lede" },
+          `${tasks.length} steps are open for ${this.titleEl.textContent}. Which one do you want to continue?`,
+        ),
         h("ul", { class: "choices" }, tasks.map(choice)),
       ),
     );

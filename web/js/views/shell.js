@@ -5,9 +5,9 @@
  * highest seq applied and is absent from the DOM at 0.
  */
 
+import { ConnState } from "../connection.js";
 import { h, motionAllowed, setText } from "../dom.js";
 import { icon } from "../icons.js";
-import { ConnState } from "../connection.js";
 
 const CONN_TEXT = {
   [ConnState.CONNECTING]: "Connecting…",
@@ -101,7 +101,10 @@ export class Shell {
         this.#badge = h("span", { class: "badge", "data-testid": "badge", role: "img" });
         this.bell.append(this.#badge);
       } else if (Number(this.#badge.dataset.count) < count && motionAllowed()) {
-        this.#badge.animate([{ transform: "scale(1.35)" }, { transform: "scale(1)" }], { duration: 260, easing: "ease-out" });
+        this.#badge.animate([{ transform: "scale(1.35)" }, { transform: "scale(1)" }], {
+          duration: 260,
+          easing: "ease-out",
+        });
       }
       this.#badge.dataset.count = String(count);
       setText(this.#badge, count > 99 ? "99+" : String(count));
@@ -139,7 +142,11 @@ export class Shell {
     if (state === ConnState.STOPPED && stopReason === "expired") {
       this.banner.replaceChildren(
         icon("alert"),
-        h("span", {}, "Your session has ended, so this list no longer updates. Open the panel again from your application."),
+        h(
+          "span",
+          {},
+          "Your session has ended, so this list no longer updates. Open the panel again from your application.",
+        ),
       );
       this.banner.hidden = false;
     } else {

@@ -1,0 +1,93 @@
+"""The app under test, served for real: settings with the test secret and producer key,
+user tokens, and a real uvicorn serving the app in the test's event loop on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+
+import httpx
+import uvicorn
+from starlette.applications import Starlette
+
+from server.api.common import Parts
+from server.app import create_app
+from server.auth import mint_token
+from server.settings import Settings
+from tests.support.processes import free_port
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+PRODUCER_KEY = "pk-test-producer"
+
+
+def make_settings(database_url: str, redis_url: str | None = None, **kw: object) -> Settings:
+    base = Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        secret=SECRET,
+        producer_keys=frozenset({PRODUCER_KEY}),
+        sweep_interval_s=0.5,
+    )
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def token(user: str, ttl: int = 3600) -> str:
+    return mint_token(SECRET, user, ttl)
+
+
+@dataclass
+class Live:
+    """A running server: its settings, URLs and (in-process) parts."""
+
+    settings: Settings
+    base_url: str
+    ws_url: str
+    app: Starlette
+
+    @property
+    def parts(self) -> Parts:
+        p: Parts = self.app.state.parts
+        return p
+
+    def producer(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {PRODUCER_KEY}"}
+        )
+
+    def person(self, user: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {token(user)}"}
+        )
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Live]:
+    """Run the app under a real uvicorn in this event loop until the block ends."""
+    port = free_port()
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_ws_message_bytes,
+        log_level="warning",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(400):
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if task.done():
+        task.result()
+    assert server.started, "uvicorn did not start"
+    try:
+        yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)
