@@ -1,7 +1,7 @@
 /**
  * Taskbell's service worker: Web Push notifications for people with no panel open.
  *
- * Each push is one change of the person's feed (server/webpush.py, `PushPayload`):
+ * Each push is one change of the person's feed (server/delivery/webpush/, `PushPayload`):
  *   task.added   → show a notification tagged with the task id (the same tag the panel's
  *                  own notifications use, so the browser keeps one per task);
  *   task.updated → replace it, if it is still shown;
