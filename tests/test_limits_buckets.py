@@ -3,14 +3,17 @@ credentials and the settings. No sockets: the clock is a number the test moves."
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
 
+from server.auth import mint_token
 from server.errors import CloseCode, ConfigError
 from server.limits import (
     Buckets,
     MessageMeter,
+    Subjects,
     TokenBucket,
     burst_for,
     credential,
@@ -190,3 +193,19 @@ def test_settings_read_the_limits_with_their_defaults() -> None:
 def test_settings_refuse_negative_or_malformed_limits(name: str, value: str) -> None:
     with pytest.raises(ConfigError, match=name):
         Settings.from_env({**BASE_ENV, name: value})
+
+
+def test_subjects_know_a_valid_token_and_refuse_others() -> None:
+    secret = "s" * 40
+    subjects = Subjects(secret, size=2)
+    alice = mint_token(secret, "alice", 3600)
+    assert subjects.user(alice) == "alice"
+    assert subjects.user(alice) == "alice"  # remembered
+    assert subjects.user(mint_token("other-secret-" + "x" * 30, "alice", 3600)) is None
+    assert subjects.user("not-a-token") is None
+    expired = mint_token(secret, "bob", 10, now=time.time() - 60)
+    assert subjects.user(expired) is None
+    for user in ("carol", "dave", "erin"):
+        assert subjects.user(mint_token(secret, user, 3600)) == user
+    assert len(subjects._known) <= 2
+    assert all(alice.encode() not in key for key in subjects._known)
