@@ -202,13 +202,13 @@ async def test_each_request_on_a_keep_alive_connection_gets_its_own_header_deadl
 
 
 async def test_a_websocket_outlives_the_header_deadline(sqlite_url: str) -> None:
-    settings = make_settings(sqlite_url, header_timeout_s=0.5, body_timeout_s=0.5)
+    settings = make_settings(sqlite_url, header_timeout_s=1.0, body_timeout_s=1.0)
     async with (
         serve_guarded(settings) as port,
         FeedClient(f"ws://127.0.0.1:{port}/ws", token("alice")) as feed,
     ):
         assert (await feed.connect())["type"] == "snapshot"
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         await feed.send({"type": "ping"})
         assert (await feed.recv())["type"] == "pong"
 
