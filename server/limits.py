@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
@@ -240,7 +241,7 @@ def edge(app: Any) -> Edge:
     return found
 
 
-def install(app: Any, settings: Settings) -> None:
+def install(app: Starlette, settings: Settings) -> None:
     """Give ``app`` its limits: the counts and the rate-limiting and body-timeout
     middleware. Call it before adding ``WebSocketFastPath`` (so that ``/ws`` sockets do
     not carry these layers for their whole life)."""
