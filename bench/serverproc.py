@@ -48,6 +48,8 @@ class Server:
             DATABASE_URL=args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
             TASKBELL_SECRET=self.secret,
             TASKBELL_PRODUCER_KEYS=self.producer_key,
+            # Every simulated client connects from 127.0.0.1, 200 handshakes at a time.
+            TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS="0",
             PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
         )
         env.pop("REDIS_URL", None)

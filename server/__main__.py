@@ -28,6 +28,7 @@ def _serve(settings: Settings) -> int:
 
     from server import logs
     from server.app import create_app
+    from server.guard import http_protocol
     from server.migrate import upgrade
 
     log_config = logs.setup(settings.log_level)
@@ -45,6 +46,8 @@ def _serve(settings: Settings) -> int:
         create_app(settings.__class__(**{**settings.__dict__, "auto_migrate": False})),
         host=settings.host,
         port=settings.port,
+        # Deadlines for slow request headers and bodies (server/guard.py).
+        http=http_protocol(settings.header_timeout_s, settings.body_timeout_s),
         log_config=log_config,
         ws="websockets-sansio",
         # Task messages are small; per-socket zlib state would cost ~40 KB each.

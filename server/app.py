@@ -36,6 +36,7 @@ from server.delivery.side import Delivery
 from server.errors import ApiError, CloseCode, PayloadTooLarge
 from server.feedlog import SqlFeedLog
 from server.hub import Hub
+from server.limits import install as install_limits
 from server.migrate import upgrade
 from server.reads import Reads
 from server.service import Service
@@ -271,5 +272,6 @@ def create_app(settings: Settings) -> Starlette:
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_limits(app, settings)  # rates and body timeouts, inside the /ws fast path
     app.add_middleware(WebSocketFastPath)
     return app

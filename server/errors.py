@@ -37,6 +37,7 @@ class CloseCode(IntEnum):
     TRY_AGAIN_LATER = 1013
     NOT_AUTHENTICATED = 4001
     TOO_SLOW = 4008
+    TOO_MANY = 4029  # over a cap: sockets per user or address, messages per second
 
 
 class TaskbellError(Exception):
@@ -108,3 +109,14 @@ class Unavailable(ApiError):
     def __init__(self, message: str, *, retry_after: int = 1, code: str | None = None) -> None:
         super().__init__(message, code=code)
         self.headers["Retry-After"] = str(retry_after)
+
+
+class RequestTimeout(ApiError):
+    """408: the request's body did not arrive in time; the connection is closed."""
+
+    status = 408
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers["Connection"] = "close"

@@ -91,6 +91,15 @@ class Settings:
     vapid_subject: str = ""
     sse_heartbeat_s: float = 15.0
     heartbeat_s: float = 25.0
+    # Limits per caller and slow-client timeouts (server/limits.py, server/guard.py);
+    # 0 turns one off. Counted per process, not across instances.
+    rate_producer: float = 0.0  # requests per second per producer key (burst: twice)
+    rate_user: float = 20.0  # requests per second per user (burst: twice)
+    max_sockets_per_user: int = 20  # /ws sockets and /events streams, per user
+    max_pending_sockets_per_address: int = 50  # sockets not yet authenticated
+    ws_message_rate: float = 20.0  # messages per second per socket after auth (burst: twice)
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -140,6 +149,33 @@ class Settings:
             vapid_subject=env.get("TASKBELL_VAPID_SUBJECT", "").strip(),
             sse_heartbeat_s=_float(env, "TASKBELL_SSE_HEARTBEAT_SECONDS", 15.0),
             heartbeat_s=_float(env, "TASKBELL_HEARTBEAT_SECONDS", 25.0),
+        )
+        # Limits and timeouts (server/limits.py, server/guard.py); 0 turns one off.
+        from dataclasses import replace
+
+        limits: dict[str, float] = {
+            "TASKBELL_RATE_PRODUCER": _float(env, "TASKBELL_RATE_PRODUCER", 0.0),
+            "TASKBELL_RATE_USER": _float(env, "TASKBELL_RATE_USER", 20.0),
+            "TASKBELL_MAX_SOCKETS_PER_USER": _int(env, "TASKBELL_MAX_SOCKETS_PER_USER", 20),
+            "TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS": _int(
+                env, "TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS", 50
+            ),
+            "TASKBELL_WS_MESSAGE_RATE": _float(env, "TASKBELL_WS_MESSAGE_RATE", 20.0),
+            "TASKBELL_HEADER_TIMEOUT_SECONDS": _float(env, "TASKBELL_HEADER_TIMEOUT_SECONDS", 10.0),
+            "TASKBELL_BODY_TIMEOUT_SECONDS": _float(env, "TASKBELL_BODY_TIMEOUT_SECONDS", 10.0),
+        }
+        for name, value in limits.items():
+            if not 0 <= value < float("inf"):
+                raise ConfigError(f"{name} must be 0 (off) or a positive number, got {value}")
+        settings = replace(
+            settings,
+            rate_producer=limits["TASKBELL_RATE_PRODUCER"],
+            rate_user=limits["TASKBELL_RATE_USER"],
+            max_sockets_per_user=int(limits["TASKBELL_MAX_SOCKETS_PER_USER"]),
+            max_pending_sockets_per_address=int(limits["TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS"]),
+            ws_message_rate=limits["TASKBELL_WS_MESSAGE_RATE"],
+            header_timeout_s=limits["TASKBELL_HEADER_TIMEOUT_SECONDS"],
+            body_timeout_s=limits["TASKBELL_BODY_TIMEOUT_SECONDS"],
         )
         settings.check()
         return settings

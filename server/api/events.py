@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from server import limits
 from server.api.common import parts
 from server.auth import User, bearer, verify_token
 from server.connection import Connection
@@ -136,6 +137,7 @@ class EventStream:
         request = Request(scope, receive)
         p = parts(request)
         who = _user(request)
+        limits.stream_admit(request, who)  # 429 over the per-user cap of sockets
         since = _since(request)
         sender = SseSender()
         gone = asyncio.Event()

@@ -13,6 +13,7 @@ import logging
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from server import limits
 from server.api.common import Parts
 from server.auth import verify_token
 from server.errors import ApiError, CloseCode, Unauthorized, Unavailable
@@ -43,11 +44,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     limit = settings.max_ws_message_bytes
     await websocket.accept()
     try:
+        limits.ws_arriving(websocket)  # 4029 over the per-address cap of unauthenticated
         raw = await asyncio.wait_for(_receive(websocket, limit), settings.auth_timeout_s)
         first = parse_client_message(raw)
         if not isinstance(first, AuthMessage):
             raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "send an auth message first")
         who = verify_token(settings.secret, first.token)
+        limits.ws_admit(websocket, who)  # 4029 over the per-user cap of sockets
     except TimeoutError:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, "no auth message in time")
         return
@@ -59,6 +62,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     except Unauthorized as exc:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, exc.code)
         return
+    finally:
+        limits.ws_arrived(websocket)
 
     try:
         async with p.hub.session(websocket, who, first.since) as session:
@@ -69,9 +74,11 @@ async def ws_endpoint(websocket: WebSocket) -> None:
 
 async def _read_loop(websocket: WebSocket, session: Session, limit: int, secret: str) -> None:
     conn = session.conn
+    meter = limits.message_meter(websocket)
     while session.open:
         try:
             raw = await _receive(websocket, limit)
+            meter.tick()  # 4029 "too many messages" over TASKBELL_WS_MESSAGE_RATE
             msg = parse_client_message(raw)
         except WebSocketDisconnect:
             return

@@ -1,0 +1,352 @@
+"""Per-process limits at the edges (docs/protocol.md, "Limits per caller").
+
+- Request rates on ``/api/v1/*`` (and ``/events``) per producer key and per user:
+  token buckets (``TASKBELL_RATE_PRODUCER``, ``TASKBELL_RATE_USER``, requests per
+  second, a burst of twice that); over the rate: 429 ``rate_limited`` with
+  ``Retry-After``. Unauthenticated calls are not limited here (they get 401 anyway).
+- Sockets: at most ``TASKBELL_MAX_SOCKETS_PER_USER`` open ``/ws`` sockets and event
+  streams per user, and at most ``TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS`` sockets per
+  client address that have not authenticated yet; over a cap a socket is closed with
+  4029 (``CloseCode.TOO_MANY``), a stream answers 429.
+- Messages per socket after auth (``TASKBELL_WS_MESSAGE_RATE`` per second, a burst of
+  twice that): a flooding client is closed with 4029 ``too many messages``.
+
+Every count lives in this process only: instances do not share them, so N instances
+behind a balancer allow up to N times each rate. ``TokenBucket``, ``Buckets`` and
+``MessageMeter`` are pure (an injected clock); ``Edge`` holds one app's counts and
+``RateLimit`` is the ASGI middleware. Producer keys never become bucket ids or log
+lines: a bucket is named by a hash of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from server.api.common import Parts
+from server.auth import User, is_producer_key, verify_token
+from server.errors import ApiError, CloseCode, TooManyRequests
+from server.guard import BodyTimeout, send_error
+from server.settings import Settings
+from server.wire import ProtocolViolation
+
+Clock = Callable[[], float]
+
+MAX_BUCKETS = 100_000  # a hard bound on remembered callers, whatever the traffic
+SOCKET_RETRY_AFTER_S = 5  # what a stream over the per-user cap is told to wait
+_PENDING_KEY = "taskbell.pending_address"
+
+
+def burst_for(rate: float) -> float:
+    """The burst that goes with ``rate``: twice the rate, but at least one request."""
+    return max(1.0, 2.0 * rate)
+
+
+@dataclass(slots=True)
+class TokenBucket:
+    """``burst`` tokens at most, refilled at ``rate`` per second; a call takes one."""
+
+    rate: float
+    burst: float
+    tokens: float
+    stamp: float
+
+    @classmethod
+    def full(cls, rate: float, burst: float, now: float) -> TokenBucket:
+        return cls(rate, burst, burst, now)
+
+    def take(self, now: float) -> float:
+        """Take a token: 0.0 when there was one, else the seconds until there is one
+        (nothing is taken then)."""
+        if now > self.stamp:
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+    def is_full(self, now: float) -> bool:
+        """True when the bucket would be full by ``now``: as good as a new one."""
+        return self.tokens + (now - self.stamp) * self.rate >= self.burst
+
+
+class Buckets:
+    """Token buckets by key. A bucket idle long enough to be full again is forgotten
+    (a new one is the same), so memory follows the callers of the last ``burst / rate``
+    seconds; ``max_keys`` bounds it even then (the longest idle go first)."""
+
+    def __init__(
+        self,
+        rate: float,
+        burst: float | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        max_keys: int = MAX_BUCKETS,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.burst = burst_for(rate) if burst is None else burst
+        self.clock = clock
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def ids(self) -> list[str]:
+        """The keys of the buckets kept now."""
+        return list(self._buckets)
+
+    def take(self, key: str) -> float:
+        """0.0 when ``key`` may go ahead, else the seconds to wait."""
+        now = self.clock()
+        self._evict(now)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = TokenBucket.full(self.rate, self.burst, now)
+        else:
+            self._buckets.move_to_end(key)
+        return bucket.take(now)
+
+    def _evict(self, now: float) -> None:
+        buckets = self._buckets
+        # Least recently used first: stop at the first one still refilling.
+        while buckets:
+            oldest = next(iter(buckets.values()))
+            if not oldest.is_full(now) and len(buckets) < self.max_keys:
+                return
+            buckets.popitem(last=False)
+
+
+class MessageMeter:
+    """Messages of one socket: ``rate`` per second with a burst of twice that."""
+
+    __slots__ = ("_bucket", "clock")
+
+    def __init__(self, rate: float, *, clock: Clock = time.monotonic) -> None:
+        self.clock = clock
+        self._bucket = TokenBucket.full(rate, burst_for(rate), clock()) if rate > 0 else None
+
+    def allow(self) -> bool:
+        """Count one message; False once the client sends faster than allowed."""
+        return self._bucket is None or self._bucket.take(self.clock()) == 0.0
+
+    def tick(self) -> None:
+        """Count one message; raises ``ProtocolViolation`` (4029) over the rate."""
+        if not self.allow():
+            raise ProtocolViolation(CloseCode.TOO_MANY, "too many messages")
+
+
+def retry_after(wait_s: float) -> int:
+    """``Retry-After`` in whole seconds, at least 1."""
+    return max(1, math.ceil(wait_s))
+
+
+def key_id(key: str) -> str:
+    """A producer key's bucket id: a hash, never the key itself."""
+    return "p:" + hashlib.sha256(key.encode()).hexdigest()[:24]
+
+
+class Subjects:
+    """Whose user token is this? A full verification (signature and claims) the first
+    time, then a lookup until the token expires: the endpoint verifies it again anyway,
+    this only decides whose bucket a call counts against. Remembers at most ``size``
+    tokens, by a digest (never the token itself)."""
+
+    def __init__(self, secret: str, *, size: int = 10_000) -> None:
+        self.secret = secret
+        self.size = size
+        self._known: dict[bytes, tuple[str, float]] = {}
+
+    def user(self, token: str) -> str | None:
+        """The user id of a valid token, else None."""
+        digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        known = self._known.get(digest)
+        if known is not None and known[1] > time.time():
+            return known[0]
+        try:
+            who = verify_token(self.secret, token)
+        except ApiError:
+            return None
+        if len(self._known) >= self.size:
+            del self._known[next(iter(self._known))]  # the oldest
+        self._known[digest] = (who.id, who.expires_at)
+        return who.id
+
+
+class Edge:
+    """One app's counts: request buckets and not-yet-authenticated sockets."""
+
+    def __init__(self, settings: Settings, *, clock: Clock = time.monotonic) -> None:
+        self.settings = settings
+        self.producers = (
+            Buckets(settings.rate_producer, clock=clock) if settings.rate_producer > 0 else None
+        )
+        self.users = Buckets(settings.rate_user, clock=clock) if settings.rate_user > 0 else None
+        self.subjects = Subjects(settings.secret)
+        self.pending: Counter[str] = Counter()
+
+    @property
+    def limits_requests(self) -> bool:
+        return self.producers is not None or self.users is not None
+
+    def request_wait(self, credential: str | None) -> float:
+        """0.0 when a call with this bearer credential may go ahead, else the seconds to
+        wait. Unknown or invalid credentials are not limited here (they get 401)."""
+        if not credential:
+            return 0.0
+        if is_producer_key(self.settings, credential):
+            return 0.0 if self.producers is None else self.producers.take(key_id(credential))
+        if self.users is None:
+            return 0.0
+        user = self.subjects.user(credential)
+        return 0.0 if user is None else self.users.take("u:" + user)
+
+    # ---------------------------------------------------------------- sockets
+
+    def arriving(self, address: str) -> bool:
+        """Count a socket that has not authenticated yet; False over the cap."""
+        cap = self.settings.max_pending_sockets_per_address
+        if cap and self.pending[address] >= cap:
+            return False
+        self.pending[address] += 1
+        return True
+
+    def arrived(self, address: str) -> None:
+        """The socket authenticated, failed to, or left."""
+        self.pending[address] -= 1
+        if self.pending[address] <= 0:
+            del self.pending[address]
+
+
+def edge(app: Any) -> Edge:
+    """The app's ``Edge`` (made by ``install``)."""
+    found: Edge = app.state.edge
+    return found
+
+
+def install(app: Starlette, settings: Settings) -> None:
+    """Give ``app`` its limits: the counts and the rate-limiting and body-timeout
+    middleware. Call it before adding ``WebSocketFastPath`` (so that ``/ws`` sockets do
+    not carry these layers for their whole life)."""
+    app.state.edge = Edge(settings)
+    if settings.body_timeout_s > 0:
+        app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)
+    app.add_middleware(RateLimit)
+
+
+# -------------------------------------------------------------------- the hooks
+
+
+def _address(websocket: WebSocket) -> str:
+    client = websocket.scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def ws_arriving(websocket: WebSocket) -> None:
+    """``/ws`` after accept: raises ``ProtocolViolation`` (4029) when this client
+    address already has its cap of sockets that have not authenticated yet."""
+    address = _address(websocket)
+    if not edge(websocket.app).arriving(address):
+        raise ProtocolViolation(CloseCode.TOO_MANY, "too many sockets waiting to authenticate")
+    websocket.scope[_PENDING_KEY] = address
+
+
+def ws_arrived(websocket: WebSocket) -> None:
+    """``/ws`` once the auth phase is over, whatever its outcome (idempotent)."""
+    address = websocket.scope.pop(_PENDING_KEY, None)
+    if address is not None:
+        edge(websocket.app).arrived(address)
+
+
+def user_sockets_full(app: Any, who: User) -> bool:
+    """True when ``who`` already has the cap of sockets and streams in this process
+    (joined or joining)."""
+    parts: Parts = app.state.parts
+    cap = parts.settings.max_sockets_per_user
+    if not cap:
+        return False
+    st = parts.hub.owners.get(who.id)
+    return st is not None and len(st.conns) + st.joining >= cap
+
+
+def ws_admit(websocket: WebSocket, who: User) -> None:
+    """``/ws`` right after the token is verified: raises ``ProtocolViolation`` (4029)
+    when the user has too many sockets open."""
+    if user_sockets_full(websocket.app, who):
+        raise ProtocolViolation(CloseCode.TOO_MANY, "too many sockets for this user")
+
+
+def stream_admit(request: Request, who: User) -> None:
+    """``/events`` right after the token is verified: 429 when the user has too many
+    sockets and streams open."""
+    if user_sockets_full(request.app, who):
+        exc = TooManyRequests(
+            "too many open sockets and streams for this user", code="too_many_sockets"
+        )
+        exc.headers["Retry-After"] = str(SOCKET_RETRY_AFTER_S)
+        raise exc
+
+
+def message_meter(websocket: WebSocket) -> MessageMeter:
+    """A new socket's message counter (``TASKBELL_WS_MESSAGE_RATE``)."""
+    return MessageMeter(edge(websocket.app).settings.ws_message_rate)
+
+
+# -------------------------------------------------------------------- the middleware
+
+# Paths whose calls are rate limited: the API (and the event stream's short alias).
+LIMITED_PREFIXES = ("/api/", "/events")
+# Where a credential may come in the query string instead (EventSource, links).
+QUERY_TOKEN_PATHS = ("/events", "/api/v1/events", "/api/v1/tasks/")
+
+
+def credential(scope: Scope) -> str | None:
+    """The bearer credential of an HTTP call (header, else ``?token=`` where the API
+    accepts one), or None."""
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            scheme, _, rest = value.decode("latin-1").partition(" ")
+            if scheme.lower() != "bearer":
+                return None
+            return rest.strip() or None
+    path: str = scope.get("path", "")
+    if path.startswith(QUERY_TOKEN_PATHS) and scope.get("query_string"):
+        tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
+        return tokens[0] if tokens else None
+    return None
+
+
+class RateLimit:
+    """429 ``rate_limited`` (JSON, ``Retry-After``) for calls over their caller's rate."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(LIMITED_PREFIXES):
+            limits = edge(scope["app"])
+            if limits.limits_requests:
+                wait = limits.request_wait(credential(scope))
+                if wait > 0:
+                    exc = TooManyRequests("too many requests; slow down")
+                    exc.headers["Retry-After"] = str(retry_after(wait))
+                    await send_error(send, exc)
+                    return
+        await self.app(scope, receive, send)
