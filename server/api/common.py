@@ -52,9 +52,7 @@ def producer(request: Request) -> None:
 
 def user(request: Request) -> User:
     """Raises ``Unauthorized`` unless the caller holds a valid user token."""
-    return verify_token(
-        parts(request).settings.secret, bearer(request.headers.get("authorization"))
-    )
+    return verify_token(parts(request).settings, bearer(request.headers.get("authorization")))
 
 
 def actor(request: Request) -> str | None:
@@ -63,7 +61,7 @@ def actor(request: Request) -> str | None:
     token = bearer(request.headers.get("authorization"))
     if is_producer_key(settings, token):
         return None
-    return verify_token(settings.secret, token).id
+    return verify_token(settings, token).id
 
 
 async def body(request: Request) -> bytes:

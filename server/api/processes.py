@@ -148,7 +148,7 @@ async def open_task(request: Request) -> Response:
     """
     p = parts(request)
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
-    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings.secret, raw).id
+    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings, raw).id
     tid = path_id(request)
     task = await p.store.get_task(tid)
     if task is None or (owner is not None and task.owner != owner):

@@ -18,6 +18,7 @@ from server.api.common import Parts
 from server.auth import verify_token
 from server.errors import ApiError, CloseCode, Unauthorized
 from server.hub import Connection, ConnState
+from server.settings import Settings
 from server.wire import AuthMessage, PingMessage, ProtocolViolation, parse_client_message
 
 log = logging.getLogger("taskbell.ws")
@@ -48,7 +49,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         first = parse_client_message(raw)
         if not isinstance(first, AuthMessage):
             raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "send an auth message first")
-        who = verify_token(settings.secret, first.token)
+        who = verify_token(settings, first.token)
     except TimeoutError:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, "no auth message in time")
         return
@@ -71,7 +72,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
             log.warning("join failed: %s", type(exc).__name__)
             conn.close(CloseCode.TRY_AGAIN_LATER, "database unavailable")
             return
-        await _read_loop(websocket, conn, limit, settings.secret, expiry)
+        await _read_loop(websocket, conn, limit, settings, expiry)
     finally:
         expiry.cancel()
         p.hub.leave(conn)
@@ -103,7 +104,7 @@ async def _read_loop(
     websocket: WebSocket,
     conn: Connection,
     limit: int,
-    secret: str,
+    settings: Settings,
     expiry: _Expiry,
 ) -> None:
     while conn.state is not ConnState.CLOSING:
@@ -120,7 +121,7 @@ async def _read_loop(
         elif isinstance(msg, AuthMessage):
             # A fresh token for the same person extends the session; anyone else: no.
             try:
-                again = verify_token(secret, msg.token)
+                again = verify_token(settings, msg.token)
             except ApiError as exc:
                 conn.close(CloseCode.NOT_AUTHENTICATED, exc.code)
                 return
