@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.exc import DBAPIError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -35,6 +35,7 @@ from server.db import make_engines
 from server.errors import ApiError, CloseCode, PayloadTooLarge
 from server.hub import Hub
 from server.migrate import upgrade
+from server.origins import OriginGuard
 from server.push import PushSide
 from server.service import Service
 from server.settings import Settings
@@ -145,6 +146,15 @@ async def db_error(request: Request, exc: Exception) -> Response:
     return JSON(body, status_code=503, headers={"Retry-After": "1"})
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body arrived: nothing to answer, nothing broken."""
+    log.info("client went away before sending its whole body on %s", request.url.path)
+    return JSON(
+        {"error": {"code": "client_disconnected", "message": "the client went away"}},
+        status_code=400,
+    )
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
     return JSON(
@@ -152,16 +162,49 @@ async def server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# The panel has no inline scripts or styles and talks only to its own server.
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
-        "base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+def page_headers(settings: Settings) -> dict[str, str]:
+    """The panel has no inline scripts or styles and talks only to its own server; who
+    may frame it is ``TASKBELL_FRAME_ANCESTORS`` (the host application's origin)."""
+    return {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
+            f"base-uri 'none'; form-action 'self'; frame-ancestors {settings.frame_ancestors}"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+class SecurityHeaders:
+    """On every HTTP answer: ``X-Content-Type-Options: nosniff``; on every answer under
+    ``/api/`` that did not choose its own caching: ``Cache-Control: no-store`` (they
+    carry people's tasks). JSON answers set both themselves (``api.common.JSON``), so
+    this covers the rest (redirects, plain-text answers, the favicon's nosniff)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in present:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if api and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 FAVICON = (
     b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>"
     b"<rect width='32' height='32' rx='8' fill='#3056d3'/>"
@@ -184,7 +227,8 @@ class WebFiles(StaticFiles):
 
 
 async def index(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+    headers: dict[str, str] = request.app.state.page_headers
+    return FileResponse(WEB_DIR / "index.html", headers=headers)
 
 
 async def favicon(request: Request) -> Response:
@@ -262,9 +306,15 @@ def create_app(settings: Settings) -> Starlette:
         # SQLAlchemy does not wrap in DBAPIError: a read that needs a new connection
         # while PostgreSQL is away must answer 503 too, not 500.
         OSError: db_error,
+        ClientDisconnect: client_gone,
         Exception: server_error,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.page_headers = page_headers(settings)
+    # The last added is the outermost: headers on every answer, then the origin check
+    # before /ws reaches its fast path.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(WebSocketFastPath)
+    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
+    app.add_middleware(SecurityHeaders)
     return app

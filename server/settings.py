@@ -154,6 +154,13 @@ class Settings:
                 "TASKBELL_ALLOWED_ORIGINS takes exact origins such as https://app.example.com "
                 "(scheme, host and port if not the default; no path, no trailing /)"
             )
+        if not self.frame_ancestors or any(
+            c in ";,\r\n" or not c.isprintable() for c in self.frame_ancestors
+        ):
+            raise ConfigError(
+                "TASKBELL_FRAME_ANCESTORS takes CSP sources separated by spaces, "
+                "such as 'self' https://crm.example.com"
+            )
         if self.demo and not self.secret:
             return
         if not self.secret or any(len(s) < 32 for s in self.secrets):
