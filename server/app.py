@@ -136,6 +136,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def db_error(request: Request, exc: Exception) -> Response:
+    """Only a database that is away, busy or locked is a 503 (retry later): a value the
+    database refuses (SQLSTATE class 22, e.g. a NUL in text on PostgreSQL) is the
+    request's fault and a 400 that retrying cannot fix; a statement it cannot run
+    (class 42) is ours, a 500."""
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if sqlstate.startswith("22"):
+        log.info("the database refused a value on %s (SQLSTATE %s)", request.url.path, sqlstate)
+        return JSON(
+            {"error": {"code": "bad_value", "message": "a value in this request is unusable"}},
+            status_code=400,
+        )
+    if sqlstate.startswith("42"):
+        return await server_error(request, exc)
     log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
     body = {
         "error": {

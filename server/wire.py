@@ -100,6 +100,17 @@ Text = Annotated[
     AfterValidator(_not_blank),
 ]
 
+
+def is_name(value: str) -> bool:
+    """Whether ``value`` could name something (a process definition in a path): 1 to 200
+    characters, not blank, no control characters."""
+    return (
+        1 <= len(value) <= 200
+        and bool(value.strip())
+        and not any(unicodedata.category(c) == "Cc" for c in value)
+    )
+
+
 # ---------------------------------------------------------------- time at the edge
 
 

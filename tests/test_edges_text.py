@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.errors import CloseCode
-from tests.conftest import Live, token
+from tests.conftest import Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.test_api_producer import assert_error, task_body
 
@@ -184,3 +184,20 @@ async def test_a_first_message_that_repeats_type_does_not_authenticate(embedded:
     finally:
         await feed.close()
     assert (code, reason) == (CloseCode.BAD_MESSAGE, "duplicate key 'type' in a JSON object")
+
+
+@pytest.mark.parametrize("name", ["a%00b", "a%07b", "%20"])
+async def test_disabling_a_process_name_with_control_characters_is_404(
+    live: Live, name: str
+) -> None:
+    async with live.producer() as c:
+        resp = await c.post(f"/api/v1/process-definitions/{name}/disable")
+        listed = await c.get("/api/v1/process-definitions")
+    assert_error(resp, 404, "process_not_found")
+    assert listed.json()["processes"] == []
+
+
+async def test_a_value_postgres_refuses_in_a_read_is_400_not_503(pg_url: str) -> None:
+    async with serve(make_settings(pg_url)) as live, live.producer() as c:
+        resp = await c.get("/api/v1/processes/stats", params={"name": "a\u0000b"})
+    assert_error(resp, 400, "bad_value")

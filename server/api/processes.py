@@ -20,7 +20,7 @@ from server.auth import bearer, is_producer_key, verify_token
 from server.changes import Envelope
 from server.clock import parse_instant
 from server.errors import BadRequest, NotFound
-from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
+from server.wire import FINAL_STATUSES, Id, Text, _Strict, is_name, parse_body
 
 
 class InstanceCreate(_Strict):
@@ -125,7 +125,7 @@ def _toggle(disabled: bool) -> Any:
     async def endpoint(request: Request) -> Response:
         producer(request)
         name = request.path_params["name"]
-        if not 1 <= len(name) <= 200:
+        if not is_name(name):
             raise NotFound("no such process", code="process_not_found")
 
         async def write(conn: AsyncConnection, now: datetime) -> tuple[None, Sequence[Envelope]]:
