@@ -132,6 +132,7 @@ async def test_http_urls_and_same_origin_paths_are_accepted(embedded: Live, url:
         b'{"id": "t-1", "owner": "alice", "title": "x", "record":'
         b' {"entity": "A", "id": "1", "id": "2"}}',
         b'{"id": "t-1", "owner": "alice", "title": "a:b", "title": "c"}',
+        b'{"id": "t-1", "owner": "alice", "title": "x", "\\u0074itle": "y"}',
     ],
 )
 async def test_a_body_that_repeats_a_key_is_400_duplicate_key(live: Live, raw: bytes) -> None:
