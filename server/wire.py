@@ -22,6 +22,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
@@ -144,6 +145,19 @@ def _to_utc(value: datetime) -> datetime:
 
 Instant = Annotated[datetime, BeforeValidator(_instant_input), AfterValidator(_to_utc)]
 """A point in time from outside: ISO-8601 with a zone, held as an aware UTC datetime."""
+
+_instant: TypeAdapter[datetime] = TypeAdapter(Instant)
+
+
+def query_instant(raw: str, name: str) -> datetime:
+    """A time given in a query string (``?from=``), by the same rules as in a body: with
+    a zone, converted to UTC. Raises ``BadRequest`` (``bad_query``) otherwise."""
+    try:
+        return _instant.validate_python(raw)
+    except ValidationError as exc:
+        why = exc.errors(include_url=False, include_input=False)[0]["msg"]
+        raise BadRequest(f"'{name}' {why}", code="bad_query") from None
+
 
 # Error types that are answered with their own code rather than ``invalid``.
 _OWN_CODES = frozenset({"bad_time"})

@@ -130,3 +130,21 @@ async def test_a_naive_postpone_next_to_other_writes_fails_alone(live: Live) -> 
         )
     assert_error(answers[0], 422, "bad_time")
     assert [a.status_code for a in answers[1:]] == [201] * 10
+
+
+async def test_a_stats_window_with_an_offset_is_read_in_utc(live: Live) -> None:
+    """``from`` an hour ago written in +02:00 includes an instance started now."""
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).astimezone(PLUS_TWO).isoformat()
+    async with live.producer() as c:
+        await c.post("/api/v1/processes", json={"id": "p-1", "name": "Onboarding"})
+        resp = await c.get("/api/v1/processes/stats", params={"from": hour_ago})
+    assert [p["name"] for p in resp.json()["processes"]] == ["Onboarding"], resp.text
+
+
+@pytest.mark.parametrize(
+    "value", ["9999-12-31T23:59:59-14:00", "2030-01-01T00:00:00", "1893456000"]
+)
+async def test_an_unusable_stats_window_is_400_bad_query(embedded: Live, value: str) -> None:
+    async with embedded.producer() as c:
+        resp = await c.get("/api/v1/processes/stats", params={"to": value})
+    assert_error(resp, 400, "bad_query")

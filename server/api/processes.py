@@ -18,9 +18,8 @@ from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key, verify_token
 from server.changes import Envelope
-from server.clock import parse_instant
-from server.errors import BadRequest, NotFound
-from server.wire import FINAL_STATUSES, Id, Text, _Strict, is_name, parse_body
+from server.errors import NotFound
+from server.wire import FINAL_STATUSES, Id, Text, _Strict, is_name, parse_body, query_instant
 
 
 class InstanceCreate(_Strict):
@@ -104,15 +103,7 @@ async def stats(request: Request) -> Response:
 
 
 def _time(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = parse_instant(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be an ISO-8601 time", code="bad_query") from None
-    if value.tzinfo is None:
-        raise BadRequest(f"'{name}' needs a time zone (e.g. Z)", code="bad_query")
-    return value
+    return query_instant(raw, name) if raw else None
 
 
 async def list_definitions(request: Request) -> Response:
