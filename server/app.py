@@ -177,12 +177,16 @@ async def server_error(request: Request, exc: Exception) -> Response:
 
 def page_headers(settings: Settings) -> dict[str, str]:
     """The panel has no inline scripts or styles and talks only to its own server; who
-    may frame it is ``TASKBELL_FRAME_ANCESTORS`` (the host application's origin)."""
+    may frame it is ``TASKBELL_FRAME_ANCESTORS`` (the host application's origin). ``*``
+    leaves the directive out: anyone, including pages with an opaque origin (a
+    sandboxed or ``about:blank`` host page), which no source expression can name."""
+    ancestors = settings.frame_ancestors.strip()
+    framing = "" if ancestors == "*" else f"; frame-ancestors {ancestors}"
     return {
         "Cache-Control": "no-cache",
         "Content-Security-Policy": (
             "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
-            f"base-uri 'none'; form-action 'self'; frame-ancestors {settings.frame_ancestors}"
+            f"base-uri 'none'; form-action 'self'{framing}"
         ),
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",

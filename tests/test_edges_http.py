@@ -143,6 +143,15 @@ async def test_the_panel_may_be_framed_by_the_configured_host(framed: Live) -> N
     assert "frame-ancestors 'self' https://crm.example.com" in csp
 
 
+async def test_frame_ancestors_star_lets_any_page_frame_the_panel(sqlite_url: str) -> None:
+    """``*`` leaves the directive out, so that even an opaque-origin host page may."""
+    settings = make_settings(sqlite_url, frame_ancestors="*")
+    async with serve(settings) as live, httpx.AsyncClient(base_url=live.base_url) as c:
+        resp = await c.get("/")
+    assert "frame-ancestors" not in resp.headers["content-security-policy"]
+    assert "default-src 'self'" in resp.headers["content-security-policy"]
+
+
 def test_frame_ancestors_is_read_from_the_environment() -> None:
     env = {"TASKBELL_SECRET": SECRET, "TASKBELL_PRODUCER_KEYS": PRODUCER_KEY}
     env["TASKBELL_FRAME_ANCESTORS"] = "https://crm.example.com"
