@@ -3,6 +3,11 @@
 Everything that crosses the network is described here, and only here. Inbound bodies
 are pydantic models with ``extra="forbid"`` (unknown fields are a 422, not silently
 dropped). Outbound messages are TypedDicts encoded once with orjson.
+
+The edge's rules live here too (docs/protocol.md, "Input rules"): JSON is parsed once by
+``loads``, which refuses a repeated key; times are ``Instant`` (a zone required,
+converted to UTC on arrival); names hold no control characters, no text holds NUL,
+titles are not blank, urls are http(s) or a same-origin path.
 """
 
 from __future__ import annotations
