@@ -73,7 +73,9 @@ class Options:
 
 
 def mint_token(secret: str, user: str, ttl_s: int = 24 * 3600) -> str:
-    return jwt.encode({"sub": user, "exp": int(time.time()) + ttl_s}, secret, algorithm="HS256")
+    now = int(time.time())
+    claims = {"sub": user, "iat": now, "exp": now + ttl_s}
+    return jwt.encode(claims, secret, algorithm="HS256")
 
 
 async def wait_healthy(base_url: str, timeout_s: float = 30.0) -> None:

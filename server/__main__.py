@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import logging
@@ -23,6 +24,27 @@ from server.settings import Settings
 log = logging.getLogger("taskbell")
 
 
+def _announce_demo(settings: Settings) -> None:
+    """Say that demo mode is on and what it made up. Only what demo mode invented is
+    ever named (the documented ``demo-producer-key``); a key or secret the operator
+    configured never reaches a log line."""
+    made_up = settings.made_up
+    url = f"http://{settings.host}:{settings.port}/"
+    extra: dict[str, object] = {"open": url, "made_up": list(made_up)}
+    if "TASKBELL_PRODUCER_KEYS" in made_up:
+        extra["producer_key"] = next(iter(settings.producer_keys))
+    log.warning(
+        f"DEMO MODE: open {url} and pick who you are; not for production"
+        + (f" (made up for this run: {', '.join(made_up)})" if made_up else ""),
+        extra=extra,
+    )
+    if not settings.demo_routes:
+        log.warning(
+            "demo routes are off: a real TASKBELL_SECRET or TASKBELL_PRODUCER_KEYS is "
+            "configured, and demo routes would hand out tokens and write without a key"
+        )
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -33,17 +55,11 @@ def _serve(settings: Settings) -> int:
 
     log_config = logs.setup(settings.log_level)
     if settings.demo:
-        made_up = settings.made_up
-        url = f"http://{settings.host}:{settings.port}/"
-        log.warning(
-            f"DEMO MODE: open {url} and pick who you are; not for production"
-            + (f" (made up for this run: {', '.join(made_up)})" if made_up else ""),
-            extra={"producer_keys": sorted(settings.producer_keys), "open": url},
-        )
+        _announce_demo(settings)
     if settings.auto_migrate:
         upgrade(settings.database_url)
     config = uvicorn.Config(
-        create_app(settings.__class__(**{**settings.__dict__, "auto_migrate": False})),
+        create_app(dataclasses.replace(settings, auto_migrate=False)),
         host=settings.host,
         port=settings.port,
         # Deadlines for slow request headers and bodies (server/guard.py).
@@ -101,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "token":
-        from server.auth import mint_token
+        from server.auth import mint_for
 
         if "TASKBELL_SECRET" in settings.made_up:
             print(
@@ -109,7 +125,15 @@ def main(argv: list[str] | None = None) -> int:
                 "TASKBELL_SECRET to mint tokens a server accepts",
                 file=sys.stderr,
             )
-        print(mint_token(settings.secret, args.user, args.ttl or settings.token_ttl_s))
+        ttl = args.ttl or settings.token_ttl_s
+        if settings.token_max_lifetime_s and ttl > settings.token_max_lifetime_s:
+            print(
+                f"taskbell: --ttl {ttl} is longer than TASKBELL_TOKEN_MAX_LIFETIME "
+                f"({settings.token_max_lifetime_s} s); the server would refuse the token",
+                file=sys.stderr,
+            )
+            return 2
+        print(mint_for(settings, args.user, ttl))
         return 0
     if args.command == "migrate":
         from server.migrate import upgrade

@@ -19,7 +19,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -38,6 +38,7 @@ from server.feedlog import SqlFeedLog
 from server.hub import Hub
 from server.limits import install as install_limits
 from server.migrate import upgrade
+from server.origins import OriginGuard
 from server.reads import Reads
 from server.service import Service
 from server.settings import Settings
@@ -138,6 +139,19 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def db_error(request: Request, exc: Exception) -> Response:
+    """Only a database that is away, busy or locked is a 503 (retry later): a value the
+    database refuses (SQLSTATE class 22, e.g. a NUL in text on PostgreSQL) is the
+    request's fault and a 400 that retrying cannot fix; a statement it cannot run
+    (class 42) is ours, a 500."""
+    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+    if sqlstate.startswith("22"):
+        log.info("the database refused a value on %s (SQLSTATE %s)", request.url.path, sqlstate)
+        return JSON(
+            {"error": {"code": "bad_value", "message": "a value in this request is unusable"}},
+            status_code=400,
+        )
+    if sqlstate.startswith("42"):
+        return await server_error(request, exc)
     log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
     body = {
         "error": {
@@ -148,6 +162,15 @@ async def db_error(request: Request, exc: Exception) -> Response:
     return JSON(body, status_code=503, headers={"Retry-After": "1"})
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    """The client hung up before its body arrived: nothing to answer, nothing broken."""
+    log.info("client went away before sending its whole body on %s", request.url.path)
+    return JSON(
+        {"error": {"code": "client_disconnected", "message": "the client went away"}},
+        status_code=400,
+    )
+
+
 async def server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path)
     return JSON(
@@ -155,16 +178,53 @@ async def server_error(request: Request, exc: Exception) -> Response:
     )
 
 
-# The panel has no inline scripts or styles and talks only to its own server.
-PAGE_HEADERS = {
-    "Cache-Control": "no-cache",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
-        "base-uri 'none'; form-action 'self'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+def page_headers(settings: Settings) -> dict[str, str]:
+    """The panel has no inline scripts or styles and talks only to its own server; who
+    may frame it is ``TASKBELL_FRAME_ANCESTORS`` (the host application's origin). ``*``
+    leaves the directive out: anyone, including pages with an opaque origin (a
+    sandboxed or ``about:blank`` host page), which no source expression can name."""
+    ancestors = settings.frame_ancestors.strip()
+    framing = "" if ancestors == "*" else f"; frame-ancestors {ancestors}"
+    return {
+        "Cache-Control": "no-cache",
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; connect-src 'self' ws: wss:; "
+            f"base-uri 'none'; form-action 'self'{framing}"
+        ),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+
+
+class SecurityHeaders:
+    """On every HTTP answer: ``X-Content-Type-Options: nosniff``; on every answer under
+    ``/api/`` that did not choose its own caching: ``Cache-Control: no-store`` (they
+    carry people's tasks). JSON answers set both themselves (``api.common.JSON``), so
+    this covers the rest (redirects, plain-text answers, the favicon's nosniff)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        api = scope["path"].startswith("/api/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                if b"x-content-type-options" not in present:
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                if api and b"cache-control" not in present:
+                    headers.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 FAVICON = (
     b"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 32 32'>"
     b"<rect width='32' height='32' rx='8' fill='#3056d3'/>"
@@ -187,7 +247,8 @@ class WebFiles(StaticFiles):
 
 
 async def index(request: Request) -> Response:
-    return FileResponse(WEB_DIR / "index.html", headers=PAGE_HEADERS)
+    headers: dict[str, str] = request.app.state.page_headers
+    return FileResponse(WEB_DIR / "index.html", headers=headers)
 
 
 async def favicon(request: Request) -> Response:
@@ -268,10 +329,16 @@ def create_app(settings: Settings) -> Starlette:
         # A read that meets the database away (or needs a new connection while
         # PostgreSQL refuses one) answers 503, not 500.
         **dict.fromkeys(DATABASE_ERRORS, db_error),
+        ClientDisconnect: client_gone,
         Exception: server_error,
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    app.state.page_headers = page_headers(settings)
+    # The last added is the outermost: headers on every answer, then the origin check
+    # before /ws reaches its fast path.
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_limits(app, settings)  # rates and body timeouts, inside the /ws fast path
     app.add_middleware(WebSocketFastPath)
+    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -1,11 +1,22 @@
-"""Who is calling: people carry signed JWTs (HS256, ``sub`` = user, ``exp`` required);
-producers carry an API key from settings. Tokens never reach a log line."""
+"""Who is calling: people carry signed JWTs (HS256, ``sub`` = user, ``exp`` and ``iat``
+required); producers carry an API key from settings. Tokens never reach a log line.
+
+Token rules (settings in ``server/settings.py``):
+
+- ``exp - iat`` may be at most ``token_max_lifetime_s`` (24 h): a token without ``iat``,
+  or one that lives longer, is refused with ``token_lifetime``, so a leaked token cannot
+  be good for a year;
+- ``aud`` and ``iss`` must match ``token_audience`` / ``token_issuer`` when those are set;
+- ``token_leeway_s`` (30 s) of clock difference is tolerated on ``exp``, ``iat``, ``nbf``;
+- key rotation: the first secret signs, every configured secret verifies.
+"""
 
 from __future__ import annotations
 
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import jwt
 
@@ -19,29 +30,93 @@ ALGORITHM = "HS256"
 class User:
     id: str
     expires_at: float
+    issued_at: float = 0.0
 
 
-def mint_token(secret: str, user: str, ttl_s: int = 12 * 3600, now: float | None = None) -> str:
-    """A user token for ``user`` valid for ``ttl_s`` seconds."""
+def mint_token(
+    secret: str,
+    user: str,
+    ttl_s: int = 12 * 3600,
+    now: float | None = None,
+    *,
+    audience: str = "",
+    issuer: str = "",
+) -> str:
+    """A user token for ``user`` valid for ``ttl_s`` seconds, with ``iat``."""
     issued = int(now if now is not None else time.time())
-    claims = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    claims: dict[str, Any] = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    if audience:
+        claims["aud"] = audience
+    if issuer:
+        claims["iss"] = issuer
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> User:
-    """Raises ``Unauthorized`` unless ``token`` is a valid, unexpired user token."""
-    try:
-        claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "sub"]}
-        )
-    except jwt.ExpiredSignatureError:
-        raise Unauthorized("the token has expired", code="token_expired") from None
-    except jwt.PyJWTError:
-        raise Unauthorized("the token is not valid", code="invalid_token") from None
+def mint_for(settings: Settings, user: str, ttl_s: int | None = None) -> str:
+    """A token this server accepts: signed with the first secret, carrying the
+    configured audience and issuer."""
+    return mint_token(
+        settings.secret,
+        user,
+        settings.token_ttl_s if ttl_s is None else ttl_s,
+        audience=settings.token_audience,
+        issuer=settings.token_issuer,
+    )
+
+
+def _decode(settings: Settings, token: str) -> dict[str, Any]:
+    required = ["exp", "sub"]
+    if settings.token_audience:
+        required.append("aud")
+    if settings.token_issuer:
+        required.append("iss")
+    for secret in settings.secrets:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                secret,
+                algorithms=[ALGORITHM],
+                options={"require": required},
+                audience=settings.token_audience or None,
+                issuer=settings.token_issuer or None,
+                leeway=settings.token_leeway_s,
+            )
+        except jwt.InvalidSignatureError:
+            continue  # signed with another of the configured secrets, perhaps
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("the token has expired", code="token_expired") from None
+        except jwt.InvalidAudienceError:
+            raise Unauthorized("the token is for another audience", code="invalid_token") from None
+        except jwt.InvalidIssuerError:
+            raise Unauthorized("the token has another issuer", code="invalid_token") from None
+        except jwt.PyJWTError:
+            raise Unauthorized("the token is not valid", code="invalid_token") from None
+        return claims
+    raise Unauthorized("the token is not valid", code="invalid_token")
+
+
+def verify_token(settings: Settings, token: str) -> User:
+    """Raises ``Unauthorized`` unless ``token`` is a valid, unexpired user token that
+    follows the token rules of ``settings``."""
+    claims = _decode(settings, token)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > 200 or any(c.isspace() for c in sub):
         raise Unauthorized("the token has no usable subject", code="invalid_token")
-    return User(sub, float(claims["exp"]))
+    exp = claims["exp"]
+    iat = claims.get("iat")
+    limit = settings.token_max_lifetime_s
+    if limit:
+        if not isinstance(iat, int | float) or isinstance(iat, bool):
+            raise Unauthorized(
+                "the token has no iat (issued at) claim; it is needed to bound its lifetime",
+                code="token_lifetime",
+            )
+        if exp - iat > limit:
+            raise Unauthorized(
+                f"the token lives longer than the {limit} s this server accepts",
+                code="token_lifetime",
+            )
+    return User(sub, float(exp), float(iat) if isinstance(iat, int | float) else 0.0)
 
 
 def bearer(header: str | None) -> str:

@@ -6,11 +6,14 @@
     ├── ConfigError                    bad or unsafe settings; the process refuses to start
     └── ApiError                       answered as {"error": {"code", "message"}}
         ├── BadRequest          400    malformed JSON, bad query or path values
-        ├── Unauthorized        401    missing, expired or wrong credentials
+        ├── Unauthorized        401    missing, expired or wrong credentials; carries
+        │                              WWW-Authenticate: Bearer
+        ├── Forbidden           403    a browser page from an origin not allowed
         ├── NotFound            404    no such thing, or not yours (never 403)
         ├── Conflict            409    illegal transition, id reused with another body,
         │                              disabled process
         ├── PayloadTooLarge     413    body over the limit
+        ├── UnsupportedMediaType 415   a body that says it is not JSON
         ├── Unprocessable       422    well-formed JSON of the wrong shape
         ├── TooManyRequests     429    rate limit
         └── Unavailable         503    database or broker unreachable; carries Retry-After
@@ -76,6 +79,19 @@ class Unauthorized(ApiError):
     status = 401
     code = "unauthorized"
 
+    def __init__(self, message: str, *, code: str | None = None, **details: Any) -> None:
+        super().__init__(message, code=code, **details)
+        # RFC 6750: say which scheme is wanted; a bad token also says so.
+        challenge = 'Bearer realm="taskbell"'
+        if self.code not in ("missing_credentials", "unauthorized"):
+            challenge += ', error="invalid_token"'
+        self.headers["WWW-Authenticate"] = challenge
+
+
+class Forbidden(ApiError):
+    status = 403
+    code = "forbidden"
+
 
 class NotFound(ApiError):
     status = 404
@@ -90,6 +106,11 @@ class Conflict(ApiError):
 class PayloadTooLarge(ApiError):
     status = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(ApiError):
+    status = 415
+    code = "unsupported_media_type"
 
 
 class Unprocessable(ApiError):

@@ -169,8 +169,8 @@ class Subjects:
     this only decides whose bucket a call counts against. Remembers at most ``size``
     tokens, by a digest (never the token itself)."""
 
-    def __init__(self, secret: str, *, size: int = 10_000) -> None:
-        self.secret = secret
+    def __init__(self, settings: Settings, *, size: int = 10_000) -> None:
+        self.settings = settings
         self.size = size
         self._known: dict[bytes, tuple[str, float]] = {}
 
@@ -181,7 +181,7 @@ class Subjects:
         if known is not None and known[1] > time.time():
             return known[0]
         try:
-            who = verify_token(self.secret, token)
+            who = verify_token(self.settings, token)
         except ApiError:
             return None
         if len(self._known) >= self.size:
@@ -199,7 +199,7 @@ class Edge:
             Buckets(settings.rate_producer, clock=clock) if settings.rate_producer > 0 else None
         )
         self.users = Buckets(settings.rate_user, clock=clock) if settings.rate_user > 0 else None
-        self.subjects = Subjects(settings.secret)
+        self.subjects = Subjects(settings)
         self.pending: Counter[str] = Counter()
 
     @property

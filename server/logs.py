@@ -48,6 +48,22 @@ class PerSocketNoise(logging.Filter):
         return not (msg.startswith("connection ") or '"WebSocket ' in msg)
 
 
+class ClientFaults(logging.Filter):
+    """uvicorn logs some faults of a *client* as server errors with a traceback (a
+    WebSocket text frame that is not UTF-8: the client gets 1007 and nothing on the
+    server is wrong). Those become one INFO line without the traceback, so that ERROR
+    keeps meaning "look at the server"."""
+
+    MESSAGES = ("Invalid UTF-8 sequence received from client",)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and str(record.msg).startswith(self.MESSAGES):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+            return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+        return True
+
+
 def setup(level: str = "info") -> dict[str, Any]:
     """Configure the root logger and return a uvicorn ``log_config`` that matches."""
     handler = logging.StreamHandler(sys.stderr)
@@ -59,7 +75,10 @@ def setup(level: str = "info") -> dict[str, Any]:
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
-        "filters": {"per_socket": {"()": PerSocketNoise}},
+        "filters": {
+            "per_socket": {"()": PerSocketNoise},
+            "client_faults": {"()": ClientFaults},
+        },
         "handlers": {
             "default": {
                 "class": "logging.StreamHandler",
@@ -69,7 +88,10 @@ def setup(level: str = "info") -> dict[str, Any]:
         },
         "loggers": {
             "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
-            "uvicorn.error": {"level": level.upper(), "filters": ["per_socket"]},
+            "uvicorn.error": {
+                "level": level.upper(),
+                "filters": ["per_socket", "client_faults"],
+            },
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
     }

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
 
 from server.errors import ConfigError
 
@@ -19,26 +20,6 @@ DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///taskbell.db"
 
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
 def normalize_database_url(url: str) -> str:
@@ -52,13 +33,15 @@ def normalize_database_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    """Every knob of a Taskbell process. Build with ``from_env`` or directly in tests."""
+    """Every knob of a Taskbell process. Build with ``from_env`` or directly in tests
+    (``dataclasses.replace`` to change a few). Each default is written here, once."""
 
     host: str = "127.0.0.1"
     port: int = 8000
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
-    secret: str = ""
+    secret: str = ""  # signs user tokens (the first of TASKBELL_SECRET)
+    previous_secrets: tuple[str, ...] = ()  # the others: still accepted, never used to sign
     producer_keys: frozenset[str] = field(default_factory=frozenset)
     demo: bool = False
     made_up: tuple[str, ...] = ()  # what demo mode invented because it was not set
@@ -72,6 +55,12 @@ class Settings:
     sweep_interval_s: float = 5.0
     timer_interval_s: float = 0.25
     token_ttl_s: int = 12 * 3600
+    token_max_lifetime_s: int = 24 * 3600  # exp - iat of any accepted token; 0 = no limit
+    token_audience: str = ""  # when set, tokens must carry this aud
+    token_issuer: str = ""  # when set, tokens must carry this iss
+    token_leeway_s: int = 30  # clock difference tolerated on exp, iat and nbf
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)  # empty: any
+    frame_ancestors: str = "'self'"  # who may frame the panel (CSP frame-ancestors)
     log_level: str = "info"
     record_url: str = "/#/records/{entity}/{id}"
     default_task_url: str = "/#/activities"
@@ -101,98 +90,184 @@ class Settings:
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret a user token may be signed with; the first one signs."""
+        return (self.secret, *self.previous_secrets) if self.secret else self.previous_secrets
+
+    @property
+    def demo_routes(self) -> bool:
+        """Demo routes run only when demo mode made up both the secret and the producer
+        keys: with a real secret or real keys configured, handing out tokens or writing
+        without a key would give the real server away."""
+        return (
+            self.demo
+            and "TASKBELL_SECRET" in self.made_up
+            and "TASKBELL_PRODUCER_KEYS" in self.made_up
+        )
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Each field's default, read from the class (so it is written only once)."""
+        out: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.default is not MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read the environment. Raises ``ConfigError`` on unsafe or malformed values."""
         env = os.environ if env is None else env
-        demo = _flag(env.get("TASKBELL_DEMO"))
-        secret = env.get("TASKBELL_SECRET", "")
-        keys = frozenset(
-            k.strip() for k in env.get("TASKBELL_PRODUCER_KEYS", "").split(",") if k.strip()
-        )
+        values = cls.defaults()
+        for name, (attr, parse) in _ENV.items():
+            raw = env.get(name)
+            if raw is not None and raw.strip() != "":
+                values[attr] = parse(name, raw)
+        if _flag(env.get("TASKBELL_NO_MIGRATE")):
+            values["auto_migrate"] = False
+        secrets_given = _list(env.get("TASKBELL_SECRET", ""))
         made_up: list[str] = []
-        if demo:
-            if not secret:
-                secret = secrets.token_urlsafe(32)
+        if values["demo"]:
+            if not secrets_given:
+                secrets_given = (secrets.token_urlsafe(32),)
                 made_up.append("TASKBELL_SECRET")
-            if not keys:
-                keys = frozenset({"demo-producer-key"})
+            if not values["producer_keys"]:
+                values["producer_keys"] = frozenset({"demo-producer-key"})
                 made_up.append("TASKBELL_PRODUCER_KEYS")
-        settings = cls(
-            host=env.get("HOST", "127.0.0.1"),
-            port=_int(env, "PORT", 8000),
-            database_url=normalize_database_url(env.get("DATABASE_URL") or DEFAULT_DATABASE_URL),
-            redis_url=env.get("REDIS_URL") or None,
-            secret=secret,
-            producer_keys=keys,
-            demo=demo,
-            made_up=tuple(made_up),
-            auto_migrate=not _flag(env.get("TASKBELL_NO_MIGRATE")),
-            send_queue_size=_int(env, "TASKBELL_SEND_QUEUE", 1024),
-            replay_limit=_int(env, "TASKBELL_REPLAY_LIMIT", 1000),
-            sweep_interval_s=_float(env, "TASKBELL_SWEEP_SECONDS", 5.0),
-            timer_interval_s=_float(env, "TASKBELL_TIMER_SECONDS", 0.25),
-            token_ttl_s=_int(env, "TASKBELL_TOKEN_TTL", 12 * 3600),
-            log_level=env.get("LOG_LEVEL", "info").lower(),
-            record_url=env.get("TASKBELL_RECORD_URL") or "/#/records/{entity}/{id}",
-            default_task_url=env.get("TASKBELL_DEFAULT_TASK_URL") or "/#/activities",
-            webhook_allow_private=_flag(env.get("TASKBELL_WEBHOOK_ALLOW_PRIVATE")),
-            push_allow_private=_flag(env.get("TASKBELL_PUSH_ALLOW_PRIVATE")),
-            webhook_timeout_s=_float(env, "TASKBELL_WEBHOOK_TIMEOUT_SECONDS", 10.0),
-            webhook_retry_base_s=_float(env, "TASKBELL_WEBHOOK_RETRY_SECONDS", 5.0),
-            webhook_retry_cap_s=_float(env, "TASKBELL_WEBHOOK_RETRY_CAP_SECONDS", 4 * 3600.0),
-            webhook_max_age_s=_float(env, "TASKBELL_WEBHOOK_MAX_AGE_SECONDS", 24 * 3600.0),
-            outbox_poll_s=_float(env, "TASKBELL_OUTBOX_POLL_SECONDS", 1.0),
-            outbox_lease_s=_float(env, "TASKBELL_OUTBOX_LEASE_SECONDS", 60.0),
-            vapid_private_key=env.get("TASKBELL_VAPID_PRIVATE_KEY", "").strip(),
-            vapid_public_key=env.get("TASKBELL_VAPID_PUBLIC_KEY", "").strip(),
-            vapid_subject=env.get("TASKBELL_VAPID_SUBJECT", "").strip(),
-            sse_heartbeat_s=_float(env, "TASKBELL_SSE_HEARTBEAT_SECONDS", 15.0),
-            heartbeat_s=_float(env, "TASKBELL_HEARTBEAT_SECONDS", 25.0),
-        )
-        # Limits and timeouts (server/limits.py, server/guard.py); 0 turns one off.
-        from dataclasses import replace
-
-        limits: dict[str, float] = {
-            "TASKBELL_RATE_PRODUCER": _float(env, "TASKBELL_RATE_PRODUCER", 0.0),
-            "TASKBELL_RATE_USER": _float(env, "TASKBELL_RATE_USER", 20.0),
-            "TASKBELL_MAX_SOCKETS_PER_USER": _int(env, "TASKBELL_MAX_SOCKETS_PER_USER", 20),
-            "TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS": _int(
-                env, "TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS", 50
-            ),
-            "TASKBELL_WS_MESSAGE_RATE": _float(env, "TASKBELL_WS_MESSAGE_RATE", 20.0),
-            "TASKBELL_HEADER_TIMEOUT_SECONDS": _float(env, "TASKBELL_HEADER_TIMEOUT_SECONDS", 10.0),
-            "TASKBELL_BODY_TIMEOUT_SECONDS": _float(env, "TASKBELL_BODY_TIMEOUT_SECONDS", 10.0),
-        }
-        for name, value in limits.items():
-            if not 0 <= value < float("inf"):
-                raise ConfigError(f"{name} must be 0 (off) or a positive number, got {value}")
-        settings = replace(
-            settings,
-            rate_producer=limits["TASKBELL_RATE_PRODUCER"],
-            rate_user=limits["TASKBELL_RATE_USER"],
-            max_sockets_per_user=int(limits["TASKBELL_MAX_SOCKETS_PER_USER"]),
-            max_pending_sockets_per_address=int(limits["TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS"]),
-            ws_message_rate=limits["TASKBELL_WS_MESSAGE_RATE"],
-            header_timeout_s=limits["TASKBELL_HEADER_TIMEOUT_SECONDS"],
-            body_timeout_s=limits["TASKBELL_BODY_TIMEOUT_SECONDS"],
-        )
+        if secrets_given:
+            values["secret"], values["previous_secrets"] = secrets_given[0], secrets_given[1:]
+        values["made_up"] = tuple(made_up)
+        settings = cls(**values)
         settings.check()
         return settings
 
     def check(self) -> None:
-        """Refuse unsafe production defaults outside demo mode."""
+        """Refuse unsafe production defaults outside demo mode, and short secrets always
+        (demo mode only makes up what is missing; what is given must be sound)."""
         if self.vapid_private_key and not self.vapid_subject.startswith(("mailto:", "https:")):
             raise ConfigError(
                 "TASKBELL_VAPID_SUBJECT must be a mailto: or https: URL when "
                 "TASKBELL_VAPID_PRIVATE_KEY is set (push services contact it)"
             )
-        if self.demo:
-            return
-        if len(self.secret) < 32:
+        if self.token_max_lifetime_s < 0:
+            raise ConfigError("TASKBELL_TOKEN_MAX_LIFETIME must be 0 (no limit) or more")
+        if 0 < self.token_max_lifetime_s < self.token_ttl_s:
             raise ConfigError(
-                "TASKBELL_SECRET is missing or shorter than 32 characters; "
-                "set it, or run with TASKBELL_DEMO=1 for a throwaway demo"
+                "TASKBELL_TOKEN_TTL is longer than TASKBELL_TOKEN_MAX_LIFETIME: "
+                "the tokens this server mints would be refused"
             )
-        if not self.producer_keys:
+        if any(o == "null" or "://" not in o or o.endswith("/") for o in self.allowed_origins):
+            raise ConfigError(
+                "TASKBELL_ALLOWED_ORIGINS takes exact origins such as https://app.example.com "
+                "(scheme, host and port if not the default; no path, no trailing /)"
+            )
+        if not self.frame_ancestors or any(
+            c in ";,\r\n" or not c.isprintable() for c in self.frame_ancestors
+        ):
+            raise ConfigError(
+                "TASKBELL_FRAME_ANCESTORS takes CSP sources separated by spaces, "
+                "such as 'self' https://crm.example.com"
+            )
+        if self.demo and not self.secret:
+            return
+        if not self.secret or any(len(s) < 32 for s in self.secrets):
+            raise ConfigError(
+                "TASKBELL_SECRET is missing or one of its secrets is shorter than 32 "
+                "characters; set it, or run with TASKBELL_DEMO=1 for a throwaway demo"
+            )
+        if not self.producer_keys and not self.demo:
             raise ConfigError("TASKBELL_PRODUCER_KEYS is empty; set at least one producer key")
+
+
+def _list(raw: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _text(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _whole(name: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+
+
+def _number(name: str, raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _on(name: str, raw: str) -> bool:
+    return _flag(raw)
+
+
+def _limit(name: str, raw: str) -> float:
+    value = _number(name, raw)
+    if not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be 0 (off) or a positive number, got {raw!r}")
+    return value
+
+
+def _whole_limit(name: str, raw: str) -> int:
+    value = _whole(name, raw)
+    if value < 0:
+        raise ConfigError(f"{name} must be 0 (off) or a positive number, got {raw!r}")
+    return value
+
+
+def _set(name: str, raw: str) -> frozenset[str]:
+    return frozenset(_list(raw))
+
+
+# Environment variable → (field, parser). A variable that is unset or blank leaves the
+# field at its default. TASKBELL_SECRET and TASKBELL_NO_MIGRATE are read in from_env.
+_ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "HOST": ("host", lambda n, raw: raw),
+    "PORT": ("port", _whole),
+    "DATABASE_URL": ("database_url", lambda n, raw: normalize_database_url(raw)),
+    "REDIS_URL": ("redis_url", lambda n, raw: raw),
+    "TASKBELL_PRODUCER_KEYS": ("producer_keys", _set),
+    "TASKBELL_DEMO": ("demo", _on),
+    "TASKBELL_SEND_QUEUE": ("send_queue_size", _whole),
+    "TASKBELL_REPLAY_LIMIT": ("replay_limit", _whole),
+    "TASKBELL_SWEEP_SECONDS": ("sweep_interval_s", _number),
+    "TASKBELL_TIMER_SECONDS": ("timer_interval_s", _number),
+    "TASKBELL_TOKEN_TTL": ("token_ttl_s", _whole),
+    "TASKBELL_TOKEN_MAX_LIFETIME": ("token_max_lifetime_s", _whole),
+    "TASKBELL_TOKEN_AUDIENCE": ("token_audience", _text),
+    "TASKBELL_TOKEN_ISSUER": ("token_issuer", _text),
+    "TASKBELL_ALLOWED_ORIGINS": ("allowed_origins", _set),
+    "TASKBELL_FRAME_ANCESTORS": ("frame_ancestors", _text),
+    "LOG_LEVEL": ("log_level", lambda n, raw: raw.strip().lower()),
+    "TASKBELL_RECORD_URL": ("record_url", lambda n, raw: raw),
+    "TASKBELL_DEFAULT_TASK_URL": ("default_task_url", lambda n, raw: raw),
+    "TASKBELL_WEBHOOK_ALLOW_PRIVATE": ("webhook_allow_private", _on),
+    "TASKBELL_PUSH_ALLOW_PRIVATE": ("push_allow_private", _on),
+    "TASKBELL_WEBHOOK_TIMEOUT_SECONDS": ("webhook_timeout_s", _number),
+    "TASKBELL_WEBHOOK_RETRY_SECONDS": ("webhook_retry_base_s", _number),
+    "TASKBELL_WEBHOOK_RETRY_CAP_SECONDS": ("webhook_retry_cap_s", _number),
+    "TASKBELL_WEBHOOK_MAX_AGE_SECONDS": ("webhook_max_age_s", _number),
+    "TASKBELL_OUTBOX_POLL_SECONDS": ("outbox_poll_s", _number),
+    "TASKBELL_OUTBOX_LEASE_SECONDS": ("outbox_lease_s", _number),
+    "TASKBELL_VAPID_PRIVATE_KEY": ("vapid_private_key", _text),
+    "TASKBELL_VAPID_PUBLIC_KEY": ("vapid_public_key", _text),
+    "TASKBELL_VAPID_SUBJECT": ("vapid_subject", _text),
+    "TASKBELL_SSE_HEARTBEAT_SECONDS": ("sse_heartbeat_s", _number),
+    "TASKBELL_HEARTBEAT_SECONDS": ("heartbeat_s", _number),
+    # Limits and timeouts (server/limits.py, server/guard.py); 0 turns one off.
+    "TASKBELL_RATE_PRODUCER": ("rate_producer", _limit),
+    "TASKBELL_RATE_USER": ("rate_user", _limit),
+    "TASKBELL_MAX_SOCKETS_PER_USER": ("max_sockets_per_user", _whole_limit),
+    "TASKBELL_MAX_PENDING_SOCKETS_PER_ADDRESS": ("max_pending_sockets_per_address", _whole_limit),
+    "TASKBELL_WS_MESSAGE_RATE": ("ws_message_rate", _limit),
+    "TASKBELL_HEADER_TIMEOUT_SECONDS": ("header_timeout_s", _limit),
+    "TASKBELL_BODY_TIMEOUT_SECONDS": ("body_timeout_s", _limit),
+}

@@ -3,26 +3,169 @@
 Everything that crosses the network is described here, and only here. Inbound bodies
 are pydantic models with ``extra="forbid"`` (unknown fields are a 422, not silently
 dropped). Outbound messages are TypedDicts encoded once with orjson.
+
+The edge's rules live here too (docs/protocol.md, "Input rules"): JSON is parsed once by
+``loads``, which refuses a repeated key; times are ``Instant`` (a zone required,
+converted to UTC on arrival); names hold no control characters, no text holds NUL,
+titles are not blank, urls are http(s) or a same-origin path.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import unicodedata
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypedDict, TypeVar
+from urllib.parse import urlsplit
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
 
+from server.clock import parse_instant
 from server.errors import BadRequest, CloseCode, Unprocessable
 
 _M = TypeVar("_M", bound=BaseModel)
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s/]+$")]
-Owner = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$")]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=1000)]
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# ---------------------------------------------------------------- text at the edge
+#
+# Names (ids, owners, record keys, process names) may not hold any control character
+# (Unicode category Cc); free text (titles, urls, record titles) may not hold NUL, which
+# PostgreSQL cannot store and which no person means to send.
+
+
+def _no_control(value: str) -> str:
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    return value
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise PydanticCustomError("blank_text", "must not be empty or only whitespace")
+    return value
+
+
+def _web_url(value: str) -> str:
+    """An absolute ``http(s)`` URL, or a path on this origin starting with one ``/``."""
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise PydanticCustomError("control_character", "must not contain control characters")
+    if value.startswith("/"):
+        if value.startswith(("//", "/\\")):
+            raise PydanticCustomError("bad_url", "a path must start with a single '/'")
+        return value
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise PydanticCustomError("bad_url", "not a URL") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise PydanticCustomError(
+            "bad_url", "must be an absolute http(s) URL or a path starting with '/'"
+        )
+    return value
+
+
+Id = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s/]+$"),
+    AfterValidator(_no_control),
+]
+Owner = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$"),
+    AfterValidator(_no_control),
+]
+Title = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1000),
+    AfterValidator(_no_nul),
+    AfterValidator(_not_blank),
+]
+Url = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_web_url)]
+Text = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200),
+    AfterValidator(_no_control),
+    AfterValidator(_not_blank),
+]
+
+
+def is_name(value: str) -> bool:
+    """Whether ``value`` could name something (a process definition in a path): 1 to 200
+    characters, not blank, no control characters."""
+    return (
+        1 <= len(value) <= 200
+        and bool(value.strip())
+        and not any(unicodedata.category(c) == "Cc" for c in value)
+    )
+
+
+# ---------------------------------------------------------------- time at the edge
+
+
+def _instant_input(value: object) -> object:
+    """Only ISO-8601 text (or, from Python, a datetime) is a time: numbers, and
+    strings of digits that pydantic would read as Unix timestamps, are refused."""
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return parse_instant(value.strip())
+        except ValueError:
+            raise PydanticCustomError(
+                "bad_time", "must be an ISO-8601 time with a zone, e.g. 2030-01-01T10:00:00Z"
+            ) from None
+    raise PydanticCustomError(
+        "bad_time", "must be an ISO-8601 time with a zone (numeric timestamps are not accepted)"
+    )
+
+
+def _to_utc(value: datetime) -> datetime:
+    """Aware, converted to UTC once, here: nothing behind the edge sees another zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise PydanticCustomError(
+            "bad_time", "needs a time zone (e.g. Z or +02:00); naive times are ambiguous"
+        )
+    try:
+        return value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise PydanticCustomError("bad_time", "is out of range") from None
+
+
+Instant = Annotated[datetime, BeforeValidator(_instant_input), AfterValidator(_to_utc)]
+"""A point in time from outside: ISO-8601 with a zone, held as an aware UTC datetime."""
+
+_instant: TypeAdapter[datetime] = TypeAdapter(Instant)
+
+
+def query_instant(raw: str, name: str) -> datetime:
+    """A time given in a query string (``?from=``), by the same rules as in a body: with
+    a zone, converted to UTC. Raises ``BadRequest`` (``bad_query``) otherwise."""
+    try:
+        return _instant.validate_python(raw)
+    except ValidationError as exc:
+        why = exc.errors(include_url=False, include_input=False)[0]["msg"]
+        raise BadRequest(f"'{name}' {why}", code="bad_query") from None
+
+
+# Error types that are answered with their own code rather than ``invalid``.
+_OWN_CODES = frozenset({"bad_time"})
 
 
 class Status(StrEnum):
@@ -59,9 +202,13 @@ class ProcessRef(_Strict):
 
 
 class RecordRef(_Strict):
-    entity: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[^\s/]+$")]
+    entity: Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=100, pattern=r"^[^\s/]+$"),
+        AfterValidator(_no_control),
+    ]
     id: Id
-    title: Annotated[str, StringConstraints(max_length=500)] | None = None
+    title: Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul)] | None = None
 
 
 class TaskCreate(_Strict):
@@ -74,7 +221,7 @@ class TaskCreate(_Strict):
     process: ProcessRef | None = None
     record: RecordRef | None = None
     url: Url | None = None
-    postponed_until: datetime | None = None
+    postponed_until: Instant | None = None
 
 
 class TaskPatch(_Strict):
@@ -84,11 +231,11 @@ class TaskPatch(_Strict):
     url: Url | None = None
     record: RecordRef | None = None
     owner: Owner | None = None
-    postponed_until: datetime | None = None
+    postponed_until: Instant | None = None
 
 
 class Postpone(_Strict):
-    until: datetime
+    until: Instant
 
 
 class CreateOp(_Strict):
@@ -110,7 +257,7 @@ class FinishOp(_Strict):
 class PostponeOp(_Strict):
     op: Literal["postpone"]
     id: Id
-    until: datetime
+    until: Instant
 
 
 BatchOp = Annotated[CreateOp | UpdateOp | FinishOp | PostponeOp, Field(discriminator="op")]
@@ -188,24 +335,86 @@ def dumps(value: Any) -> str:
 
 
 def iso(dt: datetime | None) -> str | None:
-    """UTC ISO-8601 with a Z, or None."""
+    """UTC ISO-8601 with a Z, or None. An aware time is converted to UTC first; a naive
+    one is taken to be UTC already (that is how the database hands stored times back)."""
     if dt is None:
         return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# ---------------------------------------------------------------- parsing JSON once
+
+
+class DuplicateKey(ValueError):
+    """A JSON object names the same key twice (which one wins differs between parsers,
+    so ``{"type": "ping", "type": "auth"}`` would mean different things to different
+    readers). Raised by ``loads``."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"duplicate key {key[:40]!r} in a JSON object")
+        self.key = key
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def loads(raw: bytes | str) -> Any:
+    """``orjson.loads``, but a JSON object with a key written twice raises
+    ``DuplicateKey`` instead of keeping the last one.
+
+    orjson reads (and validates) every document. A repeated key needs two keys, so two
+    colons: a document with fewer (``{"type": "ping"}``, the most frequent message) is
+    done; any other is read once more by the standard library with a hook that refuses
+    a repeated key (about 6 µs for a task body; measured faster than counting keys in
+    Python to decide whether that is needed)."""
+    data = orjson.loads(raw)
+    if (
+        isinstance(data, dict | list)
+        and (raw.count(b":") if isinstance(raw, bytes) else raw.count(":")) > 1
+    ):
+        try:
+            json.loads(raw, object_pairs_hook=_refuse_duplicates)
+        except RecursionError:
+            raise orjson.JSONDecodeError("the document is nested too deeply", "", 0) from None
+    return data
 
 
 def parse_body(raw: bytes, model: type[_M]) -> _M:
     """Parse a JSON request body into ``model``.
 
-    Raises ``BadRequest`` for bytes that are not JSON and ``Unprocessable`` for JSON of
-    the wrong shape (with pydantic's field errors, minus the offending input values).
+    Raises ``BadRequest`` for bytes that are not JSON (``malformed_json``) or that repeat
+    a key in one object (``duplicate_key``), and ``Unprocessable`` for JSON of the wrong
+    shape (with pydantic's field errors, minus the offending input values) or text
+    holding NUL characters.
     """
     try:
-        data = orjson.loads(raw) if raw else None
+        data = loads(raw) if raw else None
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"body is not valid JSON: {exc.msg}", code="malformed_json") from None
+    except DuplicateKey as exc:
+        raise BadRequest(f"the body repeats a key: {exc}", code="duplicate_key") from None
     if data is None:
         raise BadRequest("a JSON body is required", code="malformed_json")
+    if b"\\u0000" in raw and _has_nul(data):
+        raise Unprocessable("text in the body must not contain NUL characters", code="invalid")
     return validate(data, model)
 
 
@@ -217,7 +426,14 @@ def validate(data: object, model: type[_M]) -> _M:
             {"loc": ".".join(str(p) for p in e["loc"]), "msg": e["msg"], "type": e["type"]}
             for e in exc.errors(include_url=False, include_input=False, include_context=False)
         ]
-        raise Unprocessable("the body does not have the expected shape", errors=errors) from None
+        # When every error is of one kind with a code of its own (bad_time), answer with
+        # that code; anything else is ``invalid``.
+        kinds = {e["type"] for e in errors}
+        code = kinds.pop() if len(kinds) == 1 and kinds <= _OWN_CODES else "invalid"
+        message = "a time in the body is not usable" if code == "bad_time" else None
+        raise Unprocessable(
+            message or "the body does not have the expected shape", code=code, errors=errors
+        ) from None
 
 
 # ---------------------------------------------------------------- client → server (WebSocket)
@@ -257,9 +473,11 @@ class ProtocolViolation(Exception):
 def parse_client_message(text: str | bytes) -> AuthMessage | PingMessage | PongMessage:
     """Decode one WebSocket frame from a client; raises ``ProtocolViolation`` (1008)."""
     try:
-        data = orjson.loads(text)
+        data = loads(text)
     except orjson.JSONDecodeError:
         raise ProtocolViolation(CloseCode.BAD_MESSAGE, "message is not valid JSON") from None
+    except DuplicateKey as exc:
+        raise ProtocolViolation(CloseCode.BAD_MESSAGE, str(exc)[:120]) from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolViolation(CloseCode.BAD_MESSAGE, "message must be an object with a type")
     try:

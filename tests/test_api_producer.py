@@ -259,7 +259,7 @@ async def test_complete_rejects_a_body(embedded: Live) -> None:
 
 async def test_expired_user_token_is_401(embedded: Live) -> None:
     async with httpx.AsyncClient(
-        base_url=embedded.base_url, headers={"Authorization": f"Bearer {token('a', -10)}"}
+        base_url=embedded.base_url, headers={"Authorization": f"Bearer {token('a', -60)}"}
     ) as c:
         resp = await c.get("/api/v1/me/counter")
     assert_error(resp, 401, "token_expired")

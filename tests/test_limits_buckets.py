@@ -197,7 +197,7 @@ def test_settings_refuse_negative_or_malformed_limits(name: str, value: str) -> 
 
 def test_subjects_know_a_valid_token_and_refuse_others() -> None:
     secret = "s" * 40
-    subjects = Subjects(secret, size=2)
+    subjects = Subjects(Settings(secret=secret), size=2)
     alice = mint_token(secret, "alice", 3600)
     assert subjects.user(alice) == "alice"
     assert subjects.user(alice) == "alice"  # remembered

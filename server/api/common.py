@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +12,7 @@ from starlette.responses import Response
 
 from server.auth import User, bearer, is_producer_key, verify_token
 from server.broker import Broker
-from server.errors import PayloadTooLarge, Unauthorized
+from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from server.hub import Hub
 from server.reads import Reads
 from server.service import Service
@@ -31,7 +32,18 @@ class Parts:
 
 
 class JSON(Response):
+    """Every API answer: JSON, never sniffed as something else, never cached (answers
+    carry people's tasks; the headers are set here so that even a 500 has them)."""
+
     media_type = "application/json"
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        super().init_headers(headers)
+        present = {name for name, _ in self.raw_headers}
+        if b"cache-control" not in present:
+            self.raw_headers.append((b"cache-control", b"no-store"))
+        if b"x-content-type-options" not in present:
+            self.raw_headers.append((b"x-content-type-options", b"nosniff"))
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -52,9 +64,7 @@ def producer(request: Request) -> None:
 
 def user(request: Request) -> User:
     """Raises ``Unauthorized`` unless the caller holds a valid user token."""
-    return verify_token(
-        parts(request).settings.secret, bearer(request.headers.get("authorization"))
-    )
+    return verify_token(parts(request).settings, bearer(request.headers.get("authorization")))
 
 
 def actor(request: Request) -> str | None:
@@ -63,12 +73,29 @@ def actor(request: Request) -> str | None:
     token = bearer(request.headers.get("authorization"))
     if is_producer_key(settings, token):
         return None
-    return verify_token(settings.secret, token).id
+    return verify_token(settings, token).id
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """No Content-Type at all (curl's examples send none) or a JSON one:
+    ``application/json`` or ``application/<something>+json``, any parameters."""
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
 
 
 async def body(request: Request) -> bytes:
+    """The request body. Raises ``PayloadTooLarge`` over the limit and
+    ``UnsupportedMediaType`` for a body whose Content-Type is not JSON."""
     limit = parts(request).settings.max_body_bytes
     data = await request.body()
     if len(data) > limit:
         raise PayloadTooLarge(f"the body is over {limit} bytes")
+    if data and not is_json_type(request.headers.get("content-type")):
+        raise UnsupportedMediaType(
+            "request bodies are JSON: send Content-Type: application/json (or none)"
+        )
     return data

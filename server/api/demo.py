@@ -1,6 +1,8 @@
 """Demo mode only: pick who you are without handling tokens, and start a sample process.
 
-Every route here answers 404 unless the server runs with ``TASKBELL_DEMO=1``.
+Every route here answers 404 unless the server runs with ``TASKBELL_DEMO=1`` and demo mode
+made up both the secret and the producer keys: with a real secret or real keys configured
+the routes would hand out tokens signed with the real secret and write without a key.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import JSON, Parts, body, parts
-from server.auth import mint_token
+from server.auth import mint_for
 from server.errors import NotFound
 from server.ops import CreateTask
 from server.wire import Kind, ProcessRef, RecordRef, TaskCreate, parse_body
@@ -45,25 +47,23 @@ class ProcessRequest(BaseModel):
 
 
 def _demo(request: Request) -> Parts:
+    """The app's parts, or 404 unless demo routes may run: demo mode is on and it made
+    up both the secret and the producer keys (``Settings.demo_routes``)."""
     p = parts(request)
-    if not p.settings.demo:
+    if not p.settings.demo_routes:
         raise NotFound("not found", code="not_found")
     return p
 
 
 async def info(request: Request) -> Response:
-    p = parts(request)
-    return JSON(
-        {"demo": p.settings.demo, "users": list(p.settings.demo_users) if p.settings.demo else []}
-    )
+    on = parts(request).settings.demo_routes
+    return JSON({"demo": on, "users": list(parts(request).settings.demo_users) if on else []})
 
 
 async def token(request: Request) -> Response:
     p = _demo(request)
     req = parse_body(await body(request), TokenRequest)
-    return JSON(
-        {"user": req.user, "token": mint_token(p.settings.secret, req.user, p.settings.token_ttl_s)}
-    )
+    return JSON({"user": req.user, "token": mint_for(p.settings, req.user)})
 
 
 async def start_process(request: Request) -> Response:

@@ -103,13 +103,13 @@ class SseSender:
 
 
 def _user(request: Request) -> User:
-    secret = parts(request).settings.secret
+    settings = parts(request).settings
     header = request.headers.get("authorization")
     if header is not None:
-        return verify_token(secret, bearer(header))
+        return verify_token(settings, bearer(header))
     query = request.query_params.get("token")
     if query:
-        return verify_token(secret, query)
+        return verify_token(settings, query)
     raise Unauthorized(
         "missing Authorization: Bearer header (or ?token= for EventSource)",
         code="missing_credentials",

@@ -14,11 +14,10 @@ from starlette.routing import Route
 from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key, verify_token
-from server.clock import parse_instant
-from server.errors import BadRequest, NotFound
+from server.errors import NotFound
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
 from server.stats import summarize
-from server.wire import FINAL_STATUSES, Id, Text, _Strict, parse_body
+from server.wire import FINAL_STATUSES, Id, Text, _Strict, is_name, parse_body, query_instant
 
 
 class InstanceCreate(_Strict):
@@ -85,15 +84,7 @@ async def stats(request: Request) -> Response:
 
 
 def _time(raw: str | None, name: str) -> datetime | None:
-    if not raw:
-        return None
-    try:
-        value = parse_instant(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be an ISO-8601 time", code="bad_query") from None
-    if value.tzinfo is None:
-        raise BadRequest(f"'{name}' needs a time zone (e.g. Z)", code="bad_query")
-    return value
+    return query_instant(raw, name) if raw else None
 
 
 async def list_definitions(request: Request) -> Response:
@@ -105,7 +96,7 @@ def _toggle(disabled: bool) -> Any:
     async def endpoint(request: Request) -> Response:
         producer(request)
         name = request.path_params["name"]
-        if not 1 <= len(name) <= 200:
+        if not is_name(name):
             raise NotFound("no such process", code="process_not_found")
         await parts(request).service.run(SetDisabled(name, disabled))
         return JSON({"name": name, "disabled": disabled})
@@ -123,7 +114,7 @@ async def open_task(request: Request) -> Response:
     """
     p = parts(request)
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
-    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings.secret, raw).id
+    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings, raw).id
     tid = path_id(request)
     task = await p.reads.get_task(tid)
     if task is None or (owner is not None and task.owner != owner):

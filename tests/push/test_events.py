@@ -99,7 +99,7 @@ async def test_bad_requests_get_json_errors(embedded: Live) -> None:
         assert_error(await c.get("/events", params={"token": "nope"}), 401, "invalid_token")
         bad = {"Authorization": "Bearer nope"}
         assert_error(await c.get("/events", headers=bad), 401, "invalid_token")
-        expired = {"Authorization": f"Bearer {token('alice', ttl=-10)}"}
+        expired = {"Authorization": f"Bearer {token('alice', ttl=-60)}"}
         assert_error(await c.get("/events", headers=expired), 401, "token_expired")
         me = {"Authorization": f"Bearer {token('alice')}"}
         for value in ("abc", "-1", "1.5", str(2**64)):
