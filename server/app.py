@@ -1,7 +1,8 @@
 """``create_app(settings)``: the Starlette application and its lifespan.
 
 Start-up order: database engines → migrations → writes and the service (+ webhook and
-push hooks) → reads and the hub → broker listener → sweeper → timers → outbox worker.
+push hooks) → reads, the hub and the revocations (loaded, then polled) → broker
+listener → sweeper → timers → outbox worker.
 Shut-down order: close sockets with 1012 (clients reconnect elsewhere) and drain them,
 stop the timers, finish accepted writes, stop the outbox worker (attempts in flight
 finish or are released), stop the broker listener, stop the hub's tasks, dispose the
@@ -26,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server.api import demo, events, me, ops, processes, subscriptions, tasks, ws
+from server.api import demo, events, me, ops, processes, subscriptions, tasks, users, ws
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -40,6 +41,7 @@ from server.limits import install as install_limits
 from server.migrate import upgrade
 from server.origins import OriginGuard
 from server.reads import Reads
+from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
 from server.timers import Timers
@@ -273,7 +275,11 @@ def create_app(settings: Settings) -> Starlette:
             queue_limit=settings.send_queue_size,
             heartbeat_s=settings.heartbeat_s,
         )
-        p = Parts(settings, Reads(engines), broker, hub, service)
+        revocations = Revocations(engines)
+        await revocations.start(
+            lambda user: hub.close_user(user, CloseCode.NOT_AUTHENTICATED, "revoked")
+        )
+        p = Parts(settings, Reads(engines), broker, hub, service, revocations)
         app.state.parts = p
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)
@@ -307,6 +313,7 @@ def create_app(settings: Settings) -> Starlette:
             await push.stop()
             await broker.stop()
             await hub.stop()
+            await revocations.stop()
             await engines.dispose()
             log.info("taskbell stopped")
 
@@ -318,6 +325,7 @@ def create_app(settings: Settings) -> Starlette:
         *me.routes,
         *demo.routes,
         *subscriptions.routes,
+        *users.routes,
         *events.routes,
         *ws.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),

@@ -96,6 +96,13 @@ class Hub:
         for conn in self.connections():
             conn.close(code, reason)
 
+    def close_user(self, user: str, code: int, reason: str) -> None:
+        """Close every local connection of ``user`` (a revocation)."""
+        st = self.owners.get(user)
+        if st is not None:
+            for conn in list(st.conns):
+                conn.close(code, reason)
+
     # ---------------------------------------------------------------- joining and leaving
 
     def session(self, sender: Sender, who: User, since: int | None) -> Session:

@@ -6,6 +6,7 @@
 - ``feed_event``: append-only log of every change to an owner's feed, holding the exact
   WebSocket message that was (or will be) sent; replay and gap filling read it.
 - ``process_instance`` and ``process_definition``: the life of business processes.
+- ``revocation``: when each revoked person's earlier tokens stopped being good.
 
 Timestamps are stored as UTC.
 """
@@ -90,8 +91,18 @@ class ProcessDefinition(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts())
 
 
+class Revocation(SQLModel, table=True):
+    """A person's tokens issued up to ``revoked_at`` are refused (``POST /users/{user}/revoke``)."""
+
+    __tablename__ = "revocation"
+
+    user_id: str = Field(primary_key=True, max_length=200)
+    revoked_at: datetime = Field(sa_column=_ts(index=True))
+
+
 task_t = Task.__table__  # type: ignore[attr-defined]
 feed_t = Feed.__table__  # type: ignore[attr-defined]
 event_t = FeedEvent.__table__  # type: ignore[attr-defined]
 instance_t = ProcessInstance.__table__  # type: ignore[attr-defined]
 definition_t = ProcessDefinition.__table__  # type: ignore[attr-defined]
+revocation_t = Revocation.__table__  # type: ignore[attr-defined]

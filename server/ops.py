@@ -130,6 +130,16 @@ class SetDisabled:
 ProcessOp = StartInstance | SetExpectMore | EndInstance | SetDisabled
 
 
+# ---------------------------------------------------------------- people
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeUser:
+    """Refuse every token of ``user`` issued up to now, and close their sockets."""
+
+    user: str
+
+
 # ---------------------------------------------------------------- the clock's operations
 
 

@@ -21,6 +21,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import overload
 
 from server.broker import Broker
@@ -30,6 +31,7 @@ from server.ops import (
     EndInstance,
     PruneEvents,
     ResumeDue,
+    RevokeUser,
     SetDisabled,
     SetExpectMore,
     StartInstance,
@@ -124,6 +126,8 @@ class Service:
     async def run(self, op: SetDisabled) -> None: ...
     @overload
     async def run(self, op: ResumeDue) -> Resumed: ...
+    @overload
+    async def run(self, op: RevokeUser) -> datetime: ...
     @overload
     async def run(self, op: PruneEvents) -> int: ...
 

@@ -33,7 +33,7 @@ from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
 from server.db import Engines, unavailable
 from server.errors import ApiError
-from server.models import event_t, feed_t, task_t
+from server.models import event_t, feed_t, revocation_t, task_t
 from server.ops import (
     CancelTask,
     CreateTask,
@@ -42,6 +42,7 @@ from server.ops import (
     PruneEvents,
     ResumeDue,
     ResumeTask,
+    RevokeUser,
     SetDisabled,
     SetExpectMore,
     StartInstance,
@@ -66,8 +67,8 @@ class Resumed:
 
 
 ClockOp = ResumeDue | PruneEvents
-RunOp = StartInstance | SetExpectMore | EndInstance | SetDisabled | ClockOp
-RunResult = Started | Instance | Ended | Resumed | None | int
+RunOp = StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | ClockOp
+RunResult = Started | Instance | Ended | Resumed | datetime | None | int
 
 _TASK_COLUMNS = [c.name for c in task_t.columns]
 _MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
@@ -105,6 +106,13 @@ class Writes:
             .order_by(task_t.c.id)
         )
         self._select_tasks = select_tasks if engines.is_sqlite else select_tasks.with_for_update()
+        revoke = upsert(revocation_t).values(
+            user_id=bindparam("user_id"), revoked_at=bindparam("revoked_at")
+        )
+        self._revoke = revoke.on_conflict_do_update(
+            index_elements=[revocation_t.c.user_id],
+            set_={"revoked_at": revoke.excluded.revoked_at},
+        )
 
     # ---------------------------------------------------------------- entry points
 
@@ -173,6 +181,9 @@ class Writes:
                 applied = await self._apply_in(conn, [ResumeTask(i) for i in ids], now)
                 fired = sum(1 for r in applied.results if not isinstance(r, ApiError))
                 return Resumed(len(ids), fired), applied
+            case RevokeUser(user=user):
+                await conn.execute(self._revoke, {"user_id": user, "revoked_at": now})
+                return now, nothing
             case PruneEvents(before=before):
                 result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
                 return int(result.rowcount or 0), nothing

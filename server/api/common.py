@@ -15,6 +15,7 @@ from server.broker import Broker
 from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from server.hub import Hub
 from server.reads import Reads
+from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
 
@@ -28,7 +29,13 @@ class Parts:
     broker: Broker
     hub: Hub
     service: Service
+    revocations: Revocations
     ready: bool = False
+
+    def authenticate(self, token: str) -> User:
+        """The person a user token names. Raises ``Unauthorized`` for a token that is
+        not valid, has expired, or was revoked."""
+        return self.revocations.check(verify_token(self.settings, token))
 
 
 class JSON(Response):
@@ -64,7 +71,7 @@ def producer(request: Request) -> None:
 
 def user(request: Request) -> User:
     """Raises ``Unauthorized`` unless the caller holds a valid user token."""
-    return verify_token(parts(request).settings, bearer(request.headers.get("authorization")))
+    return parts(request).authenticate(bearer(request.headers.get("authorization")))
 
 
 def actor(request: Request) -> str | None:
@@ -73,7 +80,7 @@ def actor(request: Request) -> str | None:
     token = bearer(request.headers.get("authorization"))
     if is_producer_key(settings, token):
         return None
-    return verify_token(settings, token).id
+    return parts(request).authenticate(token).id
 
 
 def is_json_type(content_type: str | None) -> bool:

@@ -36,7 +36,7 @@ from starlette.types import Receive, Scope, Send
 
 from server import limits
 from server.api.common import parts
-from server.auth import User, bearer, verify_token
+from server.auth import User, bearer
 from server.connection import Connection
 from server.errors import BadRequest, CloseCode, Unauthorized
 from server.wire import dumps
@@ -103,13 +103,13 @@ class SseSender:
 
 
 def _user(request: Request) -> User:
-    settings = parts(request).settings
+    p = parts(request)
     header = request.headers.get("authorization")
     if header is not None:
-        return verify_token(settings, bearer(header))
+        return p.authenticate(bearer(header))
     query = request.query_params.get("token")
     if query:
-        return verify_token(settings, query)
+        return p.authenticate(query)
     raise Unauthorized(
         "missing Authorization: Bearer header (or ?token= for EventSource)",
         code="missing_credentials",

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
-from server.auth import bearer, is_producer_key, verify_token
+from server.auth import bearer, is_producer_key
 from server.errors import NotFound
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
 from server.stats import summarize
@@ -114,7 +114,7 @@ async def open_task(request: Request) -> Response:
     """
     p = parts(request)
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
-    owner = None if is_producer_key(p.settings, raw) else verify_token(p.settings, raw).id
+    owner = None if is_producer_key(p.settings, raw) else p.authenticate(raw).id
     tid = path_id(request)
     task = await p.reads.get_task(tid)
     if task is None or (owner is not None and task.owner != owner):

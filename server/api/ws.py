@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import limits
 from server.api.common import Parts
-from server.auth import verify_token
+from server.auth import User
 from server.errors import ApiError, CloseCode, Unauthorized, Unavailable
 from server.session import Session
-from server.settings import Settings
 from server.wire import AuthMessage, PingMessage, ProtocolViolation, parse_client_message
 
 log = logging.getLogger("taskbell.ws")
@@ -50,7 +50,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         first = parse_client_message(raw)
         if not isinstance(first, AuthMessage):
             raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "send an auth message first")
-        who = verify_token(settings, first.token)
+        who = p.authenticate(first.token)
         limits.ws_admit(websocket, who)  # 4029 over the per-user cap of sockets
     except TimeoutError:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, "no auth message in time")
@@ -68,13 +68,13 @@ async def ws_endpoint(websocket: WebSocket) -> None:
 
     try:
         async with p.hub.session(websocket, who, first.since) as session:
-            await _read_loop(websocket, session, limit, settings)
+            await _read_loop(websocket, session, limit, p.authenticate)
     except Unavailable:
         return  # closed with 1013: the client comes back later
 
 
 async def _read_loop(
-    websocket: WebSocket, session: Session, limit: int, settings: Settings
+    websocket: WebSocket, session: Session, limit: int, authenticate: Callable[[str], User]
 ) -> None:
     conn = session.conn
     meter = limits.message_meter(websocket)
@@ -93,7 +93,7 @@ async def _read_loop(
         elif isinstance(msg, AuthMessage):
             # A fresh token for the same person extends the session; anyone else: no.
             try:
-                again = verify_token(settings, msg.token)
+                again = authenticate(msg.token)
             except ApiError as exc:
                 conn.close(CloseCode.NOT_AUTHENTICATED, exc.code)
                 return

@@ -1,0 +1,98 @@
+"""Revoked people: their tokens issued up to the moment of revocation are refused, and
+their open sockets and event streams are closed, on every instance.
+
+The database holds the truth (``revocation``: user → revoked_at). Each instance keeps the
+table in memory: all of it at start, then whatever is newer every ``poll_s`` (1 s; an
+indexed read of nothing, usually), so a revocation written by any instance reaches every
+other within about a second, whatever happened to pub/sub. The instance that took the
+revocation applies it at once.
+
+Tokens carry ``iat`` in whole seconds: a token issued in the same second as the
+revocation is refused too (mint the new one a second later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import select
+
+from server.auth import User
+from server.clock import as_utc
+from server.db import DATABASE_ERRORS, Engines
+from server.errors import Unauthorized
+from server.models import revocation_t
+
+log = logging.getLogger("taskbell.revocations")
+
+OnRevoked = Callable[[str], None]
+
+
+class Revocations:
+    def __init__(self, engines: Engines, *, poll_s: float = 1.0) -> None:
+        self.engines = engines
+        self.poll_s = poll_s
+        self._at: dict[str, float] = {}  # user → last revoked second (epoch)
+        self._watermark: datetime | None = None
+        self._on_revoked: OnRevoked = lambda user: None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    def check(self, who: User) -> User:
+        """``who``, unless their tokens issued so far were revoked: then raises
+        ``Unauthorized`` (``token_revoked``)."""
+        revoked = self._at.get(who.id)
+        if revoked is not None and who.issued_at <= revoked:
+            raise Unauthorized("this token was revoked; sign in again", code="token_revoked")
+        return who
+
+    def note(self, user: str, at: datetime) -> None:
+        """A revocation this instance just committed: apply it now."""
+        self._apply(user, at)
+
+    async def start(self, on_revoked: OnRevoked) -> None:
+        """Load every revocation, then keep polling for new ones (owned here)."""
+        self._on_revoked = on_revoked
+        await self.refresh()
+        self._task = asyncio.create_task(self._poll_forever(), name="revocations")
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._task, 5)
+
+    async def refresh(self) -> None:
+        """Read the revocations newer than the last one seen."""
+        query = select(revocation_t.c.user_id, revocation_t.c.revoked_at)
+        if self._watermark is not None:
+            query = query.where(revocation_t.c.revoked_at >= self._watermark)
+        async with self.engines.reader.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        for user, at in rows:
+            self._apply(str(user), as_utc(at))
+
+    def _apply(self, user: str, at: datetime) -> None:
+        second = float(math.floor(at.timestamp()))
+        if self._watermark is None or at > self._watermark:
+            self._watermark = at
+        if self._at.get(user, -1.0) >= second:
+            return
+        self._at[user] = second
+        self._on_revoked(user)
+
+    async def _poll_forever(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.poll_s)
+            if self._stopping.is_set():
+                return
+            try:
+                await self.refresh()
+            except DATABASE_ERRORS as exc:  # the database is away: next poll
+                log.warning("revocation poll failed: %s", type(exc).__name__)
