@@ -34,8 +34,9 @@ from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
 from server.db import DATABASE_ERRORS, make_engines
 from server.delivery.side import Delivery
-from server.errors import ApiError, CloseCode, PayloadTooLarge
+from server.errors import ApiError, CloseCode
 from server.feedlog import SqlFeedLog
+from server.guard import BodyGuard
 from server.hub import Hub
 from server.limits import install as install_limits
 from server.migrate import upgrade
@@ -71,57 +72,6 @@ class WebSocketFastPath:
             await ws.ws_endpoint(WebSocket(scope, receive, send))
             return
         await self.app(scope, receive, send)
-
-
-class BodyLimit:
-    """Answers 413 (JSON) for request bodies over the limit, declared or streamed."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app = app
-        self.limit = limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await _send_error(send, PayloadTooLarge(f"the body is over {self.limit} bytes"))
-                return
-        seen = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(f"the body is over {self.limit} bytes")
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except PayloadTooLarge as exc:
-            if not started:
-                await _send_error(send, exc)
-
-
-async def _send_error(send: Send, exc: ApiError) -> None:
-    response = JSON(exc.body(), status_code=exc.status, headers=exc.headers)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": response.raw_headers,
-        }
-    )
-    await send({"type": "http.response.body", "body": response.body})
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -344,8 +294,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.page_headers = page_headers(settings)
     # The last added is the outermost: headers on every answer, then the origin check
     # before /ws reaches its fast path.
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    install_limits(app, settings)  # rates and body timeouts, inside the /ws fast path
+    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
+    install_limits(app, settings)  # rates, inside the /ws fast path
     app.add_middleware(WebSocketFastPath)
     app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
     app.add_middleware(SecurityHeaders)

@@ -9,9 +9,10 @@ a parser and, for bodies, a request task for as long as it likes.
   ``request_timeout`` (JSON) if no response is in progress, and closes the connection.
   A WebSocket upgrade cancels it with the handshake's headers: an open socket is never
   cut by it. ``http_protocol(settings)`` makes the class for ``uvicorn.Config(http=...)``.
-- Bodies: ``BodyTimeout`` (ASGI) gives the whole body ``TASKBELL_BODY_TIMEOUT_SECONDS``
+- Bodies: ``BodyGuard`` (ASGI) gives the whole body ``TASKBELL_BODY_TIMEOUT_SECONDS``
   from the moment the app gets the request; a ``receive`` still waiting then raises
-  ``RequestTimeout``, answered 408 ``request_timeout`` with ``Connection: close``. As a
+  ``RequestTimeout``, answered 408 ``request_timeout`` with ``Connection: close``; it
+  also answers 413 for a body over the size limit, declared or streamed. As a
   backstop for a body nobody reads, the protocol also closes a connection whose request
   body is not complete a little after that.
 
@@ -31,7 +32,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from server.errors import ApiError, RequestTimeout
+from server.errors import ApiError, PayloadTooLarge, RequestTimeout
 
 # How much longer than the body timeout the protocol's backstop waits, so that the ASGI
 # guard answers 408 first whenever the app is reading the body.
@@ -50,23 +51,32 @@ async def send_error(send: Send, exc: ApiError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-class BodyTimeout:
-    """408 ``request_timeout`` when a request's body has not fully arrived in time."""
+class BodyGuard:
+    """Request bodies arrive whole, in time, and within the size limit: 413
+    ``payload_too_large`` for a body declared or streamed over ``limit`` bytes, 408
+    ``request_timeout`` for one not fully in within ``timeout_s`` (0: no deadline),
+    each as the usual JSON error when no answer has started."""
 
-    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
         self.app = app
+        self.limit = limit
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        deadline = asyncio.get_running_loop().time() + self.timeout_s
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
+                await send_error(send, PayloadTooLarge(f"the body is over {self.limit} bytes"))
+                return
+        deadline = asyncio.get_running_loop().time() + self.timeout_s if self.timeout_s else None
         complete = False
         started = False
+        seen = 0
 
-        async def timed_receive() -> Message:
-            nonlocal complete
+        async def guarded_receive() -> Message:
+            nonlocal complete, seen
             if complete:  # the body is in: what follows is the wait for a disconnect
                 return await receive()
             try:
@@ -76,6 +86,10 @@ class BodyTimeout:
                 raise RequestTimeout(
                     f"the request body did not arrive within {self.timeout_s:g} s"
                 ) from None
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise PayloadTooLarge(f"the body is over {self.limit} bytes")
             if message["type"] != "http.request" or not message.get("more_body", False):
                 complete = True
             return message
@@ -86,8 +100,8 @@ class BodyTimeout:
             await send(message)
 
         try:
-            await self.app(scope, timed_receive, tracking_send)
-        except RequestTimeout as exc:
+            await self.app(scope, guarded_receive, tracking_send)
+        except (RequestTimeout, PayloadTooLarge) as exc:
             if not started:
                 await send_error(send, exc)
 

@@ -37,7 +37,7 @@ from starlette.websockets import WebSocket
 from server.api.common import Parts
 from server.auth import User, is_producer_key, verify_token
 from server.errors import ApiError, CloseCode, TooManyRequests
-from server.guard import BodyTimeout, send_error
+from server.guard import send_error
 from server.settings import Settings
 from server.wire import ProtocolViolation
 
@@ -242,12 +242,10 @@ def edge(app: Any) -> Edge:
 
 
 def install(app: Starlette, settings: Settings) -> None:
-    """Give ``app`` its limits: the counts and the rate-limiting and body-timeout
-    middleware. Call it before adding ``WebSocketFastPath`` (so that ``/ws`` sockets do
-    not carry these layers for their whole life)."""
+    """Give ``app`` its limits: the counts and the rate-limiting middleware. Call it
+    before adding ``WebSocketFastPath`` (so that ``/ws`` sockets do not carry this layer
+    for their whole life)."""
     app.state.edge = Edge(settings)
-    if settings.body_timeout_s > 0:
-        app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)
     app.add_middleware(RateLimit)
 
 
