@@ -7,6 +7,7 @@ action is retried from the replay instead of being lost."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import logging
@@ -21,7 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from bridge.desktop import Desktop
-from bridge.state import BridgeState, Close, Show
+from bridge.state import BridgeState, Close, Show, Verdict
 
 log = logging.getLogger("taskbell.bridge")
 
@@ -36,6 +37,21 @@ class AuthMessage(TypedDict):
     type: Literal["auth"]
     token: str
     since: NotRequired[int]
+
+
+PONG = '{"type":"pong"}'
+
+
+def own_feed(token: str) -> str | None:
+    """``user:<sub>`` of a token (read without checking it: the server does that), the
+    feed whose heartbeat this bridge compares with its state."""
+    try:
+        payload = token.split(".")[1]
+        claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, orjson.JSONDecodeError):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return f"user:{sub}" if isinstance(sub, str) else None
 
 
 class TokenRejected(Exception):
@@ -109,7 +125,7 @@ class Bridge:
             ws_url(self.server_url), open_timeout=10, ping_interval=20, ping_timeout=20
         ) as ws:
             auth: AuthMessage = {"type": "auth", "token": token}
-            if self.state.primed:
+            if self.state.primed and not self.state.resync:
                 auth["since"] = self.state.seq
             await ws.send(orjson.dumps(auth).decode())
             closing = asyncio.create_task(stop.wait())
@@ -134,22 +150,30 @@ class Bridge:
                             raise TokenRejected(reason or "token rejected") from None
                         raise
                     message = orjson.loads(raw)
-                    if message.get("type") in ("snapshot", "synced"):
+                    kind = message.get("type")
+                    if kind in ("snapshot", "synced"):
                         synced = True
-                    if not await self._apply(message):
+                    elif kind == "ping":
+                        await ws.send(PONG)
+                    verdict = await self._apply(message, own_feed(token))
+                    if verdict == "gap":
                         log.info("seq gap: resuming from %d", self.state.seq)
+                        return synced
+                    if verdict == "resync":
+                        log.warning("the server's heartbeat differs: asking for a snapshot")
                         return synced
             finally:
                 closing.cancel()
 
-    async def _apply(self, message: dict[str, Any]) -> bool:
-        """Apply one message; False on a seq gap (reconnect with ``since``)."""
+    async def _apply(self, message: dict[str, Any], own: str | None) -> Verdict:
+        """Apply one message; ``"gap"`` (reconnect with ``since``) or ``"resync"``
+        (reconnect for a snapshot) end the connection."""
         state = copy.deepcopy(self.state)
-        verdict, actions = state.apply(message)
+        verdict, actions = state.apply(message, own)
         if verdict == "gap":
-            return False
+            return verdict
         if verdict == "ignored":
-            return True
+            return verdict
         for action in actions:
             if isinstance(action, Show):
                 url = action.task.get("url") or self.server_url + "/"
@@ -160,4 +184,4 @@ class Bridge:
                 state.closed(action.task_id)
         state.save(self.state_path)
         self.state = state
-        return True
+        return verdict

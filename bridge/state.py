@@ -9,7 +9,10 @@ notification for, the desktop's notification id (``shown``). So after a restart:
 - a snapshot (the missed events are no longer kept) is compared with ``known``: tasks
   not known before are new (notified), shown tasks no longer running are closed;
 - the very first snapshot (no state yet) only primes ``known``: what a person already
-  had when they started the bridge is not news.
+  had when they started the bridge is not news;
+- a server heartbeat (``ping`` with ``feeds``) that disagrees with the saved seq or with
+  how many tasks are ``known`` (a state file from another time, a bug) asks for a
+  snapshot: the next connection goes without ``since`` and the snapshot repairs it.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Close:
 
 
 Action = Show | Close
-Verdict = Literal["applied", "gap", "ignored"]
+Verdict = Literal["applied", "gap", "ignored", "resync"]
 
 
 @dataclass
@@ -70,13 +73,19 @@ class BridgeState:
     primed: bool = False
     known: set[str] = field(default_factory=set)
     shown: dict[str, NotificationId] = field(default_factory=dict)
+    resync: bool = False  # the next connection asks for a snapshot
 
     # ------------------------------------------------------------------ rules
 
-    def apply(self, message: dict[str, Any]) -> tuple[Verdict, list[Action]]:
+    def apply(
+        self, message: dict[str, Any], own_feed: str | None = None
+    ) -> tuple[Verdict, list[Action]]:
         """The desktop actions for one server message. ``"gap"``: a seq is missing or
-        repeated out of order; reconnect with ``since=self.seq``."""
+        repeated out of order; reconnect with ``since=self.seq``. ``"resync"``: the
+        heartbeat for ``own_feed`` disagrees with this state; reconnect for a snapshot."""
         kind = message.get("type")
+        if kind == "ping":
+            return self._heartbeat(message, own_feed), []
         if kind == "snapshot":
             return "applied", self._snapshot(message)
         if kind == "synced":
@@ -104,6 +113,16 @@ class BridgeState:
             return "applied", [Show(task, replaces=self.shown[task_id])]
         return "applied", []
 
+    def _heartbeat(self, message: dict[str, Any], own_feed: str | None) -> Verdict:
+        feeds = message.get("feeds")
+        pos = feeds.get(own_feed) if isinstance(feeds, dict) and own_feed else None
+        if not isinstance(pos, dict) or not self.primed:
+            return "ignored"
+        if pos.get("seq") == self.seq and pos.get("count") == len(self.known):
+            return "ignored"
+        self.resync = True
+        return "resync"
+
     def _snapshot(self, message: dict[str, Any]) -> list[Action]:
         tasks: dict[str, Task] = {t["id"]: t for t in message["tasks"]}
         actions: list[Action] = []
@@ -113,6 +132,7 @@ class BridgeState:
         self.known = set(tasks)
         self.seq = message["seq"]
         self.primed = True
+        self.resync = False
         return actions
 
     def shown_as(self, task_id: str, notification: NotificationId) -> None:
@@ -129,6 +149,7 @@ class BridgeState:
             "primed": self.primed,
             "known": sorted(self.known),
             "shown": self.shown,
+            "resync": self.resync,
         }
 
     @classmethod
@@ -141,6 +162,7 @@ class BridgeState:
                 primed=bool(data["primed"]),
                 known={str(i) for i in data["known"]},
                 shown={str(k): v for k, v in dict(data["shown"]).items()},
+                resync=bool(data.get("resync", False)),
             )
         except (OSError, ValueError, KeyError, TypeError):
             return cls()

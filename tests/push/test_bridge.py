@@ -5,6 +5,7 @@ keep its place across its own restarts and the server's."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tests.push.desktop import (
     notification_service,
     session_bus,
 )
-from tests.support.app import PRODUCER_KEY, SECRET, Live, token
+from tests.support.app import PRODUCER_KEY, SECRET, Live, make_settings, serve, token
 from tests.support.server_proc import ServerProcess
 from tests.support.tasks import task_body
 
@@ -194,6 +195,40 @@ def test_a_later_snapshot_notifies_the_new_and_closes_the_gone() -> None:
     _, actions = state.apply(snap)
     assert actions == [Show({"id": "c"}), Close("a", 1)]
     assert state.seq == 9 and state.known == {"b", "c"}
+
+
+def test_a_heartbeat_that_disagrees_asks_for_a_snapshot_that_repairs() -> None:
+    state = BridgeState(seq=4, primed=True, known={"a"}, shown={"a": 3})
+    agree = {"type": "ping", "feeds": {"user:alice": {"seq": 4, "count": 1}}}
+    assert state.apply(agree, "user:alice") == ("ignored", [])
+    other = {"type": "ping", "feeds": {"user:bob": {"seq": 9, "count": 5}}}
+    assert state.apply(other, "user:alice") == ("ignored", []), "not this bridge's feed"
+    wrong = {"type": "ping", "feeds": {"user:alice": {"seq": 4, "count": 2}}}
+    assert state.apply(wrong, "user:alice") == ("resync", []) and state.resync
+    snap = {"type": "snapshot", "seq": 4, "count": 2, "tasks": [{"id": "a"}, {"id": "b"}]}
+    assert state.apply(snap)[1] == [Show({"id": "b"})]
+    assert not state.resync and state.known == {"a", "b"}
+
+
+async def test_a_wrong_state_file_is_repaired_by_the_next_heartbeat(
+    sqlite_url: str, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    """The state file says seq 1 with nothing running, but task t-1 is running: a
+    replay from seq 1 brings nothing, the heartbeat says count 1, and the snapshot it
+    asks for notifies t-1."""
+    settings = dataclasses.replace(make_settings(sqlite_url), heartbeat_s=0.5)
+    async with serve(settings) as live:
+        async with live.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+        bridge = bridge_for(bus, live.base_url, tmp_path)
+        BridgeState(seq=1, primed=True).save(bridge.state)
+        bridge.start()
+        try:
+            await desktop.wait(lambda: len(desktop.notified) == 1)
+        finally:
+            await bridge.stop()
+    assert desktop.notified[0].summary == "Approve t-1"
+    assert BridgeState.load(bridge.state).known == {"t-1"}
 
 
 def test_the_state_file_survives_a_round_trip(tmp_path: Path) -> None:
