@@ -32,7 +32,7 @@ from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
-from server.db import DATABASE_ERRORS, make_engines
+from server.db import DATABASE_ERRORS, make_engines, sqlstate
 from server.delivery.side import Delivery
 from server.errors import ApiError, CloseCode
 from server.feedlog import SqlFeedLog
@@ -95,14 +95,14 @@ async def db_error(request: Request, exc: Exception) -> Response:
     database refuses (SQLSTATE class 22, e.g. a NUL in text on PostgreSQL) is the
     request's fault and a 400 that retrying cannot fix; a statement it cannot run
     (class 42) is ours, a 500."""
-    sqlstate = str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
-    if sqlstate.startswith("22"):
-        log.info("the database refused a value on %s (SQLSTATE %s)", request.url.path, sqlstate)
+    state = sqlstate(exc)
+    if state.startswith("22"):
+        log.info("the database refused a value on %s (SQLSTATE %s)", request.url.path, state)
         return JSON(
             {"error": {"code": "bad_value", "message": "a value in this request is unusable"}},
             status_code=400,
         )
-    if sqlstate.startswith("42"):
+    if state.startswith("42"):
         return await server_error(request, exc)
     log.warning("database error on %s: %s", request.url.path, type(exc).__name__)
     body = {

@@ -99,6 +99,18 @@ def make_engines(url: str) -> Engines:
     return Engines(engine, engine, engine.dialect.name)
 
 
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error ("" when the driver gives none: SQLite)."""
+    return str(getattr(getattr(exc, "orig", None), "sqlstate", None) or "")
+
+
+def refused_statement(exc: BaseException) -> bool:
+    """The database is there but refuses this statement: a value it cannot take
+    (SQLSTATE class 22) or a statement it cannot run (42). Retrying cannot help, and it
+    is no reason to fail anyone else's write."""
+    return sqlstate(exc)[:2] in ("22", "42")
+
+
 def unavailable(exc: BaseException) -> Unavailable:
     """The 503 for a database error (``database_busy`` for a locked SQLite file)."""
     log.warning("database unavailable: %s", type(exc).__name__)

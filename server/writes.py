@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server import processes
 from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
-from server.db import Engines, unavailable
+from server.db import Engines, refused_statement, unavailable
 from server.errors import ApiError
 from server.models import event_t, feed_t, revocation_t, task_t
 from server.ops import (
@@ -144,6 +144,8 @@ class Writes:
             except DBAPIError as exc:
                 if attempt < _ATTEMPTS - 1 and _is_retryable(exc):
                     continue
+                if refused_statement(exc):
+                    raise  # this write's own fault: the service fails it alone
                 raise unavailable(exc) from None
             except OSError as exc:
                 raise unavailable(exc) from None
