@@ -25,7 +25,7 @@ from sqlalchemy import select
 from server.auth import User
 from server.clock import as_utc
 from server.db import DATABASE_ERRORS, Engines
-from server.errors import Unauthorized
+from server.errors import Unauthorized, Unavailable
 from server.models import revocation_t
 
 log = logging.getLogger("taskbell.revocations")
@@ -42,10 +42,14 @@ class Revocations:
         self._on_revoked: OnRevoked = lambda user: None
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._loaded = False
 
     def check(self, who: User) -> User:
         """``who``, unless their tokens issued so far were revoked: then raises
-        ``Unauthorized`` (``token_revoked``)."""
+        ``Unauthorized`` (``token_revoked``). Until the table could be read once (the
+        database was away at start), nobody can be told apart: ``Unavailable``."""
+        if not self._loaded:
+            raise Unavailable("the database is unavailable; retry shortly")
         revoked = self._at.get(who.id)
         if revoked is not None and who.issued_at <= revoked:
             raise Unauthorized("this token was revoked; sign in again", code="token_revoked")
@@ -56,9 +60,11 @@ class Revocations:
         self._apply(user, at)
 
     async def start(self, on_revoked: OnRevoked) -> None:
-        """Load every revocation, then keep polling for new ones (owned here)."""
+        """Load every revocation, then keep polling for new ones (owned here). A
+        database away at start is tried again at every poll."""
         self._on_revoked = on_revoked
-        await self.refresh()
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await self.refresh()
         self._task = asyncio.create_task(self._poll_forever(), name="revocations")
 
     async def stop(self) -> None:
@@ -76,6 +82,7 @@ class Revocations:
             rows = (await conn.execute(query)).all()
         for user, at in rows:
             self._apply(str(user), as_utc(at))
+        self._loaded = True
 
     def _apply(self, user: str, at: datetime) -> None:
         second = float(math.floor(at.timestamp()))

@@ -63,6 +63,9 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     except Unauthorized as exc:
         await websocket.close(CloseCode.NOT_AUTHENTICATED, exc.code)
         return
+    except Unavailable:
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, "database unavailable")
+        return
     finally:
         limits.ws_arrived(websocket)
 
