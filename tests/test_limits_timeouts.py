@@ -14,12 +14,11 @@ from pathlib import Path
 
 import httpx
 import orjson
-import uvicorn
 
 from server.app import create_app
 from server.guard import http_protocol
 from server.settings import Settings
-from tests.support.app import PRODUCER_KEY, SECRET, make_settings, serve, token
+from tests.support.app import PRODUCER_KEY, SECRET, make_settings, serve, token, uvicorn_serving
 from tests.support.client import FeedClient
 from tests.support.processes import free_port
 from tests.support.server_proc import ServerProcess
@@ -148,28 +147,14 @@ async def test_the_real_server_cuts_dripped_headers_and_bodies_but_not_sockets(
 async def serve_guarded(settings: Settings) -> AsyncIterator[int]:
     """The app under uvicorn with the guarded protocol, as ``python -m server`` runs it."""
     port = free_port()
-    config = uvicorn.Config(
+    async with uvicorn_serving(
         create_app(settings),
-        host="127.0.0.1",
-        port=port,
+        port,
         http=http_protocol(settings.header_timeout_s, settings.body_timeout_s),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    assert server.started, "uvicorn did not start"
-    try:
+    ):
         yield port
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
 
 
 async def test_each_request_on_a_keep_alive_connection_gets_its_own_header_deadline(

@@ -8,12 +8,12 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.support.app import uvicorn_serving
 from tests.support.processes import free_port
 
 
@@ -85,19 +85,5 @@ class Receiver:
 
 @contextlib.asynccontextmanager
 async def running(receiver: Receiver) -> AsyncIterator[Receiver]:
-    config = uvicorn.Config(
-        receiver.app(), host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    for _ in range(400):
-        if server.started or task.done():
-            break
-        await asyncio.sleep(0.01)
-    if task.done():
-        task.result()
-    try:
+    async with uvicorn_serving(receiver.app(), receiver.port, stop_timeout=10, lifespan="off"):
         yield receiver
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from server.api.common import Parts
 from server.app import create_app
@@ -63,21 +65,13 @@ class Live:
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Live]:
-    """Run the app under a real uvicorn in this event loop until the block ends."""
-    port = free_port()
-    app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_ws_message_bytes,
-        log_level="warning",
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
+async def uvicorn_serving(
+    app: ASGIApp, port: int, *, stop_timeout: float = 15.0, **config: Any
+) -> AsyncIterator[uvicorn.Server]:
+    """``app`` under a real uvicorn in this event loop on ``port`` until the block ends
+    (``config``: more ``uvicorn.Config`` options). Raises what start-up raised."""
+    options: dict[str, Any] = {"host": "127.0.0.1", "log_level": "warning", "lifespan": "on"}
+    server = uvicorn.Server(uvicorn.Config(app, port=port, **{**options, **config}))
     task = asyncio.create_task(server.serve())
     for _ in range(400):
         if server.started or task.done():
@@ -87,7 +81,22 @@ async def serve(settings: Settings) -> AsyncIterator[Live]:
         task.result()
     assert server.started, "uvicorn did not start"
     try:
-        yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
+        yield server
     finally:
         server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await asyncio.wait_for(task, stop_timeout)
+
+
+@contextlib.asynccontextmanager
+async def serve(settings: Settings) -> AsyncIterator[Live]:
+    """Run the app under a real uvicorn in this event loop until the block ends."""
+    port = free_port()
+    app = create_app(settings)
+    async with uvicorn_serving(
+        app,
+        port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        ws_max_size=settings.max_ws_message_bytes,
+    ):
+        yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
