@@ -111,8 +111,11 @@ class EngineHandle:
 
 
 @contextlib.asynccontextmanager
-async def serve_engine(config: Config) -> AsyncIterator[EngineHandle]:
-    """The engine app under a real uvicorn in this event loop, until the block ends."""
+async def serve_engine(
+    config: Config, *, wait_registered: bool = True
+) -> AsyncIterator[EngineHandle]:
+    """The engine app under a real uvicorn in this event loop, until the block ends
+    (once it has registered its webhook endpoint, unless told not to wait)."""
     app = create_app(config)
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=config.port, log_level="warning", lifespan="on")
@@ -127,7 +130,8 @@ async def serve_engine(config: Config) -> AsyncIterator[EngineHandle]:
     assert server.started, "the engine did not start"
     handle = EngineHandle(config, app)
     try:
-        await handle.wait_registered()
+        if wait_registered:
+            await handle.wait_registered()
         yield handle
     finally:
         server.should_exit = True
