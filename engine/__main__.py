@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 
 import uvicorn
 
@@ -23,14 +24,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # SpiffWorkflow logs every task state change, httpx every request: too chatty.
+    for chatty in ("spiff", "httpx"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     try:
         config = Config.from_env(args.bpmn)
     except ConfigError as exc:
         print(f"engine: {exc}", file=sys.stderr)
         return 2
     if args.port is not None:
-        from dataclasses import replace
-
         config = replace(config, port=args.port)
     logging.getLogger("engine").info(
         "engine on %s:%d (public %s), Taskbell %s, BPMN from %s, state in %s",
