@@ -179,7 +179,12 @@ class Engine:
     # ------------------------------------------------------------------ sync
 
     def _sync(
-        self, instance_id: str, name: str, workflow: BpmnWorkflow, failure: str | None
+        self,
+        instance_id: str,
+        name: str,
+        workflow: BpmnWorkflow,
+        failure: str | None,
+        follows: str | None = None,
     ) -> None:
         """Inside a transaction: steps for READY user tasks, cancels for steps whose task
         is no longer READY, and the end event when the workflow is done."""
@@ -196,7 +201,7 @@ class Engine:
         if failure is None and not ending:
             for task_id, task in ready.items():
                 if task_id not in known:
-                    failure = self._new_step(instance_id, name, task)
+                    failure = self._new_step(instance_id, name, task, follows)
                     if failure is not None:
                         break
         if failure is not None:
@@ -205,7 +210,7 @@ class Engine:
             status, reason = self._end_kind(workflow)
             self._end(instance_id, status, reason)
 
-    def _new_step(self, instance_id: str, name: str, task: Any) -> str | None:
+    def _new_step(self, instance_id: str, name: str, task: Any, follows: str | None) -> str | None:
         spec = task.task_spec
         ext: dict[str, Any] = getattr(spec, "extensions", None) or {}
         assignee = ext.get("camunda:assignee")
@@ -249,6 +254,7 @@ class Engine:
             title=body["title"],
             body=body,
             due_at=due_at,
+            follows=follows,
         )
         self.store.enqueue(instance_id, "POST", "/api/v1/tasks", body)
         return None
@@ -324,20 +330,43 @@ class Engine:
         spiff_task = workflow.get_task_from_id(uuid.UUID(step.spiff_task_id))
         if spiff_task is None or spiff_task.state != TaskState.READY:
             return self._ignore(webhook_id, "its user task is not READY")
-        completed_by = actor or step.owner
-        spiff_task.data.update(self._form_values(spiff_task, step))
+        completed_by = str(task.get("completed_by") or actor or step.owner)
+        values = {**self._form_values(spiff_task, step), **self._outcome(spiff_task, task)}
+        spiff_task.data.update(values)
         spiff_task.data.update({"completed_by": completed_by, "actor": actor})
         try:
-            spiff_task.run()
-            failure = self._run(workflow)
-        except Exception as exc:
-            failure = " ".join(str(exc).split())[:500]
-        with self.store.tx():
-            self.store.mark_seen(webhook_id)
-            self.store.end_step(step.id, "completed", completed_by)
-            self._sync(step.instance_id, row.name, workflow, failure)
+            try:
+                spiff_task.run()
+                failure = self._run(workflow)
+            except Exception as exc:
+                failure = " ".join(str(exc).split())[:500] or type(exc).__name__
+            with self.store.tx():
+                self.store.mark_seen(webhook_id)
+                self.store.end_step(step.id, "completed", completed_by)
+                self._sync(step.instance_id, row.name, workflow, failure, follows=step.id)
+        except BaseException:
+            self._forget(step.instance_id)  # the database still has the workflow before
+            raise
         self._drop_if_ended(step.instance_id)
         return Outcome(True, "completed")
+
+    def _outcome(self, task: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """An ``outcome`` (the action the person chose) and ``comment`` in the webhook, as
+        Taskbell will send them once tasks carry actions: the outcome goes into the form's
+        enum field that offers it (e.g. ``decision``) and into ``outcome``."""
+        values: dict[str, Any] = {}
+        outcome = data.get("outcome")
+        if isinstance(outcome, str) and outcome:
+            values["outcome"] = outcome
+            form = getattr(task.task_spec, "form", None)
+            for field in getattr(form, "fields", []) or []:
+                if field.type == "enum" and outcome in {str(o.id) for o in field.options}:
+                    values[field.id] = outcome
+                    break
+        comment = data.get("comment")
+        if isinstance(comment, str) and comment:
+            values["comment"] = comment
+        return values
 
     def task_canceled(self, webhook_id: str, task: dict[str, Any], actor: str | None) -> Outcome:
         """A step canceled in Taskbell that the engine did not cancel itself: its user task
@@ -351,13 +380,15 @@ class Engine:
             return self._ignore(webhook_id, f"step already {step.status}")
         who = actor or "the producer"
         workflow = self.workflow(step.instance_id)
-        workflow.cancel()
-        with self.store.tx():
-            self.store.mark_seen(webhook_id)
-            self.store.end_step(step.id, "canceled")
-            self.store.save_workflow(step.instance_id, self._dump(workflow))
-            self._end(step.instance_id, "canceled", f"step {step.id} was canceled by {who}")
-        self._forget(step.instance_id)
+        try:
+            workflow.cancel()
+            with self.store.tx():
+                self.store.mark_seen(webhook_id)
+                self.store.end_step(step.id, "canceled")
+                self.store.save_workflow(step.instance_id, self._dump(workflow))
+                self._end(step.instance_id, "canceled", f"step {step.id} was canceled by {who}")
+        finally:
+            self._forget(step.instance_id)
         return Outcome(True, "instance canceled")
 
     def _form_values(self, task: Any, step: StepRow) -> dict[str, Any]:
@@ -375,20 +406,24 @@ class Engine:
     def tick(self) -> int:
         """Fire the timers that are due in every running instance; how many moved on."""
         moved = 0
-        for row in self.store.instances("running"):
-            workflow = self.workflow(row.id)
+        for instance_id, name in self.store.running():
+            workflow = self.workflow(instance_id)
             ran: list[Any] = []
             try:
                 workflow.refresh_timers()
                 workflow.do_engine_steps(did_complete_task=ran.append)
                 failure = None
             except Exception as exc:
-                failure = " ".join(str(exc).split())[:500]
+                failure = " ".join(str(exc).split())[:500] or type(exc).__name__
             if not ran and failure is None:
                 continue
-            with self.store.tx():
-                self._sync(row.id, row.name, workflow, failure)
-            self._drop_if_ended(row.id)
+            try:
+                with self.store.tx():
+                    self._sync(instance_id, name, workflow, failure)
+            except BaseException:
+                self._forget(instance_id)
+                raise
+            self._drop_if_ended(instance_id)
             moved += 1
         return moved
 
@@ -430,6 +465,7 @@ class Engine:
             if isinstance(getattr(t.task_spec, "event_definition", None), TimerEventDefinition)
         ]
         steps = self.store.steps(instance_id)
+        calls = self.store.calls(instance_id)
         ended = row.ended_at
         return {
             "id": row.id,
@@ -448,9 +484,8 @@ class Engine:
             ],
             "waiting_timers": waiting,
             "steps": [_step_json(s) for s in steps],
-            "pending_calls": sum(
-                1 for c in self.store.calls(instance_id) if c["status"] == "pending"
-            ),
+            "pending_calls": sum(1 for c in calls if c["status"] == "pending"),
+            "refused_calls": [c for c in calls if c["status"] == "refused"],
         }
 
     def _data(self, workflow: BpmnWorkflow) -> dict[str, Any]:
@@ -486,6 +521,7 @@ def _step_json(s: StepRow) -> dict[str, Any]:
         "title": s.title,
         "status": s.status,
         "due_at": s.due_at,
+        "follows": s.follows,
         "completed_by": s.completed_by,
         "form": s.form,
         "created_at": _iso(s.created_at),

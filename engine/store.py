@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS steps (
   body TEXT NOT NULL,
   form TEXT NOT NULL DEFAULT '{}',
   due_at TEXT,
+  follows TEXT,
   created_at REAL NOT NULL,
   ended_at REAL,
   completed_by TEXT
@@ -96,6 +97,7 @@ class StepRow:
     body: dict[str, Any]
     form: dict[str, Any]
     due_at: str | None
+    follows: str | None  # the step whose completion made this one
     created_at: float
     ended_at: float | None
     completed_by: str | None
@@ -125,6 +127,7 @@ def _step(row: sqlite3.Row) -> StepRow:
         body=orjson.loads(row["body"]),
         form=orjson.loads(row["form"]),
         due_at=row["due_at"],
+        follows=row["follows"],
         created_at=row["created_at"],
         ended_at=row["ended_at"],
         completed_by=row["completed_by"],
@@ -194,6 +197,13 @@ class Store:
         row = self.db.execute("SELECT * FROM instances WHERE id = ?", (id,)).fetchone()
         return None if row is None else _instance(row)
 
+    def running(self) -> list[tuple[str, str]]:
+        """(id, name) of every running instance, without their workflows."""
+        rows = self.db.execute(
+            "SELECT id, name FROM instances WHERE status = 'running' ORDER BY started_at"
+        ).fetchall()
+        return [(r["id"], r["name"]) for r in rows]
+
     def instances(self, status: str | None = None) -> list[InstanceRow]:
         if status is None:
             rows = self.db.execute("SELECT * FROM instances ORDER BY started_at").fetchall()
@@ -216,10 +226,11 @@ class Store:
         title: str,
         body: dict[str, Any],
         due_at: str | None,
+        follows: str | None,
     ) -> None:
         self.db.execute(
             "INSERT INTO steps (id, instance_id, spiff_task_id, spec, owner, title, status,"
-            " body, due_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?)",
+            " body, due_at, follows, created_at) VALUES (?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
             (
                 id,
                 instance_id,
@@ -229,6 +240,7 @@ class Store:
                 title,
                 orjson.dumps(body).decode(),
                 due_at,
+                follows,
                 time.time(),
             ),
         )
