@@ -40,7 +40,7 @@ async def mixed(taskbell: Live, tmp_path: Path) -> AsyncIterator[EngineHandle]:
 
 def test_load_errors_name_the_file() -> None:
     library = load_dir(HERE / "bpmn")
-    assert sorted(library.definitions) == ["gives_up"]
+    assert sorted(library.definitions) == ["fails_later", "gives_up"]
     errors = {e.file: e.message for e in library.errors}
     assert sorted(errors) == ["broken.bpmn", "unrunnable.bpmn"]
     assert errors["broken.bpmn"].startswith("XMLSyntaxError: Opening and ending tag mismatch")
@@ -55,6 +55,7 @@ async def test_the_other_processes_still_run(mixed: EngineHandle, people: People
         assert sorted(p["id"] for p in listed["processes"]) == [
             "customer_onboarding",
             "escalation",
+            "fails_later",
             "gives_up",
             "invoice_approval",
         ]
@@ -77,6 +78,18 @@ async def test_an_error_end_event_fails_the_instance(mixed: EngineHandle, people
     assert failed["duration_ms"] > 0
     view = await mixed.view(iid)
     assert view["status"] == "error" and view["end_reason"] == "error end event: Gave up"
+
+
+async def test_a_process_that_cannot_go_on_fails_with_the_reason(
+    mixed: EngineHandle, people: People
+) -> None:
+    iid = await mixed.start("fails_later", owner="bob", people=0)
+    step = await people.wait_task("bob", iid, "enter_amount")
+    await people.complete("bob", step["id"])
+    await people.wait_process(iid, "error")
+    view = await mixed.view(iid)
+    assert view["status"] == "error"
+    assert "division by zero" in view["end_reason"]
 
 
 async def test_a_start_with_its_own_id_is_idempotent(engine: EngineHandle, people: People) -> None:
