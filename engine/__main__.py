@@ -2,7 +2,8 @@
 Taskbell. Settings from the environment: ``TASKBELL_URL`` (default
 http://127.0.0.1:8000), ``TASKBELL_PRODUCER_KEY`` (required), ``ENGINE_PORT`` (8100),
 ``ENGINE_HOST`` (127.0.0.1), ``ENGINE_DB`` (engine.db), ``ENGINE_PUBLIC_URL`` (how
-Taskbell and browsers reach the engine; default http://127.0.0.1:ENGINE_PORT)."""
+Taskbell and browsers reach the engine; default http://127.0.0.1:ENGINE_PORT),
+``ENGINE_API_KEY`` (when set, the instance API needs it as a bearer token)."""
 
 from __future__ import annotations
 

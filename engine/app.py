@@ -59,6 +59,8 @@ class Config:
     public_url: str = ""
     tick_s: float = 1.0
     retry_cap_s: float = 5.0
+    api_key: str = ""  # when set, the instance API wants "Authorization: Bearer <key>"
+    endpoint_check_s: float = 60.0
 
     @property
     def public(self) -> str:
@@ -89,6 +91,7 @@ class Config:
             public_url=env.get("ENGINE_PUBLIC_URL", "").strip(),
             tick_s=tick,
             retry_cap_s=cap,
+            api_key=env.get("ENGINE_API_KEY", "").strip(),
         )
 
 
@@ -116,6 +119,17 @@ def _rt(request: Request) -> Runtime:
     return rt
 
 
+def _refused(request: Request) -> Response | None:
+    """401 unless the request carries ``ENGINE_API_KEY`` (when one is set)."""
+    key = _rt(request).config.api_key
+    if not key:
+        return None
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    if hmac.compare_digest(given.encode(), key.encode()):
+        return None
+    return _error(401, "invalid_api_key", "send Authorization: Bearer <ENGINE_API_KEY>")
+
+
 async def healthz(request: Request) -> Response:
     rt = _rt(request)
     return JSONResponse(
@@ -128,6 +142,8 @@ async def healthz(request: Request) -> Response:
 
 
 async def processes(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     rt = _rt(request)
     return JSONResponse(
         {
@@ -147,6 +163,8 @@ async def processes(request: Request) -> Response:
 
 
 async def start_instance(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     rt = _rt(request)
     try:
         body = orjson.loads(await request.body())
@@ -169,10 +187,14 @@ async def start_instance(request: Request) -> Response:
 
 
 async def list_instances(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     return JSONResponse({"instances": _rt(request).engine.list_view()})
 
 
 async def get_instance(request: Request) -> Response:
+    if (refused := _refused(request)) is not None:
+        return refused
     try:
         return JSONResponse(_rt(request).engine.view(request.path_params["instance_id"]))
     except EngineError as exc:
@@ -322,6 +344,8 @@ async def post_step(request: Request) -> Response:
 
 
 async def _keep_registered(rt: Runtime) -> None:
+    """Register at start, then check the endpoint every ``endpoint_check_s`` (Taskbell
+    disables an endpoint that failed for a day; its database may have been replaced)."""
     attempt = 0
     url = rt.config.public + WEBHOOK_PATH
 
@@ -332,7 +356,8 @@ async def _keep_registered(rt: Runtime) -> None:
         try:
             rt.endpoint_id = await register(rt.taskbell, rt.store, url, got)
             rt.registered.set()
-            return
+            attempt = 0
+            await asyncio.sleep(rt.config.endpoint_check_s)
         except Unreachable as exc:
             wait = rt.taskbell.backoff(attempt)
             attempt += 1

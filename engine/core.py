@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from SpiffWorkflow.bpmn import BpmnWorkflow
 from SpiffWorkflow.bpmn.specs.event_definitions.item_aware_event import ErrorEventDefinition
 from SpiffWorkflow.bpmn.specs.event_definitions.simple import (
@@ -530,10 +531,7 @@ def _step_json(s: StepRow) -> dict[str, Any]:
 
 
 def _jsonable(data: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, str | int | float | bool | type(None) | list | dict):
-            out[key] = value
-        else:
-            out[key] = str(value)
+    """Instance data as JSON (anything JSON has no type for, such as a date a script
+    made, as its text)."""
+    out: dict[str, Any] = orjson.loads(orjson.dumps(data, default=str))
     return out

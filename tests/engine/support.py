@@ -25,7 +25,7 @@ from engine.app import SAMPLES, Config, Runtime, create_app
 from server.settings import Settings
 from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.processes import ChildProcess, Managed, free_port, track, untrack, wait_until
-from tests.support.server_proc import REPO_ROOT, http_status
+from tests.support.server_proc import http_status
 
 # Taskbell with quick webhook retries and loopback receivers allowed.
 FAST = {
@@ -84,7 +84,11 @@ class EngineHandle:
         return rt
 
     def client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.base_url, trust_env=False, timeout=10)
+        key = self.config.api_key
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        return httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, trust_env=False, timeout=10
+        )
 
     async def start(self, process: str, **data: Any) -> str:
         async with self.client() as c:
@@ -301,6 +305,3 @@ def copy_samples(to: Path) -> Path:
     for path in SAMPLES.glob("*.bpmn"):
         shutil.copy(path, to / path.name)
     return to
-
-
-__all__ = ["REPO_ROOT"]

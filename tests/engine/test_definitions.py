@@ -7,9 +7,11 @@ from __future__ import annotations
 import shutil
 from collections import Counter
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from engine.bpmn import load_dir
@@ -154,3 +156,21 @@ async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, peop
     assert by_name["Gives up"]["counts"]["error"] == 1
     completed_ms = [i["duration_ms"] for i in instances if i["status"] == "completed"]
     assert by_name["Invoice approval"]["duration_ms"]["max"] >= 0.5 * max(completed_ms)
+
+
+async def test_an_api_key_guards_the_instance_api(
+    taskbell: Live, people: People, tmp_path: Path
+) -> None:
+    config = replace(engine_config(taskbell.base_url, tmp_path / "k.db"), api_key="engine-key")
+    async with serve_engine(config) as guarded:
+        async with httpx.AsyncClient(base_url=guarded.base_url, trust_env=False) as c:
+            body = {"process": "invoice_approval"}
+            assert (await c.post("/instances", json=body)).status_code == 401
+            assert (await c.get("/instances")).status_code == 401
+            assert (await c.get("/processes")).status_code == 401
+            assert (await c.get("/healthz")).status_code == 200
+        iid = await guarded.start("invoice_approval")  # its client sends the key
+        step = await people.wait_task("bob", iid, "approve_invoice")
+        # The step page and the webhook need no key: a signed link, a signed delivery.
+        await people.complete("bob", step["id"])
+        await people.wait_task("alice", iid, "tell_approved")

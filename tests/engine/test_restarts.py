@@ -6,6 +6,7 @@ its calls until Taskbell takes them, and each lands once."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,13 @@ async def test_engine_killed_in_the_middle(taskbell: Live, people: People, tmp_p
         # A file it cannot parse is a clear error at load; the others still run.
         await eventually(lambda: "cannot load broken.bpmn: XMLSyntaxError" in proc.log_text())
         await eventually(lambda: "registered webhook endpoint" in proc.log_text())
+        started = time.monotonic()
         async with proc_client(config.public) as c:
             resp = await c.post("/instances", json={"process": "invoice_approval", "data": {}})
             assert resp.status_code == 201, resp.text
             invoice = resp.json()["id"]
             resp = await c.post(
-                "/instances", json={"process": "escalation", "data": {"escalate_after": "PT2S"}}
+                "/instances", json={"process": "escalation", "data": {"escalate_after": "PT3S"}}
             )
             escalation = resp.json()["id"]
         approve = await people.wait_task("bob", invoice, "approve_invoice")
@@ -77,7 +79,7 @@ async def test_engine_killed_in_the_middle(taskbell: Live, people: People, tmp_p
         # escalation's timer comes due.
         await people.complete("bob", approve["id"])
         await eventually(lambda: _retried(people, approve["id"]), what="a failed attempt")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(max(0.0, started + 3.3 - time.monotonic()))
         assert [t["id"] for t in await people.running("alice")] == [handle["id"]]
 
         proc.start()
