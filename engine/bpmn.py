@@ -28,11 +28,13 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
 from SpiffWorkflow.bpmn.specs.defaults import StartEvent
+from SpiffWorkflow.bpmn.specs.mixins.none_task import NoneTask as NoneTaskMixin
 from SpiffWorkflow.camunda.parser import CamundaParser
 from SpiffWorkflow.camunda.parser.event_parsers import CamundaStartEventParser
 from SpiffWorkflow.camunda.parser.task_spec import CAMUNDA_MODEL_NS, UserTaskParser
 from SpiffWorkflow.camunda.serializer import DEFAULT_CONFIG
 from SpiffWorkflow.camunda.specs.user_task import UserTask
+from SpiffWorkflow.util.task import TaskState
 
 _JUEL = re.compile(r"^\s*[$#]\{(.*)\}\s*$", re.DOTALL)
 _ISO_LITERAL = re.compile(
@@ -139,12 +141,33 @@ def _defaults(spec: BpmnProcessSpec) -> dict[str, Any]:
     return found
 
 
+def advance(workflow: BpmnWorkflow, ran: list[Any] | None = None) -> None:
+    """``do_engine_steps``, and a plain ``bpmn:task`` with no assignee passes through (as
+    in Camunda; SpiffWorkflow would wait for someone to complete it). ``ran`` collects
+    the tasks that ran."""
+    collect = ran.append if ran is not None else None
+    while True:
+        workflow.do_engine_steps(did_complete_task=collect)
+        passing = [
+            t
+            for t in workflow.get_tasks(state=TaskState.READY, manual=True)
+            if isinstance(t.task_spec, NoneTaskMixin)
+            and not (getattr(t.task_spec, "extensions", None) or {}).get("camunda:assignee")
+        ]
+        if not passing:
+            return
+        for task in passing:
+            task.run()
+            if ran is not None:
+                ran.append(task)
+
+
 def _trial_run(definition: Definition) -> None:
     """Start the process once, in memory, with its start form's defaults: a process that
     cannot run its first steps (a bad expression, no outgoing flow) fails at load."""
     workflow = definition.new_workflow(ScriptEngine())
     workflow.get_tasks()[0].data.update(definition.defaults)
-    workflow.do_engine_steps()
+    advance(workflow)
 
 
 def load_file(path: Path) -> tuple[list[Definition], LoadError | None]:

@@ -34,7 +34,7 @@ from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinitio
 from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.util.task import TaskState
 
-from engine.bpmn import Definition, Library, ScriptEngine, serializer
+from engine.bpmn import Definition, Library, ScriptEngine, advance, serializer
 from engine.store import StepRow, Store
 
 log = logging.getLogger("engine")
@@ -162,11 +162,11 @@ class Engine:
         log.info("started %s (%s)", instance_id, process)
         return instance_id
 
-    def _run(self, workflow: BpmnWorkflow) -> str | None:
+    def _run(self, workflow: BpmnWorkflow, ran: list[Any] | None = None) -> str | None:
         """Run the engine's own steps; a failure (a bad expression, no gateway flow that
         matches) is returned as text and ends the instance with ``error``."""
         try:
-            workflow.do_engine_steps()
+            advance(workflow, ran)
         except Exception as exc:
             log.warning("workflow failed: %s", exc)
             return " ".join(str(exc).split())[:500] or type(exc).__name__
@@ -410,12 +410,8 @@ class Engine:
         for instance_id, name in self.store.running():
             workflow = self.workflow(instance_id)
             ran: list[Any] = []
-            try:
-                workflow.refresh_timers()
-                workflow.do_engine_steps(did_complete_task=ran.append)
-                failure = None
-            except Exception as exc:
-                failure = " ".join(str(exc).split())[:500] or type(exc).__name__
+            workflow.refresh_timers()
+            failure = self._run(workflow, ran)
             if not ran and failure is None:
                 continue
             try:
