@@ -25,8 +25,11 @@ async def test_invoice_approved_end_to_end(engine: EngineHandle, people: People)
     # The step's page is a real page.
     async with httpx.AsyncClient(trust_env=False) as c:
         page = await c.get(approve["url"])
+        forged = await c.get(approve["url"].split("?")[0] + "?sig=" + "0" * 32)
+        elsewhere = await c.get(f"{engine.base_url}/steps/{iid}.tell_approved.1?sig=x")
     assert page.status_code == 200 and "Approve invoice INV-9" in page.text
     assert 'value="reject"' in page.text
+    assert forged.status_code == 404 and elsewhere.status_code == 404  # the link is the key
 
     await people.complete("bob", approve["id"])
     told = await people.wait_task("alice", iid, "tell_approved")
