@@ -388,7 +388,7 @@ def create_app(config: Config) -> Starlette:
         taskbell = Taskbell(
             config.taskbell_url, config.producer_key, retry_cap_s=config.retry_cap_s
         )
-        sender = Sender(store, taskbell)
+        sender = Sender(store, taskbell, on_refused=engine.call_refused)
         rt = Runtime(config, library, store, engine, taskbell, sender)
         rt.secret = store.get_meta("webhook_secret")
         app.state.engine = rt

@@ -35,7 +35,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.end_event import EndEvent
 from SpiffWorkflow.util.task import TaskState
 
 from engine.bpmn import Definition, Library, ScriptEngine, advance, serializer
-from engine.store import StepRow, Store
+from engine.store import Call, StepRow, Store
 
 log = logging.getLogger("engine")
 
@@ -401,6 +401,20 @@ class Engine:
                 values[field.id] = field.default_value
         values.update(step.form)
         return values
+
+    def call_refused(self, call: Call, error: str) -> None:
+        """Taskbell refused to create a step for good (e.g. 422: an owner with a space,
+        from a bad ``camunda:assignee``): the instance cannot go on, so it fails, with
+        Taskbell's answer as the reason. Other refusals are only kept in the log."""
+        if call.method != "POST" or call.path != "/api/v1/tasks" or call.instance_id is None:
+            return
+        row = self.store.instance(call.instance_id)
+        if row is None or row.status != "running":
+            return
+        step_id = str((call.body or {}).get("id", ""))
+        with self.store.tx():
+            self._end(call.instance_id, "error", f"Taskbell refused step {step_id}: {error}")
+        self._forget(call.instance_id)
 
     # ------------------------------------------------------------------ timers
 

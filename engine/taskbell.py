@@ -115,9 +115,15 @@ class Sender:
     """Sends the outbox in order, one call at a time; a call that cannot be sent yet
     holds back the ones after it (a task must not be created before its process)."""
 
-    def __init__(self, store: Store, taskbell: Taskbell) -> None:
+    def __init__(
+        self,
+        store: Store,
+        taskbell: Taskbell,
+        on_refused: Callable[[Call, str], None] | None = None,
+    ) -> None:
         self.store = store
         self.taskbell = taskbell
+        self.on_refused = on_refused
         self.wake = asyncio.Event()
         self.sent = 0
 
@@ -165,6 +171,11 @@ class Sender:
         log.warning("Taskbell refused %s %s: %s", call.method, call.path, error)
         with self.store.tx():
             self.store.call_done(call.seq, "refused", error)
+        if self.on_refused is not None:
+            try:
+                self.on_refused(call, error)
+            except Exception:
+                log.exception("handling a refused call failed")
         return None
 
 

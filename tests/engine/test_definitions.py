@@ -94,6 +94,18 @@ async def test_a_process_that_cannot_go_on_fails_with_the_reason(
     assert "division by zero" in view["end_reason"]
 
 
+async def test_a_step_taskbell_refuses_fails_the_instance(
+    mixed: EngineHandle, people: People
+) -> None:
+    iid = await mixed.start("gives_up", owner="two words", thing="it")
+    failed = await people.wait_process(iid, "error")
+    assert failed["steps"] == []
+    view = await mixed.view(iid)
+    assert view["status"] == "error"
+    assert view["end_reason"].startswith(f"Taskbell refused step {iid}.try_it.1: HTTP 422")
+    assert [c["path"] for c in view["refused_calls"]] == ["/api/v1/tasks"]
+
+
 async def test_a_start_with_its_own_id_is_idempotent(engine: EngineHandle, people: People) -> None:
     async with engine.client() as c:
         body = {"process": "invoice_approval", "id": "inv-42", "data": {"approver": "carol"}}
