@@ -258,9 +258,8 @@ def _page(
 
 
 def _allowed(rt: Runtime, step_id: str, sig: str) -> bool:
-    return hmac.compare_digest(sig, rt.engine.link_sig(step_id)) and (
-        rt.store.step(step_id) is not None
-    )
+    expected = rt.engine.link_sig(step_id).encode()
+    return hmac.compare_digest(sig.encode(), expected) and (rt.store.step(step_id) is not None)
 
 
 async def get_step(request: Request) -> Response:

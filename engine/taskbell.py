@@ -252,6 +252,6 @@ def verify(secret: str, headers: Mapping[str, str], body: bytes, now: float | No
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     for candidate in signatures.split():
         version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value, expected):
+        if version == "v1" and hmac.compare_digest(value.encode(), expected.encode()):
             return True
     return False

@@ -83,6 +83,8 @@ async def test_a_bad_signature_is_refused(engine: EngineHandle, people: People) 
         assert (await c.post(url, content=body, headers=headers)).status_code == 401
         unsigned = {"content-type": "application/json", "webhook-id": "msg_x"}
         assert (await c.post(url, content=body, headers=unsigned)).status_code == 401
+        odd: dict[str, Any] = {**headers, "webhook-signature": "v1,\u00e9t\u00e9".encode()}
+        assert (await c.post(url, content=body, headers=odd)).status_code == 401
         # The real secret but an old timestamp (a replay) is refused too.
         secret = engine.runtime.secret
         assert secret is not None
