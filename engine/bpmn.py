@@ -1,8 +1,9 @@
 """BPMN files to runnable process specs, with the Camunda extensions Taskbell uses.
 
-``load_dir`` parses every ``*.bpmn`` file of a folder on its own: a file that cannot be
-parsed (or whose process cannot be started) becomes a ``LoadError`` naming the file, and
-the other files' processes still load.
+``load_dir`` parses every ``*.bpmn`` file of a folder on its own: a file that is not
+valid BPMN 2.0 (SpiffWorkflow's copy of the OMG schema), cannot be parsed, or whose
+process cannot run its first steps becomes a ``LoadError`` naming the file, and the
+other files' processes still load.
 
 The parser is SpiffWorkflow's ``CamundaParser``, extended to keep what Camunda Modeler
 writes on a user task (``camunda:assignee``, ``camunda:candidateGroups``,
@@ -23,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from SpiffWorkflow.bpmn import BpmnWorkflow
-from SpiffWorkflow.bpmn.parser.BpmnParser import full_tag
+from SpiffWorkflow.bpmn.parser.BpmnParser import BpmnValidator, full_tag
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.serializer import BpmnWorkflowSerializer
 from SpiffWorkflow.bpmn.specs import BpmnProcessSpec
@@ -170,10 +172,23 @@ def _trial_run(definition: Definition) -> None:
     advance(workflow)
 
 
+_validator: BpmnValidator | None = None
+
+
+def validator() -> BpmnValidator:
+    """The BPMN 2.0 XML schema (with DI), loaded once."""
+    global _validator
+    if _validator is None:
+        _validator = BpmnValidator()
+    return _validator
+
+
 def load_file(path: Path) -> tuple[list[Definition], LoadError | None]:
+    """The processes of one file, validated against the BPMN 2.0 schema, parsed, and
+    each started once in memory; or why not."""
     name = path.name
     try:
-        parser = Parser()
+        parser = Parser(validator=validator())
         parser.add_bpmn_file(str(path))
         ids = parser.get_process_ids()
         executable = [pid for pid in ids if _is_executable(parser, pid)]
@@ -211,8 +226,14 @@ def _documentation(parser: Parser, process_id: str) -> str | None:
     return None
 
 
+_NAMESPACE = re.compile(r"\{http://www\.omg\.org/spec/BPMN/20100524/MODEL\}")
+
+
 def _describe(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
+    text = _NAMESPACE.sub("bpmn:", " ".join(str(exc).split())) or type(exc).__name__
+    line = getattr(exc, "line_number", None) if isinstance(exc, ValidationException) else None
+    if line and f"line {line}" not in text:
+        text = f"line {line}: {text}"
     task = getattr(exc, "task", None)
     spec = getattr(task, "task_spec", None) or getattr(exc, "task_spec", None)
     if spec is not None:

@@ -5,6 +5,7 @@ Taskbell's process statistics match the engine's own view of its instances."""
 from __future__ import annotations
 
 import shutil
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from engine.app import SAMPLES
 from engine.bpmn import load_dir
 from tests.engine.support import (
     EngineHandle,
@@ -44,11 +46,36 @@ def test_load_errors_name_the_file() -> None:
     library = load_dir(HERE / "bpmn")
     assert sorted(library.definitions) == ["fails_later", "gives_up"]
     errors = {e.file: e.message for e in library.errors}
-    assert sorted(errors) == ["broken.bpmn", "unrunnable.bpmn"]
+    assert sorted(errors) == ["broken.bpmn", "not_bpmn.bpmn", "unrunnable.bpmn"]
     assert errors["broken.bpmn"].startswith("XMLSyntaxError: Opening and ending tag mismatch")
     assert "line 6" in errors["broken.bpmn"]
     assert "SyntaxError" in errors["unrunnable.bpmn"]
     assert "(in Compute, id compute)" in errors["unrunnable.bpmn"]
+    # Well-formed XML that is not BPMN 2.0 (the schema refuses it), with its line.
+    assert errors["not_bpmn.bpmn"].startswith(
+        "ValidationException: line 7: Element 'bpmn:approval': This element is not expected"
+    )
+
+
+def test_the_samples_are_valid_bpmn_with_diagrams() -> None:
+    """The loader validates against the BPMN 2.0 schema (and DI): the samples pass, and
+    each carries a diagram for every element of its process, as Camunda Modeler saves."""
+    library = load_dir(SAMPLES)
+    assert library.errors == []
+    assert sorted(library.definitions) == ["customer_onboarding", "escalation", "invoice_approval"]
+    ns = {
+        "bpmn": "http://www.omg.org/spec/BPMN/20100524/MODEL",
+        "bpmndi": "http://www.omg.org/spec/BPMN/20100524/DI",
+    }
+    for path in SAMPLES.glob("*.bpmn"):
+        root = ET.parse(path).getroot()
+        elements = {
+            e.get("id")
+            for e in root.iterfind("bpmn:process/*", ns)
+            if e.get("id") and not e.tag.endswith("documentation")
+        }
+        drawn = {e.get("bpmnElement") for e in root.iterfind(".//bpmndi:BPMNPlane/*", ns)}
+        assert elements and elements <= drawn, (path.name, elements - drawn)
 
 
 async def test_the_other_processes_still_run(mixed: EngineHandle, people: People) -> None:
@@ -61,7 +88,11 @@ async def test_the_other_processes_still_run(mixed: EngineHandle, people: People
             "gives_up",
             "invoice_approval",
         ]
-        assert sorted(e["file"] for e in listed["errors"]) == ["broken.bpmn", "unrunnable.bpmn"]
+        assert sorted(e["file"] for e in listed["errors"]) == [
+            "broken.bpmn",
+            "not_bpmn.bpmn",
+            "unrunnable.bpmn",
+        ]
         refused = await c.post("/instances", json={"process": "broken"})
         assert refused.status_code == 404
         assert refused.json()["error"]["code"] == "process_not_found"
