@@ -4,165 +4,31 @@ Everything that crosses the network is described here, and only here. Inbound bo
 are pydantic models with ``extra="forbid"`` (unknown fields are a 422, not silently
 dropped). Outbound messages are TypedDicts encoded once with orjson.
 
-The edge's rules live here too (docs/protocol.md, "Input rules"): JSON is parsed once by
-``loads``, which refuses a repeated key; times are ``Instant`` (a zone required,
-converted to UTC on arrival); names hold no control characters, no text holds NUL,
-titles are not blank, urls are http(s) or a same-origin path.
+JSON is parsed once by ``loads``, which refuses a repeated key; the field types bodies
+are made of (names, texts, urls, instants) and their rules are in ``server.fields``
+(docs/protocol.md, "Input rules").
 """
 
 from __future__ import annotations
 
 import json
-import unicodedata
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypedDict, TypeVar
-from urllib.parse import urlsplit
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
-    TypeAdapter,
     ValidationError,
 )
-from pydantic_core import PydanticCustomError
 
-from server.clock import parse_instant
 from server.errors import BadRequest, CloseCode, Unprocessable
+from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url
 
 _M = TypeVar("_M", bound=BaseModel)
-
-# ---------------------------------------------------------------- text at the edge
-#
-# Names (ids, owners, record keys, process names) may not hold any control character
-# (Unicode category Cc); free text (titles, urls, record titles) may not hold NUL, which
-# PostgreSQL cannot store and which no person means to send.
-
-
-def _no_control(value: str) -> str:
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise PydanticCustomError("control_character", "must not contain control characters")
-    return value
-
-
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise PydanticCustomError("nul_character", "must not contain NUL characters")
-    return value
-
-
-def _not_blank(value: str) -> str:
-    if not value.strip():
-        raise PydanticCustomError("blank_text", "must not be empty or only whitespace")
-    return value
-
-
-def _web_url(value: str) -> str:
-    """An absolute ``http(s)`` URL, or a path on this origin starting with one ``/``."""
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise PydanticCustomError("control_character", "must not contain control characters")
-    if value.startswith("/"):
-        if value.startswith(("//", "/\\")):
-            raise PydanticCustomError("bad_url", "a path must start with a single '/'")
-        return value
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        raise PydanticCustomError("bad_url", "not a URL") from None
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise PydanticCustomError(
-            "bad_url", "must be an absolute http(s) URL or a path starting with '/'"
-        )
-    return value
-
-
-Id = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\s/]+$"),
-    AfterValidator(_no_control),
-]
-Owner = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=200, pattern=r"^\S+$"),
-    AfterValidator(_no_control),
-]
-Title = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=1000),
-    AfterValidator(_no_nul),
-    AfterValidator(_not_blank),
-]
-Url = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_web_url)]
-Text = Annotated[
-    str,
-    StringConstraints(min_length=1, max_length=200),
-    AfterValidator(_no_control),
-    AfterValidator(_not_blank),
-]
-
-
-def is_name(value: str) -> bool:
-    """Whether ``value`` could name something (a process definition in a path): 1 to 200
-    characters, not blank, no control characters."""
-    return (
-        1 <= len(value) <= 200
-        and bool(value.strip())
-        and not any(unicodedata.category(c) == "Cc" for c in value)
-    )
-
-
-# ---------------------------------------------------------------- time at the edge
-
-
-def _instant_input(value: object) -> object:
-    """Only ISO-8601 text (or, from Python, a datetime) is a time: numbers, and
-    strings of digits that pydantic would read as Unix timestamps, are refused."""
-    if isinstance(value, datetime):
-        return value
-    if isinstance(value, str):
-        try:
-            return parse_instant(value.strip())
-        except ValueError:
-            raise PydanticCustomError(
-                "bad_time", "must be an ISO-8601 time with a zone, e.g. 2030-01-01T10:00:00Z"
-            ) from None
-    raise PydanticCustomError(
-        "bad_time", "must be an ISO-8601 time with a zone (numeric timestamps are not accepted)"
-    )
-
-
-def _to_utc(value: datetime) -> datetime:
-    """Aware, converted to UTC once, here: nothing behind the edge sees another zone."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise PydanticCustomError(
-            "bad_time", "needs a time zone (e.g. Z or +02:00); naive times are ambiguous"
-        )
-    try:
-        return value.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise PydanticCustomError("bad_time", "is out of range") from None
-
-
-Instant = Annotated[datetime, BeforeValidator(_instant_input), AfterValidator(_to_utc)]
-"""A point in time from outside: ISO-8601 with a zone, held as an aware UTC datetime."""
-
-_instant: TypeAdapter[datetime] = TypeAdapter(Instant)
-
-
-def query_instant(raw: str, name: str) -> datetime:
-    """A time given in a query string (``?from=``), by the same rules as in a body: with
-    a zone, converted to UTC. Raises ``BadRequest`` (``bad_query``) otherwise."""
-    try:
-        return _instant.validate_python(raw)
-    except ValidationError as exc:
-        why = exc.errors(include_url=False, include_input=False)[0]["msg"]
-        raise BadRequest(f"'{name}' {why}", code="bad_query") from None
-
 
 # Error types that are answered with their own code rather than ``invalid``.
 _OWN_CODES = frozenset({"bad_time"})
@@ -202,13 +68,9 @@ class ProcessRef(_Strict):
 
 
 class RecordRef(_Strict):
-    entity: Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=100, pattern=r"^[^\s/]+$"),
-        AfterValidator(_no_control),
-    ]
+    entity: Entity
     id: Id
-    title: Annotated[str, StringConstraints(max_length=500), AfterValidator(_no_nul)] | None = None
+    title: RecordTitle | None = None
 
 
 class TaskCreate(_Strict):

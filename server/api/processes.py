@@ -15,9 +15,10 @@ from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
 from server.auth import bearer, is_producer_key
 from server.errors import NotFound
+from server.fields import Id, Text, is_name, query_instant
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
 from server.stats import summarize
-from server.wire import FINAL_STATUSES, Id, Text, _Strict, is_name, parse_body, query_instant
+from server.wire import FINAL_STATUSES, _Strict, parse_body
 
 
 class InstanceCreate(_Strict):

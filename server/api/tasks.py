@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from server.api.common import JSON, actor, body, parts, producer
 from server.errors import ApiError, NotFound, Unprocessable
+from server.fields import Id
 from server.ops import (
     CancelTask,
     CompleteTask,
@@ -25,7 +26,6 @@ from server.wire import (
     Batch,
     CreateOp,
     FinishOp,
-    Id,
     Postpone,
     PostponeOp,
     TaskCreate,

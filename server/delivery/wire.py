@@ -9,7 +9,8 @@ from typing import Annotated, Literal, TypedDict
 from pydantic import Field, StringConstraints, field_validator
 
 from server.delivery.webhooks.events import ALL_EVENT_TYPES
-from server.wire import Owner, _Strict
+from server.fields import Owner
+from server.wire import _Strict
 
 HttpUrl = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
 Description = Annotated[str, StringConstraints(max_length=500)]
