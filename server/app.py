@@ -217,8 +217,8 @@ def create_app(settings: Settings) -> Starlette:
             await asyncio.to_thread(upgrade, settings.database_url)
         broker = make_broker(settings)
         service = Service(Writes(engines), broker)
-        push = Delivery.build(settings, engines, service)
-        app.state.push = push
+        delivery = Delivery.build(settings, engines, service)
+        app.state.delivery = delivery
         hub = Hub(
             SqlFeedLog(engines, replay_limit=settings.replay_limit),
             sweep_interval=settings.sweep_interval_s,
@@ -236,7 +236,7 @@ def create_app(settings: Settings) -> Starlette:
         hub.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
         timers.start()
-        push.start()
+        delivery.start()
         p.ready = True
         log.info(
             "taskbell ready",
@@ -260,7 +260,7 @@ def create_app(settings: Settings) -> Starlette:
                 await asyncio.gather(*background, return_exceptions=True)
             await timers.stop()
             await p.service.close()
-            await push.stop()
+            await delivery.stop()
             await broker.stop()
             await hub.stop()
             await revocations.stop()

@@ -45,7 +45,7 @@ SERVICE_WORKER = Path(__file__).resolve().parents[2] / "web" / "sw.js"
 
 
 def side(request: Request) -> Delivery:
-    delivery: Delivery = request.app.state.push
+    delivery: Delivery = request.app.state.delivery
     return delivery
 
 
