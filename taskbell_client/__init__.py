@@ -1,0 +1,1 @@
+"""Taskbell's Python producer client."""
