@@ -39,6 +39,7 @@ from server.feedlog import SqlFeedLog
 from server.guard import BodyGuard
 from server.hub import Hub
 from server.limits import install as install_limits
+from server.logs import RequestLog
 from server.migrate import upgrade
 from server.origins import OriginGuard
 from server.reads import Reads
@@ -299,4 +300,5 @@ def create_app(settings: Settings) -> Starlette:
     app.add_middleware(WebSocketFastPath)
     app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog, access=settings.access_log)  # request ids, access log
     return app
