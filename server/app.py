@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server.api import demo, events, me, ops, processes, subscriptions, tasks, users, ws
+from server.api import metrics as metrics_api
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -40,6 +41,7 @@ from server.guard import BodyGuard
 from server.hub import Hub
 from server.limits import install as install_limits
 from server.logs import RequestLog
+from server.metrics import Metrics
 from server.migrate import upgrade
 from server.origins import OriginGuard
 from server.reads import Reads
@@ -236,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start(hub.on_envelope, hub.resync)
         hub.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
+        hub.metrics = service.metrics = timers.metrics = push.worker.metrics = app.state.metrics
         timers.start()
         push.start()
         p.ready = True
@@ -279,6 +282,7 @@ def create_app(settings: Settings) -> Starlette:
         *users.routes,
         *events.routes,
         *ws.routes,
+        *metrics_api.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
@@ -293,6 +297,8 @@ def create_app(settings: Settings) -> Starlette:
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.page_headers = page_headers(settings)
+    app.state.metrics = Metrics()
+    app.state.metrics.watch(lambda: vars(app.state.parts) if hasattr(app.state, "parts") else {})
     # The last added is the outermost: headers on every answer, then the origin check
     # before /ws reaches its fast path.
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
