@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server.api import demo, events, me, ops, processes, subscriptions, tasks, users, ws
+from server.api import demo, docs, events, me, ops, processes, subscriptions, tasks, users, ws
 from server.api import metrics as metrics_api
 from server.api.common import JSON, Parts
 from server.broker import Broker
@@ -282,6 +282,7 @@ def create_app(settings: Settings) -> Starlette:
         *users.routes,
         *events.routes,
         *ws.routes,
+        *docs.routes,
         *metrics_api.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),
