@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.settings import Settings
 from tests.support.app import PRODUCER_KEY, Live, make_settings, serve, token
 from tests.support.client import FeedClient
+from tests.support.stalled import StalledClient
 from tests.support.tasks import task_body
 
 
@@ -138,3 +139,29 @@ async def test_without_a_metrics_setting_anyone_may_scrape(embedded: Live) -> No
         got = await http.get("/metrics")
     assert got.status_code == 200
     assert samples(got.text)
+
+
+async def test_a_socket_whose_queue_overflows_counts_as_a_4008_close(sqlite_url: str) -> None:
+    async with serve(make_settings(sqlite_url, send_queue_size=20)) as live:
+        slow = StalledClient(live.ws_url, token("alice"))
+        await slow.connect_and_stall()  # read the snapshot, then nothing more
+        async with live.producer() as p:
+            for b in range(400):
+                ops = [
+                    {"op": "create", "task": task_body(f"o{b}-{i}", title="x" * 1000)}
+                    for i in range(50)
+                ]
+                assert (await p.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
+                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
+                    break
+        code, _ = await slow.read_until_close()
+        slow.close()
+        assert code == 4008
+        for _ in range(100):
+            found = await scrape(live)
+            if one(found, "taskbell_queue_overflows_total") == 1:
+                break
+            await asyncio.sleep(0.05)
+        assert one(found, "taskbell_queue_overflows_total") == 1
+        assert one(found, "taskbell_socket_closes_total", code="4008") == 1
+        assert one(found, "taskbell_write_ops_per_transaction_bucket", le="50.0") >= 1
