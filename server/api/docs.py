@@ -6,6 +6,8 @@ under the panel's Content-Security-Policy."""
 from __future__ import annotations
 
 import functools
+import json
+import re
 from html import escape
 from typing import Any
 
@@ -32,6 +34,18 @@ async def api_page(request: Request) -> Response:
     return Response(render(), media_type="text/html", headers=headers)
 
 
+_CODE = re.compile(r"``?([^`]+)``?")
+
+
+def prose(text: str) -> str:
+    """Escaped text, with `code` and ``code`` (Markdown, docstrings) as <code>."""
+    return _CODE.sub(r"<code>\1</code>", escape(text))
+
+
+def _json(value: Any) -> str:
+    return escape(json.dumps(value))
+
+
 def _anchor(name: str) -> str:
     return "schema-" + "".join(c if c.isalnum() else "-" for c in name)
 
@@ -44,9 +58,9 @@ def type_text(schema: dict[str, Any]) -> str:
     if "anyOf" in schema or "oneOf" in schema:
         return " | ".join(type_text(s) for s in schema.get("anyOf", schema.get("oneOf", [])))
     if "const" in schema:
-        return f"<code>{escape(repr(schema['const']))}</code>"
+        return f"<code>{_json(schema['const'])}</code>"
     if "enum" in schema:
-        return " | ".join(f"<code>{escape(str(v))}</code>" for v in schema["enum"])
+        return " | ".join(f"<code>{_json(v)}</code>" for v in schema["enum"])
     kind = schema.get("type", "any")
     if kind == "array":
         return f"list of {type_text(schema.get('items', {}))}"
@@ -73,7 +87,7 @@ def _limits(schema: dict[str, Any]) -> str:
         if key in schema:
             words.append(f"{label} {schema[key]}")
     if "default" in schema:
-        words.append(f"default <code>{escape(repr(schema['default']))}</code>")
+        words.append(f"default <code>{_json(schema['default'])}</code>")
     if "pattern" in schema:
         words.append(f"pattern <code>{escape(str(schema['pattern']))}</code>")
     return escape("; ").join(words) if words else ""
@@ -87,7 +101,7 @@ def _fields(schema: dict[str, Any]) -> str:
     rows = []
     for name, prop in props.items():
         need = "required" if name in required else "optional"
-        note = escape(str(prop.get("description", "")))
+        note = prose(str(prop.get("description", "")))
         rows.append(
             f"<tr><td><code>{escape(name)}</code></td><td>{type_text(prop)}</td>"
             f"<td>{need}</td><td>{_limits(prop)} {note}</td></tr>"
@@ -113,7 +127,7 @@ def _response_text(doc: dict[str, Any], answer: dict[str, Any]) -> tuple[str, st
     shape = ""
     for media, body in content.items():
         shape = type_text(body["schema"]) if media == "application/json" else escape(media)
-    return escape(answer["description"]), shape
+    return prose(answer["description"]), shape
 
 
 def _operation(doc: dict[str, Any], method: str, path: str, op: dict[str, Any]) -> str:
@@ -121,16 +135,16 @@ def _operation(doc: dict[str, Any], method: str, path: str, op: dict[str, Any]) 
         f'<section class="op" id="{escape(op["operationId"])}">',
         f'<h3><span class="method {method}">{method.upper()}</span> '
         f"<code>{escape(path)}</code></h3>",
-        f"<p>{escape(op['summary'])}</p>",
+        f"<p>{prose(op['summary'])}</p>",
     ]
     if "description" in op:
-        parts.append(f"<p>{escape(op['description'])}</p>")
+        parts.append(f"<p>{prose(op['description'])}</p>")
     parts.append(f"<p><strong>Who:</strong> {_security(op)}</p>")
     params = op.get("parameters", [])
     if params:
         rows = "".join(
             f"<tr><td><code>{escape(p['name'])}</code></td><td>{escape(p['in'])}</td>"
-            f"<td>{type_text(p['schema'])}</td><td>{escape(p.get('description', ''))}</td></tr>"
+            f"<td>{type_text(p['schema'])}</td><td>{prose(p.get('description', ''))}</td></tr>"
             for p in params
         )
         parts.append(
@@ -178,7 +192,7 @@ def render() -> str:
     )
     schemas = "".join(
         f'<section class="schema" id="{_anchor(name)}"><h3>{escape(name)}</h3>'
-        + (f"<p>{escape(str(s['description']))}</p>" if "description" in s else "")
+        + (f"<p>{prose(str(s['description']))}</p>" if "description" in s else "")
         + _fields(s)
         + "</section>"
         for name, s in sorted(doc["components"]["schemas"].items())
@@ -191,7 +205,7 @@ def render() -> str:
         '<link rel="icon" href="/favicon.ico"><link rel="stylesheet" href="/static/api.css">'
         f'<body class="api-docs"><nav aria-label="Calls"><ul>{nav}</ul></nav><main>'
         f"<h1>{escape(info['title'])} HTTP API <small>{escape(info['version'])}</small></h1>"
-        f"<p>{escape(info['description'])}</p>"
+        f"<p>{prose(info['description'])}</p>"
         '<p>Machine-readable: <a href="/api/v1/openapi.json">/api/v1/openapi.json</a> '
         "(OpenAPI 3.1).</p>"
         f'{sections}<h2 id="schemas">Schemas</h2>{schemas}</main></body></html>'
