@@ -4,17 +4,20 @@ per HTTP request, never with a token or a query string."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
 from server.logs import JsonFormatter, sane_request_id
-from tests.support.app import Live, token
+from tests.support.app import PRODUCER_KEY, SECRET, Live, token
+from tests.support.server_proc import ServerProcess
 from tests.support.tasks import task_body
 
 
@@ -111,3 +114,34 @@ async def test_lines_logged_while_handling_a_request_carry_its_id(
     logging.getLogger("taskbell.test").info("outside any request")
     outside = [e for e in entries(log_lines) if e["msg"] == "outside any request"]
     assert outside and "request_id" not in outside[0]
+
+
+async def test_python_m_server_writes_access_lines_with_ids_and_no_tokens(tmp_path: Path) -> None:
+    """The production set-up (``python -m server``, its logging configuration)."""
+    env = {
+        "TASKBELL_SECRET": SECRET,
+        "TASKBELL_PRODUCER_KEYS": PRODUCER_KEY,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/t.db",
+    }
+    server = ServerProcess(env)
+    secret_token = token("alice")
+    await asyncio.to_thread(server.start)
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            got = await http.get(
+                f"/api/v1/me/counter?token={secret_token}",
+                headers={"Authorization": f"Bearer {secret_token}", "X-Request-ID": "prod-1"},
+            )
+    finally:
+        await asyncio.to_thread(server.stop)
+    assert got.status_code == 200 and got.headers["x-request-id"] == "prod-1"
+    text = server.log_text()
+    assert secret_token not in text and "token=" not in text
+    lines = [orjson.loads(x) for x in text.splitlines() if x.startswith("{")]
+    (access,) = [e for e in lines if e.get("request_id") == "prod-1"]
+    assert access["logger"] == "taskbell.access" and access["level"] == "info"
+    assert (access["method"], access["path"], access["status"]) == (
+        "GET",
+        "/api/v1/me/counter",
+        200,
+    )

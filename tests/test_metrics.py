@@ -9,8 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.responses import Response
 
 from server.settings import Settings
+from tests.push.conftest import fast
+from tests.push.receiver import Received, Receiver, running
 from tests.support.app import PRODUCER_KEY, Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
@@ -165,3 +168,27 @@ async def test_a_socket_whose_queue_overflows_counts_as_a_4008_close(sqlite_url:
         assert one(found, "taskbell_queue_overflows_total") == 1
         assert one(found, "taskbell_socket_closes_total", code="4008") == 1
         assert one(found, "taskbell_write_ops_per_transaction_bucket", le="50.0") >= 1
+
+
+async def test_webhook_attempts_are_counted_by_result(sqlite_url: str) -> None:
+    def once_busy(r: Received, rec: Receiver) -> Response:
+        first = rec.attempts(r.webhook_id) == 1
+        return Response(status_code=503 if first else 204)
+
+    async with (
+        running(Receiver(plan=once_busy)) as receiver,
+        serve(fast(make_settings(sqlite_url))) as live,
+    ):
+        async with live.producer() as p:
+            hook = {"url": receiver.url, "events": ["task.created"]}
+            assert (await p.post("/api/v1/webhooks", json=hook)).status_code == 201
+            await p.post("/api/v1/tasks", json=task_body("w-1"))
+        await receiver.wait(lambda: len(receiver.accepted) == 1)
+        for _ in range(100):
+            found = await scrape(live)
+            if one(found, "taskbell_deliveries_total", channel="webhook", result="delivered"):
+                break
+            await asyncio.sleep(0.05)
+    assert one(found, "taskbell_deliveries_total", channel="webhook", result="retry") == 1
+    assert one(found, "taskbell_deliveries_total", channel="webhook", result="delivered") == 1
+    assert one(found, "taskbell_outbox_pending") == 0
