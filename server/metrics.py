@@ -69,14 +69,14 @@ class Metrics:
         )
         self.write_ops = Histogram(
             "write_ops_per_transaction",
-            "Operations per write transaction (group commit)",
+            "Operations per committed write transaction (group commit)",
             namespace=ns,
             registry=r,
             buckets=OPS_BUCKETS,
         )
         self.write_seconds = Histogram(
             "write_transaction_seconds",
-            "Time of a write transaction in the database, commit included",
+            "Database time of a committed write transaction, commit included",
             namespace=ns,
             registry=r,
             buckets=SECONDS_BUCKETS,
