@@ -27,7 +27,8 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from server.api import demo, events, me, ops, processes, subscriptions, tasks, users, ws
+from server.api import demo, docs, events, me, ops, processes, subscriptions, tasks, users, ws
+from server.api import metrics as metrics_api
 from server.api.common import JSON, Parts
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
@@ -39,6 +40,8 @@ from server.feedlog import SqlFeedLog
 from server.guard import BodyGuard
 from server.hub import Hub
 from server.limits import install as install_limits
+from server.logs import RequestLog
+from server.metrics import Metrics
 from server.migrate import upgrade
 from server.origins import OriginGuard
 from server.reads import Reads
@@ -235,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
         await broker.start(hub.on_envelope, hub.resync)
         hub.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
+        hub.metrics = service.metrics = timers.metrics = delivery.worker.metrics = app.state.metrics
         timers.start()
         delivery.start()
         p.ready = True
@@ -278,6 +282,8 @@ def create_app(settings: Settings) -> Starlette:
         *users.routes,
         *events.routes,
         *ws.routes,
+        *docs.routes,
+        *metrics_api.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
@@ -292,6 +298,8 @@ def create_app(settings: Settings) -> Starlette:
     }
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
     app.state.page_headers = page_headers(settings)
+    app.state.metrics = Metrics()
+    app.state.metrics.watch(lambda: vars(app.state.parts) if hasattr(app.state, "parts") else {})
     # The last added is the outermost: headers on every answer, then the origin check
     # before /ws reaches its fast path.
     app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
@@ -299,4 +307,5 @@ def create_app(settings: Settings) -> Starlette:
     app.add_middleware(WebSocketFastPath)
     app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(RequestLog, access=settings.access_log)  # request ids, access log
     return app

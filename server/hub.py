@@ -28,6 +28,7 @@ from server.connection import Connection, ConnState, Sender
 from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
 from server.feedlog import EVENTS_PAGE, FeedLog, Snapshot
+from server.metrics import UNCOUNTED
 from server.sequencer import Sequencer, Verdict
 from server.session import Session
 from server.wire import HeartbeatMessage, SnapshotMessage, SyncedMessage, dumps
@@ -62,6 +63,7 @@ class Hub:
         self._beater: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self.metrics = UNCOUNTED  # the app sets its own
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -146,6 +148,7 @@ class Hub:
         for event in st.seq.start_from(view.seq):
             conn.push(event.seq, event.count, event.message)
         st.conns.add(conn)
+        self.metrics.joined(snapshot=isinstance(view, Snapshot))
         conn.start()
         if st.seq.behind(view.seq):
             self._schedule_catch_up(conn.owner, st)
@@ -153,6 +156,8 @@ class Hub:
     def leave(self, conn: Connection) -> None:
         st = self.owners.get(conn.owner)
         if st is not None:
+            if conn in st.conns:
+                self.metrics.left(conn.close_code)
             st.conns.discard(conn)
             self._forget_if_idle(conn.owner, st)
 
@@ -179,6 +184,7 @@ class Hub:
         for conn in st.conns:
             if seq > conn.seq:
                 conn.push(seq, count, message)
+                self.metrics.events_delivered.inc()
 
     def _schedule_catch_up(self, owner: str, st: OwnerState) -> None:
         if self._stopping.is_set():

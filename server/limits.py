@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from server import metrics
 from server.api.common import Parts
 from server.auth import User, is_producer_key, verify_token
 from server.errors import ApiError, CloseCode, TooManyRequests
@@ -344,6 +345,7 @@ class RateLimit:
                 wait = limits.request_wait(credential(scope))
                 if wait > 0:
                     exc = TooManyRequests("too many requests; slow down")
+                    metrics.of(scope["app"]).rate_limited.inc()
                     exc.headers["Retry-After"] = str(retry_after(wait))
                     await send_error(send, exc)
                     return

@@ -1,15 +1,34 @@
 """Structured logs: one JSON object per line on stderr. Nothing here ever logs a token:
 tokens travel in headers and WebSocket messages, which are not logged, and the panel
-keeps its token in the URL fragment, which browsers do not send."""
+keeps its token in the URL fragment, which browsers do not send.
+
+Every line logged while a request is handled carries its ``request_id`` (and the
+``tenant`` where one is known): ``RequestLog``, the outermost ASGI middleware, takes the
+id from ``X-Request-ID`` when it is sane (at most 64 of ``[A-Za-z0-9._-]``) or makes one
+up, echoes it in the answer's ``X-Request-ID``, and writes one access line per HTTP
+request (``taskbell.access``: method, path without the query string, status, duration):
+never a header's value or a query string, where a token may travel."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import re
+import secrets
 import sys
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "taskbell_request_id", default=None
+)
+tenant: contextvars.ContextVar[str | None] = contextvars.ContextVar("taskbell_tenant", default=None)
+_SANE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+access_log = logging.getLogger("taskbell.access")
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
     "message",
@@ -31,6 +50,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD and not key.startswith("_"):
                 entry[key] = value
+        for key, var in (("request_id", request_id), ("tenant", tenant)):
+            if key not in entry and (known := var.get()) is not None:
+                entry[key] = known
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry, default=str).decode()
@@ -95,3 +117,61 @@ def setup(level: str = "info") -> dict[str, Any]:
             "uvicorn.access": {"handlers": ["default"], "level": "WARNING", "propagate": False},
         },
     }
+
+
+def sane_request_id(raw: str | None) -> str:
+    """``raw`` when it is a usable request id (1 to 64 of ``[A-Za-z0-9._-]``), else a
+    new one (16 hex digits)."""
+    if raw is not None and _SANE_ID.fullmatch(raw):
+        return raw
+    return secrets.token_hex(8)
+
+
+class RequestLog:
+    """The request id of every HTTP request (a contextvar the log lines read), its echo
+    in ``X-Request-ID``, and one access line per HTTP request."""
+
+    def __init__(self, app: ASGIApp, access: bool = True) -> None:
+        self.app = app
+        self.access = access
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Sockets go straight through: a layer here would stay alive as long as each
+        # socket does (see app.WebSocketFastPath).
+        if scope["type"] != "http":
+            return self.app(scope, receive, send)
+        return self._http(scope, receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
+        rid = sane_request_id(given.decode("latin-1") if given is not None else None)
+        token = request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+
+        async def with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
+                headers.append((b"x-request-id", rid.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, with_id)
+        finally:
+            if self.access:
+                access_log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    },
+                )
+            request_id.reset(token)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import overload
 from server.broker import Broker
 from server.changes import Applied
 from server.errors import ApiError, Unavailable
+from server.metrics import UNCOUNTED
 from server.ops import (
     EndInstance,
     PruneEvents,
@@ -56,6 +58,7 @@ class Service:
         self._listeners: list[Callable[[], None]] = []
         self._pending: deque[Pending] = deque()
         self._drainer: asyncio.Task[None] | None = None
+        self.metrics = UNCOUNTED  # the app sets its own
 
     def on_commit(self, listener: Callable[[], None]) -> None:
         """Call ``listener`` after every commit in which a hook queued deliveries."""
@@ -92,6 +95,7 @@ class Service:
 
     async def _commit_group(self, group: list[Pending]) -> None:
         ops = [op for batch, _ in group for op in batch]
+        started = time.perf_counter()
         try:
             applied = await self.writes.apply(ops)
         except Unavailable as exc:  # the database is away: nobody's write can succeed
@@ -107,6 +111,7 @@ class Service:
             for one in group:
                 await self._commit_group([one])
             return
+        self.metrics.wrote(len(ops), time.perf_counter() - started)
         await self._committed(applied)
         start = 0
         for batch, future in group:
@@ -134,7 +139,9 @@ class Service:
     async def run(self, op: RunOp) -> RunResult:
         """Run one process or clock operation in its own transaction, then publish.
         Raises its ``ApiError`` when refused, ``Unavailable`` when the database is away."""
+        started = time.perf_counter()
         result, applied = await self.writes.run(op)
+        self.metrics.wrote(1, time.perf_counter() - started)
         await self._committed(applied)
         return result
 

@@ -89,6 +89,9 @@ class Settings:
     ws_message_rate: float = 20.0  # messages per second per socket after auth (burst: twice)
     header_timeout_s: float = 10.0
     body_timeout_s: float = 10.0
+    # Operations (server/metrics.py, server/logs.py).
+    access_log: bool = True  # one log line per HTTP request (taskbell.access)
+    metrics_token: str = ""  # when set, GET /metrics wants it (or a producer key)
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -270,4 +273,6 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "TASKBELL_WS_MESSAGE_RATE": ("ws_message_rate", _limit),
     "TASKBELL_HEADER_TIMEOUT_SECONDS": ("header_timeout_s", _limit),
     "TASKBELL_BODY_TIMEOUT_SECONDS": ("body_timeout_s", _limit),
+    "TASKBELL_ACCESS_LOG": ("access_log", _on),
+    "TASKBELL_METRICS_TOKEN": ("metrics_token", _text),
 }

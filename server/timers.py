@@ -16,6 +16,7 @@ import logging
 from datetime import timedelta
 
 from server.clock import now_utc
+from server.metrics import UNCOUNTED
 from server.ops import PruneEvents, ResumeDue
 from server.service import Service
 
@@ -32,6 +33,7 @@ class Timers:
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.fired = 0
+        self.metrics = UNCOUNTED  # the app sets its own
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="timers")
@@ -54,6 +56,7 @@ class Timers:
             if resumed.found < page.limit:
                 break
         self.fired += total
+        self.metrics.timers_fired.inc(total)
         return total
 
     async def _run(self) -> None:

@@ -23,6 +23,7 @@ from server.delivery.queue import (
     RowStatus,
     Verdict,
 )
+from server.metrics import UNCOUNTED
 
 log = logging.getLogger("taskbell.outbox")
 
@@ -72,6 +73,7 @@ class OutboxWorker:
         self._task: asyncio.Task[None] | None = None
         self._in_flight: set[str] = set()
         self._last_prune = 0.0
+        self.metrics = UNCOUNTED  # the app sets its own
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-worker")
@@ -160,6 +162,7 @@ class OutboxWorker:
                 log.exception("sender failed on %s", message.id)
                 result = Result(Verdict.RETRY, error=f"internal error: {type(exc).__name__}")
         status = await self.outbox.record(message, result, policy)
+        self.metrics.deliveries.labels(message.channel.value, result.verdict.value).inc()
         self._in_flight.discard(message.id)
         if sender is not None and status is RowStatus.FAILED and result.verdict is Verdict.RETRY:
             await sender.gave_up(message, result)
