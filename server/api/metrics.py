@@ -49,7 +49,7 @@ async def scrape(request: Request) -> Response:
     m = metrics.of(request.app)
     # The database away: the last figure stays (readyz says so).
     with contextlib.suppress(*DATABASE_ERRORS):
-        m.outbox_pending.set(await _outbox_pending(request.app.state.push))
+        m.outbox_pending.set(await _outbox_pending(request.app.state.delivery))
     data = generate_latest(m.registry)
     return Response(
         data,
