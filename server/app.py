@@ -210,6 +210,7 @@ def create_app(settings: Settings) -> Starlette:
             sweep_interval=settings.sweep_interval_s,
             queue_limit=settings.send_queue_size,
             heartbeat_s=settings.heartbeat_s,
+            interest=broker,
         )
         p = Parts(settings, Reads(engines), broker, hub, service)
         app.state.parts = p
