@@ -19,9 +19,8 @@ and a changed slot map (checked every ``check_interval``), a ``MOVED``, an unask
 from a fresh slot map.
 
 The listener reconnects with exponential backoff and jitter and calls ``on_resync``
-after every (re)connect and after every subscription to more partitions (once when it
-is confirmed and once more ``RESYNC_SETTLE`` seconds later, for a hub resync that was
-already running), so the hub catches up from the database. Each subscriber connection
+after every (re)connect and after every subscription to more partitions is confirmed,
+so the hub catches up from the database on what was published before. Each subscriber connection
 proves it is not deaf by publishing a ping to its own channel every ``check_interval``
 seconds: a ping not heard back within two intervals forces a reconnect.
 """
@@ -59,7 +58,6 @@ log = logging.getLogger("taskbell.broker")
 PING_PREFIX = "taskbell:ping:"
 OUTGOING_LIMIT = 100_000  # envelopes queued for Redis before the oldest are forgotten
 LINGER_SECONDS = 30.0  # a partition stays subscribed this long after its last owner left
-RESYNC_SETTLE = 1.0  # the second resync after a subscription
 POLL_SECONDS = 0.05  # how soon a listener notices new interest while nothing arrives
 CLUSTER_SCHEME = "redis+cluster"
 
@@ -157,7 +155,6 @@ class RedisBroker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
-        self._settle: asyncio.TimerHandle | None = None
         # Interest: owners held per partition, and partitions lingering after their last.
         self._refs = [0] * PARTITIONS
         self._lingering: dict[int, float] = {}
@@ -184,9 +181,6 @@ class RedisBroker:
         if self._task is not None:
             await self._cancel(self._task)
             self._task = None
-        if self._settle is not None:
-            self._settle.cancel()
-            self._settle = None
         await self._close_clients()
 
     @staticmethod
@@ -423,7 +417,7 @@ class RedisBroker:
         self.reconnects += 1
         log.info("redis listener subscribed (%d connection(s))", len(links))
         # Anything published while we were away is in the database: catch up now.
-        self._resync()
+        self._on_resync()
         await asyncio.Event().wait()  # live as long as the session
 
     async def _watch_slots(self, slots: SlotMap) -> None:
@@ -431,19 +425,6 @@ class RedisBroker:
             await asyncio.sleep(self._check_interval)
             if await self._fetch_slots() != slots:
                 raise TopologyChanged("the slot map changed")
-
-    def _resync(self) -> None:
-        """Resync now, and once more a moment later (a hub resync already running when
-        this subscription was confirmed may have read the database before it)."""
-        self._on_resync()
-        if self._settle is not None:
-            self._settle.cancel()
-        loop = asyncio.get_running_loop()
-        self._settle = loop.call_later(RESYNC_SETTLE, self._settled)
-
-    def _settled(self) -> None:
-        self._settle = None
-        self._on_resync()
 
     async def _run_link(self, link: _Link) -> None:
         client = self._connect(link.address)
@@ -515,7 +496,7 @@ class RedisBroker:
         if not link.ready.is_set():
             link.ready.set()  # the session's announcement resyncs
         elif self._listening:
-            self._resync()  # more partitions: what was published before is in the database
+            self._on_resync()  # more partitions: what was published before is in the database
 
     async def _reconcile(
         self, link: _Link, subscribe: Callable[..., Any], unsubscribe: Callable[..., Any]
