@@ -365,6 +365,8 @@ class RedisBroker:
             except (RedisError, OSError, DeafSubscription, TopologyChanged, TimeoutError) as exc:
                 if self._listening:
                     log.warning("redis listener lost (%s); reconnecting", type(exc).__name__)
+                else:
+                    log.debug("redis listener could not subscribe: %r", exc)
                 self._listening = False
                 self._slots_stale = True
                 delay = backoff * (0.5 + random.random())
@@ -441,7 +443,12 @@ class RedisBroker:
             await subscribe(link.ping_channel)
             last_heard = time.monotonic()
             next_ping = last_heard
+            me = asyncio.current_task()
             while True:
+                if me is not None and me.cancelling():
+                    # redis-py's read timeout can swallow a cancellation that lands as it
+                    # expires (it returns "no message"): honour it here.
+                    raise asyncio.CancelledError
                 now = time.monotonic()
                 if self._lingering:
                     self._expire(now)
