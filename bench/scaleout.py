@@ -18,7 +18,7 @@ subscription every listener decoded every event).
 (``bench.loadgen``, one change per request, as fast as it answers) over its own owners,
 all at once: changes/s per instance and in total.
 
-    python -m bench.scaleout postgres --instances 2 --duration 15
+    python -m bench.scaleout postgres --instances 1,2 --duration 15
 
 Figures are CPU time read from /proc (psutil) and counts, never wall-clock latency, so
 a busy machine slows them down but skews them less; run them on a quiet machine all
@@ -241,50 +241,66 @@ async def fanout(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- postgres
 
 
-def postgres(args: argparse.Namespace) -> int:
-    n = int(args.instances)
-    with PostgresServer() as pg, RedisServer() as redis:
-        pg.start()
-        redis.start()
-        env = instance_env(pg.create_database(), redis.url)
-        servers = [ServerProcess(env) for _ in range(n)]
-        out = Path(tempfile.mkdtemp(prefix="taskbell-pgbench-"))
-        try:
-            start_all(servers)
-            procs = []
-            for i, server in enumerate(servers):
-                argv = [sys.executable, "-m", "bench.loadgen", "--url", server.base_url]
-                argv += ["--connections", str(args.connections), "--owners", str(args.owners)]
-                argv += ["--owner-prefix", f"pg{i}-u", "--rate", "0"]
-                argv += ["--duration", str(args.duration), "--mode", args.mode]
-                argv += ["--concurrency", str(args.concurrency), "--compression", "none"]
-                argv += ["--server-pid", str(server.pid), "--label", f"instance-{i}"]
-                argv += ["--json", str(out / f"{i}.json")]
-                child_env = dict(os.environ, TASKBELL_SECRET=SECRET)
-                child_env["TASKBELL_PRODUCER_KEY"] = PRODUCER_KEY
-                child_env["PYTHONPATH"] = str(REPO)
-                child_env["PYTHONWARNINGS"] = "ignore"
-                procs.append(
-                    subprocess.Popen(
-                        argv, env=child_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-                    )
-                )
-            for proc in procs:
-                proc.wait()
-            results = [json.loads((out / f"{i}.json").read_text()) for i in range(n)]
-        finally:
-            for s in servers:
-                s.close()
-    print(f"\n=== {n} instances on one PostgreSQL, each its own owners, {args.mode} changes")
-    print("instance  changes/s  e2e ch/s  lost  srv cpu%")
+LOCK_WAITS = (
+    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+    "AND datname = current_database()"
+)
+
+
+def postgres_once(pg: PostgresServer, redis: RedisServer, n: int, args: argparse.Namespace) -> str:
+    name = f"pgbench_{n}_{int(time.time())}"
+    env = instance_env(pg.create_database(name), redis.url)
+    servers = [ServerProcess(env) for _ in range(n)]
+    out = Path(tempfile.mkdtemp(prefix="taskbell-pgbench-"))
+    try:
+        start_all(servers)
+        procs = []
+        for i, server in enumerate(servers):
+            argv = [sys.executable, "-m", "bench.loadgen", "--url", server.base_url]
+            argv += ["--connections", str(args.connections), "--owners", str(args.owners)]
+            argv += ["--owner-prefix", f"pg{i}-u", "--rate", "0"]
+            argv += ["--duration", str(args.duration), "--mode", args.mode]
+            argv += ["--concurrency", str(args.concurrency), "--compression", "none"]
+            argv += ["--server-pid", str(server.pid), "--label", f"instance-{i}"]
+            argv += ["--json", str(out / f"{i}.json")]
+            child_env = dict(os.environ, TASKBELL_SECRET=SECRET)
+            child_env["TASKBELL_PRODUCER_KEY"] = PRODUCER_KEY
+            child_env["PYTHONPATH"] = str(REPO)
+            child_env["PYTHONWARNINGS"] = "ignore"
+            procs.append(subprocess.Popen(argv, env=child_env, stdout=subprocess.DEVNULL))
+        # Sessions waiting on a lock, sampled while the load generators run: owners of
+        # different instances never share a feed row, so this should stay at 0.
+        samples, waiting = 0, 0
+        while any(proc.poll() is None for proc in procs):
+            samples += 1
+            waiting = max(waiting, int(pg.psql(LOCK_WAITS, database=name).strip() or 0))
+            time.sleep(0.5)
+        results = [json.loads((out / f"{i}.json").read_text()) for i in range(n)]
+    finally:
+        for s in servers:
+            s.close()
+    lines = [f"--- {n} instance(s), {args.mode} changes, each its own {args.owners} owners"]
+    lines.append("instance  changes/s  e2e ch/s  lost  srv cpu%")
     total = 0.0
     for i, r in enumerate(results):
         total += float(r.get("e2e_changes_per_s", 0.0))
-        print(
+        lines.append(
             f"{i:>8}  {r.get('changes_per_s', 0):>9,.0f}  {r.get('e2e_changes_per_s', 0):>8,.0f}"
             f"  {r.get('lost', '?'):>4}  {r.get('server_cpu_drive_pct', 0):>7,.0f}"
         )
-    print(f"   total             {total:>8,.0f}")
+    lines.append(f"   total             {total:>8,.0f}")
+    lines.append(f"   sessions waiting on a lock: at most {waiting} in {samples} samples")
+    return "\n".join(lines)
+
+
+def postgres(args: argparse.Namespace) -> int:
+    with PostgresServer() as pg, RedisServer() as redis:
+        pg.start()
+        redis.start()
+        reports = [postgres_once(pg, redis, int(n), args) for n in args.instances.split(",")]
+    print("\n=== instances on one PostgreSQL (and one Redis)")
+    for report in reports:
+        print(report)
     return 0
 
 
@@ -301,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--cluster", action="store_true", help="a three-master Redis Cluster")
     f.add_argument("--json", default="")
     g = sub.add_parser("postgres", help="changes/s with N instances on one PostgreSQL")
-    g.add_argument("--instances", default="2")
+    g.add_argument("--instances", default="1,2", help="instance counts to run, in order")
     g.add_argument("--connections", type=int, default=500)
     g.add_argument("--owners", type=int, default=100)
     g.add_argument("--duration", type=float, default=15)
