@@ -63,6 +63,19 @@ def cpu_s(pid: int) -> float:
     return float(times.user + times.system)
 
 
+def tree_cpu_s(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and each of its children (PostgreSQL's backends)."""
+    root = psutil.Process(pid)
+    out: dict[int, float] = {}
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        out[proc.pid] = float(times.user + times.system)
+    return out
+
+
 def instance_env(db_url: str, redis_url: str) -> dict[str, str]:
     return {
         "DATABASE_URL": db_url,
@@ -254,6 +267,8 @@ def postgres_once(pg: PostgresServer, redis: RedisServer, n: int, args: argparse
     out = Path(tempfile.mkdtemp(prefix="taskbell-pgbench-"))
     try:
         start_all(servers)
+        assert pg.pid is not None
+        pg_before = tree_cpu_s(pg.pid)
         procs = []
         for i, server in enumerate(servers):
             argv = [sys.executable, "-m", "bench.loadgen", "--url", server.base_url]
@@ -275,10 +290,13 @@ def postgres_once(pg: PostgresServer, redis: RedisServer, n: int, args: argparse
             samples += 1
             waiting = max(waiting, int(pg.psql(LOCK_WAITS, database=name).strip() or 0))
             time.sleep(0.5)
+        pg_after = tree_cpu_s(pg.pid)
+        pg_cpu = sum(v - pg_before.get(k, 0.0) for k, v in pg_after.items())
         results = [json.loads((out / f"{i}.json").read_text()) for i in range(n)]
     finally:
         for s in servers:
             s.close()
+    acked = sum(int(r.get("changes_acked", 0) or 0) for r in results)
     lines = [f"--- {n} instance(s), {args.mode} changes, each its own {args.owners} owners"]
     lines.append("instance  changes/s  e2e ch/s  lost  srv cpu%")
     total = 0.0
@@ -290,6 +308,9 @@ def postgres_once(pg: PostgresServer, redis: RedisServer, n: int, args: argparse
         )
     lines.append(f"   total             {total:>8,.0f}")
     lines.append(f"   sessions waiting on a lock: at most {waiting} in {samples} samples")
+    if acked:
+        per = 1000 * pg_cpu / acked
+        lines.append(f"   PostgreSQL CPU: {pg_cpu:.2f} s for {acked} changes = {per:.3f} ms/change")
     return "\n".join(lines)
 
 
