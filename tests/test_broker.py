@@ -352,3 +352,52 @@ async def test_cluster_listener_survives_a_master_killed_and_restarted() -> None
         finally:
             await publisher.stop()
             await listener.stop()
+
+
+async def move_slot(ports: list[int], slot: int, source: int, target: int) -> None:
+    """Migrate an (empty) slot from node ``source`` to node ``target``, the way
+    ``redis-cli --cluster reshard`` does it for one slot without keys."""
+    clients = [Redis(port=port) for port in ports]
+    try:
+        ids = [(await c.execute_command("CLUSTER MYID")).decode() for c in clients]  # type: ignore[no-untyped-call]
+        await clients[target].execute_command("CLUSTER SETSLOT", slot, "IMPORTING", ids[source])  # type: ignore[no-untyped-call]
+        await clients[source].execute_command("CLUSTER SETSLOT", slot, "MIGRATING", ids[target])  # type: ignore[no-untyped-call]
+        for c in clients:
+            await c.execute_command("CLUSTER SETSLOT", slot, "NODE", ids[target])  # type: ignore[no-untyped-call]
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_cluster_follows_a_slot_that_moved_to_another_master() -> None:
+    with RedisCluster() as cluster:
+        rec = Recorder()
+        publisher = RedisBroker(cluster.url, check_interval=0.5)
+        listener = RedisBroker(cluster.url, check_interval=0.5)
+        await publisher.start(lambda env: None, lambda: None)
+        await listener.start(rec.on_envelope, rec.on_resync)
+        try:
+            await hold_and_wait(publisher, listener, rec, ["alice"])
+            slot = SLOT_OF[partition_of("alice")]
+            source = min(slot * 3 // SLOTS, 2)
+            await move_slot(cluster.ports, slot, source, (source + 1) % 3)
+            before = rec.resyncs
+            # The listener is told (sunsubscribe) or finds the new slot map; the publisher
+            # gets MOVED and asks again. Then alice's envelopes flow once more.
+            await rec.wait_for(lambda: rec.resyncs > before and listener.healthy, timeout=20)
+            async with asyncio.timeout(20):
+                n = 0
+                while not rec.of({"alice"}):
+                    n += 1
+                    await publisher.publish([Envelope("alice", n, 1, "{}")])
+                    await asyncio.sleep(0.1)
+            target = Redis(port=cluster.ports[(source + 1) % 3])
+            try:
+                channels, numpat = await channels_and_numpat(target, sharded=True)
+            finally:
+                await target.aclose()
+            assert CHANNELS[partition_of("alice")] in channels
+            assert numpat == 0
+        finally:
+            await publisher.stop()
+            await listener.stop()
