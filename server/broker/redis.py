@@ -144,7 +144,7 @@ class RedisBroker:
         self._on_envelope: EnvelopeHandler = lambda env: None
         self._on_resync: ResyncHandler = lambda: None
         self._listening = False
-        self._publish_ok = True
+        self._failing: set[Address | None] = set()  # where the last publish or ping failed
         self.reconnects = 0
         self.dropped = 0
         self.cluster: bool | None = None  # known after the first connection
@@ -173,7 +173,7 @@ class RedisBroker:
         if self._publisher is not None:
             # Give what is queued a moment to leave, then stop.
             for _ in range(20):
-                if not self._outgoing or not self._publish_ok:
+                if not self._outgoing or self._failing:
                     break
                 await asyncio.sleep(0.05)
             await self._cancel(self._publisher)
@@ -194,7 +194,7 @@ class RedisBroker:
 
     @property
     def healthy(self) -> bool:
-        return self._listening and self._publish_ok
+        return self._listening and not self._failing
 
     def describe(self) -> str:
         state = "listening" if self._listening else "disconnected"
@@ -261,32 +261,42 @@ class RedisBroker:
                 chunk = [self._outgoing.popleft() for _ in range(min(500, len(self._outgoing)))]
                 try:
                     await self._send(chunk)
-                    if not self._publish_ok:
-                        log.info("redis publish works again")
-                    self._publish_ok = True
-                except (RedisError, OSError, TopologyChanged) as exc:
-                    if self._publish_ok:
-                        log.warning(
-                            "redis publish failed (%s); peers will catch up from the database",
-                            type(exc).__name__,
-                        )
-                    self._publish_ok = False
+                except Exception as exc:
+                    if not isinstance(exc, (RedisError, OSError, TopologyChanged)):
+                        log.exception("redis publish failed unexpectedly")
                     self._slots_stale = True
                     self.dropped += len(chunk)
+
+    def _outcome(self, address: Address | None, ok: bool) -> None:
+        """Record a publish's or a ping's outcome; log only when the state changes."""
+        was_ok = not self._failing
+        if ok:
+            self._failing.discard(address)
+        else:
+            self._failing.add(address)
+        if was_ok and self._failing:
+            log.warning("redis publish failed; peers will catch up from the database")
+        elif not was_ok and not self._failing:
+            log.info("redis publish works again")
 
     async def _send(self, chunk: list[Envelope]) -> None:
         if self.cluster is None:
             await self._detect()
         if not self.cluster:
-            async with self._client(None).pipeline(transaction=False) as pipe:
-                for env in chunk:
-                    pipe.publish(CHANNELS[partition_of(env.owner)], encode(env))
-                await pipe.execute()
+            try:
+                async with self._client(None).pipeline(transaction=False) as pipe:
+                    for env in chunk:
+                        pipe.publish(CHANNELS[partition_of(env.owner)], encode(env))
+                    await pipe.execute()
+            except (RedisError, OSError):
+                self._outcome(None, False)
+                raise
+            self._outcome(None, True)
             return
-        if self._slots is None or self._slots_stale:
-            self._slots = await self._fetch_slots()
-            self._slots_stale = False
         slots = self._slots
+        if slots is None or self._slots_stale:
+            slots = await self._fetch_slots()
+            self._adopt(slots)
         # Per master, in commit order; masters in parallel (order matters per owner
         # only, and an owner's partition lives on one master).
         per_master: dict[Address, list[Envelope]] = {}
@@ -295,10 +305,15 @@ class RedisBroker:
         await asyncio.gather(*(self._spublish(a, envs) for a, envs in per_master.items()))
 
     async def _spublish(self, address: Address, envs: list[Envelope]) -> None:
-        async with self._client(address).pipeline(transaction=False) as pipe:
-            for env in envs:
-                pipe.execute_command("SPUBLISH", CHANNELS[partition_of(env.owner)], encode(env))
-            await pipe.execute()
+        try:
+            async with self._client(address).pipeline(transaction=False) as pipe:
+                for env in envs:
+                    pipe.execute_command("SPUBLISH", CHANNELS[partition_of(env.owner)], encode(env))
+                await pipe.execute()
+        except (RedisError, OSError):
+            self._outcome(address, False)
+            raise
+        self._outcome(address, True)
 
     def _client(self, address: Address | None) -> Redis:
         client = self._clients.get(address)
@@ -337,6 +352,12 @@ class RedisBroker:
         self.cluster = bool(int(info.get("cluster_enabled", 0)))
         log.info("redis is %s", "a cluster" if self.cluster else "a single server")
 
+    def _adopt(self, slots: SlotMap) -> None:
+        """Use this slot map from now on; forget failures of nodes no longer masters."""
+        self._slots = slots
+        self._slots_stale = False
+        self._failing &= set(slots.masters)
+
     async def _fetch_slots(self) -> SlotMap:
         """The slot map from the first node that answers: the URL's, then known ones."""
         candidates: list[Address] = [self._seed]
@@ -362,8 +383,12 @@ class RedisBroker:
                 await self._session()
             except asyncio.CancelledError:
                 raise
-            except (RedisError, OSError, DeafSubscription, TopologyChanged, TimeoutError) as exc:
-                if self._listening:
+            except Exception as exc:
+                expected = (RedisError, OSError, DeafSubscription, TopologyChanged, TimeoutError)
+                if not isinstance(exc, expected):
+                    # A bug or a reply we do not understand: say so, and start over.
+                    log.exception("redis listener failed; starting over")
+                elif self._listening:
                     log.warning("redis listener lost (%s); reconnecting", type(exc).__name__)
                 else:
                     log.debug("redis listener could not subscribe: %r", exc)
@@ -383,8 +408,8 @@ class RedisBroker:
         await self._detect()
         links: list[_Link] = []
         if self.cluster:
-            slots = self._slots = await self._fetch_slots()
-            self._slots_stale = False
+            slots = await self._fetch_slots()
+            self._adopt(slots)
             for i, address in enumerate(slots.masters):
                 mine = frozenset(p for p in range(PARTITIONS) if slots.owner[p] == i)
                 tag = TAGS[min(mine)]
@@ -541,8 +566,8 @@ class RedisBroker:
                     )
                 else:
                     await client.publish(link.ping_channel, b"ping")
-            self._publish_ok = True
+            self._outcome(link.address, True)
         except (RedisError, OSError):
-            self._publish_ok = False
+            self._outcome(link.address, False)
         except TimeoutError:
             raise DeafSubscription("a ping could not be sent in time") from None
