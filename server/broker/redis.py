@@ -59,6 +59,7 @@ PING_PREFIX = "taskbell:ping:"
 OUTGOING_LIMIT = 100_000  # envelopes queued for Redis before the oldest are forgotten
 LINGER_SECONDS = 30.0  # a partition stays subscribed this long after its last owner left
 POLL_SECONDS = 0.05  # how soon a listener notices new interest while nothing arrives
+DRAIN_LIMIT = 1000  # messages handled in a row before looking at interest and pings
 CLUSTER_SCHEME = "redis+cluster"
 
 Address = tuple[str, int]
@@ -482,6 +483,7 @@ class RedisBroker:
                     await self._reconcile(link, subscribe, unsubscribe)
                 wait = max(0.0, min(POLL_SECONDS, next_ping - now))
                 msg = await pubsub.get_message(timeout=wait)
+                budget = DRAIN_LIMIT  # then interest and pings get their turn
                 while msg is not None:
                     kind = msg["type"]
                     channel = msg["channel"]
@@ -503,7 +505,8 @@ class RedisBroker:
                         elif link.sharded:
                             # Not asked for: Redis moved this channel's slot away.
                             raise TopologyChanged("a slot moved")
-                    msg = await pubsub.get_message(timeout=0)
+                    budget -= 1
+                    msg = await pubsub.get_message(timeout=0) if budget else None
                 now = time.monotonic()
                 if now >= next_ping:
                     if now - last_heard > 2 * self._check_interval:
