@@ -21,7 +21,7 @@ from server.broker.partitions import (
     SLOTS,
     partition_of,
 )
-from server.broker.redis import RedisBroker
+from server.broker.redis import RedisBroker, TopologyChanged, parse_cluster_slots
 from server.changes import Envelope
 from tests.support.services import RedisCluster, RedisServer
 
@@ -139,6 +139,24 @@ def test_partition_channels_spread_evenly_over_the_slots() -> None:
     # 85 or 86 partitions each.
     per_master = Counter(min(slot * 3 // SLOTS, 2) for slot in SLOT_OF)
     assert sorted(per_master.values()) == [85, 85, 86]
+
+
+def test_cluster_slots_reply_maps_every_partition_to_its_master() -> None:
+    seed = ("10.0.0.1", 7000)
+    reply = [
+        [0, 5460, [b"10.0.0.1", 7000, b"id-a", {}], [b"10.0.0.4", 7003, b"id-d", {}]],
+        [5461, 10922, [b"", 7001, b"id-b", {}]],  # "" = the node that answered
+        [10923, 16383, [b"10.0.0.3", 7002, b"id-c", {}]],
+    ]
+    slots = parse_cluster_slots(reply, seed)
+    assert slots.masters == (("10.0.0.1", 7000), ("10.0.0.1", 7001), ("10.0.0.3", 7002))
+    assert [slots.owner.count(i) for i in range(3)] == [86, 85, 85]
+    assert (
+        slots.master_of(partition_of("alice"))
+        == slots.masters[min(SLOT_OF[partition_of("alice")] * 3 // SLOTS, 2)]
+    )
+    with pytest.raises(TopologyChanged):
+        parse_cluster_slots(reply[:2], seed)  # slots without a master: being set up
 
 
 # ------------------------------------------------------------------ the contract
