@@ -30,7 +30,6 @@ KEYS = producer_keys()
 SECRET = secret()
 redis_url = os.environ.get("REDIS_URL") or ""
 pub: Redis | None = None
-outgoing: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
 
 
 async def fan_out(owner: str, message: bytes) -> None:
@@ -40,26 +39,12 @@ async def fan_out(owner: str, message: bytes) -> None:
             await ws.send_text(text)
 
 
-def publish(owner: str, message: bytes) -> None:
+async def publish(owner: str, message: bytes) -> None:
+    """Awaited in the request, the way a first version does it."""
     if pub is None:
-        outgoing.put_nowait((owner, message))
+        await fan_out(owner, message)
     else:
-        outgoing.put_nowait((PREFIX + owner, message))
-
-
-async def publisher() -> None:
-    while True:
-        target, message = await outgoing.get()
-        if pub is None:
-            await fan_out(target, message)
-            continue
-        batch = [(target, message)]
-        while not outgoing.empty() and len(batch) < 500:
-            batch.append(outgoing.get_nowait())
-        async with pub.pipeline(transaction=False) as pipe:
-            for channel, data in batch:
-                pipe.publish(channel, data)
-            await pipe.execute()
+        await pub.publish(PREFIX + owner, message)
 
 
 async def listener() -> None:
@@ -88,7 +73,7 @@ async def create(request: Request) -> Response:
     task: Any = orjson.loads(await request.body())
     status, owner, message = feeds.create(task)
     if message is not None:
-        publish(owner, message)
+        await publish(owner, message)
     return JSONResponse({"id": task.get("id")}, status_code=status)
 
 
@@ -97,7 +82,7 @@ async def complete(request: Request) -> Response:
         return Response(status_code=401)
     status, owner, message = feeds.complete(request.path_params["task_id"])
     if message is not None:
-        publish(owner, message)
+        await publish(owner, message)
     return JSONResponse({}, status_code=status)
 
 
@@ -106,7 +91,7 @@ async def batch(request: Request) -> Response:
         return Response(status_code=401)
     results, messages = feeds.batch(orjson.loads(await request.body()))
     for owner, message in messages:
-        publish(owner, message)
+        await publish(owner, message)
     return JSONResponse({"results": results})
 
 
@@ -134,7 +119,7 @@ async def ws_endpoint(ws: WebSocket) -> None:
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     global pub
-    tasks = [asyncio.create_task(publisher())]
+    tasks = []
     if redis_url:
         pub = Redis.from_url(redis_url)
         tasks.append(asyncio.create_task(listener()))
