@@ -82,8 +82,8 @@ class Change:
         return "POST", f"/tasks/{self.task_id}/complete", None
 
 
-def owner_names(count: int) -> list[str]:
-    return [f"bench-u{i:05d}" for i in range(count)]
+def owner_names(count: int, prefix: str = "bench-u") -> list[str]:
+    return [f"{prefix}{i:05d}" for i in range(count)]
 
 
 class Workload:

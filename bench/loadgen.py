@@ -70,6 +70,7 @@ class Options:
     label: str
     json_path: Path | None
     loop: str
+    owner_prefix: str = "bench-u"
 
 
 def mint_token(secret: str, user: str, ttl_s: int = 24 * 3600) -> str:
@@ -96,7 +97,7 @@ async def wait_healthy(base_url: str, timeout_s: float = 30.0) -> None:
 async def connect_all(
     options: Options, result: LoadgenResult
 ) -> tuple[list[Subscriber], list[str]]:
-    owners = owner_names(options.owners)
+    owners = owner_names(options.owners, options.owner_prefix)
     tokens = {owner: mint_token(options.secret, owner) for owner in owners}
     ws_url = websocket_url(options.url)
     gate = asyncio.Semaphore(options.connect_concurrency)
@@ -215,7 +216,8 @@ async def drive_changes(
     result: LoadgenResult,
     meters: Meters,
 ) -> None:
-    workload = Workload(owner_names(options.owners), run_id=f"b{uuid.uuid4().hex[:8]}")
+    owners = owner_names(options.owners, options.owner_prefix)
+    workload = Workload(owners, run_id=f"b{uuid.uuid4().hex[:8]}")
     api = options.url.rstrip("/") + "/api/v1"
     auth = {"Authorization": f"Bearer {options.producer_key}"}
     connections = [Connection(api, auth) for _ in range(options.concurrency)]
@@ -276,6 +278,11 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--url", default="http://127.0.0.1:8000", help="server base URL")
     p.add_argument("--connections", type=int, default=500, help="WebSockets to open (N)")
     p.add_argument("--owners", type=int, default=100, help="distinct owners (U)")
+    p.add_argument(
+        "--owner-prefix",
+        default="bench-u",
+        help="owner names (two load generators on one database use different ones)",
+    )
     p.add_argument("--rate", type=float, default=0, help="changes/s; 0 = as fast as possible")
     p.add_argument("--duration", type=float, default=10, help="seconds of changes; 0 = none")
     p.add_argument("--mode", choices=["single", "batch"], default="single")
@@ -318,6 +325,7 @@ def parse_args(argv: list[str] | None = None) -> Options:
         label=a.label,
         json_path=a.json,
         loop=a.loop,
+        owner_prefix=a.owner_prefix,
     )
 
 

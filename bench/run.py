@@ -13,6 +13,7 @@ open-files limit is raised to the hard limit first: both processes inherit it, a
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import resource
 import shutil
@@ -249,6 +250,37 @@ def verdicts(rows: dict[str, LoadgenResult], full: bool) -> list[str]:
     return out
 
 
+PEERS = {
+    "starlette-redis": "bench.peers.starlette_redis",
+    "bare-asgi": "bench.peers.bare_asgi",
+}
+
+
+def ratio_table(ours: dict[str, LoadgenResult], peers: dict[str, dict[str, LoadgenResult]]) -> str:
+    """Taskbell's figure divided by each peer's, per scenario: above 1.0 is better for
+    rates, below 1.0 is better for memory and CPU per operation."""
+    lines = ["scenario         peer              connect/s  KB/conn  e2e ch/s  srv ms/op"]
+    for name, r in ours.items():
+        for peer, results in peers.items():
+            q = results.get(name)
+            if q is None:
+                continue
+
+            def x(a: float, b: float) -> str:
+                return "-" if not a or not b or a != a or b != b else f"{a / b:.2f}x"
+
+            driven = r.requests > 0
+            ms_r = r.server_cpu_ms_per_change if driven else r.server_cpu_ms_per_connect
+            ms_q = q.server_cpu_ms_per_change if driven else q.server_cpu_ms_per_connect
+            lines.append(
+                f"{name:<16} {peer:<16} {x(r.connects_per_s, q.connects_per_s):>10} "
+                f"{x(r.kb_per_connection, q.kb_per_connection):>8} "
+                f"{x(r.e2e_changes_per_s, q.e2e_changes_per_s) if driven else '-':>9} "
+                f"{x(ms_r, ms_q):>10}"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="500 sockets / 100 owners, short runs")
@@ -272,8 +304,19 @@ def main(argv: list[str] | None = None) -> int:
         help="sample the server with py-spy into <workdir>/<scenario>/profile.txt "
         "(collapsed stacks; implies --keep)",
     )
+    p.add_argument(
+        "--peers",
+        default="",
+        help="also run every scenario against these reference peers (comma-separated: "
+        + ", ".join(PEERS)
+        + ", or 'all') and print Taskbell's figures as ratios to theirs",
+    )
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, JSON)")
     args = p.parse_args(argv)
+    peers = list(PEERS) if args.peers == "all" else [x for x in args.peers.split(",") if x]
+    unknown = [x for x in peers if x not in PEERS]
+    if unknown:
+        p.error(f"unknown peer(s) {unknown}: choose from {sorted(PEERS)}")
     args.keep = args.keep or args.profile
 
     fds = raise_open_files_limit()
@@ -298,13 +341,25 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="taskbell-bench-"))
     rows: list[tuple[Scenario, LoadgenResult]] = []
+    peer_rows: dict[str, list[tuple[Scenario, LoadgenResult]]] = {peer: [] for peer in peers}
     notes: list[str] = []
     try:
         for scenario in chosen:
+            # Taskbell and the peers back to back, scenario by scenario: the same machine
+            # state for each comparison.
             result, scenario_notes = run_scenario(scenario, args, root, pin)
             notes += scenario_notes
             if result is not None:
                 rows.append((scenario, result))
+            for peer in peers:
+                peer_args = copy.copy(args)
+                peer_args.server_cmd = f"{args.python} -m {PEERS[peer]}"
+                peer_root = root / peer
+                peer_root.mkdir(exist_ok=True)
+                result, scenario_notes = run_scenario(scenario, peer_args, peer_root, pin)
+                notes += [f"{peer}: {n}" for n in scenario_notes]
+                if result is not None:
+                    peer_rows[peer].append((scenario, result))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
@@ -318,6 +373,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table(rows))
     print()
+    for peer, prow in peer_rows.items():
+        print(f"=== peer {peer} ({PEERS[peer]}: stores nothing)")
+        print(table(prow))
+        print()
+    if peers:
+        print("=== Taskbell / peer (rates: > 1 is Taskbell ahead; KB and ms/op: < 1 is)")
+        print(
+            ratio_table(
+                {s.name: r for s, r in rows},
+                {peer: {s.name: r for s, r in prow} for peer, prow in peer_rows.items()},
+            )
+        )
+        print()
     for line in verdicts({s.name: r for s, r in rows}, full=not args.quick):
         print(line)
     for note in notes:

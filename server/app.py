@@ -227,6 +227,7 @@ def create_app(settings: Settings) -> Starlette:
             sweep_interval=settings.sweep_interval_s,
             queue_limit=settings.send_queue_size,
             heartbeat_s=settings.heartbeat_s,
+            interest=broker,
         )
         revocations = Revocations(engines)
         await revocations.start(

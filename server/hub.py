@@ -23,6 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from server.auth import User
+from server.broker import Interest, NoInterest
 from server.changes import Envelope
 from server.connection import Connection, ConnState, Sender
 from server.db import DATABASE_ERRORS
@@ -53,8 +54,10 @@ class Hub:
         sweep_interval: float = 5.0,
         queue_limit: int = 1024,
         heartbeat_s: float = 25.0,
+        interest: Interest | None = None,
     ) -> None:
         self.log = log
+        self.interest = interest if interest is not None else NoInterest()
         self.owners: dict[str, OwnerState] = {}
         self.sweep_interval = sweep_interval
         self.queue_limit = queue_limit
@@ -120,6 +123,7 @@ class Hub:
         st = self.owners.get(conn.owner)
         if st is None:
             st = self.owners[conn.owner] = OwnerState()
+            self.interest.hold(conn.owner)
         st.joining += 1
         try:
             view = await self.log.resume(conn.owner, since)
@@ -164,6 +168,7 @@ class Hub:
     def _forget_if_idle(self, owner: str, st: OwnerState) -> None:
         if not st.conns and st.joining == 0 and self.owners.get(owner) is st:
             del self.owners[owner]
+            self.interest.release(owner)
             if st.catch_up is not None:
                 st.catch_up.cancel()
 

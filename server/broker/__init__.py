@@ -2,8 +2,13 @@
 
 It is only the fast path: a lost publish costs latency, never data, because the hub
 fills gaps from ``feed_event`` (see hub.py). Two implementations share this interface:
-``MemoryBroker`` (one process, the embedded default) and ``RedisBroker`` (pub/sub, any
-number of processes).
+``MemoryBroker`` (one process, the embedded default) and ``RedisBroker`` (pub/sub on a
+plain Redis or sharded pub/sub on a Redis Cluster, any number of processes).
+
+Owners hash into ``partitions.PARTITIONS`` partitions, one channel each. The hub tells
+the broker which owners it holds (``hold`` when an owner's state is created, ``release``
+when it is forgotten), and a broker that can listens only to the partitions of those
+owners: an instance spends nothing on the events of owners it holds no socket of.
 """
 
 from __future__ import annotations
@@ -17,12 +22,36 @@ EnvelopeHandler = Callable[[Envelope], None]
 ResyncHandler = Callable[[], None]
 
 
-class Broker(Protocol):
+class Interest(Protocol):
+    """What the hub tells the broker. Both calls return at once and never fail."""
+
+    def hold(self, owner: str) -> None:
+        """This process now has state (a socket, or one joining) for ``owner``."""
+        ...
+
+    def release(self, owner: str) -> None:
+        """This process forgot ``owner`` (its last socket left)."""
+        ...
+
+
+class NoInterest:
+    """For a hub without a broker (unit tests)."""
+
+    def hold(self, owner: str) -> None:
+        pass
+
+    def release(self, owner: str) -> None:
+        pass
+
+
+class Broker(Interest, Protocol):
     """Publishes envelopes and hands every received one to ``on_envelope``.
 
     ``on_envelope`` and ``on_resync`` are plain callbacks that must not block: the
-    listener never awaits a socket send. ``on_resync`` is called after (re)connecting,
-    when envelopes may have been missed.
+    listener never awaits a socket send. ``on_resync`` is called after (re)connecting
+    and after subscribing to more partitions, when envelopes may have been missed.
+    Envelopes of owners not held may arrive too (an owner sharing a partition with a
+    held one): the hub drops them.
     """
 
     name: str
@@ -42,10 +71,18 @@ class Broker(Protocol):
 
 
 def encode(env: Envelope) -> bytes:
-    """``seq\\ncount\\nmessage``: the owner travels in the channel name."""
-    return b"%d\n%d\n" % (env.seq, env.count) + env.message.encode()
+    """``seq\\ncount\\nowner-length\\n`` then the owner and the message, each UTF-8.
+
+    The channel is the owner's partition, so the envelope carries the owner; the message
+    is the one encoded at commit, copied once."""
+    owner = env.owner.encode()
+    return b"%d\n%d\n%d\n%s%s" % (env.seq, env.count, len(owner), owner, env.message.encode())
 
 
-def decode(owner: str, payload: bytes) -> Envelope:
-    seq, count, message = payload.split(b"\n", 2)
-    return Envelope(owner, int(seq), int(count), message.decode())
+def decode(payload: bytes) -> Envelope:
+    """The inverse of ``encode``; raises ``ValueError`` on anything else."""
+    seq, count, size, rest = payload.split(b"\n", 3)
+    n = int(size)
+    if n < 0 or n > len(rest):
+        raise ValueError("owner length out of range")
+    return Envelope(rest[:n].decode(), int(seq), int(count), rest[n:].decode())

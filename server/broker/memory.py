@@ -17,6 +17,12 @@ class MemoryBroker:
     async def start(self, on_envelope: EnvelopeHandler, on_resync: ResyncHandler) -> None:
         self._handlers.append(on_envelope)
 
+    def hold(self, owner: str) -> None:
+        """Every envelope reaches every handler: interest changes nothing here."""
+
+    def release(self, owner: str) -> None:
+        pass
+
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         for env in envelopes:
             for handler in self._handlers:

@@ -21,7 +21,9 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -37,14 +39,15 @@ from tests.support.processes import (
     wait_until,
 )
 
-__all__ = ["PostgresServer", "RedisServer", "ServiceError", "free_port"]
+__all__ = ["PostgresServer", "RedisCluster", "RedisServer", "ServiceError", "free_port"]
 
 
 # --- Redis -----------------------------------------------------------------------------
 
 
 def _redis_command(port: int, *args: str, timeout: float = 1.0) -> bytes:
-    """Send one command and return the first reply line (enough for PING, FLUSHALL)."""
+    """Send one command and return the first reply line (enough for PING, FLUSHALL,
+    and the first line of a bulk string such as ``CLUSTER INFO``'s)."""
     request = f"*{len(args)}\r\n".encode()
     for arg in args:
         data = arg.encode()
@@ -67,9 +70,10 @@ class RedisServer(Managed):
     reuses the same port, so clients configured with ``url`` reconnect after a restart.
     """
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, extra_args: Sequence[str] = ()) -> None:
         self.port = port if port is not None else free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.extra_args = list(extra_args)
         self._dir: Path | None = None
         self._child: ChildProcess | None = None
         self._resume_timer: threading.Timer | None = None
@@ -98,7 +102,7 @@ class RedisServer(Managed):
         track(self)
         argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
         argv += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
-        argv += ["--dir", str(self._dir)]
+        argv += ["--dir", str(self._dir), *self.extra_args]
         self._child = ChildProcess(argv, log_path=self._dir / "redis.log", cwd=self._dir)
         wait_until(self.ping, child=self._child, what="redis-server", timeout=timeout)
         return self
@@ -158,6 +162,84 @@ class RedisServer(Managed):
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+
+class RedisCluster(Managed):
+    """A private Redis Cluster: ``masters`` cluster-mode ``redis-server``s on free ports
+    (and free cluster-bus ports), no replicas, joined by ``redis-cli --cluster create``.
+
+    ``url`` is a plain ``redis://`` URL of the first node (the broker detects the
+    cluster); ``cluster_url`` the explicit ``redis+cluster://`` one. A node killed and
+    started again keeps its port and ``nodes.conf`` (its identity and slots), so it
+    rejoins with the same slots; ``wait_ok`` waits for ``cluster_state:ok`` everywhere.
+    """
+
+    def __init__(self, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                extra_args=[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-node-timeout",
+                    "2000",
+                ]
+            )
+            for _ in range(masters)
+        ]
+        first = self.nodes[0].port
+        self.url = f"redis://127.0.0.1:{first}"
+        self.cluster_url = f"redis+cluster://127.0.0.1:{first}"
+        self._created = False
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    def start(self, timeout: float = 30.0) -> Self:
+        for node in self.nodes:
+            node.start()
+        if not self._created:
+            cli = shutil.which("redis-cli")
+            if cli is None:
+                raise ServiceError("redis-cli not found: run scripts/ensure-system-deps")
+            argv = [cli, "--cluster", "create"]
+            argv += [f"127.0.0.1:{port}" for port in self.ports]
+            argv += ["--cluster-replicas", "0", "--cluster-yes"]
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                raise ServiceError(f"redis-cli --cluster create failed:\n{result.stdout}")
+            self._created = True
+        self.wait_ok(timeout)
+        return self
+
+    def state_ok(self, node: RedisServer) -> bool:
+        try:
+            info = _redis_command(node.port, "CLUSTER", "INFO")
+            info += b"\n" + _redis_command(node.port, "PING")
+        except OSError:
+            return False
+        return b"cluster_state:ok" in info and info.endswith(b"+PONG")
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every node says ``cluster_state:ok``. Raises ``ServiceError``."""
+        deadline = time.monotonic() + timeout
+        while not all(self.state_ok(node) for node in self.nodes):
+            if time.monotonic() > deadline:
+                raise ServiceError(f"the cluster on {self.ports} is not ok after {timeout}s")
+            time.sleep(0.1)
+
+    def numpat(self) -> list[int]:
+        """``PUBSUB NUMPAT`` of every node."""
+        return [int(_redis_command(node.port, "PUBSUB", "NUMPAT")[1:]) for node in self.nodes]
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.close()
+        self._created = False
 
 
 # --- PostgreSQL ------------------------------------------------------------------------
