@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from dataclasses import dataclass, field
 
 from server.auth import User
@@ -36,6 +37,8 @@ from server.wire import HeartbeatMessage, SnapshotMessage, SyncedMessage, dumps
 
 log = logging.getLogger("taskbell.hub")
 
+BEAT_TICKS = 25  # a heartbeat round is spread over this many ticks (owners hashed in)
+
 
 @dataclass(eq=False)
 class OwnerState:
@@ -44,6 +47,7 @@ class OwnerState:
     joining: int = 0
     catch_up: asyncio.Task[None] | None = None
     again: bool = False
+    phase: int = 0  # which tick of the heartbeat round pings this owner's connections
 
 
 class Hub:
@@ -122,7 +126,9 @@ class Hub:
         Raises the database's own errors when the view cannot be read."""
         st = self.owners.get(conn.owner)
         if st is None:
-            st = self.owners[conn.owner] = OwnerState()
+            st = self.owners[conn.owner] = OwnerState(
+                phase=zlib.crc32(conn.owner.encode()) % BEAT_TICKS
+            )
             self.interest.hold(conn.owner)
         st.joining += 1
         try:
@@ -243,10 +249,13 @@ class Hub:
             if st is not None and st.seq.behind(seq):
                 self._schedule_catch_up(owner, st)
 
-    def heartbeat(self) -> None:
-        """Queue a ping on every live connection carrying the position of its feed as
-        this connection was given it (encoded once per owner and position)."""
+    def heartbeat(self, tick: int | None = None) -> None:
+        """Queue a ping on every live connection (only those of owners in phase
+        ``tick``, when given) carrying the position of its feed as this connection was
+        given it (encoded once per owner and position)."""
         for owner, st in self.owners.items():
+            if tick is not None and st.phase != tick:
+                continue
             feed = f"user:{owner}"
             encoded: dict[tuple[int, int], str] = {}
             for conn in st.conns:
@@ -263,11 +272,15 @@ class Hub:
                 conn.reply(message)
 
     async def _beat_forever(self) -> None:
+        # One round every heartbeat_s, spread over BEAT_TICKS ticks by owner: pinging
+        # every socket at once would hold up live events behind thousands of pings.
+        tick = 0
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s)
+                await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s / BEAT_TICKS)
             if not self._stopping.is_set():
-                self.heartbeat()
+                self.heartbeat(tick)
+                tick = (tick + 1) % BEAT_TICKS
 
     async def _sweep_forever(self) -> None:
         while not self._stopping.is_set():

@@ -15,7 +15,7 @@ import pytest
 from server.auth import User
 from server.changes import Envelope
 from server.errors import CloseCode, Unavailable
-from server.hub import Hub
+from server.hub import BEAT_TICKS, Hub
 from server.sequencer import RECENT
 from tests.support.feedlog import MemoryFeedLog
 
@@ -226,3 +226,24 @@ async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given
         hub.heartbeat()
         await rec.until(lambda: rec.sent[-1]["type"] == "ping")
     assert rec.sent[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 2, "count": 2}}}
+
+
+async def test_a_heartbeat_round_is_spread_over_ticks_and_reaches_every_owner() -> None:
+    log = MemoryFeedLog()
+    hub = hub_over(log)
+    recs = {f"u{i}": Recorder() for i in range(40)}
+    sessions = [hub.session(rec, user(name), None) for name, rec in recs.items()]
+    for s in sessions:
+        await s.__aenter__()
+    pinged: dict[int, set[str]] = {}
+    for tick in range(BEAT_TICKS):
+        for rec in recs.values():
+            rec.sent.clear()
+        hub.heartbeat(tick)
+        await asyncio.sleep(0.01)
+        pinged[tick] = {n for n, r in recs.items() if any(m["type"] == "ping" for m in r.sent)}
+    assert set().union(*pinged.values()) == set(recs), "every owner once per round"
+    assert sum(len(p) for p in pinged.values()) == len(recs), "and only once"
+    assert max(len(p) for p in pinged.values()) < len(recs), "not all in one tick"
+    for s in sessions:
+        await s.__aexit__(None, None, None)
