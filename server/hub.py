@@ -273,8 +273,11 @@ class Hub:
 
     async def _beat_forever(self) -> None:
         # One round every heartbeat_s, spread over BEAT_TICKS ticks by owner: pinging
-        # every socket at once would hold up live events behind thousands of pings.
+        # every socket at once would hold up live events behind thousands of pings. The
+        # first round starts a whole interval after start-up, as a single timer would.
         tick = 0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s)
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s / BEAT_TICKS)

@@ -39,12 +39,19 @@ class FeedClient:
                 self.first = msg
                 return msg
 
-    async def recv(self, timeout: float = 10.0) -> dict[str, Any]:
+    async def recv(self, timeout: float = 10.0, *, heartbeats: bool = False) -> dict[str, Any]:
+        """The next message, applied and checked. The server's heartbeat pings (checked
+        and kept in ``heartbeats``) are passed over unless ``heartbeats`` is true: they
+        come whenever the owner's turn in the round is, not in answer to anything."""
         assert self.ws is not None
-        raw = await asyncio.wait_for(self.ws.recv(), timeout)
-        msg: dict[str, Any] = orjson.loads(raw)
-        self.apply(msg)
-        return msg
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            raw = await asyncio.wait_for(self.ws.recv(), max(0.01, deadline - loop.time()))
+            msg: dict[str, Any] = orjson.loads(raw)
+            self.apply(msg)
+            if heartbeats or not (msg["type"] == "ping" and "feeds" in msg):
+                return msg
 
     def apply(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
