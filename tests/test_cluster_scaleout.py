@@ -18,7 +18,7 @@ from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisCluster
 from tests.support.tasks import task_body
-from tests.test_scaleout import producer_for, running_in_db, server_env
+from tests.test_scaleout import producer_for, running_in_db, server_env, until_not_ready
 
 pytestmark = pytest.mark.slow
 
@@ -130,18 +130,11 @@ async def test_listener_catches_up_after_its_master_comes_back(
                 for i in range(1, 6):
                     resp = await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
                     assert resp.status_code == 201
-                async with httpx.AsyncClient(base_url=b.base_url) as probe:
-                    for _ in range(100):
-                        ready = await probe.get("/readyz")
-                        if ready.status_code == 503:
-                            break
-                        await asyncio.sleep(0.1)
+                ready = await until_not_ready(b.base_url)
                 assert ready.status_code == 503
                 assert ready.json()["checks"]["broker"] == "unreachable"
-                await watcher.send({"type": "ping"})
-                during_outage = []
-                while (msg := await watcher.recv())["type"] != "pong":
-                    during_outage.append(msg)
+                # Read what reached the watcher during the outage.
+                during_outage = await watcher.before_pong()
                 assert during_outage == [], "only the catch-up may deliver t1..t5"
                 assert watcher.seq == 1
 

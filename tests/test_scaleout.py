@@ -54,6 +54,18 @@ async def running_in_db(dsn: str, owner: str) -> int:
     return int(value)
 
 
+async def until_not_ready(base_url: str, tries: int = 100) -> httpx.Response:
+    """Poll ``/readyz`` every 0.1 s until it answers 503 (or ``tries`` run out); the
+    last answer."""
+    async with httpx.AsyncClient(base_url=base_url) as probe:
+        for _ in range(tries):
+            ready = await probe.get("/readyz")
+            if ready.status_code == 503:
+                break
+            await asyncio.sleep(0.1)
+    return ready
+
+
 def producer_for(server: ServerProcess) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=server.base_url, headers={"Authorization": f"Bearer {PRODUCER_KEY}"}
@@ -129,20 +141,11 @@ async def test_listener_catches_up_after_redis_comes_back(
                 for i in range(1, 6):
                     resp = await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
                     assert resp.status_code == 201
-                async with httpx.AsyncClient(base_url=b.base_url) as probe:
-                    for _ in range(100):
-                        ready = await probe.get("/readyz")
-                        if ready.status_code == 503:
-                            break
-                        await asyncio.sleep(0.1)
+                ready = await until_not_ready(b.base_url)
                 assert ready.status_code == 503
                 assert ready.json()["checks"]["broker"] == "unreachable"
-                # Read what reached the watcher during the outage: the pong to a ping
-                # comes after everything already queued on its socket.
-                await watcher.send({"type": "ping"})
-                during_outage = []
-                while (msg := await watcher.recv())["type"] != "pong":
-                    during_outage.append(msg)
+                # Read what reached the watcher during the outage.
+                during_outage = await watcher.before_pong()
                 assert during_outage == [], "only the catch-up may deliver t1..t5"
                 assert watcher.seq == 1
 

@@ -92,6 +92,15 @@ class FeedClient:
             message = orjson.dumps(message).decode()
         await self.ws.send(message)
 
+    async def before_pong(self, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Send a ping and read until its pong: what the server had queued on this socket
+        before it (the pong comes after everything already queued)."""
+        await self.send({"type": "ping"})
+        before = []
+        while (msg := await self.recv(timeout))["type"] != "pong":
+            before.append(msg)
+        return before
+
     async def closed_with(self, timeout: float = 10.0) -> tuple[int | None, str]:
         """Read until the server closes; returns (code, reason)."""
         assert self.ws is not None
