@@ -21,6 +21,7 @@ from typing import Any
 import jwt
 
 from server.errors import Unauthorized
+from server.feeds import DEFAULT_TENANT, is_tenant, user_feed, user_key
 from server.settings import Settings
 
 ALGORITHM = "HS256"
@@ -31,6 +32,17 @@ class User:
     id: str
     expires_at: float
     issued_at: float = 0.0
+    tenant: str = DEFAULT_TENANT  # the ``tid`` claim
+
+    @property
+    def feed(self) -> str:
+        """This person's own feed on the wire (``user:<id>``)."""
+        return user_feed(self.id)
+
+    @property
+    def key(self) -> str:
+        """This person's own feed's key (``<tenant>/user:<id>``)."""
+        return user_key(self.tenant, self.id)
 
 
 def mint_token(
@@ -41,10 +53,14 @@ def mint_token(
     *,
     audience: str = "",
     issuer: str = "",
+    tenant: str = DEFAULT_TENANT,
 ) -> str:
-    """A user token for ``user`` valid for ``ttl_s`` seconds, with ``iat``."""
+    """A user token for ``user`` valid for ``ttl_s`` seconds, with ``iat`` (and ``tid``
+    when the tenant is not the default one)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {"sub": user, "iat": issued, "exp": issued + ttl_s}
+    if tenant != DEFAULT_TENANT:
+        claims["tid"] = tenant
     if audience:
         claims["aud"] = audience
     if issuer:
@@ -52,7 +68,9 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def mint_for(settings: Settings, user: str, ttl_s: int | None = None) -> str:
+def mint_for(
+    settings: Settings, user: str, ttl_s: int | None = None, tenant: str = DEFAULT_TENANT
+) -> str:
     """A token this server accepts: signed with the first secret, carrying the
     configured audience and issuer."""
     return mint_token(
@@ -61,6 +79,7 @@ def mint_for(settings: Settings, user: str, ttl_s: int | None = None) -> str:
         settings.token_ttl_s if ttl_s is None else ttl_s,
         audience=settings.token_audience,
         issuer=settings.token_issuer,
+        tenant=tenant,
     )
 
 
@@ -116,7 +135,10 @@ def verify_token(settings: Settings, token: str) -> User:
                 f"the token lives longer than the {limit} s this server accepts",
                 code="token_lifetime",
             )
-    return User(sub, float(exp), float(iat) if isinstance(iat, int | float) else 0.0)
+    tid = claims.get("tid", DEFAULT_TENANT)
+    if not isinstance(tid, str) or not is_tenant(tid):
+        raise Unauthorized("the token's tid claim is not a tenant name", code="invalid_token")
+    return User(sub, float(exp), float(iat) if isinstance(iat, int | float) else 0.0, tid)
 
 
 def bearer(header: str | None) -> str:

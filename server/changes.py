@@ -38,9 +38,10 @@ class Logged:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One feed change as published to the broker: the message is encoded once."""
+    """One feed change as published to the broker: the message is encoded once.
+    ``key`` is the feed's key (``server.feeds``: tenant and feed)."""
 
-    owner: str
+    key: str
     seq: int
     count: int
     message: str

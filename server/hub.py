@@ -182,14 +182,14 @@ class Hub:
 
     def on_envelope(self, env: Envelope) -> None:
         """Broker callback: deliver, drop a duplicate, or schedule gap filling."""
-        st = self.owners.get(env.owner)
+        st = self.owners.get(env.key)
         if st is None:
             return
         verdict = st.seq.offer(env.seq, env.count, env.message)
         if verdict is Verdict.DELIVER:
             self._fan_out(st, env.seq, env.count, env.message)
         elif verdict is Verdict.GAP:
-            self._schedule_catch_up(env.owner, st)
+            self._schedule_catch_up(env.key, st)
 
     def _fan_out(self, st: OwnerState, seq: int, count: int, message: str) -> None:
         for conn in st.conns:

@@ -262,7 +262,7 @@ class Writes:
                 insert(event_t),
                 [
                     {
-                        "owner": env.owner,
+                        "owner": env.key,
                         "seq": env.seq,
                         "type": eff.type.value,
                         "task_id": state.id,

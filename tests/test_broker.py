@@ -42,7 +42,7 @@ class Recorder:
 
     def of(self, owners: set[str]) -> list[Envelope]:
         """What arrived for ``owners``, without ``hold_and_wait``'s late probes."""
-        return [e for e in self.envelopes if e.owner in owners and e.message != "probe"]
+        return [e for e in self.envelopes if e.key in owners and e.message != "probe"]
 
     async def wait_for(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
@@ -63,7 +63,7 @@ async def hold_and_wait(
     probes = [Envelope(owner, 0, 0, "probe") for owner in owners]
 
     def arrived() -> bool:
-        got = {env.owner for env in rec.envelopes if env.message == "probe"}
+        got = {env.key for env in rec.envelopes if env.message == "probe"}
         return got >= set(owners)
 
     async with asyncio.timeout(15):
@@ -174,7 +174,7 @@ async def test_published_envelopes_of_held_owners_arrive_in_order(
     await rec.wait_for(lambda: len(rec.of(set(owners))) >= 50)
     # Per owner in order (on a cluster, owners on different masters may interleave).
     for owner in owners:
-        assert rec.of({owner}) == [env for env in sent if env.owner == owner]
+        assert rec.of({owner}) == [env for env in sent if env.key == owner]
     assert listener.healthy
 
 
@@ -193,7 +193,7 @@ async def test_many_owners_on_every_partition_arrive(
     sent = [Envelope(owner, 1, 1, "{}") for owner in owners]
     await publisher.publish(sent)
     await rec.wait_for(lambda: len(rec.of(set(owners))) >= len(owners))
-    assert sorted(rec.of(set(owners)), key=lambda e: e.owner) == sorted(sent, key=lambda e: e.owner)
+    assert sorted(rec.of(set(owners)), key=lambda e: e.key) == sorted(sent, key=lambda e: e.key)
 
 
 # ------------------------------------------------------------------ interest (Redis)
@@ -230,7 +230,7 @@ async def test_redis_subscribes_only_to_held_partitions_and_lets_them_go_after_a
         )
         await publisher.publish([Envelope(stranger, 1, 1, "{}"), Envelope("alice", 1, 1, "{}")])
         await rec.wait_for(lambda: len(rec.of({"alice"})) >= 1)
-        assert {env.owner for env in rec.envelopes} == {"alice"}
+        assert {env.key for env in rec.envelopes} == {"alice"}
         # Released: kept for `linger`, then unsubscribed; holding again resubscribes.
         listener.release("alice")
         assert await channels_and_numpat(client, sharded=False) == ({alice}, 0)
@@ -363,7 +363,7 @@ async def test_cluster_listener_survives_a_master_killed_and_restarted() -> None
             sent = [Envelope(owner, 2, 1, "{}") for owner in owners]
             async with asyncio.timeout(20):
                 # The publisher may still be finding its way back: publish until heard.
-                while len({e.owner for e in rec.of(set(owners))}) < len(owners):
+                while len({e.key for e in rec.of(set(owners))}) < len(owners):
                     await publisher.publish(sent)
                     await asyncio.sleep(0.2)
             assert cluster.numpat() == [0, 0, 0]

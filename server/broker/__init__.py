@@ -75,7 +75,7 @@ def encode(env: Envelope) -> bytes:
 
     The channel is the owner's partition, so the envelope carries the owner; the message
     is the one encoded at commit, copied once."""
-    owner = env.owner.encode()
+    owner = env.key.encode()
     return b"%d\n%d\n%d\n%s%s" % (env.seq, env.count, len(owner), owner, env.message.encode())
 
 

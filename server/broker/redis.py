@@ -287,7 +287,7 @@ class RedisBroker:
             try:
                 async with self._client(None).pipeline(transaction=False) as pipe:
                     for env in chunk:
-                        pipe.publish(CHANNELS[partition_of(env.owner)], encode(env))
+                        pipe.publish(CHANNELS[partition_of(env.key)], encode(env))
                     await pipe.execute()
             except (RedisError, OSError):
                 self._outcome(None, False)
@@ -302,14 +302,14 @@ class RedisBroker:
         # only, and an owner's partition lives on one master).
         per_master: dict[Address, list[Envelope]] = {}
         for env in chunk:
-            per_master.setdefault(slots.master_of(partition_of(env.owner)), []).append(env)
+            per_master.setdefault(slots.master_of(partition_of(env.key)), []).append(env)
         await asyncio.gather(*(self._spublish(a, envs) for a, envs in per_master.items()))
 
     async def _spublish(self, address: Address, envs: list[Envelope]) -> None:
         try:
             async with self._client(address).pipeline(transaction=False) as pipe:
                 for env in envs:
-                    pipe.execute_command("SPUBLISH", CHANNELS[partition_of(env.owner)], encode(env))
+                    pipe.execute_command("SPUBLISH", CHANNELS[partition_of(env.key)], encode(env))
                 await pipe.execute()
         except (RedisError, OSError):
             self._outcome(address, False)

@@ -82,7 +82,7 @@ class PushHook:
     ) -> bool:
         if not envelopes:
             return False
-        subs = await self.subscriptions.of_owners(conn, [e.owner for e in envelopes])
+        subs = await self.subscriptions.of_owners(conn, [e.key for e in envelopes])
         if not subs:
             return False
         rows: list[tuple[str, Channel, str, str, str, str]] = []
@@ -91,7 +91,7 @@ class PushHook:
             body = dumps(payload)
             task_id = payload["task"]["id"]
             for sub in subs:
-                if sub.owner == env.owner:
+                if sub.owner == env.key:
                     rows.append(
                         (new_id("psh"), Channel.WEBPUSH, sub.id, payload["type"], task_id, body)
                     )
