@@ -231,7 +231,7 @@ def create_app(settings: Settings) -> Starlette:
         )
         revocations = Revocations(engines)
         await revocations.start(
-            lambda user: hub.close_user(user, CloseCode.NOT_AUTHENTICATED, "revoked")
+            lambda user: hub.close_user("default", user, CloseCode.NOT_AUTHENTICATED, "revoked")
         )
         p = Parts(settings, Reads(engines), broker, hub, service, revocations)
         app.state.parts = p

@@ -1,5 +1,6 @@
-"""The feed log as the delivery side reads it: the three reads the hub needs.
+"""The feed log as the delivery side reads it: the four reads the hub needs.
 
+Feeds are named by key (``server.feeds``: ``<tenant>/<feed>``).
 ``FeedLog`` is the small interface the hub depends on; ``SqlFeedLog`` reads the
 ``feed`` and ``feed_event`` tables (SQLite or PostgreSQL). Every read is one statement,
 or (the replay) reads the append-only log up to a seq read just before, so none needs
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import ORIGIN, FeedPos, Logged
 from server.db import Engines
+from server.feeds import USER, split_key, user_feed
 from server.models import event_t, feed_t, task_t
 from server.transitions import TaskState
 from server.wire import Status, TaskJSON
@@ -42,19 +44,32 @@ class Replay:
 class FeedLog(Protocol):
     """What the hub reads from the truth."""
 
-    async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
-        """What a (re)connecting client needs: the events after ``since`` when they are
-        all still kept and not too many, else a snapshot (also when ``since`` is ahead
-        of the log, e.g. after a restore)."""
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
+        """What a (re)connecting client needs of feed ``key``: the events after
+        ``since`` when they are all still kept and not too many, else a snapshot (also
+        when ``since`` is None or ahead of the log, e.g. after a restore)."""
         ...
 
-    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
-        """Kept events of ``owner`` with seq > ``after``, in order (at most ``limit``)."""
+    async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
+        """Kept events of feed ``key`` with seq > ``after``, in order (at most ``limit``)."""
         ...
 
-    async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
-        """The last seq of each owner that has a feed (owners never seen are left out)."""
+    async def latest_seqs(self, keys: Iterable[str]) -> dict[str, int]:
+        """The last seq of each feed that exists (feeds never written are left out)."""
         ...
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        """The wire feeds ``user`` of ``tenant`` follows now: own feed first
+        (``user:<id>``), then ``role:<r>`` of every role they are a member of (sorted),
+        then ``user:<other>`` of everyone they stand in for now (sorted). Never empty."""
+        ...
+
+
+def _owner(key: str) -> str | None:
+    """TEMPORARY (until the feed table has tenant and feed columns): the ``owner``
+    column's value for a user feed's key; None for a role feed (no rows yet)."""
+    _, feed = split_key(key)
+    return feed[len(USER) :] if feed.startswith(USER) else None
 
 
 _SNAPSHOT = (
@@ -97,7 +112,10 @@ class SqlFeedLog:
         self.engines = engines
         self.replay_limit = replay_limit
 
-    async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
+        owner = _owner(key)
+        if owner is None:
+            return Snapshot(0, 0, [])
         async with self.engines.reader.connect() as conn:
             if since is not None:
                 pos = await read_pos(conn, owner)
@@ -109,12 +127,16 @@ class SqlFeedLog:
                         return Replay(pos.seq, pos.count, [e.message for e in messages])
             return await read_snapshot(conn, owner)
 
-    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
+    async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
+        owner = _owner(key)
+        if owner is None:
+            return []
         async with self.engines.reader.connect() as conn:
             return await self._events(conn, owner, after, after + limit)
 
-    async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
-        owners = list(owners)
+    async def latest_seqs(self, keys: Iterable[str]) -> dict[str, int]:
+        key_of_owner = {o: k for k in keys if (o := _owner(k)) is not None}
+        owners = list(key_of_owner)
         out: dict[str, int] = {}
         async with self.engines.reader.connect() as conn:
             for i in range(0, len(owners), SEQS_PAGE):
@@ -122,8 +144,12 @@ class SqlFeedLog:
                 rows = await conn.execute(
                     select(feed_t.c.owner, feed_t.c.seq).where(feed_t.c.owner.in_(chunk))
                 )
-                out.update({r.owner: int(r.seq) for r in rows})
+                out.update({key_of_owner[r.owner]: int(r.seq) for r in rows})
         return out
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        # TEMPORARY: the own feed only, until roles and substitutions have tables.
+        return [user_feed(user)]
 
     async def _events(
         self, conn: AsyncConnection, owner: str, after: int, upto: int

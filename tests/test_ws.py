@@ -68,7 +68,12 @@ async def test_since_replays_missed_events_then_synced(live: Live) -> None:
     feed.tasks = {"t0": {}, "t1": {}}
     synced = await feed.connect(since=2)
     await feed.close()
-    assert synced == {"type": "synced", "seq": 5, "count": 5}
+    assert synced == {
+        "type": "synced",
+        "seq": 5,
+        "count": 5,
+        "feeds": {"user:alice": {"seq": 5, "count": 5}},
+    }
     assert [e["seq"] for e in feed.events] == [3, 4, 5]
 
 
@@ -77,7 +82,12 @@ async def test_since_equal_to_current_seq_sends_only_synced(live: Live) -> None:
         await p.post("/api/v1/tasks", json=task_body("t0"))
     feed = FeedClient(live.ws_url, token("alice"))
     feed.seq, feed.count, feed.tasks = 1, 1, {"t0": {}}
-    assert await feed.connect(since=1) == {"type": "synced", "seq": 1, "count": 1}
+    assert await feed.connect(since=1) == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
     await feed.close()
 
 
@@ -338,7 +348,12 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
         await resumed.close()
     assert (code, reason) == (4008, "too slow: reconnect with since")
     total = len(created)
-    assert first == {"type": "synced", "seq": total, "count": total}
+    assert first == {
+        "type": "synced",
+        "seq": total,
+        "count": total,
+        "feeds": {"user:alice": {"seq": total, "count": total}},
+    }
     assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
     assert [e["task"]["id"] for e in resumed.events] == created[2:]
     assert sorted(resumed.tasks) == sorted(created)

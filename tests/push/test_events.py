@@ -50,7 +50,16 @@ async def test_last_event_id_resumes_after_a_gap_exactly_like_the_websocket(live
         ws.seq, ws.count, ws.tasks = 1, 1, {"t-1": {}}  # what it had seen before the gap
         synced = await ws.connect(since=1)
     assert [e.data for e in replay[:-1]] == ws.events
-    assert replay[-1].data == synced == {"type": "synced", "seq": 4, "count": 2}
+    assert (
+        replay[-1].data
+        == synced
+        == {
+            "type": "synced",
+            "seq": 4,
+            "count": 2,
+            "feeds": {"user:alice": {"seq": 4, "count": 2}},
+        }
+    )
     assert [e.id for e in replay] == ["2", "3", "4", "4"]
 
 
