@@ -206,6 +206,12 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
         ('{"type": "auth"}', 1008),
         ('{"type": "auth", "token": "x", "since": -1}', 1008),
         ('{"type": "auth", "token": "x", "extra": 1}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": [1]}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"bob": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": -1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": "1"}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": 1.5}}', 1008),
         ('{"type": "subscribe"}', 1008),
         ("not json at all", 1008),
         ("[1, 2, 3]", 1008),
@@ -215,6 +221,33 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
 async def test_bad_first_message_closes(embedded: Live, frame: str | bytes, code: int) -> None:
     got, _ = await closed(embedded, frame)
     assert got == code
+
+
+async def test_since_feeds_over_100_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    feeds = {f"role:r{i}": 0 for i in range(101)}
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": feeds})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and reason.startswith("bad auth message: since_feeds")
+
+
+async def test_a_bad_feed_name_in_since_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": {"x:y": 0}})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and "since_feeds" in reason and "not a feed name" in reason
+
+
+async def test_since_feeds_of_feeds_not_followed_are_ignored(embedded: Live) -> None:
+    async with embedded.producer() as p:
+        await p.post("/api/v1/tasks", json=task_body("t0"))
+    async with FeedClient(embedded.ws_url, token("alice")) as feed:
+        feed.seq = feed.count = 1
+        first = await feed.connect(since=1, since_feeds={"role:approvers": 3, "user:bob": 0})
+    assert first == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
 
 
 async def test_expired_token_closes_4001(embedded: Live) -> None:
