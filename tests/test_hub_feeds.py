@@ -217,11 +217,13 @@ async def test_refollow_again_sends_nothing_new_and_concurrent_calls_fold() -> N
         await rec.until(lambda: rec.sent[-1]["type"] == "feed.joined")
         await settle()
         assert log.reads - reads <= 4, "five calls: at most two rounds (audience + view)"
-        before = list(rec.sent)
+        before, reads = list(rec.sent), log.reads
         hub.refollow("default", "alice")
         hub.refollow("default", "alice")
         await settle()
         assert rec.sent == before
+        assert set(log.resumes) == {ALICE, APPROVERS} and log.resumes[APPROVERS] == 1
+        assert log.reads - reads <= 2, "nothing changed: only the audience is read"
     assert kinds(rec).count("feed.joined") == 1
 
 
@@ -398,3 +400,33 @@ async def test_a_token_of_the_same_id_in_another_tenant_does_not_refresh() -> No
         assert session.refresh(person())
         assert not session.refresh(person("alice", "acme"))
     assert rec.closed == (CloseCode.BAD_MESSAGE, "a connection belongs to one user")
+
+
+async def test_a_view_newer_than_what_a_feed_delivered_gets_none_of_it_again() -> None:
+    log, hub = following_both()
+    async with joined(hub, person()) as (first, _):
+        log.add(APPROVERS)  # committed; their publishes are late
+        log.add(APPROVERS)
+        async with joined(hub, person()) as (second, _):
+            assert second.sent[0]["feeds"]["role:approvers"]["seq"] == 2
+            publish(hub, log, ALICE)
+            publish(hub, log, APPROVERS)  # seq 3: the role's gap is read for `first`
+            await first.until(lambda: len(seqs_of(first, "role:approvers")) == 3)
+            await second.until(lambda: bool(seqs_of(second, "role:approvers")))
+            await settle()
+    assert seqs_of(first, "role:approvers") == [1, 2, 3]
+    assert seqs_of(second, "role:approvers") == [3], "1 and 2 were in its snapshot"
+    assert seqs_of(second, "user:alice") == [1]
+
+
+async def test_refollow_sends_feed_joined_only_to_connections_missing_the_feed() -> None:
+    log = MemoryFeedLog()
+    hub = Hub(log, sweep_interval=3600)
+    async with joined(hub, person()) as (old, _):
+        log.audiences[("default", "alice")] = list(BOTH)
+        async with joined(hub, person()) as (new, _):  # read the new audience itself
+            assert list(new.sent[0]["feeds"]) == BOTH
+            hub.refollow("default", "alice")
+            await old.until(lambda: old.sent[-1]["type"] == "feed.joined")
+            await settle()
+    assert kinds(new) == ["snapshot"]
