@@ -329,19 +329,21 @@ class Hub:
     async def _add_feed(self, us: UserState, key: str, feed: str) -> None:
         st = self._feed_state(key)
         try:
-            view = await self.log.resume(key, None)
-            while not st.seq.fits(view.seq):
+            try:
                 view = await self.log.resume(key, None)
+                while not st.seq.fits(view.seq):
+                    view = await self.log.resume(key, None)
+            finally:
+                st.joining -= 1
+            if not isinstance(view, Snapshot):  # (a log never replays from None)
+                raise TypeError("resume(key, None) must answer a snapshot")
+            message = joined_message(feed, view)
+            for conn in us.conns:
+                if key not in conn.feeds and conn.state is ConnState.OPEN:
+                    conn.push_raw(message)
+                    self._follow(conn, st, feed, view.seq, view.count)
         finally:
-            st.joining -= 1
-        if not isinstance(view, Snapshot):  # (a log never replays from None)
-            raise TypeError("resume(key, None) must answer a snapshot")
-        message = joined_message(feed, view)
-        for conn in us.conns:
-            if key not in conn.feeds and conn.state is ConnState.OPEN:
-                conn.push_raw(message)
-                self._follow(conn, st, feed, view.seq, view.count)
-        self._forget_if_idle(st)
+            self._forget_if_idle(st)  # nobody took it (all gone, or the read failed)
 
     # ---------------------------------------------------------------- delivery
 

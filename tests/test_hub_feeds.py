@@ -430,3 +430,17 @@ async def test_refollow_sends_feed_joined_only_to_connections_missing_the_feed()
             await old.until(lambda: old.sent[-1]["type"] == "feed.joined")
             await settle()
     assert kinds(new) == ["snapshot"]
+
+
+async def test_a_refollow_the_database_refused_is_done_by_the_next_call() -> None:
+    log = MemoryFeedLog()
+    hub = Hub(log, sweep_interval=3600)
+    async with joined(hub, person()) as (rec, session):
+        log.audiences[("default", "alice")] = list(BOTH)
+        log.fail = ConnectionRefusedError("down")
+        hub.refollow("default", "alice")
+        await settle()
+        assert kinds(rec) == ["snapshot"] and session.open and set(hub.feeds) == {ALICE}
+        log.fail = None
+        hub.refollow("default", "alice")
+        await rec.until(lambda: rec.sent[-1]["type"] == "feed.joined")
