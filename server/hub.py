@@ -30,7 +30,6 @@ import contextlib
 import logging
 import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 from server.auth import User
 from server.broker import Interest, NoInterest
@@ -40,8 +39,9 @@ from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
 from server.feedlog import EVENTS_PAGE, FeedLog, Replay, Snapshot
 from server.feeds import key_of, user_feed
+from server.following import FeedState, UserState, with_own
 from server.metrics import UNCOUNTED
-from server.sequencer import Sequencer, Verdict
+from server.sequencer import Verdict
 from server.session import Session
 from server.views import Views, first_messages, joined_message, left_message
 from server.wire import HeartbeatMessage, dumps
@@ -49,30 +49,6 @@ from server.wire import HeartbeatMessage, dumps
 log = logging.getLogger("taskbell.hub")
 
 BEAT_TICKS = 25  # a heartbeat round is spread over this many ticks (users hashed in)
-
-
-@dataclass(eq=False)
-class FeedState:
-    """One feed with local followers: their positions, and its sequencer."""
-
-    key: str
-    conns: dict[Connection, Position] = field(default_factory=dict)
-    seq: Sequencer = field(default_factory=Sequencer)
-    joining: int = 0  # views of this feed being read (joins, refollows)
-    catch_up: asyncio.Task[None] | None = None
-    again: bool = False
-
-
-@dataclass(eq=False)
-class UserState:
-    """One person's local connections, and their refollow task."""
-
-    conns: set[Connection] = field(default_factory=set)
-    joining: int = 0
-    phase: int = 0  # which tick of the heartbeat round pings this user's connections
-    version: int = 0  # bumped by every refollow call
-    refollow: asyncio.Task[None] | None = None
-    again: bool = False
 
 
 class Hub:
@@ -173,7 +149,7 @@ class Hub:
         version = us.version
         read = False
         try:
-            feeds = _with_own(await self.log.audience(tenant, user), user)
+            feeds = with_own(await self.log.audience(tenant, user), user)
             resume_from = dict(since_feeds or {})
             resume_from.pop(user_feed(user), None)
             if since is not None:
@@ -307,7 +283,7 @@ class Hub:
         while self.users.get((tenant, user)) is us and not self._stopping.is_set():
             us.again = False
             try:
-                feeds = _with_own(await self.log.audience(tenant, user), user)
+                feeds = with_own(await self.log.audience(tenant, user), user)
                 wanted = {key_of(tenant, f): f for f in feeds}
                 for conn in list(us.conns):
                     for key in [k for k in conn.feeds if k not in wanted]:
@@ -459,9 +435,3 @@ class Hub:
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
             if not self._stopping.is_set():
                 await self._resync()
-
-
-def _with_own(feeds: list[str], user: str) -> list[str]:
-    """The audience with the own feed first (it is never left), each feed once."""
-    own = user_feed(user)
-    return [own, *dict.fromkeys(f for f in feeds if f != own)]
