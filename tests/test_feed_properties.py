@@ -45,6 +45,7 @@ from hypothesis.stateful import (
 from server.db import make_engines
 from server.errors import ApiError
 from server.feedlog import Replay, Snapshot, SqlFeedLog
+from server.feeds import DEFAULT_TENANT, user_key
 from server.migrate import upgrade
 from server.ops import (
     CancelTask,
@@ -338,7 +339,7 @@ class FeedMachine(RuleBasedStateMachine):
         pos = self.r.run(self.r.reads.counter(self.who(owner)))
         count, seq = pos.count, pos.seq
         since = max(0, seq - back)
-        view = self.r.run(self.r.log.resume(self.who(owner), since))
+        view = self.r.run(self.r.log.resume(user_key(DEFAULT_TENANT, self.who(owner)), since))
         running = {t for t, m in self.model.items() if m.owner == self.who(owner)}
         running = {t for t in running if self.model[t].status == "running"}
         if since > seq:
