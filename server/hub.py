@@ -182,7 +182,7 @@ class Hub:
         """Every feed's view, each still usable (``fits``) when this returns: replays
         when every feed can be replayed, else snapshots of all."""
         views: Views = {}
-        snapshots = False
+        snapshots = any(feed not in since for feed in feeds)  # (a feed with no since)
         while True:
             stale = [
                 (st, feed)
@@ -196,8 +196,9 @@ class Hub:
             for st, feed in stale:
                 # (Each read may take a while: events keep arriving meanwhile, so the
                 # loop looks at every view again once all are read.)
-                views[feed] = await self.log.resume(st.key, None if snapshots else since.get(feed))
-            snapshots = snapshots or any(isinstance(v, Snapshot) for v in views.values())
+                view = await self.log.resume(st.key, None if snapshots else since.get(feed))
+                views[feed] = view
+                snapshots = snapshots or isinstance(view, Snapshot)
 
     def _follow(self, conn: Connection, st: FeedState, feed: str, seq: int, count: int) -> None:
         """``conn`` follows ``st`` from a view at ``seq``: what it missed since, then live."""

@@ -444,3 +444,12 @@ async def test_a_refollow_the_database_refused_is_done_by_the_next_call() -> Non
         log.fail = None
         hub.refollow("default", "alice")
         await rec.until(lambda: rec.sent[-1]["type"] == "feed.joined")
+
+
+async def test_a_join_that_needs_a_snapshot_reads_each_feed_once() -> None:
+    log, hub = following_both()
+    log.add(APPROVERS)
+    async with joined(hub, person(), None, {"role:approvers": 0}) as (rec, _):
+        pass
+    assert kinds(rec) == ["snapshot"]
+    assert log.resumes == {ALICE: 1, APPROVERS: 1}
