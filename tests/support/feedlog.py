@@ -18,11 +18,13 @@ from server.feeds import split_key, user_feed
 from server.wire import TaskJSON, dumps
 
 
-def task_json(task_id: str, owner: str | None = "alice") -> TaskJSON:
+def task_json(task_id: str, owner: str | None = "alice", role: str | None = None) -> TaskJSON:
     """A running task as a snapshot lists it (only ``id`` matters to the hub)."""
     return {
         "id": task_id,
-        "owner": owner or "",
+        "owner": owner,
+        "role": role,
+        "acted_by": None,
         "title": task_id,
         "kind": "activity",
         "status": "running",
