@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.broker import EnvelopeHandler, ResyncHandler
+from server.broker import EnvelopeHandler, ResyncHandler, keyed
 from server.changes import Envelope
 
 
@@ -17,14 +17,14 @@ class MemoryBroker:
     async def start(self, on_envelope: EnvelopeHandler, on_resync: ResyncHandler) -> None:
         self._handlers.append(on_envelope)
 
-    def hold(self, owner: str) -> None:
+    def hold(self, key: str) -> None:
         """Every envelope reaches every handler: interest changes nothing here."""
 
-    def release(self, owner: str) -> None:
+    def release(self, key: str) -> None:
         pass
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        for env in envelopes:
+        for env in keyed(envelopes):
             for handler in self._handlers:
                 handler(env)
 
