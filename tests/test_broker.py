@@ -215,17 +215,6 @@ async def test_many_feeds_on_every_partition_arrive(
     assert sorted(rec.of(set(keys)), key=lambda e: e.key) == sorted(sent, key=lambda e: e.key)
 
 
-async def test_a_bare_owner_id_is_published_as_its_own_feed_in_the_default_tenant(
-    pair: tuple[Broker, Broker, Recorder],
-) -> None:
-    # TEMPORARY, while writes name envelopes by owner: see server.broker.keyed.
-    publisher, listener, rec = pair
-    await hold_and_wait(publisher, listener, rec, [ALICE])
-    await publisher.publish([Envelope("alice", 1, 1, "{}")])
-    await rec.wait_for(lambda: len(rec.of({ALICE})) >= 1)
-    assert rec.of({ALICE}) == [Envelope(ALICE, 1, 1, "{}")]
-
-
 # ------------------------------------------------------------------ interest (Redis)
 
 

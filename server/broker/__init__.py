@@ -15,11 +15,9 @@ instance spends nothing on the events of feeds it holds no socket of.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Protocol
 
 from server.changes import Envelope
-from server.feeds import DEFAULT_TENANT, user_key
 
 EnvelopeHandler = Callable[[Envelope], None]
 ResyncHandler = Callable[[], None]
@@ -71,17 +69,6 @@ class Broker(Interest, Protocol):
     def healthy(self) -> bool: ...
 
     def describe(self) -> str: ...
-
-
-def keyed(envelopes: Sequence[Envelope]) -> Sequence[Envelope]:
-    """TEMPORARY, until writes name every envelope by its feed key: an envelope named by
-    a bare owner id is that person's own feed in the default tenant."""
-    if all("/" in env.key for env in envelopes):
-        return envelopes
-    return [
-        env if "/" in env.key else replace(env, key=user_key(DEFAULT_TENANT, env.key))
-        for env in envelopes
-    ]
 
 
 def encode(env: Envelope) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from server.broker import EnvelopeHandler, ResyncHandler, keyed
+from server.broker import EnvelopeHandler, ResyncHandler
 from server.changes import Envelope
 
 
@@ -24,7 +24,7 @@ class MemoryBroker:
         pass
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
-        for env in keyed(envelopes):
+        for env in envelopes:
             for handler in self._handlers:
                 handler(env)
 

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit, urlunsplit
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from server.broker import EnvelopeHandler, ResyncHandler, decode, encode, keyed
+from server.broker import EnvelopeHandler, ResyncHandler, decode, encode
 from server.broker.partitions import (
     PARTITIONS,
     SLOT_OF,
@@ -243,7 +243,6 @@ class RedisBroker:
     async def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Deliver to this process's sockets now and queue for Redis; never waits on
         Redis (a slow or paused Redis must not hold up the write path)."""
-        envelopes = keyed(envelopes)
         for env in envelopes:
             self._on_envelope(env)
         if self._publisher is None:
