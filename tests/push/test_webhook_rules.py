@@ -84,9 +84,10 @@ def test_a_reassignment_concerns_both_owners() -> None:
     event = build_event(op, outcome, NOW)
     assert event is not None and event.owners == {"alice", "bob"}
     types = frozenset({"task.reassigned"})
-    assert wants(event, types, frozenset({"alice"})) and wants(event, types, None)
-    assert not wants(event, types, frozenset({"carol"}))
-    assert not wants(event, frozenset({"task.created"}), None)
+    assert wants(event, "default", types, frozenset({"alice"}))
+    assert wants(event, "default", types, None)
+    assert not wants(event, "default", types, frozenset({"carol"}))
+    assert not wants(event, "default", frozenset({"task.created"}), None)
 
 
 def test_signature_verifies_with_the_reference_library() -> None:

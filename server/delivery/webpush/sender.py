@@ -44,7 +44,7 @@ class PushSender:
         self.ttl_s = ttl_s
 
     async def send(self, message: Message) -> Result:
-        sub = await self.subscriptions.find(message.target)
+        sub = await self.subscriptions.find(message.tenant, message.target)
         if sub is None:
             return Result(Verdict.FAILED, error="the subscription was removed")
         headers = {
@@ -65,7 +65,7 @@ class PushSender:
         except WebPushException as exc:
             status = _status_of(exc)
             if status in (404, 410):
-                await self.subscriptions.remove(sub.id)
+                await self.subscriptions.remove(sub)
                 log.info("push subscription gone", extra={"subscription": sub.id})
                 return Result(Verdict.FAILED, status=status, error="subscription gone")
             error = f"push service answered {status}"
