@@ -10,9 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from standardwebhooks.webhooks import Webhook
 
 from server.auth import mint_for
+from server.delivery.side import Delivery
+from server.delivery.tables import outbox_t
 from server.delivery.webpush.hook import person_of
 from server.feeds import DEFAULT_TENANT
 from server.settings import Settings
@@ -70,6 +73,16 @@ async def logged(live: Live, tenant: str, endpoint: dict[str, Any]) -> list[dict
     return rows[::-1]
 
 
+async def queued(live: Live) -> list[tuple[str, str, str]]:
+    """Every outbox row as (tenant, target, event type), sorted: what the hooks queued."""
+    delivery: Delivery = live.app.state.delivery
+    async with delivery.outbox.engines.reader.connect() as conn:
+        rows = await conn.execute(
+            select(outbox_t.c.tenant, outbox_t.c.target, outbox_t.c.event_type)
+        )
+        return sorted((r.tenant, r.target, r.event_type) for r in rows)
+
+
 def signed_by(endpoints: dict[str, dict[str, Any]], r: Received) -> tuple[str, dict[str, Any]]:
     """Which endpoint a request was for (the one secret it verifies with), and its body."""
     found = []
@@ -109,6 +122,12 @@ async def test_each_tenants_endpoint_gets_only_its_own_tenants_events(
             ("task.completed", tenant),
         ]
         assert {d["payload"]["data"]["title"] for d in log} == {title("t-1", tenant)}
+    # nothing was queued for another tenant's endpoint, whatever its row says
+    assert await queued(tenanted) == sorted(
+        (tenant, endpoints[tenant]["id"], kind)
+        for tenant in TENANTS
+        for kind in ("task.created", "task.completed")
+    )
     await receiver.wait(lambda: len(receiver.accepted) == 4)
     got: dict[str, list[dict[str, Any]]] = {tenant: [] for tenant in TENANTS}
     for r in receiver.requests:
@@ -134,8 +153,8 @@ async def test_role_tasks_reach_owner_filtered_endpoints_once_someone_holds_them
             resp = await c.put("/api/v1/roles/approvers/members", json={"members": ["alice"]})
             assert resp.status_code == 200, resp.text
     async with producer(tenanted, ACME) as c:
-        queued = queue_task("q-1", "approvers", ACME)
-        assert (await c.post("/api/v1/tasks", json=queued)).status_code == 201
+        offered = queue_task("q-1", "approvers", ACME)
+        assert (await c.post("/api/v1/tasks", json=offered)).status_code == 201
         claim = await c.post("/api/v1/tasks/q-1/claim", json={"user": "alice"})
         assert claim.status_code == 200, claim.text
         assert (await c.post("/api/v1/tasks/q-1/unclaim")).status_code == 200
@@ -249,10 +268,17 @@ async def test_each_tenants_alice_gets_only_her_tenants_pushes(
             assert (await c.post("/api/v1/tasks", json=body)).status_code == 201
     async with producer(pushing, ACME) as c:
         # a queue task rings no member's phone; it is pushed once someone claims it
-        queued = queue_task("q-1", "approvers", ACME)
-        assert (await c.post("/api/v1/tasks", json=queued)).status_code == 201
+        offered = queue_task("q-1", "approvers", ACME)
+        assert (await c.post("/api/v1/tasks", json=offered)).status_code == 201
         claim = await c.post("/api/v1/tasks/q-1/claim", json={"user": "alice"})
         assert claim.status_code == 200, claim.text
+    assert await queued(pushing) == sorted(
+        [
+            (DEFAULT_TENANT, subs[DEFAULT_TENANT]["id"], "task.added"),
+            (ACME, subs[ACME]["id"], "task.added"),
+            (ACME, subs[ACME]["id"], "task.added"),
+        ]
+    )
     await push_service.wait(lambda: len(push_service.requests) == 3)
     got: dict[str, list[dict[str, Any]]] = {t: [] for t in TENANTS}
     for r in push_service.requests:
