@@ -170,6 +170,7 @@ class OutboxWorker:
             log.info(
                 "delivery attempt did not succeed",
                 extra={
+                    "tenant": message.tenant,
                     "delivery": message.id,
                     "channel": message.channel.value,
                     "attempt": message.attempts,

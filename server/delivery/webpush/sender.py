@@ -66,7 +66,10 @@ class PushSender:
             status = _status_of(exc)
             if status in (404, 410):
                 await self.subscriptions.remove(sub)
-                log.info("push subscription gone", extra={"subscription": sub.id})
+                log.info(
+                    "push subscription gone",
+                    extra={"tenant": sub.tenant, "subscription": sub.id},
+                )
                 return Result(Verdict.FAILED, status=status, error="subscription gone")
             error = f"push service answered {status}"
             if status is not None and (status == 429 or status >= 500):
