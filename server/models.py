@@ -37,6 +37,7 @@ class Task(SQLModel, table=True):
         Index("ix_task_record", "tenant", "record_entity", "record_id", "owner"),
         Index("ix_task_due", "status", "postponed_until"),
         Index("ix_task_instance", "tenant", "process_instance_id"),
+        Index("ix_task_overdue", "overdue", "due_at"),
     )
 
     tenant: str = Field(primary_key=True, max_length=64)
@@ -58,6 +59,13 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts())
     ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     body_hash: str = Field(max_length=64)
+    due_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    priority: str = Field(default="normal", max_length=10)
+    overdue: bool = False
+    actions: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
+    outcome: str | None = Field(default=None, max_length=200)
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    completed_by: str | None = Field(default=None, max_length=200)
 
 
 class Feed(SQLModel, table=True):

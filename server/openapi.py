@@ -41,6 +41,7 @@ from server.stats import ProcessStatsJSON
 from server.wire import (
     Batch,
     Claim,
+    Complete,
     FeedPosJSON,
     Members,
     Postpone,
@@ -262,12 +263,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "POST",
         "/api/v1/tasks/{task_id}/complete",
-        "Complete a task",
+        "Complete a task (with the decision taken, for a task with actions)",
         "tasks",
         "either",
         {200: TASK},
+        Complete,
+        body_optional=True,
         errors=(409, 422),
-        description=NO_BODY,
+        description="A task with `actions`: a person must give an `outcome` (one of the "
+        "actions' ids; a producer may omit it), and an action whose `comment` is "
+        "`required` needs a comment that is not blank. The completed task carries "
+        "`outcome`, `comment` and `completed_by`.",
     ),
     Op(
         "POST",

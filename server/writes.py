@@ -43,7 +43,9 @@ from server.ops import (
     CreateTask,
     EndInstance,
     EndSubstitution,
+    FlagOverdue,
     InstanceStatus,
+    MarkOverdue,
     MoveSubstitutions,
     PruneEvents,
     ResumeDue,
@@ -85,7 +87,7 @@ class SubstitutionAdded:
     created: bool
 
 
-ClockOp = ResumeDue | MoveSubstitutions | PruneEvents
+ClockOp = ResumeDue | MarkOverdue | MoveSubstitutions | PruneEvents
 AudienceRun = SetMembers | AddSubstitution | EndSubstitution
 RunOp = (
     StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | AudienceRun | ClockOp
@@ -252,12 +254,43 @@ class Writes:
                 return SubstitutionAdded(added, created), nothing
             case EndSubstitution(id=sid, tenant=tenant):
                 return await audiences.end_substitution(conn, tenant, sid, now), nothing
+            case MarkOverdue(limit=limit):
+                late = await self._overdue(conn, now, limit)
+                if not late:
+                    return Resumed(0, 0), nothing
+                flags: list[TaskOp] = [FlagOverdue(i, tenant=t) for t, i in late]
+                applied = await self._apply_in(conn, flags, now)
+                fired = sum(
+                    1
+                    for r in applied.results
+                    if not isinstance(r, ApiError) and r.state is not None
+                )
+                return Resumed(len(late), fired), applied
             case MoveSubstitutions(limit=limit):
                 return await audiences.move_substitutions(conn, now, limit), nothing
             case PruneEvents(before=before):
                 result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
                 await audiences.prune(conn, now)
                 return int(result.rowcount or 0), nothing
+
+    async def _overdue(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
+        """Open tasks whose due time has passed and that are not flagged yet; claimed
+        like ``_due``, so each is flagged exactly once across instances."""
+        query = (
+            select(task_t.c.tenant, task_t.c.id)
+            .where(
+                and_(
+                    task_t.c.overdue.is_(False),
+                    task_t.c.due_at <= now,
+                    task_t.c.status.in_([Status.RUNNING.value, Status.POSTPONED.value]),
+                )
+            )
+            .order_by(task_t.c.due_at, task_t.c.tenant, task_t.c.id)
+            .limit(limit)
+        )
+        if not self.engines.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        return [(str(r.tenant), str(r.id)) for r in await conn.execute(query)]
 
     async def _due(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
         """Postponed tasks whose time has come. On PostgreSQL the rows are claimed with

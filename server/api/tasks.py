@@ -27,6 +27,7 @@ from server.transitions import Outcome
 from server.wire import (
     Batch,
     Claim,
+    Complete,
     CreateOp,
     FinishOp,
     Postpone,
@@ -102,6 +103,17 @@ def _finisher(make: type[CompleteTask | CancelTask | ResumeTask]) -> Any:
     return endpoint
 
 
+async def complete_task(request: Request) -> Response:
+    """Complete a task; the optional body says what was decided:
+    ``{"outcome": "<action id>", "comment": "..."}``."""
+    who = actor(request)
+    tid = task_id(request)
+    raw = await body(request)
+    decision = parse_body(raw, Complete) if raw.strip() else Complete()
+    op = CompleteTask(tid, who.user, who.tenant, decision.outcome, decision.comment)
+    return _task_response(await parts(request).service.apply_one(op))
+
+
 async def postpone_task(request: Request) -> Response:
     who = actor(request)
     tid = task_id(request)
@@ -151,6 +163,8 @@ def _batch_op(item: CreateOp | UpdateOp | FinishOp | PostponeOp, tenant: str) ->
             return UpdateTask(tid, patch, tenant)
         case PostponeOp(id=tid, until=until):
             return PostponeTask(tid, until, tenant=tenant)
+        case FinishOp(op="complete", id=tid, outcome=outcome, comment=comment):
+            return CompleteTask(tid, tenant=tenant, outcome=outcome, comment=comment)
         case FinishOp(op=kind, id=tid):
             return _FINISHERS[kind](tid, tenant=tenant)
 
@@ -175,7 +189,7 @@ routes = [
     Route("/api/v1/tasks/batch", batch, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}", patch_task, methods=["PATCH"]),
-    Route("/api/v1/tasks/{task_id}/complete", _finisher(CompleteTask), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/complete", complete_task, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/cancel", _finisher(CancelTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/resume", _finisher(ResumeTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/postpone", postpone_task, methods=["POST"]),
