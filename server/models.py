@@ -66,6 +66,7 @@ class Task(SQLModel, table=True):
     outcome: str | None = Field(default=None, max_length=200)
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     completed_by: str | None = Field(default=None, max_length=200)
+    follows: str | None = Field(default=None, max_length=200)
 
 
 class Feed(SQLModel, table=True):

@@ -90,6 +90,7 @@ class TaskState:
     outcome: str | None = None
     comment: str | None = None
     completed_by: str | None = None
+    follows: str | None = None
 
     @classmethod
     def from_row(cls, m: Mapping[Any, Any]) -> TaskState:
@@ -121,6 +122,7 @@ class TaskState:
             outcome=m["outcome"],
             comment=m["comment"],
             completed_by=m["completed_by"],
+            follows=m["follows"],
         )
 
     def to_json(self) -> TaskJSON:
@@ -153,6 +155,7 @@ class TaskState:
             "outcome": self.outcome,
             "comment": self.comment,
             "completed_by": self.completed_by,
+            "follows": self.follows,
         }
 
     def action_rule(self, outcome: str) -> str | None:
@@ -206,7 +209,13 @@ Audience = frozenset[str] | None  # the feeds an acting person follows; None: a 
 
 # Fields added after tasks were first stored: left out of the digest while unset, so a
 # repeat of a create made before they existed is still recognised as one.
-_LATER_FIELDS = {"role": None, "due_at": None, "priority": "normal", "actions": None}
+_LATER_FIELDS = {
+    "role": None,
+    "due_at": None,
+    "priority": "normal",
+    "actions": None,
+    "follows": None,
+}
 
 
 def body_hash(body: TaskCreate) -> str:
@@ -284,6 +293,7 @@ def create(
         due_at=body.due_at,
         priority=body.priority.value,
         actions=_actions_json(body.actions),
+        follows=body.follows,
     )
     effects = () if postponed else (Effect(state.key, EventType.ADDED, "created", +1),)
     return Outcome(True, None, state, effects)

@@ -129,6 +129,7 @@ class TaskCreate(_Strict):
     due_at: Instant | None = None
     priority: Priority = Priority.NORMAL
     actions: Actions | None = None
+    follows: Id | None = None  # the step of the same instance this one comes after
 
     @model_validator(mode="after")
     def _one_audience(self) -> TaskCreate:
@@ -269,6 +270,7 @@ class TaskJSON(TypedDict):
     outcome: str | None
     comment: str | None
     completed_by: str | None
+    follows: str | None
 
 
 class EventMessage(TypedDict):

@@ -197,3 +197,27 @@ async def test_a_postponed_task_past_its_due_time_is_flagged_without_an_event(
         task = (await p.get("/api/v1/tasks/t1")).json()
     assert (task["status"], task["overdue"]) == ("postponed", True)
     assert (await live.parts.reads.counter("default/user:alice")).seq == 0
+
+
+async def test_the_next_step_names_the_step_it_follows(live: Live) -> None:
+    proc = {"instance_id": "p-9", "name": "Onboarding"}
+    async with live.producer() as p:
+        started = await p.post(
+            "/api/v1/processes", json={"id": "p-9", "name": "Onboarding", "expect_more": True}
+        )
+        assert started.status_code == 201
+        assert (
+            await p.post("/api/v1/tasks", json=task_body("s1", process=proc))
+        ).status_code == 201
+    async with FeedClient(live.ws_url, token("alice")) as alice:
+        await alice.connect()
+        async with live.person("alice") as me:
+            assert (await me.post("/api/v1/tasks/s1/complete")).status_code == 200
+        async with live.producer() as p:
+            nxt = task_body("s2", follows="s1", process=proc)
+            assert (await p.post("/api/v1/tasks", json=nxt)).status_code == 201
+            bad = await p.post("/api/v1/tasks", json=task_body("s3", follows="a b"))
+            assert_error(bad, 422)
+        removed, added = await alice.recv(), await alice.recv()
+    assert removed["type"] == "task.removed"
+    assert (added["type"], added["task"]["follows"]) == ("task.added", "s1")

@@ -41,6 +41,7 @@ def task_json(task_id: str, owner: str | None = "alice", role: str | None = None
         "outcome": None,
         "comment": None,
         "completed_by": None,
+        "follows": None,
     }
 
 

@@ -2,7 +2,8 @@
 
 Tasks gain ``due_at``, ``priority`` (``normal`` for every existing task), ``overdue``
 (false), ``actions`` (JSON), and what a completion decided: ``outcome``, ``comment``,
-``completed_by``. An index finds the tasks falling due.
+``completed_by``; and ``follows``, the step it comes after (the hand-off to the next
+step). An index finds the tasks falling due.
 
 Revision ID: 0005
 Revises: 0004
@@ -33,12 +34,21 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("outcome", sa.String(length=200), nullable=True))
         batch_op.add_column(sa.Column("comment", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("completed_by", sa.String(length=200), nullable=True))
+        batch_op.add_column(sa.Column("follows", sa.String(length=200), nullable=True))
         batch_op.create_index("ix_task_overdue", ["overdue", "due_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("task", schema=None) as batch_op:
         batch_op.drop_index("ix_task_overdue")
-        for name in ("completed_by", "comment", "outcome", "actions", "overdue", "priority"):
+        for name in (
+            "follows",
+            "completed_by",
+            "comment",
+            "outcome",
+            "actions",
+            "overdue",
+            "priority",
+        ):
             batch_op.drop_column(name)
         batch_op.drop_column("due_at")
