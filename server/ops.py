@@ -102,6 +102,7 @@ class ResumeTask:
     id: str
     actor: str | None = None
     tenant: str = DEFAULT_TENANT
+    by_clock: bool = False  # it fell due (not a person's or a producer's call)
     kind: ClassVar[str] = "resume"
 
 

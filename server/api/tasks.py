@@ -78,6 +78,20 @@ async def get_task(request: Request) -> Response:
     return JSON(state.to_json())
 
 
+async def task_history(request: Request) -> Response:
+    """Every change of a task with who made it and as what: for producers, and for a
+    person who can see the task (its feed is one they follow)."""
+    who = actor(request)
+    tid = task_id(request)
+    reads = parts(request).reads
+    state = await reads.get_task(who.tenant, tid)
+    if state is None or (
+        who.user is not None and state.feed not in await reads.audience(who.tenant, who.user)
+    ):
+        raise NotFound(f"task {tid!r} not found", code="task_not_found")
+    return JSON({"id": tid, "changes": await reads.history(who.tenant, tid)})
+
+
 async def patch_task(request: Request) -> Response:
     tenant = producer(request)
     tid = task_id(request)
@@ -194,5 +208,6 @@ routes = [
     Route("/api/v1/tasks/{task_id}/resume", _finisher(ResumeTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/postpone", postpone_task, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/claim", claim_task, methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/unclaim", unclaim_task, methods=["POST"]),
 ]
