@@ -154,6 +154,9 @@ async def test_chaos_loses_nothing_and_every_client_agrees_with_the_database(
     )
     print(f"  feeds followed at the end -> clients: {dict(sorted(seen.feeds_at_end.items()))}")
     print(f"  reconnects by close code: {dict(sorted(seen.closes.items()))}")
+    other = {k.split("/", 1)[1] for k in truth.statuses if "/" in k}
+    shared = len(other & {k for k in truth.statuses if "/" not in k})
+    print(f"  task ids in both tenants: {shared}")
     running = sum(t.count for t in truth.owners.values())
     print(
         f"per feed: {len(truth.owners)} feeds checked, seqs {min_max(truth, 'seq')}, "
@@ -172,6 +175,7 @@ async def test_chaos_loses_nothing_and_every_client_agrees_with_the_database(
         for o in OWNERS:
             assert (o if p.tenant == "default" else f"{p.tenant}/user:{o}") in truth.owners
     assert races, "no claim race happened"
+    assert shared > 0, "no task id was used in both tenants"
     # Every instance saw each Redis kill on /readyz, and came back.
     for fault in faults:
         if fault.get("how") == "kill":
