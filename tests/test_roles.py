@@ -9,7 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from sqlalchemy import select
 
+from server.models import audience_t
 from tests.support.app import Live
 from tests.support.audiences import (
     feed_counts,
@@ -132,6 +134,9 @@ async def test_a_member_body_that_is_not_json_typed_is_415(embedded: Live) -> No
         {"owner": None, "role": None},
         {"role": ""},
         {"role": "a b"},
+        # a role the path /roles/{role} could never name, so nobody could ever be in it
+        {"owner": None, "role": "a/b"},
+        {"owner": None, "role": "r" * 201},
     ],
 )
 async def test_a_task_needs_exactly_one_of_owner_and_role(
@@ -141,6 +146,35 @@ async def test_a_task_needs_exactly_one_of_owner_and_role(
         resp = await c.post("/api/v1/tasks", json=task_body("x", **changes))
         assert_error(resp, 422, "invalid")
         assert_error(await c.get("/api/v1/tasks/x"), 404, "task_not_found")
+
+
+async def test_a_patch_cannot_give_a_role_no_path_could_name(embedded: Live) -> None:
+    await setup_queue(embedded)
+    async with producer(embedded) as c:
+        assert_error(await c.patch("/api/v1/tasks/q-1", json={"role": "a/b"}), 422, "invalid")
+        assert (await c.get("/api/v1/tasks/q-1")).json()["role"] == "approvers"
+
+
+async def test_an_explicit_null_owner_with_a_role_is_a_queue_task(embedded: Live) -> None:
+    async with producer(embedded) as c:
+        resp = await c.post("/api/v1/tasks", json=task_body("q-n", owner=None, role="approvers"))
+    assert resp.status_code == 201, resp.text
+    assert (resp.json()["owner"], resp.json()["role"]) == (None, "approvers")
+
+
+async def test_membership_changes_log_exactly_the_people_whose_feeds_changed(live: Live) -> None:
+    async def logged() -> list[str]:
+        async with live.parts.reads.engines.reader.connect() as conn:
+            rows = await conn.execute(select(audience_t.c.user_id).order_by(audience_t.c.id))
+            return [str(r[0]) for r in rows]
+
+    async with producer(live) as c:
+        await c.put("/api/v1/roles/approvers/members", json={"members": ["bob", "alice"]})
+        assert await logged() == ["alice", "bob"]
+        await c.put("/api/v1/roles/approvers/members", json={"members": ["alice", "bob"]})
+        assert await logged() == ["alice", "bob"], "a repeat changes nobody's feeds"
+        await c.put("/api/v1/roles/approvers/members", json={"members": ["bob", "carol"]})
+        assert await logged() == ["alice", "bob", "alice", "carol"]
 
 
 async def test_a_queue_task_is_in_every_members_queue_and_nobody_elses(live: Live) -> None:
@@ -222,6 +256,15 @@ async def test_a_person_claims_for_themselves_only(live: Live) -> None:
         assert_error(other, 422, "claim_for_other")
         self_named = await alice.post("/api/v1/tasks/q-1/claim", json={"user": "alice"})
         assert self_named.status_code == 200 and self_named.json()["owner"] == "alice"
+    async with producer(live) as c:
+        await c.post("/api/v1/tasks", json=queue_body("q-2"))
+    async with person(live, "bob") as bob:
+        # no body, {} and a body of white space all mean "for myself"
+        blank = await bob.post(
+            "/api/v1/tasks/q-2/claim", content=b" \n", headers={"Content-Type": "application/json"}
+        )
+        assert blank.status_code == 200, blank.text
+        assert blank.json()["owner"] == "bob"
 
 
 async def test_a_task_of_no_role_cannot_be_claimed(live: Live) -> None:
