@@ -208,6 +208,40 @@ async def test_while_in_force_the_substitute_sees_and_acts_on_the_absent_persons
         assert by_producer.json()["acted_by"] is None
 
 
+async def test_the_substitute_may_put_back_a_queue_task_the_absent_person_claimed(
+    live: Live,
+) -> None:
+    async with producer(live) as c:
+        await c.put("/api/v1/roles/approvers/members", json={"members": ["alice", "bob"]})
+        await c.post("/api/v1/tasks", json=task_body("q-1", owner=None, role="approvers"))
+        assert (await c.post("/api/v1/tasks/q-1/claim", json={"user": "alice"})).status_code == 200
+        await c.post("/api/v1/substitutions", json=substitution_body("s-1", "alice", "carol"))
+    async with person(live, "carol") as carol:
+        assert await feed_ids(carol) == ["q-1"]
+        # carol is in no role: she may give it back to the queue, not take it herself
+        assert_error(await carol.post("/api/v1/tasks/q-1/claim"), 404, "task_not_found")
+        back = await carol.post("/api/v1/tasks/q-1/unclaim")
+        assert back.status_code == 200, back.text
+        assert (back.json()["owner"], back.json()["acted_by"]) == (None, "carol")
+        assert await feed_ids(carol) == []
+    async with person(live, "bob") as bob:
+        assert await feed_ids(bob) == ["q-1"]
+
+
+async def test_two_substitutions_for_the_same_pair_end_one_at_a_time(live: Live) -> None:
+    await seed(live)
+    async with producer(live) as c:
+        for sid, ends in (("s-1", 3600), ("s-2", 7200)):
+            body = substitution_body(sid, "alice", "bob", ends=ends)
+            assert (await c.post("/api/v1/substitutions", json=body)).status_code == 201
+        async with person(live, "bob") as bob:
+            assert await feed_counts(bob) == {"user:bob": 1, "user:alice": 3, "total": 4}
+            assert (await c.delete("/api/v1/substitutions/s-1")).status_code == 200
+            assert await feed_ids(bob) == ["a1", "a2", "a3", "b1"], "s-2 is still in force"
+            assert (await c.delete("/api/v1/substitutions/s-2")).status_code == 200
+            assert await feed_ids(bob) == ["b1"]
+
+
 @pytest.mark.parametrize("how", ["deleted", "over", "not yet"])
 async def test_outside_its_period_the_substitute_gets_404(live: Live, how: str) -> None:
     await seed(live)
