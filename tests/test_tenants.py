@@ -107,6 +107,15 @@ async def probe(live: Live, tenant: str, n: str, user: str) -> dict[str, tuple[i
         out[f"{user} counter"] = answer(await c.get("/api/v1/me/counter"))
         out[f"{user} counts"] = answer(await c.get("/api/v1/me/counts"))
         out[f"{user} record"] = answer(await c.get(f"/api/v1/records/Account/acc-{n}/tasks"))
+    async with person(live, f"sub-{user}", tenant) as c:  # a member, and the stand-in
+        out["substitute's tasks"] = answer(
+            await c.get("/api/v1/me/tasks", params={"status": "all", "feeds": "all"})
+        )
+        out["substitute's counter"] = answer(await c.get("/api/v1/me/counter"))
+        out["substitute completes"] = answer(await c.post(f"/api/v1/tasks/{t}/complete"))
+        out["substitute claims"] = answer(await c.post(f"/api/v1/tasks/{q}/claim"))
+    limited = [k for k, (status, _) in out.items() if status in (429, 500, 503)]
+    assert limited == [], "a probe must compare real answers"
     return out
 
 
@@ -161,6 +170,7 @@ async def test_another_tenants_things_answer_exactly_like_missing_ones(
     assert seen["get t-1"][0] == 200
     assert seen["get role"] == (200, {"id": "r-1", "members": ["alice", "sub-alice"]})
     assert seen["complete t-1"][0] == 200
+    assert seen["alice tasks all all"][0] == 200, seen["alice tasks all all"]
     assert len(seen["alice tasks all all"][1]["tasks"]) == 3
     assert seen["get process"][0] == 200
 
