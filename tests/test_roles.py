@@ -8,10 +8,11 @@ from typing import Any
 
 import asyncpg
 import httpx
+import orjson
 import pytest
 from sqlalchemy import select
 
-from server.models import audience_t
+from server.models import audience_t, event_t
 from tests.support.app import Live
 from tests.support.audiences import (
     feed_counts,
@@ -466,3 +467,35 @@ async def test_claims_race_across_two_server_processes_and_exactly_one_wins(
     for w in winners.values():
         won[w] = won.get(w, 0) + 1
     assert by_feed == {f"user:{w}": (n, n) for w, n in won.items()}
+
+
+async def test_claim_and_unclaim_write_the_events_each_feed_is_promised(live: Live) -> None:
+    await setup_queue(live)
+    async with person(live, "bob") as bob:
+        assert (await bob.post("/api/v1/tasks/q-1/claim")).status_code == 200
+        assert (await bob.post("/api/v1/tasks/q-1/unclaim")).status_code == 200
+    async with producer(live) as c:
+        await c.put("/api/v1/roles/reviewers/members", json={"members": ["dave"]})
+        assert (await c.patch("/api/v1/tasks/q-1", json={"role": "reviewers"})).status_code == 200
+    async with live.parts.reads.engines.reader.connect() as conn:
+        rows = await conn.execute(
+            select(event_t.c.feed, event_t.c.seq, event_t.c.message).order_by(
+                event_t.c.feed, event_t.c.seq
+            )
+        )
+        events = [(str(f), int(s), orjson.loads(m)) for f, s, m in rows]
+    seen = [
+        (f, s, m["type"], m["reason"], m["feed"], m["seq"], m["count"], m["task"]["owner"])
+        for f, s, m in events
+    ]
+    assert seen == [
+        ("role:approvers", 1, "task.added", "created", "role:approvers", 1, 1, None),
+        ("role:approvers", 2, "task.removed", "claimed", "role:approvers", 2, 0, "bob"),
+        ("role:approvers", 3, "task.added", "unclaimed", "role:approvers", 3, 1, None),
+        ("role:approvers", 4, "task.removed", "reassigned", "role:approvers", 4, 0, None),
+        ("role:reviewers", 1, "task.added", "reassigned", "role:reviewers", 1, 1, None),
+        ("user:bob", 1, "task.added", "claimed", "user:bob", 1, 1, "bob"),
+        ("user:bob", 2, "task.removed", "unclaimed", "user:bob", 2, 0, None),
+    ]
+    # each event carries the task as it is after the change
+    assert [m["task"]["role"] for _, _, m in events[:4]] == ["approvers"] * 3 + ["reviewers"]
