@@ -158,7 +158,9 @@ async def test_a_patch_cannot_give_a_role_no_path_could_name(embedded: Live) -> 
 
 async def test_an_explicit_null_owner_with_a_role_is_a_queue_task(embedded: Live) -> None:
     async with producer(embedded) as c:
-        resp = await c.post("/api/v1/tasks", json=task_body("q-n", owner=None, role="approvers"))
+        resp = await c.post(
+            "/api/v1/tasks", json={**task_body("q-n"), "owner": None, "role": "approvers"}
+        )
     assert resp.status_code == 201, resp.text
     assert (resp.json()["owner"], resp.json()["role"]) == (None, "approvers")
 

@@ -6,7 +6,9 @@ two server processes."""
 from __future__ import annotations
 
 import asyncio
+import operator
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -21,6 +23,7 @@ from tests.support.audiences import (
     person_of,
     producer,
     producer_of,
+    queue_body,
     substitution_body,
     two_servers,
     until,
@@ -213,7 +216,7 @@ async def test_the_substitute_may_put_back_a_queue_task_the_absent_person_claime
 ) -> None:
     async with producer(live) as c:
         await c.put("/api/v1/roles/approvers/members", json={"members": ["alice", "bob"]})
-        await c.post("/api/v1/tasks", json=task_body("q-1", owner=None, role="approvers"))
+        await c.post("/api/v1/tasks", json=queue_body("q-1"))
         assert (await c.post("/api/v1/tasks/q-1/claim", json={"user": "alice"})).status_code == 200
         await c.post("/api/v1/substitutions", json=substitution_body("s-1", "alice", "carol"))
     async with person(live, "carol") as carol:
@@ -349,10 +352,9 @@ async def test_start_and_end_happen_exactly_once_across_two_processes(
                 )
                 assert {r.status_code for r in created} == {201}
         async with person_of(b.base_url, "bob") as bob_b, person_of(a.base_url, "bob") as bob_a:
-            for bob in (bob_b, bob_a):
-                await until(lambda bob=bob: feed_ids(bob), lambda ids: ids == ["a1"], timeout=10)
-            for bob in (bob_b, bob_a):
-                await until(lambda bob=bob: feed_ids(bob), lambda ids: ids == [], timeout=10)
+            for wanted in (["a1"], []):  # in force on both instances, then over on both
+                for bob in (bob_b, bob_a):
+                    await until(partial(feed_ids, bob), partial(operator.eq, wanted), timeout=10)
         async with producer_of(b.base_url) as c:
             listed = await c.get("/api/v1/substitutions")
             assert listed.json() == {"substitutions": []}
