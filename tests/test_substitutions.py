@@ -13,8 +13,10 @@ from typing import Any
 
 import asyncpg
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.app import Live
+from tests.support.app import Live, make_settings, serve
 from tests.support.audiences import (
     at,
     feed_counts,
@@ -378,3 +380,38 @@ async def test_start_and_end_happen_exactly_once_across_two_processes(
     start_row, end_row = per_person["bob"]
     assert start_row >= datetime.fromisoformat(body["starts_at"])
     assert end_row >= datetime.fromisoformat(body["ends_at"])
+
+
+async def test_deleting_a_substitution_the_clock_is_starting_ends_it_for_the_substitute(
+    pg_url: str,
+) -> None:
+    """The clock starts a substitution (its transaction holds the row) while a DELETE
+    comes: the DELETE must see it in force once the clock commits, and log the end, or
+    the substitute's sockets would keep following the absent person's feed."""
+    async with serve(make_settings(pg_url)) as live, producer(live) as c:
+        body = substitution_body("s-1", "alice", "bob", starts=3600, ends=7200)
+        assert (await c.post("/api/v1/substitutions", json=body)).status_code == 201
+        clock = create_async_engine(live.settings.database_url)
+        try:
+            async with clock.begin() as conn:  # what move_substitutions does, held open
+                await conn.execute(text("SELECT * FROM substitution WHERE id = 's-1' FOR UPDATE"))
+                await conn.execute(
+                    text("UPDATE substitution SET state = 'active' WHERE id = 's-1'")
+                )
+                await conn.execute(
+                    text(
+                        "INSERT INTO audience_change (tenant, user_id, at) "
+                        "VALUES ('default', 'bob', now())"
+                    )
+                )
+                deleting = asyncio.create_task(c.delete("/api/v1/substitutions/s-1"))
+                await asyncio.sleep(0.5)
+                assert not deleting.done(), "the DELETE must wait for the clock's row"
+            gone = await deleting
+            assert gone.status_code == 200, gone.text
+            async with clock.connect() as conn:
+                rows = await conn.execute(text("SELECT user_id FROM audience_change ORDER BY id"))
+                logged = [str(r[0]) for r in rows]
+        finally:
+            await clock.dispose()
+    assert logged == ["bob", "bob"], "the start, then the end"
