@@ -65,6 +65,7 @@ async def probe(live: Live, tenant: str, n: str, user: str) -> dict[str, tuple[i
                 await c.post(f"/api/v1/tasks/{tid}/claim", json={"user": user})
             )
             out[f"open {tid}"] = answer(await c.get(f"/api/v1/tasks/{tid}/open"))
+            out[f"history {tid}"] = answer(await c.get(f"/api/v1/tasks/{tid}/history"))
         ops = [
             {"op": "update", "id": t, "changes": {"owner": "mallory"}},
             {"op": "postpone", "id": t, "until": LATER},
@@ -99,6 +100,11 @@ async def probe(live: Live, tenant: str, n: str, user: str) -> dict[str, tuple[i
                 await c.post(f"/api/v1/tasks/{tid}/postpone", json={"until": LATER})
             )
             out[f"{user} open {tid}"] = answer(await c.get(f"/api/v1/tasks/{tid}/open"))
+            out[f"{user} history {tid}"] = answer(await c.get(f"/api/v1/tasks/{tid}/history"))
+            link = {"token": user_token(user, tenant)}  # a link followed by a browser
+            out[f"{user} link {tid}"] = answer(
+                await c.get(f"/api/v1/tasks/{tid}/open", params=link, headers={"Authorization": ""})
+            )
         for status in ("running", "all"):
             for feeds in ("own", "all"):
                 out[f"{user} tasks {status} {feeds}"] = answer(
@@ -173,6 +179,7 @@ async def test_another_tenants_things_answer_exactly_like_missing_ones(
     assert seen["alice tasks all all"][0] == 200, seen["alice tasks all all"]
     assert len(seen["alice tasks all all"][1]["tasks"]) == 3
     assert seen["get process"][0] == 200
+    assert seen["history t-1"][0] == 200 and seen["history t-1"][1]["changes"]
 
 
 async def test_the_same_ids_in_two_tenants_are_two_different_things(tenants: Live) -> None:
@@ -185,6 +192,10 @@ async def test_the_same_ids_in_two_tenants_are_two_different_things(tenants: Liv
     async with producer(tenants) as c:
         before = {
             tid: (await c.get(f"/api/v1/tasks/{tid}")).json() for tid in ("t-1", "q-1", "w-1")
+        }
+        before_history = {
+            tid: (await c.get(f"/api/v1/tasks/{tid}/history")).json()
+            for tid in ("t-1", "q-1", "w-1")
         }
         before_process = (await c.get("/api/v1/processes/p-1")).json()
         before_stats = (await c.get("/api/v1/processes/stats")).json()
@@ -231,6 +242,8 @@ async def test_the_same_ids_in_two_tenants_are_two_different_things(tenants: Liv
     async with producer(tenants) as c:
         for tid, task in before.items():
             assert (await c.get(f"/api/v1/tasks/{tid}")).json() == task
+            history = (await c.get(f"/api/v1/tasks/{tid}/history")).json()
+            assert history == before_history[tid]
         assert_error(await c.get("/api/v1/tasks/t-9"), 404, "task_not_found")
         assert (await c.get("/api/v1/processes/p-1")).json() == before_process
         assert (await c.get("/api/v1/processes/stats")).json() == before_stats
