@@ -254,14 +254,17 @@ async def add_substitution(
 async def end_substitution(
     conn: AsyncConnection, tenant: str, sub_id: str, now: datetime
 ) -> Substitution:
-    """Delete a substitution; the substitute stops following at once if it was in force."""
-    row = (
-        await conn.execute(
-            select(substitution_t).where(
-                and_(substitution_t.c.tenant == tenant, substitution_t.c.id == sub_id)
-            )
-        )
-    ).first()
+    """Delete a substitution; the substitute stops following at once if it was in force.
+
+    The row is locked first (PostgreSQL): the clock may be starting it right now, and
+    its state must be read after that commits, or the end would go unlogged and the
+    substitute's sockets would keep following the absent person's feed."""
+    query = select(substitution_t).where(
+        and_(substitution_t.c.tenant == tenant, substitution_t.c.id == sub_id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
     if row is None:
         raise NotFound(f"substitution {sub_id[:50]!r} not found", code="substitution_not_found")
     sub = Substitution.from_row(row._mapping)

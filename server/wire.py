@@ -119,7 +119,7 @@ class TaskCreate(_Strict):
 
     id: Id
     owner: Owner | None = None
-    role: Owner | None = None
+    role: Id | None = None  # a role id, as in /roles/{role} (no "/": the path could not name it)
     title: Title
     kind: Kind = Kind.ACTIVITY
     process: ProcessRef | None = None
@@ -147,7 +147,7 @@ class TaskPatch(_Strict):
     url: Url | None = None
     record: RecordRef | None = None
     owner: Owner | None = None
-    role: Owner | None = None
+    role: Id | None = None
     postponed_until: Instant | None = None
     due_at: Instant | None = None
     priority: Priority | None = None

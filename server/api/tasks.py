@@ -141,7 +141,7 @@ async def claim_task(request: Request) -> Response:
     claims it for someone: ``{"user": "alice"}``."""
     who = actor(request)
     tid = task_id(request)
-    payload = parse_body(await body(request) or b"{}", Claim)
+    payload = parse_body((await body(request)).strip() or b"{}", Claim)
     if who.user is not None:
         if payload.user is not None and payload.user != who.user:
             raise Unprocessable("a person claims for themselves only", code="claim_for_other")
