@@ -254,7 +254,7 @@ def create_app(settings: Settings) -> Starlette:
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)
         hub.start()
-        audience_poller.start()
+        await audience_poller.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
         hub.metrics = service.metrics = timers.metrics = delivery.worker.metrics = app.state.metrics
         timers.start()

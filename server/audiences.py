@@ -12,16 +12,17 @@ following the wrong feeds.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server.clock import as_utc, now_utc
-from server.db import Engines
+from server.clock import as_utc
+from server.db import DATABASE_ERRORS, Engines
 from server.errors import Conflict, NotFound
 from server.feeds import role_feed, user_feed
 from server.models import audience_t, member_t, role_t, substitution_t
@@ -30,7 +31,6 @@ from server.wire import iso
 
 PENDING, ACTIVE, ENDED = "pending", "active", "ended"
 POLL_S = 1.0  # how often every instance reads the audience log
-OVERLAP = timedelta(seconds=10)  # re-read this far back: commits land out of id order
 KEEP = timedelta(hours=1)  # audience log rows older than this are pruned
 
 
@@ -317,18 +317,28 @@ Refollow = Callable[[str, str], None]
 
 class Audiences:
     """Polls the audience log every ``POLL_S`` and calls ``refollow(tenant, user)`` for
-    every person named in new rows (a row may be seen twice: refollow is idempotent)."""
+    every person named in new rows.
+
+    Rows are read by id, not by time, so clocks that differ between instances do not
+    matter. Ids are given out at insert and a transaction may commit after a later one,
+    so every poll reads again the last ``WINDOW`` ids and skips the rows it has seen (a
+    row seen twice would be harmless anyway: refollow is idempotent)."""
+
+    WINDOW = 1000
 
     def __init__(self, engines: Engines, refollow: Refollow, *, poll_s: float = POLL_S) -> None:
         self.engines = engines
         self.refollow = refollow
         self.poll_s = poll_s
-        self._seen: dict[int, datetime] = {}
-        self._since: datetime | None = None
+        self._seen: set[int] = set()
+        self._top: int | None = None  # the highest id seen (None: not read yet)
         self._poller = Poller("audiences", self.poll, poll_s)
 
-    def start(self) -> None:
-        self._since = now_utc() - OVERLAP
+    async def start(self) -> None:
+        """Note where the log stands (a database away now is tried at the next poll),
+        then poll it every ``poll_s`` (owned here)."""
+        with contextlib.suppress(*DATABASE_ERRORS):
+            await self.poll()
         self._poller.start()
 
     async def stop(self) -> None:
@@ -336,27 +346,31 @@ class Audiences:
 
     async def poll(self) -> int:
         """Read new rows once; returns how many people were told to refollow."""
-        assert self._since is not None
-        since = self._since
+        first = self._top is None
         async with self.engines.reader.connect() as conn:
+            if self._top is None:
+                self._top = int(await conn.scalar(select(func.max(audience_t.c.id))) or 0)
+            floor = self._top - self.WINDOW
             rows = (
                 await conn.execute(
-                    select(
-                        audience_t.c.id, audience_t.c.tenant, audience_t.c.user_id, audience_t.c.at
-                    )
-                    .where(audience_t.c.at >= since)
+                    select(audience_t.c.id, audience_t.c.tenant, audience_t.c.user_id)
+                    .where(audience_t.c.id > floor)
                     .order_by(audience_t.c.id)
                 )
             ).all()
         people: set[tuple[str, str]] = set()
-        for row_id, tenant, user, at in rows:
+        for row_id, tenant, user in rows:
             if row_id in self._seen:
                 continue
-            self._seen[row_id] = as_utc(at)
+            self._seen.add(row_id)
+            self._top = max(self._top, int(row_id))
             people.add((str(tenant), str(user)))
-        horizon = now_utc() - OVERLAP
-        self._since = horizon
-        self._seen = {i: at for i, at in self._seen.items() if at >= horizon - OVERLAP}
+        floor = self._top - self.WINDOW
+        self._seen = {i for i in self._seen if i > floor}
+        if first:
+            # What was logged before this instance started concerns no socket of its:
+            # every join reads the person's feeds afresh.
+            return 0
         for tenant, user in sorted(people):
             self.refollow(tenant, user)
         return len(people)
