@@ -307,19 +307,14 @@ class Engine:
         step_id = f"{instance_id}.{spec.name}.{n}"
         title = self.render(task, spec.bpmn_name or spec.name).strip() or spec.name
         kind = ext.get("kind") if ext.get("kind") in KINDS else "page"
-        body: dict[str, Any] = {"id": step_id}
-        if owner is not None:
-            body["owner"] = owner
-        else:
-            body["owner"] = None
+        body: dict[str, Any] = {"id": step_id, "owner": owner}  # None: offered to a role
+        if role is not None:
             body["role"] = role
         body.update(
-            {
-                "title": title[:TITLE_LIMIT],
-                "kind": kind,
-                "process": {"instance_id": instance_id, "name": name},
-                "url": self.step_url(step_id),
-            }
+            title=title[:TITLE_LIMIT],
+            kind=kind,
+            process={"instance_id": instance_id, "name": name},
+            url=self.step_url(step_id),
         )
         record = task.data.get("record")
         if isinstance(record, dict) and record.get("entity") and record.get("id"):
