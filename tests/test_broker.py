@@ -76,7 +76,7 @@ async def hold_and_wait(
         got = {env.key for env in rec.envelopes if env.message == "probe"}
         return got >= set(keys)
 
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(30):  # a loaded machine subscribes slowly
         while not arrived():
             await publisher.publish(probes)
             with contextlib.suppress(TimeoutError):

@@ -2,7 +2,9 @@
 the server under test (in the test's process) gets a core to itself.
 
 ``python -m tests.faults.churn WS_URL SECONDS CONCURRENCY SECRET OWNER...`` opens and
-drops sockets as fast as they go for SECONDS, in every way a client can leave: after
+drops sockets as fast as they go for SECONDS, and longer until ``MIN_SESSIONS`` have
+been (a slow machine still makes enough for a leak to show; at most ``CAP_SECONDS``),
+in every way a client can leave: after
 its snapshot, after a replay (``since``), without a close frame, before
 authenticating, right after sending auth. It prints one JSON line: sessions, modes,
 errors.
@@ -23,6 +25,8 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from server.auth import mint_token
 
 MODES = ("snapshot", "replay", "abort", "no-auth", "auth-and-go")
+MIN_SESSIONS = 600
+CAP_SECONDS = 90.0
 
 
 async def churn(ws_url: str, seconds: float, concurrency: int, tokens: list[str]) -> dict[str, Any]:
@@ -30,6 +34,12 @@ async def churn(ws_url: str, seconds: float, concurrency: int, tokens: list[str]
     errors: Counter[str] = Counter()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
+    cap = loop.time() + max(seconds, CAP_SECONDS)
+
+    def going() -> bool:
+        now = loop.time()
+        done = sum(modes.values()) + sum(errors.values())
+        return now < deadline or (done < MIN_SESSIONS and now < cap)
 
     async def one(rng: random.Random) -> None:
         mode = rng.choice(MODES)
@@ -48,7 +58,7 @@ async def churn(ws_url: str, seconds: float, concurrency: int, tokens: list[str]
 
     async def worker(w: int) -> None:
         rng = random.Random(w)
-        while loop.time() < deadline:
+        while going():
             try:
                 await one(rng)
             except (ConnectionClosed, OSError, InvalidHandshake, TimeoutError) as exc:

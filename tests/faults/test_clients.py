@@ -5,6 +5,7 @@ sockets, hub entries or Redis subscriptions."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import sys
 from typing import Any
@@ -84,7 +85,7 @@ async def churn(live: Live, seconds: float, concurrency: int = 40) -> dict[str, 
     )
     n = 0
     async with live.producer() as p:
-        while loop.time() < deadline:
+        while loop.time() < deadline or driver.returncode is None:
             n += 1
             ops = [
                 {"op": "update", "id": f"{o}-{i}", "changes": {"title": f"Rename {n}"}}
@@ -92,8 +93,9 @@ async def churn(live: Live, seconds: float, concurrency: int = 40) -> dict[str, 
                 for i in range(3)
             ]
             assert (await p.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
-            await asyncio.sleep(0.05)
-    out, _ = await asyncio.wait_for(driver.communicate(), seconds + 30)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(driver.wait(), 0.05)
+    out, _ = await asyncio.wait_for(driver.communicate(), seconds + 120)
     assert driver.returncode == 0
     result: dict[str, Any] = orjson.loads(out.splitlines()[-1])
     return result
@@ -170,7 +172,7 @@ async def test_connect_disconnect_churn_leaks_nothing(live: Live) -> None:
         f"{result['errors']}; tasks {base_tasks} -> {tasks}, fds {base_fds} -> {fds}, "
         f"objects {grown:+d}, RSS {rss_growth / 1e6:+.1f} MB, pub/sub {base_pubsub} -> {pubsub}"
     )
-    assert sessions > 500
+    assert sessions >= 500  # the driver goes on until 600 (or 90 s)
     assert owners == 0 and live.parts.hub.feeds == {} and live.parts.hub.users == {}
     assert live.parts.hub.connection_count == 0
     assert alive == 0, "Connection objects outlived their sockets"
