@@ -36,6 +36,13 @@ export function backoffDelay(attempt, random = Math.random) {
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
+/** The server's 4001 close reason (its error code) → why the page stopped. */
+export function refusal(reason) {
+  if (reason === "invalid_token") return "invalid";
+  if (reason === "revoked" || reason === "token_revoked") return "revoked";
+  return "expired";
+}
+
 export class Connection {
   #ws = null;
   #attempt = 0;
@@ -52,7 +59,10 @@ export class Connection {
     this.state = ConnState.CONNECTING;
     /** "snapshot" or "replay": how the last (re)connection caught up. */
     this.lastSync = null;
+    /** Why it stopped: "expired" | "invalid" | "revoked" (the server's 4001 reason). */
     this.stopReason = null;
+    /** Whether any connection of this page ever got as far as LIVE. */
+    this.everLive = false;
     session.onChange((token) => this.#refreshAuth(token));
     window.addEventListener("online", () => this.retryNow());
     document.addEventListener("visibilitychange", () => {
@@ -93,7 +103,7 @@ export class Connection {
       this.#expectWithin(HANDSHAKE_WITHIN_MS);
     };
     ws.onmessage = (event) => this.#onFrame(ws, event.data);
-    ws.onclose = (event) => this.#onClose(ws, event.code);
+    ws.onclose = (event) => this.#onClose(ws, event.code, event.reason);
     ws.onerror = () => {
       /* a close event always follows */
     };
@@ -162,6 +172,7 @@ export class Connection {
     this.#replaying = false;
     this.#attempt = 0;
     this.lastSync = how;
+    this.everLive = true;
     this.#heard();
     window.clearInterval(this.#pingTimer);
     this.#pingTimer = window.setInterval(() => this.#ping(), PING_EVERY_MS);
@@ -198,14 +209,14 @@ export class Connection {
     this.#lost(0);
   }
 
-  #onClose(ws, code) {
+  #onClose(ws, code, reason) {
     if (ws !== this.#ws) return;
     const C = wire.CloseCode;
     switch (code) {
       case C.NOT_AUTHENTICATED:
         this.#ws = null;
         this.#clearTimers();
-        void this.#reauthenticate();
+        void this.#reauthenticate(reason);
         return;
       case C.TOO_SLOW:
         // Our queue overflowed on the server: resume with since, almost at once.
@@ -236,14 +247,14 @@ export class Connection {
     this.#retryTimer = window.setTimeout(() => this.#connect(), delay);
   }
 
-  async #reauthenticate() {
+  async #reauthenticate(reason) {
     this.#setState(ConnState.RECONNECTING);
     if (this.#attempt < 5 && (await this.session.renew())) {
       // session.set() triggered #refreshAuth, which found no socket: connect after a pause.
       this.#retryTimer = window.setTimeout(() => this.#connect(), this.#nextDelay());
       return;
     }
-    this.stopReason = "expired";
+    this.stopReason = refusal(reason);
     this.#setState(ConnState.STOPPED);
   }
 

@@ -6,7 +6,7 @@
 
 import { Actions } from "./actions.js";
 import { Api } from "./api.js";
-import { Connection } from "./connection.js";
+import { Connection, ConnState } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
 import { hydrateIcons } from "./icons.js";
@@ -16,7 +16,7 @@ import { onRoute } from "./router.js";
 import { Session, takeTokenFromFragment } from "./session.js";
 import { startRelativeClock } from "./time.js";
 import { ActivitiesView } from "./views/activities.js";
-import { pickDemoUser, showNeedsToken } from "./views/gate.js";
+import { pickDemoUser, showNeedsToken, showTokenRefused } from "./views/gate.js";
 import { HomeView } from "./views/home.js";
 import { PanelView } from "./views/panel.js";
 import { PostponeMenu } from "./views/postpone.js";
@@ -40,9 +40,29 @@ async function boot() {
     await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
     gate.hidden = true;
     gate.replaceChildren();
+  } else if (session.user === null) {
+    refuse({ why: "invalid", demo: info.demo, session });
+    return;
+  } else if (session.expired && !(await session.renew())) {
+    refuse({ why: "expired", demo: info.demo, session });
+    return;
   }
   session.listenToHost();
   start({ api, session, demo: info.demo });
+}
+
+/** The token is no good and the panel never showed anything: a page that says so (and in
+ * demo mode a way to pick a person again) instead of a panel that never fills. */
+function refuse({ why, demo, session }) {
+  document.getElementById("app").hidden = true;
+  showTokenRefused(document.getElementById("gate"), {
+    why,
+    demo,
+    onPickAgain: () => {
+      session.signOut();
+      window.location.reload();
+    },
+  });
 }
 
 function start({ api, session, demo }) {
@@ -113,6 +133,10 @@ function start({ api, session, demo }) {
   const connection = new Connection({ url: `${scheme}://${window.location.host}/ws`, feed, session });
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
+    if (state === ConnState.STOPPED && !connection.everLive) {
+      refuse({ why: connection.stopReason, demo, session });
+      return;
+    }
     shell.connection(state, connection.stopReason);
     // The state element is a role=status region itself, so screen readers hear
     // "Reconnecting…" and "Live" without a second announcement from here.

@@ -60,7 +60,11 @@ export class HomeView {
           h(
             "div",
             {},
-            h("h1", { class: "view__title", id: "view-title" }, `${greeting()}, ${displayName(this.session.user)}`),
+            h(
+              "h1",
+              { class: "view__title", id: "view-title" },
+              this.session.user ? `${greeting()}, ${displayName(this.session.user)}` : greeting(),
+            ),
             this.lede,
           ),
         ),

@@ -139,14 +139,11 @@ export class Shell {
           ? "The connection was lost. Taskbell reconnects by itself and catches up."
           : "";
     this.app.dataset.conn = state;
-    if (state === ConnState.STOPPED && stopReason === "expired") {
+    if (state === ConnState.STOPPED && stopReason) {
+      const why = stopReason === "revoked" ? "You were signed out" : "Your session has ended";
       this.banner.replaceChildren(
         icon("alert"),
-        h(
-          "span",
-          {},
-          "Your session has ended, so this list no longer updates. Open the panel again from your application.",
-        ),
+        h("span", {}, `${why}, so this list no longer updates. Open the panel again from your application.`),
       );
       this.banner.hidden = false;
     } else {
