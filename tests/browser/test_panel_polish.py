@@ -8,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from server.auth import mint_token
-from tests.browser.conftest import Browsing
-from tests.browser.support import SECRET
+from tests.browser.conftest import PHONE, TIMEZONE, Browsing
+from tests.browser.panel import item, items, settle
+from tests.browser.support import SECRET, Producer
 from tests.support.server_proc import ServerProcess
 
 pytestmark = pytest.mark.browser
@@ -69,3 +70,136 @@ def test_in_demo_mode_a_refused_token_offers_to_pick_a_person_again(
     page.locator('[data-testid="who-user"][data-user="bob"]').click()
     expect(page.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
     expect(page.get_by_test_id("who")).to_have_text("bob")
+
+
+Box = dict[str, float]
+
+
+def boxes(page: Page, selector: str) -> list[Box]:
+    found: list[Box] = page.evaluate(
+        """(sel) => [...document.querySelectorAll(sel)]
+            .filter((el) => el.getClientRects().length)
+            .map((el) => { const r = el.getBoundingClientRect();
+                           return {x: r.x, y: r.y, width: r.width, height: r.height}; })""",
+        selector,
+    )
+    return found
+
+
+def overlap(a: Box, b: Box) -> bool:
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
+
+
+def refuse_completion(route: Route) -> None:
+    route.fulfill(
+        status=409,
+        content_type="application/json",
+        body='{"error": {"code": "conflict", "message": "The process moved on."}}',
+    )
+
+
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1366, "height": 860}, {"width": 900, "height": 700}],
+    ids=["docked", "overlay"],
+)
+def test_toasts_stack_beside_the_panel_and_the_same_one_is_shown_once(
+    browsing: Browsing, producer: Producer, user: str, output_dir: Path, viewport: dict[str, int]
+) -> None:
+    later = [producer.create(user, f"Postpone me {n}") for n in range(2)]
+    stuck = producer.create(user, "The server refuses to complete me")
+    page = browsing.open(user, page=browsing.page(browsing.context(viewport=viewport)))
+    expect(items(page)).to_have_count(3)
+    page.route("**/api/v1/tasks/*/complete", refuse_completion)
+
+    for _ in range(3):
+        button = item(page, stuck["id"]).get_by_test_id("complete")
+        expect(button).not_to_have_attribute("aria-disabled", "true")
+        button.click()
+    toasts = page.get_by_test_id("toast")
+    expect(toasts).to_have_count(1)
+    expect(toasts).to_contain_text("The process moved on.")
+    expect(toasts.get_by_test_id("toast-times")).to_have_text("\u00d73")
+
+    for task in later:
+        item(page, task["id"]).get_by_test_id("postpone").click()
+        page.get_by_test_id("postpone-1h").click()
+        expect(item(page, task["id"])).to_have_count(0)
+    expect(toasts).to_have_count(3)
+    settle(page)
+    shown = boxes(page, "[data-testid=toast]")
+    assert len(shown) == 3
+    for n, a in enumerate(shown):
+        for b in shown[n + 1 :]:
+            assert not overlap(a, b), f"toasts overlap: {a} {b}"
+    (panel,) = boxes(page, "#panel")
+    for toast in shown:
+        assert not overlap(toast, panel), f"a toast covers the panel: {toast} {panel}"
+        assert toast["x"] >= 0 and toast["y"] + toast["height"] <= viewport["height"]
+    page.screenshot(path=str(output_dir / f"toasts-{viewport['width']}.png"))
+
+
+def test_on_a_phone_only_the_section_shown_is_highlighted(
+    browsing: Browsing, producer: Producer, user: str, output_dir: Path
+) -> None:
+    """A touch screen keeps :hover on the last button tapped."""
+    producer.create(user, "Approve invoice INV-3")
+    ctx = browsing.browser.new_context(
+        viewport=PHONE,  # type: ignore[arg-type]
+        device_scale_factor=2,
+        has_touch=True,
+        is_mobile=True,
+        timezone_id=TIMEZONE,
+    )
+    browsing.contexts.append(ctx)
+    page = browsing.open(user, page=browsing.page(ctx))
+
+    def highlighted() -> list[str]:
+        settle(page)
+        lit: list[str] = page.evaluate(
+            """() => [...document.querySelectorAll('.strip__btn')]
+                .filter((b) => getComputedStyle(b).backgroundColor !== 'rgba(0, 0, 0, 0)')
+                .map((b) => b.querySelector('.strip__label').textContent.trim())"""
+        )
+        return lit
+
+    assert highlighted() == ["Tasks"]  # the overview opens with the panel over it
+    page.get_by_test_id("strip-activities").tap()
+    expect(page.get_by_role("heading", name="Activities")).to_be_visible()
+    assert highlighted() == ["Activities"]
+    page.get_by_test_id("bell").tap()
+    assert highlighted() == ["Tasks"]
+    page.get_by_test_id("bell").tap()  # closed again: the activities page is what shows
+    assert highlighted() == ["Activities"]
+    page.locator(".strip__home").tap()
+    expect(page.locator(".strip__home")).to_have_attribute("aria-current", "page")
+    assert highlighted() == ["Overview"]
+    page.screenshot(path=str(output_dir / "phone-strip.png"))
+
+
+@pytest.mark.parametrize(
+    "viewport", [PHONE, {"width": 900, "height": 700}, {"width": 1366, "height": 860}]
+)
+def test_every_top_bar_control_has_a_label(
+    browsing: Browsing, make_server: Callable[..., ServerProcess], viewport: dict[str, int]
+) -> None:
+    """In demo mode, which has the most controls up there."""
+    srv = make_server(TASKBELL_DEMO="1", TASKBELL_SECRET="", TASKBELL_PRODUCER_KEYS="")
+    page = browsing.page(browsing.context(viewport=viewport))
+    page.goto(f"{srv.base_url}/")
+    page.locator('[data-testid="who-user"][data-user="alice"]').click()
+    expect(page.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
+    unlabeled = page.evaluate(
+        """() => [...document.querySelectorAll(
+                '.topbar a, .topbar button, .topbar [role], .topbar input')]
+            .filter((el) => el.getClientRects().length)
+            .filter((el) => !(el.getAttribute('aria-label') || '').trim()
+                            && !el.innerText.trim())
+            .map((el) => el.outerHTML.slice(0, 120))"""
+    )
+    assert unlabeled == []

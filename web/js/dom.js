@@ -72,17 +72,38 @@ export class Announcer {
   }
 }
 
-/** Short messages at the bottom of the screen, optionally with one action ("Undo"). */
+/**
+ * Short messages at the bottom of the page (beside the panel, never over it), optionally
+ * with one action ("Undo"). At most three at a time; the same message again while it is
+ * still shown is not a second toast: the shown one counts it ("×3") and stays longer.
+ */
 export class Toasts {
+  #shown = new Map();
+
   constructor(region) {
     this.region = region;
   }
 
   show(message, { tone = "info", action = null, timeout = 5000 } = {}) {
+    const key = `${tone}\u0000${message}\u0000${action?.label ?? ""}`;
+    const same = this.#shown.get(key);
+    if (same?.toast.isConnected && !same.toast.classList.contains("is-leaving")) {
+      same.repeat(action);
+      return same.close;
+    }
+    let timer = 0;
+    let times = 1;
+    let run = action?.run;
     const close = () => {
+      window.clearTimeout(timer);
+      if (this.#shown.get(key)?.toast === toast) this.#shown.delete(key);
       if (!toast.isConnected) return;
       toast.classList.add("is-leaving");
       window.setTimeout(() => toast.remove(), motionAllowed() ? 180 : 0);
+    };
+    const arm = () => {
+      window.clearTimeout(timer);
+      if (timeout) timer = window.setTimeout(close, action ? timeout + 3000 : timeout);
     };
     const actionBtn = action
       ? h(
@@ -92,23 +113,34 @@ export class Toasts {
             type: "button",
             onclick: () => {
               close();
-              action.run();
+              run();
             },
           },
           action.label,
         )
       : null;
+    const counter = h("span", { class: "toast__times", "data-testid": "toast-times", hidden: true });
     const toast = h(
       "div",
       { class: `toast toast--${tone}`, role: tone === "error" ? "alert" : "status", "data-testid": "toast" },
       icon(tone === "error" ? "alert" : "done", "icon toast__icon"),
       h("span", { class: "toast__text" }, message),
+      counter,
       actionBtn,
       h("button", { class: "toast__close", type: "button", "aria-label": "Dismiss", onclick: close }, icon("x")),
     );
+    const repeat = (again) => {
+      times += 1;
+      // An action of the latest occurrence wins (its Undo is the one that makes sense).
+      if (again) run = again.run;
+      counter.textContent = `×${times}`;
+      counter.hidden = false;
+      arm();
+    };
+    this.#shown.set(key, { toast, close, repeat });
     this.region.append(toast);
     while (this.region.childElementCount > 3) this.region.firstElementChild.remove();
-    if (timeout) window.setTimeout(close, action ? timeout + 3000 : timeout);
+    arm();
     return close;
   }
 }
