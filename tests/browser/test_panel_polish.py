@@ -203,3 +203,74 @@ def test_every_top_bar_control_has_a_label(
             .map((el) => el.outerHTML.slice(0, 120))"""
     )
     assert unlabeled == []
+
+
+SAMPLES = [
+    ("activity", "Schedule the onboarding call with Dana Scully", "Customer onboarding",
+     ("Contact", "dana-scully", "Dana Scully")),
+    ("page", "Approve invoice INV-1042 (€12,400.00)", "Invoice approval",
+     ("Invoice", "inv-1042", "INV-1042")),
+    ("edit_record", "Fill in the billing details of Initech", "Customer onboarding",
+     ("Account", "initech", "Initech")),
+    ("email", "Send the signed proposal to Globex", "Opportunity management",
+     ("Opportunity", "globex-expansion", "Globex expansion")),
+    ("activity", "Call Acme Corp about the renewal", "Contract renewal",
+     ("Account", "acme", "Acme Corp")),
+    ("page", "Check the credit limit of Umbrella", "Credit check",
+     ("Account", "umbrella", "Umbrella")),
+    ("email", "Prepare the quarterly review for Hooli", "Account review",
+     ("Account", "hooli", "Hooli")),
+    ("activity", "Confirm the delivery date with Soylent", "Order fulfilment",
+     ("Order", "so-77", "SO-77")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "viewport",
+    [{"width": 1280, "height": 800}, {"width": 390, "height": 800}],
+    ids=["laptop", "phone"],
+)
+def test_six_cards_fit_on_an_800_px_high_screen_with_all_they_said(
+    browsing: Browsing, producer: Producer, user: str, output_dir: Path, viewport: dict[str, int]
+) -> None:
+    for kind, title, process, record in SAMPLES:
+        producer.create(user, title, kind=kind, process=process, record=record)
+    page = browsing.open(user, page=browsing.page(browsing.context(viewport=viewport)))
+    expect(items(page)).to_have_count(len(SAMPLES))
+    settle(page)
+    page.screenshot(path=str(output_dir / f"cards-{viewport['width']}x800.png"))
+    (shown,) = boxes(page, "#tabpanel-running")
+    cards = boxes(page, "#task-list [data-testid=task-item]")
+    whole = [
+        c
+        for c in cards
+        if c["y"] >= shown["y"] and c["y"] + c["height"] <= shown["y"] + shown["height"]
+    ]
+    assert len(whole) >= 6, (
+        f"only {len(whole)} whole cards in {shown}: {[c['height'] for c in cards]}"
+    )
+
+    # The same information as before: title, arrival time, kind, process, record (title
+    # and entity), and both actions, each visible and none cut off sideways.
+    kind, title, process, (entity, _, record_title) = SAMPLES[-1]
+    card = items(page).first
+    for part, text in [
+        ("task-title", title),
+        ("task-record", f"{record_title}{entity}"),
+        ("complete", "Complete"),
+        ("postpone", "Postpone"),
+    ]:
+        expect(card.get_by_test_id(part)).to_be_visible()
+        expect(card.get_by_test_id(part)).to_have_text(text)
+    for cls, text in [
+        (".card__kind", "Activity"),
+        (".card__process", process),
+        (".card__time", "just now"),
+    ]:
+        expect(card.locator(cls)).to_have_text(text)
+    cut = page.evaluate(
+        """() => [...document.querySelectorAll('#task-list .card__meta > *')]
+            .filter((el) => !el.hidden && el.scrollWidth > el.clientWidth + 1)
+            .map((el) => el.textContent)"""
+    )
+    assert cut == [], f"cut off: {cut}"

@@ -60,6 +60,41 @@ function actionsFor(task, titleId) {
   return [];
 }
 
+/** Panel cards are compact (six and more fit beside an 800 px-high page) and say the same
+ * as list rows: the title on its own line, then kind · process · record, then the
+ * actions and, at the end of that line, when the task arrived. */
+function panelLayout(r, titleId) {
+  return h(
+    "article",
+    { class: "card__inner", "aria-labelledby": titleId },
+    h(
+      "div",
+      { class: "card__body" },
+      h("div", { class: "card__head" }, r.title),
+      h("p", { class: "card__meta" }, r.kind, r.kindLabel, r.process, r.recordWrap),
+      h("div", { class: "card__foot" }, r.actions, r.time),
+    ),
+  );
+}
+
+/** List rows (activities, record page): the time of the last change at the end of the
+ * meta line, the record below, status and actions to the right. */
+function listLayout(r, titleId) {
+  return h(
+    "article",
+    { class: "card__inner", "aria-labelledby": titleId },
+    r.kind,
+    h(
+      "div",
+      { class: "card__body" },
+      h("div", { class: "card__head" }, r.title),
+      h("p", { class: "card__meta" }, r.kindLabel, r.process, r.time),
+      r.recordWrap,
+      h("div", { class: "card__foot" }, r.status, r.actions),
+    ),
+  );
+}
+
 /** `variant`: "panel" (live list) or "list" (activities and record pages: shows status). */
 export function createCard(task, { variant = "panel", testid = "task-item" } = {}) {
   // Task ids never contain whitespace (server rule), so they are safe in id references.
@@ -70,7 +105,7 @@ export function createCard(task, { variant = "panel", testid = "task-item" } = {
     kindLabel: h("span", { class: "card__kind" }),
     process: h("span", { class: "card__process" }),
     record: h("a", { class: "card__record", "data-testid": "task-record" }),
-    recordWrap: h("p", { class: "card__record-line" }),
+    recordWrap: h(variant === "panel" ? "span" : "p", { class: "card__record-line" }),
     time: h("time", { class: "card__time" }),
     status: h("span", { class: "status-chip", "data-testid": "status" }),
     actions: h("div", { class: "card__actions" }),
@@ -82,21 +117,7 @@ export function createCard(task, { variant = "panel", testid = "task-item" } = {
   const li = h(
     "li",
     { class: `card card--${variant}`, "data-testid": testid, "data-task-id": task.id },
-    h(
-      "article",
-      { class: "card__inner", "aria-labelledby": titleId },
-      r.kind,
-      h(
-        "div",
-        { class: "card__body" },
-        // Panel cards: the arrival time beside the title. List rows: the time of the last
-        // change at the end of the meta line, leaving the right side to status and actions.
-        h("div", { class: "card__head" }, r.title, variant === "panel" ? r.time : null),
-        h("p", { class: "card__meta" }, r.kindLabel, r.process, variant === "panel" ? null : r.time),
-        r.recordWrap,
-        h("div", { class: "card__foot" }, variant === "list" ? r.status : null, r.actions),
-      ),
-    ),
+    variant === "panel" ? panelLayout(r, titleId) : listLayout(r, titleId),
   );
   refs.set(li, r);
   updateCard(li, task);

@@ -127,7 +127,7 @@ export class PanelView {
         content = [h("span", { class: "foot__text" }, "Desktop notifications aren't available in this browser.")];
       } else if (state === "default") {
         content = [
-          h("span", { class: "foot__text" }, "Desktop alerts for new tasks while this tab is in the background"),
+          h("span", { class: "foot__text" }, "Desktop alerts while this tab is hidden"),
           h(
             "button",
             {
