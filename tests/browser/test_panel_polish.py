@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,73 @@ def test_six_cards_fit_on_an_800_px_high_screen_with_all_they_said(
             .map((el) => el.textContent)"""
     )
     assert cut == [], f"cut off: {cut}"
+
+
+# Every change of what a page shows, with the time: the badge's count and the cards.
+RECORD_WHAT_IS_SHOWN = """() => {
+  const log = (window.__shown = []);
+  const read = () => {
+    const badge = document.querySelector('[data-testid=bell] [data-testid=badge]');
+    return { badge: badge ? Number(badge.dataset.count) : 0,
+             cards: document.querySelectorAll('#task-list [data-testid=task-item]').length };
+  };
+  const note = () => {
+    const now = read();
+    const last = log[log.length - 1];
+    if (!last || last.badge !== now.badge || last.cards !== now.cards) {
+      log.push({ t: performance.timeOrigin + performance.now(), ...now });
+    }
+  };
+  new MutationObserver(note).observe(document.body,
+    { subtree: true, childList: true, attributes: true, characterData: true });
+  note();
+}"""
+
+Shown = dict[str, float]
+
+
+def test_two_tabs_in_one_window_agree_within_100_ms(
+    browsing: Browsing, producer: Producer, user: str
+) -> None:
+    """Two pages of one browser context (the second is the window's front tab): neither
+    shows a badge that disagrees with its own list, and both show each state within
+    100 ms of each other."""
+    ctx = browsing.context()
+    back = browsing.open(user, page=browsing.page(ctx))
+    front = browsing.open(user, page=browsing.page(ctx))
+    for page in (back, front):
+        page.evaluate(RECORD_WHAT_IS_SHOWN)
+
+    bodies = [producer.task_body(user, f"Step {n}") for n in range(3)]
+    steps: list[tuple[Callable[[], object], int]] = [
+        (lambda: producer.batch([{"op": "create", "task": body} for body in bodies]), 3),
+        (lambda: producer.complete(str(bodies[0]["id"])), 2),
+        (lambda: producer.complete(str(bodies[1]["id"])), 1),
+        (lambda: producer.create(user, "Step 3"), 2),
+    ]
+    started: list[tuple[float, int]] = []
+    for change, count in steps:
+        started.append((time.time() * 1000, count))
+        change()
+        for page in (back, front):
+            expect(items(page)).to_have_count(count)
+            expect(page.get_by_test_id("badge")).to_have_text(str(count))
+        settle(back)
+        settle(front)
+
+    logs: list[list[Shown]] = [page.evaluate("window.__shown") for page in (back, front)]
+    for name, log in zip(("back", "front"), logs, strict=True):
+        for now, then in pairwise(log):
+            if now["badge"] != now["cards"]:
+                lasted = then["t"] - now["t"]
+                assert lasted < 100, (
+                    f"{name}: badge {now['badge']} beside {now['cards']} cards"
+                    f" for {lasted:.0f} ms: {log}"
+                )
+    for t0, count in started:
+        when = [
+            next(e["t"] for e in log if e["t"] >= t0 and e["badge"] == e["cards"] == count)
+            for log in logs
+        ]
+        apart = abs(when[0] - when[1])
+        assert apart < 100, f"the tabs showed {count} tasks {apart:.0f} ms apart: {logs}"

@@ -31,6 +31,49 @@ export const setText = (el, text) => {
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 export const motionAllowed = () => !reducedMotion.matches;
 
+/** A page whose frames are held back (a tab behind another in its window) still renders
+ * within this long. */
+const FRAME_AT_MOST_MS = 40;
+const renders = new Map();
+let frame = 0;
+let frameTimer = 0;
+
+/**
+ * Render `fn` with everything else that changed, once, at the next frame (or after
+ * FRAME_AT_MOST_MS when the browser holds frames back; at once in a hidden tab, which gets
+ * none). The badge, the tab counts and the lists all render through here, so they always
+ * show the same feed message, and a later `renderSoon` with the same `key` replaces an
+ * earlier one not yet run.
+ */
+export function renderSoon(key, fn) {
+  renders.set(key, fn);
+  if (document.hidden) {
+    flushRenders();
+    return;
+  }
+  if (!frame) {
+    frame = window.requestAnimationFrame(flushRenders);
+    frameTimer = window.setTimeout(flushRenders, FRAME_AT_MOST_MS);
+  }
+}
+
+/** Run every pending render now (before measuring or reading the DOM). */
+export function flushRenders() {
+  window.cancelAnimationFrame(frame);
+  window.clearTimeout(frameTimer);
+  frame = 0;
+  frameTimer = 0;
+  const due = [...renders.values()];
+  renders.clear();
+  for (const fn of due) {
+    try {
+      fn();
+    } catch (err) {
+      console.error("render failed", err);
+    }
+  }
+}
+
 /**
  * The polite aria-live region. Messages said within a short window are merged into one
  * announcement, so a burst of fifty changes is one sentence, not fifty.

@@ -4,7 +4,7 @@
  * process engine.
  */
 
-import { h, setText } from "../dom.js";
+import { h, renderSoon, setText } from "../dom.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
@@ -117,7 +117,7 @@ export class HomeView {
         ),
       ),
     );
-    this.#unsubscribe = this.feed.subscribe(() => this.#render());
+    this.#unsubscribe = this.feed.subscribe(() => renderSoon(this, () => this.#render()));
     this.#render();
     window.clearTimeout(this.#timer);
     void this.#loadPostponed();

@@ -1,13 +1,14 @@
 /**
  * A list whose DOM is keyed by task id: an item that stays is updated in place (never
  * re-created), a new one slides open, a gone one folds away. Renders are coalesced to
- * one per animation frame, so a burst of changes moves the list once.
+ * one per frame with every other view (dom.js `renderSoon`), so a burst of changes moves
+ * the list once, together with the badge.
  *
  * A leaving item stays in the DOM only for its animation and is marked
  * `data-leaving` + inert, with its `data-testid` suffixed `-leaving`.
  */
 
-import { motionAllowed } from "../dom.js";
+import { flushRenders, motionAllowed, renderSoon } from "../dom.js";
 
 const ENTER_MS = 240;
 const LEAVE_MS = 200;
@@ -17,7 +18,6 @@ const ANIMATE_AT_MOST = 8;
 
 export class KeyedList {
   #nodes = new Map();
-  #frame = 0;
   #items = [];
   #animateNext = false;
 
@@ -42,19 +42,15 @@ export class KeyedList {
   set(items, { animate = true } = {}) {
     this.#items = items;
     this.#animateNext = this.#animateNext || animate;
-    if (!this.#frame) this.#frame = window.requestAnimationFrame(() => this.#apply());
+    renderSoon(this, () => this.#apply());
   }
 
   /** Apply a pending `set` now (before measuring or reading the DOM). */
   flush() {
-    if (this.#frame) {
-      window.cancelAnimationFrame(this.#frame);
-      this.#apply();
-    }
+    flushRenders();
   }
 
   #apply() {
-    this.#frame = 0;
     const items = this.#items;
     const wanted = new Set(items.map((i) => i.id));
     const leaving = [...this.#nodes.keys()].filter((id) => !wanted.has(id));

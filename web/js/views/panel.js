@@ -4,7 +4,7 @@
  * was postponed or came back), plus the footer with desktop-notification settings.
  */
 
-import { h } from "../dom.js";
+import { h, renderSoon } from "../dom.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
 import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
@@ -63,7 +63,7 @@ export class PanelView {
 
   #onFeed({ source, changes }) {
     this.running.set(this.feed.list(), { animate: source !== "snapshot" || this.running.size > 0 });
-    this.#renderRunningMeta();
+    renderSoon(this, () => this.#renderRunningMeta());
     const touchesPostponed = changes.some(
       (c) => c.reason === "postponed" || c.reason === "resumed" || source === "snapshot",
     );

@@ -6,7 +6,7 @@
  */
 
 import { ConnState } from "../connection.js";
-import { h, motionAllowed, setText } from "../dom.js";
+import { h, motionAllowed, renderSoon, setText } from "../dom.js";
 import { icon } from "../icons.js";
 
 const CONN_TEXT = {
@@ -62,7 +62,7 @@ export class Shell {
       const start = event.target.closest("[data-action=start-demo]");
       if (start) void this.#startDemo(start);
     });
-    feed.subscribe(() => this.#renderCount());
+    feed.subscribe(() => renderSoon(this, () => this.#renderCount()));
     this.#renderCount();
   }
 
