@@ -81,7 +81,7 @@ def test_feed_ignores_old_seqs_reports_gaps_and_takes_the_count_from_the_server(
         """
         const event = (seq, type, count, task = arg) => wire.parseServerMessage(
             JSON.stringify({type, seq, count, task, reason: null}));
-        const feed = new Feed();
+        const feed = new Feed("user:alice");
         const before = feed.apply(event(1, "task.added", 1));
         feed.reset({seq: 5, count: 0, tasks: []});
         return {

@@ -8,10 +8,10 @@
  *        └──────────────────────────── after the backoff delay ◀──────────────┘
  *   any state ──4001 and no way to get a new token──▶ STOPPED
  *
- * What the page keeps while away: the feed (tasks, seq, count) stays on screen; the next
- * connection sends `since` = the last applied seq and receives the missed events (or a
- * snapshot). A seq gap, a malformed frame or a silent socket drops the connection and
- * resumes at once.
+ * What the page keeps while away: the feeds (tasks, seq, count of each) stay on screen;
+ * the next connection sends `since` = the own feed's last applied seq and `since_feeds`
+ * the others', and receives the missed events (or a snapshot). A seq gap in any feed, a
+ * malformed frame or a silent socket drops the connection and resumes at once.
  */
 
 import { Applied } from "./feed.js";
@@ -99,7 +99,7 @@ export class Connection {
       if (ws !== this.#ws) return;
       const since = this.feed.known ? this.feed.seq : undefined;
       this.#replaying = since !== undefined;
-      ws.send(wire.encodeAuth(this.session.token, since));
+      ws.send(wire.encodeAuth(this.session.token, since, since === undefined ? null : this.feed.sinceFeeds()));
       this.#expectWithin(HANDSHAKE_WITHIN_MS);
     };
     ws.onmessage = (event) => this.#onFrame(ws, event.data);
@@ -139,6 +139,12 @@ export class Connection {
           this.#drop(ws, "seq gap");
         }
         break;
+      case "feed.joined":
+        this.feed.joined(msg);
+        break;
+      case "feed.left":
+        this.feed.left(msg);
+        break;
       case "ping":
         ws.send(wire.encodePong());
         this.#checkHeartbeat(ws, msg.feeds);
@@ -154,13 +160,11 @@ export class Connection {
     }
   }
 
-  /** The server's heartbeat says where our feed stands; if what we show differs (a bug,
-   * a corrupted frame), start again from a snapshot instead of showing it wrong. */
+  /** The server's heartbeat says where each followed feed stands; if what we show differs
+   * (a bug, a corrupted frame), start again from a snapshot instead of showing it wrong. */
   #checkHeartbeat(ws, feeds) {
-    const user = this.session.user;
-    const own = feeds && user ? feeds[`user:${user}`] : undefined;
-    if (!own || this.state !== ConnState.LIVE || !this.feed.known) return;
-    if (!this.feed.agrees(own)) {
+    if (!feeds || this.state !== ConnState.LIVE || !this.feed.known) return;
+    if (!this.feed.agrees(feeds)) {
       console.warn("taskbell: the feed differs from the server's heartbeat; resynchronising");
       this.lastRepair = Date.now();
       this.feed.forgetSeq();

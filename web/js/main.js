@@ -68,7 +68,7 @@ function refuse({ why, demo, session }) {
 function start({ api, session, demo }) {
   const app = document.getElementById("app");
   hydrateIcons(app);
-  const feed = new Feed();
+  const feed = new Feed(`user:${session.user}`);
   const announcer = new Announcer(document.querySelector("[data-testid=announcer]"));
   const toasts = new Toasts(document.getElementById("toasts"));
   const postponeMenu = new PostponeMenu(document.getElementById("postpone-menu"));

@@ -47,7 +47,10 @@ function actionButton(action, label, iconName, cls, titleId) {
   );
 }
 
-function actionsFor(task, titleId) {
+function actionsFor(task, titleId, mode) {
+  if (mode === "queue" && task.status === Status.RUNNING) {
+    return [actionButton("claim", "Claim", "check", "btn--claim", titleId)];
+  }
   if (task.status === Status.RUNNING) {
     return [
       actionButton("complete", "Complete", "check", "btn--complete", titleId),
@@ -95,10 +98,15 @@ function listLayout(r, titleId) {
   );
 }
 
-/** `variant`: "panel" (live list) or "list" (activities and record pages: shows status). */
-export function createCard(task, { variant = "panel", testid = "task-item" } = {}) {
-  // Task ids never contain whitespace (server rule), so they are safe in id references.
-  const titleId = `${variant}-title-${task.id}`;
+let cardNumber = 0;
+
+/** `variant`: "panel" (live list) or "list" (activities and record pages: shows status).
+ * `mode`: "own" (Complete, Postpone) or "queue" (a role's unclaimed task: Claim). */
+export function createCard(task, { variant = "panel", testid = "task-item", mode = "own" } = {}) {
+  // One task can be on the page twice for a moment (claimed: leaving the queue, entering
+  // the own list), so title ids are numbered rather than derived from the task id.
+  cardNumber += 1;
+  const titleId = `${variant}-title-${cardNumber}`;
   const r = {
     kind: h("span", { class: "kind-icon", "aria-hidden": "true" }),
     title: h("a", { class: "card__title", id: titleId, "data-testid": "task-title" }),
@@ -112,6 +120,7 @@ export function createCard(task, { variant = "panel", testid = "task-item" } = {
     state: null,
     key: "",
     titleId,
+    mode,
   };
   r.recordWrap.append(r.record);
   const li = h(
@@ -181,7 +190,7 @@ export function updateCard(li, task) {
   const key = `${task.status}`;
   if (r.key !== key) {
     r.key = key;
-    r.actions.replaceChildren(...actionsFor(task, r.titleId));
+    r.actions.replaceChildren(...actionsFor(task, r.titleId, r.mode));
   }
 
   if (changed && !li.dataset.busy) {
@@ -208,13 +217,14 @@ export const cardTask = (li) => refs.get(li)?.task ?? null;
 
 /**
  * Clicks on a card's buttons inside `container` → the person's actions: Complete,
- * Postpone (opens the menu under the button), Resume. One listener per list.
+ * Postpone (opens the menu under the button), Resume, Claim. One listener per list.
  */
 export function delegateCardActions(container, actions, postponeMenu) {
   const handlers = {
     complete: (task, card) => void actions.complete(task, card),
     postpone: (task, card, button) => postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
     resume: (task, card) => void actions.resume(task, card),
+    claim: (task, card) => void actions.claim(task, card),
   };
   container.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");

@@ -166,7 +166,7 @@ export class HomeView {
       );
     }
     const byRecord = new Map();
-    for (const task of this.feed.list()) {
+    for (const task of this.feed.all()) {
       if (!task.record) continue;
       const key = `${task.record.entity}/${task.record.id}`;
       const entry = byRecord.get(key) ?? { record: task.record, n: 0 };

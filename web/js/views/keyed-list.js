@@ -12,6 +12,7 @@ import { flushRenders, motionAllowed, renderSoon } from "../dom.js";
 
 const ENTER_MS = 240;
 const LEAVE_MS = 200;
+const CLAIMED_MS = 320;
 const EASE = "cubic-bezier(.2, .8, .2, 1)";
 /** More simultaneous changes than this are applied without animation: calmer than fifty moving cards. */
 const ANIMATE_AT_MOST = 8;
@@ -111,12 +112,20 @@ export class KeyedList {
       return;
     }
     const height = el.offsetHeight;
+    // `data-leave-as="claimed"`: someone took it, so it slides away before folding.
+    const claimed = el.dataset.leaveAs === "claimed";
     const anim = el.animate(
-      [
-        { height: `${height}px`, opacity: 1 },
-        { height: "0px", opacity: 0 },
-      ],
-      { duration: LEAVE_MS, easing: EASE, fill: "forwards" },
+      claimed
+        ? [
+            { height: `${height}px`, opacity: 1, transform: "none" },
+            { height: `${height}px`, opacity: 0.5, transform: "translateX(35%)", offset: 0.55 },
+            { height: "0px", opacity: 0, transform: "translateX(60%)" },
+          ]
+        : [
+            { height: `${height}px`, opacity: 1 },
+            { height: "0px", opacity: 0 },
+          ],
+      { duration: claimed ? CLAIMED_MS : LEAVE_MS, easing: EASE, fill: "forwards" },
     );
     anim.finished.then(
       () => el.remove(),
