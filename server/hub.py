@@ -30,6 +30,7 @@ from server.connection import Connection, ConnState, Sender
 from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
 from server.feedlog import EVENTS_PAGE, FeedLog, Snapshot
+from server.feeds import split_key, user_key
 from server.metrics import UNCOUNTED
 from server.sequencer import Sequencer, Verdict
 from server.session import Session
@@ -105,9 +106,9 @@ class Hub:
         for conn in self.connections():
             conn.close(code, reason)
 
-    def close_user(self, user: str, code: int, reason: str) -> None:
-        """Close every local connection of ``user`` (a revocation)."""
-        st = self.owners.get(user)
+    def close_user(self, tenant: str, user: str, code: int, reason: str) -> None:
+        """Close every local connection of ``user`` in ``tenant`` (a revocation)."""
+        st = self.owners.get(user_key(tenant, user))
         if st is not None:
             for conn in list(st.conns):
                 conn.close(code, reason)
@@ -119,7 +120,7 @@ class Hub:
         closes at token expiry and leaves the hub on exit. Raises ``Unavailable`` on
         entry when the database cannot give the view (the connection is then closed
         with 1013)."""
-        return Session(self, Connection(sender, who.id, self.queue_limit), who, since)
+        return Session(self, Connection(sender, who.key, self.queue_limit), who, since)
 
     async def join(self, conn: Connection, since: int | None) -> None:
         """Send the snapshot (or the replay after ``since``) and start live delivery.
@@ -249,6 +250,10 @@ class Hub:
             if st is not None and st.seq.behind(seq):
                 self._schedule_catch_up(owner, st)
 
+    def refollow(self, tenant: str, user: str) -> None:
+        """The person's feeds may have changed (interim: connections follow their own
+        feed only)."""
+
     def heartbeat(self, tick: int | None = None) -> None:
         """Queue a ping on every live connection (only those of owners in phase
         ``tick``, when given) carrying the position of its feed as this connection was
@@ -256,7 +261,7 @@ class Hub:
         for owner, st in self.owners.items():
             if tick is not None and st.phase != tick:
                 continue
-            feed = f"user:{owner}"
+            feed = split_key(owner)[1]
             encoded: dict[tuple[int, int], str] = {}
             for conn in st.conns:
                 if conn.state is not ConnState.OPEN:

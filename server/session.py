@@ -58,7 +58,7 @@ class Session:
     def refresh(self, who: User) -> bool:
         """Extend the session with a fresh token. A token of anyone else closes the
         connection with 1008 (a connection belongs to one user); returns False then."""
-        if who.id != self.conn.owner:
+        if who.key != self.conn.owner:
             self.conn.close(CloseCode.BAD_MESSAGE, "a connection belongs to one user")
             return False
         self._arm(who.expires_at)

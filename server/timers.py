@@ -1,5 +1,5 @@
-"""Timers: postponed tasks come back by themselves at their time, and old feed events
-are forgotten.
+"""Timers: postponed tasks come back by themselves at their time, substitutions start
+and end at theirs, and old feed events are forgotten.
 
 Due tasks are found in the database on every tick (an indexed query on
 ``(status, postponed_until)``), so a return that fell due while no server was running
@@ -17,10 +17,12 @@ from datetime import timedelta
 
 from server.clock import now_utc
 from server.metrics import UNCOUNTED
-from server.ops import PruneEvents, ResumeDue
+from server.ops import MoveSubstitutions, PruneEvents, ResumeDue
 from server.service import Service
 
 log = logging.getLogger("taskbell.timers")
+
+SUBSTITUTION_CHECK_S = 0.5  # substitutions start and end within this of their time
 
 
 class Timers:
@@ -59,12 +61,25 @@ class Timers:
         self.metrics.timers_fired.inc(total)
         return total
 
+    async def move_substitutions(self) -> int:
+        """Start and end every substitution whose time has come; returns how many moved."""
+        total = 0
+        while True:
+            page = MoveSubstitutions()
+            moved = await self.service.run(page)
+            total += moved
+            if moved < page.limit:
+                return total
+
     async def _run(self) -> None:
-        next_prune = 0.0
+        next_prune = next_move = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
                 await self.tick()
+                if loop.time() >= next_move:
+                    await self.move_substitutions()
+                    next_move = loop.time() + SUBSTITUTION_CHECK_S
                 if loop.time() >= next_prune:
                     cutoff = now_utc() - timedelta(seconds=self.retention_s)
                     await self.service.run(PruneEvents(cutoff))

@@ -23,7 +23,9 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from server.errors import BadRequest, CloseCode, Unprocessable
 from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url
@@ -77,13 +79,22 @@ class TaskCreate(_Strict):
     """Body of ``POST /tasks``."""
 
     id: Id
-    owner: Owner
+    owner: Owner | None = None
+    role: Owner | None = None
     title: Title
     kind: Kind = Kind.ACTIVITY
     process: ProcessRef | None = None
     record: RecordRef | None = None
     url: Url | None = None
     postponed_until: Instant | None = None
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> TaskCreate:
+        if (self.owner is None) == (self.role is None):
+            raise PydanticCustomError(
+                "one_audience", "give exactly one of 'owner' (a person) and 'role' (a queue)"
+            )
+        return self
 
 
 class TaskPatch(_Strict):
@@ -93,11 +104,42 @@ class TaskPatch(_Strict):
     url: Url | None = None
     record: RecordRef | None = None
     owner: Owner | None = None
+    role: Owner | None = None
     postponed_until: Instant | None = None
 
 
 class Postpone(_Strict):
     until: Instant
+
+
+class Claim(_Strict):
+    """Body of ``POST /tasks/{id}/claim``: a producer names who claims; a person sends none."""
+
+    user: Owner | None = None
+
+
+class Members(_Strict):
+    """Body of ``PUT /roles/{role}/members``."""
+
+    members: Annotated[list[Owner], Field(max_length=10_000)]
+
+
+class SubstitutionCreate(_Strict):
+    """Body of ``POST /substitutions``."""
+
+    id: Id
+    user: Owner
+    substitute: Owner
+    starts_at: Instant
+    ends_at: Instant
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubstitutionCreate:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError("bad_period", "'ends_at' must be after 'starts_at'")
+        if self.user == self.substitute:
+            raise PydanticCustomError("self_substitute", "a person cannot stand in for themselves")
+        return self
 
 
 class CreateOp(_Strict):
@@ -145,7 +187,9 @@ class RecordJSON(TypedDict):
 
 class TaskJSON(TypedDict):
     id: str
-    owner: str
+    owner: str | None
+    role: str | None
+    acted_by: str | None
     title: str
     kind: str
     status: str
@@ -159,6 +203,7 @@ class TaskJSON(TypedDict):
 
 class EventMessage(TypedDict):
     type: str
+    feed: str
     seq: int
     count: int
     task: TaskJSON

@@ -84,9 +84,9 @@ def test_create_postponed_into_the_future_is_not_in_the_feed() -> None:
 
 def test_reassigning_a_running_task_removes_and_adds() -> None:
     outcome = rules.update("t-1", TaskPatch(owner="bob"), created(), NOW)
-    assert [(e.owner, e.type, e.delta) for e in outcome.effects] == [
-        ("alice", EventType.REMOVED, -1),
-        ("bob", EventType.ADDED, 1),
+    assert [(e.key, e.type, e.delta) for e in outcome.effects] == [
+        ("default/user:alice", EventType.REMOVED, -1),
+        ("default/user:bob", EventType.ADDED, 1),
     ]
 
 
@@ -121,9 +121,11 @@ def test_final_tasks_refuse_every_change(final: Status) -> None:
 
 def test_someone_elses_task_is_not_found() -> None:
     with pytest.raises(NotFound):
-        rules.finish("t-1", Status.COMPLETED, created("alice"), NOW, "mallory")
+        rules.finish(
+            "t-1", Status.COMPLETED, created("alice"), NOW, "mallory", frozenset({"user:mallory"})
+        )
     with pytest.raises(NotFound):
-        rules.finish("t-1", Status.COMPLETED, None, NOW, "alice")
+        rules.finish("t-1", Status.COMPLETED, None, NOW, "alice", frozenset({"user:alice"}))
 
 
 def test_postpone_needs_a_future_time_and_resume_brings_it_back() -> None:

@@ -63,6 +63,7 @@ from server.transitions import Outcome
 from server.wire import ProcessRef, TaskCreate, TaskPatch
 from server.writes import Writes
 from tests.faults.audit import audit
+from tests.support.app import key
 from tests.support.services import PostgresServer
 
 T = TypeVar("T")
@@ -122,6 +123,7 @@ def decide(op: TaskOp, m: Model | None, now: datetime) -> Expect:
         until = op.body.postponed_until
         status = "postponed" if until is not None and until > now else "running"
         instance = op.body.process.instance_id if op.body.process else None
+        assert op.body.owner is not None
         return Expect(201, None, Model(op.body.owner, status, instance, until, op.body))
     if m is None or (op.actor is not None and op.actor != m.owner):
         return Expect(404, "task_not_found", m)
@@ -335,10 +337,10 @@ class FeedMachine(RuleBasedStateMachine):
     @rule(owner=st.sampled_from(OWNERS), back=st.integers(-2, 30))
     def reconnect(self, owner: str, back: int) -> None:
         """A client resuming from ``seq - back`` gets exactly what it missed."""
-        pos = self.r.run(self.r.reads.counter(self.who(owner)))
+        pos = self.r.run(self.r.reads.counter(key(self.who(owner))))
         count, seq = pos.count, pos.seq
         since = max(0, seq - back)
-        view = self.r.run(self.r.log.resume(self.who(owner), since))
+        view = self.r.run(self.r.log.resume(key(self.who(owner)), since))
         running = {t for t, m in self.model.items() if m.owner == self.who(owner)}
         running = {t for t in running if self.model[t].status == "running"}
         if since > seq:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from server.settings import Settings
-from tests.support.app import Live, make_settings, serve, token
+from tests.support.app import Live, key, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
 from tests.support.tasks import task_body
@@ -146,7 +146,7 @@ async def test_every_tab_sees_the_same_events_and_counts(live: Live) -> None:
         await tab.until_seq(15)
         await tab.close()
     assert tabs[0].counts_by_seq == tabs[1].counts_by_seq == tabs[2].counts_by_seq
-    assert tabs[0].count == 5 == await live.parts.reads.running_count("alice")
+    assert tabs[0].count == 5 == await live.parts.reads.running_count("default", "user:alice")
 
 
 async def test_concurrent_producers_keep_seq_contiguous_and_count_exact(live: Live) -> None:
@@ -161,11 +161,16 @@ async def test_concurrent_producers_keep_seq_contiguous_and_count_exact(live: Li
                         await p.post(f"/api/v1/tasks/w{w}-{i}/complete")
 
         await asyncio.gather(*(worker(w) for w in range(6)))
-        pos = await live.parts.reads.counter("alice")
+        pos = await live.parts.reads.counter(key("alice"))
         count, seq = pos.count, pos.seq
         await feed.until_seq(seq)
     assert seq == 6 * (15 + 5)
-    assert count == feed.count == await live.parts.reads.running_count("alice") == 6 * 10
+    assert (
+        count
+        == feed.count
+        == await live.parts.reads.running_count("default", "user:alice")
+        == 6 * 10
+    )
 
 
 # ---------------------------------------------------------------- close codes
@@ -303,7 +308,7 @@ async def test_slow_client_is_closed_4008_and_others_keep_receiving(sqlite_url: 
         code, reason = await slow.read_until_close()
         slow.close()
         await fast.close()
-        running = await live.parts.reads.running_count("alice")
+        running = await live.parts.reads.running_count("default", "user:alice")
     assert code == 4008 and "since" in reason
     assert fast.count == sent == running
 

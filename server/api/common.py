@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.auth import User, bearer, is_producer_key, verify_token
+from server.auth import User, bearer, producer_tenant, verify_token
 from server.broker import Broker
 from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from server.hub import Hub
@@ -61,12 +61,22 @@ def parts(request: Request) -> Parts:
     return p
 
 
-def producer(request: Request) -> None:
-    """Raises ``Unauthorized`` unless the caller holds a producer key."""
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: a producer of ``tenant`` (``user`` None), or that person."""
+
+    tenant: str
+    user: str | None
+
+
+def producer(request: Request) -> str:
+    """The tenant of the caller's producer key; raises ``Unauthorized`` unless the caller
+    holds one."""
     settings = parts(request).settings
-    key = bearer(request.headers.get("authorization"))
-    if not is_producer_key(settings, key):
+    tenant = producer_tenant(settings, bearer(request.headers.get("authorization")))
+    if tenant is None:
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
+    return tenant
 
 
 def user(request: Request) -> User:
@@ -74,13 +84,15 @@ def user(request: Request) -> User:
     return parts(request).authenticate(bearer(request.headers.get("authorization")))
 
 
-def actor(request: Request) -> str | None:
-    """None for a producer, the user id for a person; raises ``Unauthorized`` otherwise."""
+def actor(request: Request) -> Caller:
+    """A producer (``user`` None) or a person; raises ``Unauthorized`` otherwise."""
     settings = parts(request).settings
     token = bearer(request.headers.get("authorization"))
-    if is_producer_key(settings, token):
-        return None
-    return parts(request).authenticate(token).id
+    tenant = producer_tenant(settings, token)
+    if tenant is not None:
+        return Caller(tenant, None)
+    who = parts(request).authenticate(token)
+    return Caller(who.tenant, who.id)
 
 
 def is_json_type(content_type: str | None) -> bool:

@@ -28,6 +28,7 @@ def _ts(nullable: bool = False) -> Column[datetime]:
 class WebhookEndpoint(SQLModel, table=True):
     __tablename__ = "webhook_endpoint"
 
+    tenant: str = Field(primary_key=True, max_length=64)
     id: str = Field(primary_key=True, max_length=40)
     url: str = Field(sa_column=Column(Text, nullable=False))
     event_types: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
@@ -44,8 +45,9 @@ class WebhookEndpoint(SQLModel, table=True):
 
 class PushSubscription(SQLModel, table=True):
     __tablename__ = "push_subscription"
-    __table_args__ = (Index("ix_push_subscription_owner", "owner"),)
+    __table_args__ = (Index("ix_push_subscription_owner", "tenant", "owner"),)
 
+    tenant: str = Field(max_length=64)
     id: str = Field(primary_key=True, max_length=40)
     owner: str = Field(max_length=200)
     endpoint: str = Field(sa_column=Column(Text, nullable=False))
@@ -64,6 +66,7 @@ class OutboxRow(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=40)
+    tenant: str = Field(max_length=64)
     channel: str = Field(max_length=20)  # "webhook" | "webpush"
     target: str = Field(max_length=40)  # webhook_endpoint.id | push_subscription.id
     event_type: str = Field(max_length=40)

@@ -52,7 +52,7 @@ async def test_stalled_client_closed_4008_resumes_with_since_and_misses_nothing(
         first = await resumed.connect(since=0)
         await resumed.close()
         await fast.close()
-        running = await live.parts.reads.running_count("alice")
+        running = await live.parts.reads.running_count("default", "user:alice")
     assert code == 4008
     assert first == {"type": "synced", "seq": sent, "count": sent}
     assert [e["seq"] for e in resumed.events] == list(range(1, sent + 1))

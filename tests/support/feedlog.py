@@ -56,3 +56,6 @@ class MemoryFeedLog:
     async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
         self._read()
         return {o: len(self.events[o]) for o in owners if o in self.events}
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        return [f"user:{user}"]

@@ -30,6 +30,8 @@ class WebhookEventType(StrEnum):
     CANCELED = "task.canceled"
     POSTPONED = "task.postponed"
     RESUMED = "task.resumed"
+    CLAIMED = "task.claimed"
+    UNCLAIMED = "task.unclaimed"
 
 
 ALL_EVENT_TYPES = tuple(t.value for t in WebhookEventType)
@@ -40,6 +42,8 @@ _BY_KIND = {
     "cancel": WebhookEventType.CANCELED,
     "postpone": WebhookEventType.POSTPONED,
     "resume": WebhookEventType.RESUMED,
+    "claim": WebhookEventType.CLAIMED,
+    "unclaim": WebhookEventType.UNCLAIMED,
 }
 
 
@@ -84,7 +88,7 @@ def build_event(op: TaskOp, outcome: Outcome, now: datetime) -> WebhookEvent | N
     previous = before.owner if before is not None and before.owner != state.owner else None
     data: EventData = {**state.to_json(), "actor": op.actor, "previous_owner": previous}
     payload: WebhookPayload = {"type": kind.value, "timestamp": iso(now) or "", "data": data}
-    owners = frozenset({state.owner} | ({previous} if previous else set()))
+    owners = frozenset(o for o in (state.owner, previous) if o is not None)
     return WebhookEvent(kind, state.id, owners, dumps(payload))
 
 
