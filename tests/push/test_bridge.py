@@ -123,6 +123,39 @@ async def test_a_restarted_bridge_neither_repeats_nor_misses(
     assert state.known == {"t-0", "t-2"} and set(state.shown) == {"t-2"}
 
 
+@pytest.mark.skip(
+    reason="needs /ws to follow role feeds (feed on events, feeds in the snapshot,"
+    " feed.joined): the hub side of several feeds is not on main yet"
+)
+async def test_a_queue_task_is_notified_to_members_and_stays_one_notification_when_claimed(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    async with embedded.producer() as c:
+        put = await c.put("/api/v1/roles/approvers/members", json={"members": ["alice", "bob"]})
+        assert put.status_code == 200, put.text
+    bridge = bridge_for(bus, embedded.base_url, tmp_path)
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        queued = {**task_body("q-1", "alice"), "owner": None, "role": "approvers"}
+        async with embedded.producer() as c:
+            created = await c.post("/api/v1/tasks", json=queued)
+            assert created.status_code == 201, created.text
+        await desktop.wait(lambda: len(desktop.notified) == 1)
+        assert desktop.notified[0].body.endswith("queue approvers")
+        async with embedded.person("alice") as c:
+            claimed = await c.post("/api/v1/tasks/q-1/claim")
+            assert claimed.status_code == 200, claimed.text
+        await until(lambda: "user:alice" in BridgeState.load(bridge.state).feeds)
+        await asyncio.sleep(0.3)
+        assert desktop.closed == [], "claimed by alice: still hers to do"
+        async with embedded.person("alice") as c:
+            await c.post("/api/v1/tasks/q-1/complete")
+        await desktop.wait(lambda: desktop.closed == [desktop.notified[0].id])
+    finally:
+        await bridge.stop()
+
+
 @pytest.mark.slow
 async def test_the_bridge_rides_through_server_restarts_and_crashes(
     bus: SessionBus, desktop: Notifications, tmp_path: Path
