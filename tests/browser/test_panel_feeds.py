@@ -196,6 +196,7 @@ def test_a_card_claimed_by_someone_else_leaves_the_queue_with_a_short_animation(
     expect(page.locator('[data-task-id="q-1"]')).to_have_count(0)  # gone, not only hidden
     left = page.evaluate("window.__left")
     assert left == [{"id": "q-1", "animated": motion == "no-preference"}]
+    expect(page.get_by_test_id("announcer")).to_contain_text("Claimed by carol: Task q-1.")
 
 
 def test_a_gap_in_one_feed_resumes_every_feed_with_since_and_since_feeds(

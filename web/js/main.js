@@ -166,6 +166,10 @@ function announceChanges(feed, announcer) {
         announcer.say(`Canceled by the process: ${task.title}.`, {
           group: { key: "canceled", many: (n) => `${n} process tasks were canceled.` },
         });
+      } else if (change === "removed" && reason === "claimed" && `user:${task.owner}` !== feed.own) {
+        announcer.say(`Claimed by ${task.owner ?? "someone else"}: ${task.title}.`, {
+          group: { key: "claimed", many: (n) => `${n} queue tasks were claimed by others.` },
+        });
       } else if (change === "removed" && reason === "reassigned") {
         announcer.say(`Reassigned to someone else: ${task.title}.`, {
           group: { key: "reassigned", many: (n) => `${n} process tasks were reassigned.` },

@@ -18,6 +18,7 @@ export class DesktopNotifier {
   primed = false;
 
   constructor({ feed, onOpen, onGranted }) {
+    this.feed = feed;
     this.onOpen = onOpen;
     this.onGranted = onGranted;
     if (this.state() === "granted") onGranted?.();
@@ -50,7 +51,8 @@ export class DesktopNotifier {
     let raised = 0;
     for (const { change, task } of changes) {
       if (change === "removed") {
-        this.#close(task.id);
+        // A claimed queue task leaves the queue and enters the own feed: still to do.
+        if (!this.feed.get(task.id)) this.#close(task.id);
       } else if (change === "updated") {
         if (this.#shown.has(task.id)) this.#show(task, false);
       } else if (change === "added" && document.visibilityState === "hidden" && raised < MAX_AT_ONCE) {
