@@ -265,3 +265,23 @@ def test_feeds_joined_and_left_come_and_go_and_heartbeats_check_every_feed(
     wait_for(lambda: len(server.sockets) == 2, page)  # the queue's count differs: start again
     expect(page.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
     assert "since" not in server.sockets[1].auth, "the repair starts from a snapshot"
+
+
+def test_on_a_phone_with_nothing_of_ones_own_the_queues_still_show(
+    browsing: Browsing, user: str, output_dir: Path
+) -> None:
+    def answer(sock: Socket, auth: Message) -> list[Message]:
+        snap = snapshot(user)
+        snap["feeds"][f"user:{user}"] = position(3, 0)
+        snap["count"] = 0
+        snap["tasks"] = [t for t in snap["tasks"] if t["owner"] != user]
+        return [snap]
+
+    ctx = browsing.context(viewport={"width": 390, "height": 844}, scale=2)
+    page = open_scripted(browsing, user, ScriptedServer(answer), browsing.page(ctx))
+    expect_badge(page, 3)
+    expect(page.get_by_text("Nothing assigned to you right now.")).to_be_visible()
+    expect(page.get_by_text("You're all caught up")).to_be_hidden()
+    expect(queue_items(page)).to_have_count(2)
+    settle(page)
+    page.screenshot(path=str(output_dir / "panel-feeds-phone.png"))

@@ -12,6 +12,8 @@ import { Status } from "../wire.js";
 import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
 
+let sectionNumber = 0;
+
 const displayName = (user) => user.charAt(0).toUpperCase() + user.slice(1);
 
 /** A feed's section heading: "Queue: approvers" or "Standing in for Bob". */
@@ -120,7 +122,8 @@ export class PanelView {
 
   #createSection(name) {
     const queue = name.startsWith("role:");
-    const titleId = `feed-title-${this.#sections.size}-${Date.now().toString(36)}`;
+    sectionNumber += 1;
+    const titleId = `feed-title-${sectionNumber}`;
     const count = h("span", { class: "feed-head__count", "data-testid": "feed-count" });
     const listEl = h("ul", { class: "task-list", "data-testid": "feed-list", "aria-labelledby": titleId });
     const empty = h(
