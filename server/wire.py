@@ -18,16 +18,19 @@ from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from server.errors import BadRequest, CloseCode, Unprocessable
+from server.feeds import is_feed
 from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -210,22 +213,48 @@ class EventMessage(TypedDict):
     reason: str | None
 
 
+class FeedPosJSON(TypedDict):
+    seq: int
+    count: int
+
+
 class SnapshotMessage(TypedDict):
+    """The view of every followed feed at once. Top-level ``seq`` and ``count`` are the
+    own feed's; ``feeds`` has each followed feed's (own first); ``tasks`` are the running
+    tasks of all of them."""
+
     type: Literal["snapshot"]
+    seq: int
+    count: int
+    feeds: dict[str, FeedPosJSON]
+    tasks: list[TaskJSON]
+
+
+class SyncedMessage(TypedDict):
+    """After a replay of every followed feed: where each now stands (own at top level)."""
+
+    type: Literal["synced"]
+    seq: int
+    count: int
+    feeds: dict[str, FeedPosJSON]
+
+
+class FeedJoinedMessage(TypedDict):
+    """The connection now follows ``feed`` too: its running tasks at ``seq``; live
+    events of that feed with a higher seq follow."""
+
+    type: Literal["feed.joined"]
+    feed: str
     seq: int
     count: int
     tasks: list[TaskJSON]
 
 
-class SyncedMessage(TypedDict):
-    type: Literal["synced"]
-    seq: int
-    count: int
+class FeedLeftMessage(TypedDict):
+    """The connection no longer follows ``feed``: no event of it comes after this."""
 
-
-class FeedPosJSON(TypedDict):
-    seq: int
-    count: int
+    type: Literal["feed.left"]
+    feed: str
 
 
 class HeartbeatMessage(TypedDict):
@@ -346,10 +375,41 @@ def validate(data: object, model: type[_M]) -> _M:
 # ---------------------------------------------------------------- client → server (WebSocket)
 
 
+SEQ_MAX = 2**63 - 1  # the largest seq a client may name
+MAX_SINCE_FEEDS = 100  # feeds one auth message may resume
+
+
+def _feed_name(value: str) -> str:
+    if not is_feed(value):
+        raise PydanticCustomError("bad_feed", "not a feed name (user:<id> or role:<id>)")
+    return value
+
+
+FeedName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=205, pattern=r"^[^\s/]+$"),
+    AfterValidator(_feed_name),
+]
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX, strict=True)]
+SinceFeeds = Annotated[dict[FeedName, Seq], Field(max_length=MAX_SINCE_FEEDS)]
+_SINCE_FEEDS: TypeAdapter[dict[str, int]] = TypeAdapter(SinceFeeds)
+
+
+def parse_since_feeds(value: object) -> dict[str, int]:
+    """``since_feeds`` given outside an auth message (the event stream's resume): a
+    dict of feed names to seqs, as ``AuthMessage`` takes it. Raises ``ValueError``
+    (pydantic's ``ValidationError``) saying what is wrong."""
+    return _SINCE_FEEDS.validate_python(value)
+
+
 class AuthMessage(_Strict):
+    """``since``: the own feed's last seq seen; ``since_feeds``: other followed feeds'
+    (a feed named there that the user does not follow is ignored)."""
+
     type: Literal["auth"]
     token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     since: Annotated[int, Field(ge=0)] | None = None
+    since_feeds: SinceFeeds | None = None
 
 
 class PingMessage(_Strict):

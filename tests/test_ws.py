@@ -68,7 +68,12 @@ async def test_since_replays_missed_events_then_synced(live: Live) -> None:
     feed.tasks = {"t0": {}, "t1": {}}
     synced = await feed.connect(since=2)
     await feed.close()
-    assert synced == {"type": "synced", "seq": 5, "count": 5}
+    assert synced == {
+        "type": "synced",
+        "seq": 5,
+        "count": 5,
+        "feeds": {"user:alice": {"seq": 5, "count": 5}},
+    }
     assert [e["seq"] for e in feed.events] == [3, 4, 5]
 
 
@@ -77,7 +82,12 @@ async def test_since_equal_to_current_seq_sends_only_synced(live: Live) -> None:
         await p.post("/api/v1/tasks", json=task_body("t0"))
     feed = FeedClient(live.ws_url, token("alice"))
     feed.seq, feed.count, feed.tasks = 1, 1, {"t0": {}}
-    assert await feed.connect(since=1) == {"type": "synced", "seq": 1, "count": 1}
+    assert await feed.connect(since=1) == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
     await feed.close()
 
 
@@ -201,6 +211,12 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
         ('{"type": "auth"}', 1008),
         ('{"type": "auth", "token": "x", "since": -1}', 1008),
         ('{"type": "auth", "token": "x", "extra": 1}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": [1]}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"bob": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": -1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": "1"}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": 1.5}}', 1008),
         ('{"type": "subscribe"}', 1008),
         ("not json at all", 1008),
         ("[1, 2, 3]", 1008),
@@ -210,6 +226,33 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
 async def test_bad_first_message_closes(embedded: Live, frame: str | bytes, code: int) -> None:
     got, _ = await closed(embedded, frame)
     assert got == code
+
+
+async def test_since_feeds_over_100_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    feeds = {f"role:r{i}": 0 for i in range(101)}
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": feeds})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and reason.startswith("bad auth message: since_feeds")
+
+
+async def test_a_bad_feed_name_in_since_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": {"x:y": 0}})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and "since_feeds" in reason and "not a feed name" in reason
+
+
+async def test_since_feeds_of_feeds_not_followed_are_ignored(embedded: Live) -> None:
+    async with embedded.producer() as p:
+        await p.post("/api/v1/tasks", json=task_body("t0"))
+    async with FeedClient(embedded.ws_url, token("alice")) as feed:
+        feed.seq = feed.count = 1
+        first = await feed.connect(since=1, since_feeds={"role:approvers": 3, "user:bob": 0})
+    assert first == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
 
 
 async def test_expired_token_closes_4001(embedded: Live) -> None:
@@ -343,7 +386,12 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
         await resumed.close()
     assert (code, reason) == (4008, "too slow: reconnect with since")
     total = len(created)
-    assert first == {"type": "synced", "seq": total, "count": total}
+    assert first == {
+        "type": "synced",
+        "seq": total,
+        "count": total,
+        "feeds": {"user:alice": {"seq": total, "count": total}},
+    }
     assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
     assert [e["task"]["id"] for e in resumed.events] == created[2:]
     assert sorted(resumed.tasks) == sorted(created)

@@ -38,7 +38,7 @@ class Audit:
     owners: dict[str, OwnerTruth]
     problems: list[str]
     tasks_by_status: dict[str, int]
-    statuses: dict[str, str]  # task id -> status
+    statuses: dict[str, str]  # task id (``tenant/id`` outside the default tenant) -> status
 
     @property
     def events(self) -> int:
@@ -78,7 +78,7 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
         name = name_of(str(tenant), _task_feed(owner, role))
         if keep is not None and name not in keep:
             continue
-        statuses[str(task_id)] = str(status)
+        statuses[str(task_id) if tenant == "default" else f"{tenant}/{task_id}"] = str(status)
         by_status[str(status)] = by_status.get(str(status), 0) + 1
         if status == "running":
             running.setdefault(name, set()).add(str(task_id))

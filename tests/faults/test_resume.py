@@ -120,6 +120,11 @@ async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Se
     finally:
         await engine.dispose()
     assert left == [3]
-    assert replayed == {"type": "synced", "seq": 3, "count": 3}
+    assert replayed == {
+        "type": "synced",
+        "seq": 3,
+        "count": 3,
+        "feeds": {"user:alice": {"seq": 3, "count": 3}},
+    }
     assert [e["task"]["id"] for e in recent.events] == ["t2"]
     assert resynced["type"] == "snapshot" and (resynced["seq"], resynced["count"]) == (3, 3)
