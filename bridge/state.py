@@ -156,6 +156,11 @@ class BridgeState:
         task_id = task["id"]
         if kind == "task.removed":
             feed.known.discard(task_id)
+            claimer = f"user:{task.get('owner')}"
+            if message.get("reason") == "claimed" and claimer in self.feeds:
+                # It moves to a feed followed here (the person's own, say), where its
+                # task.added updates this same notification: nothing to close.
+                return "applied", []
             return "applied", self._close_if_gone([task_id])
         was_known = task_id in self.known
         feed.known.add(task_id)

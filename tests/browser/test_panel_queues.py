@@ -14,14 +14,7 @@ from tests.browser.conftest import Browsing
 from tests.browser.panel import badge, items, settle
 from tests.browser.support import Producer
 
-# The HTTP side (roles, claim, substitutions) is on main; these need /ws to follow the
-# role and substitution feeds too (events with "feed", snapshots with "feeds",
-# feed.joined / feed.left: docs/protocol.md "Several feeds"), which lands separately.
-WS_FEEDS = (
-    "needs /ws to follow role and substitution feeds (feed on events, feeds in the"
-    " snapshot, feed.joined/feed.left): the hub side of several feeds is not on main yet"
-)
-pytestmark = [pytest.mark.browser, pytest.mark.skip(reason=WS_FEEDS)]
+pytestmark = pytest.mark.browser
 
 
 def queue(page: Page, role: str) -> Locator:

@@ -49,10 +49,12 @@ export class DesktopNotifier {
 
   #onFeed({ source, changes }) {
     let raised = 0;
-    for (const { change, task } of changes) {
+    for (const { change, task, reason } of changes) {
       if (change === "removed") {
-        // A claimed queue task leaves the queue and enters the own feed: still to do.
-        if (!this.feed.get(task.id)) this.#close(task.id);
+        // A queue task claimed by this person (or one they stand in for) moves to a feed
+        // followed here, whose task.added updates the same notification: keep it.
+        const movesHere = reason === "claimed" && this.feed.names().includes(`user:${task.owner}`);
+        if (!movesHere && !this.feed.get(task.id)) this.#close(task.id);
       } else if (change === "updated") {
         if (this.#shown.has(task.id)) this.#show(task, false);
       } else if (change === "added" && document.visibilityState === "hidden" && raised < MAX_AT_ONCE) {
