@@ -43,6 +43,29 @@ def test_a_token_the_server_refuses_shows_a_finished_page(
     page.screenshot(path=str(output_dir / "token-refused.png"))
 
 
+@pytest.mark.parametrize("first", ["garbage", "wrong-secret"])
+def test_a_refused_panel_comes_back_with_a_fresh_token_from_the_host(
+    browsing: Browsing, server: ServerProcess, producer: Producer, user: str, first: str
+) -> None:
+    token = "garbage" if first == "garbage" else mint_token("another-secret-" * 4, user, 3600)
+    page = browsing.page()
+    page.set_content(
+        f'<iframe id="panel" src="{server.base_url}/#token={token}"'
+        ' style="width:1200px;height:800px;border:0"></iframe>'
+    )
+    panel = page.frame_locator("#panel")
+    expect(panel.get_by_test_id("token-refused")).to_be_visible()
+    task = producer.create(user, "Waiting behind a refused token")
+    page.evaluate(
+        "(token) => document.getElementById('panel').contentWindow"
+        ".postMessage({type: 'taskbell.token', token}, '*')",
+        mint_token(SECRET, user, 3600),
+    )
+    expect(panel.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
+    expect(panel.get_by_test_id("token-refused")).to_have_count(0)
+    expect(panel.locator(f'#task-list [data-task-id="{task["id"]}"]')).to_be_visible()
+
+
 def test_something_that_is_no_token_at_all_is_refused_at_once(browsing: Browsing) -> None:
     page = browsing.page()
     page.goto(f"{browsing.base_url}/#token=garbage")

@@ -32,27 +32,31 @@ async function boot() {
   api.session = session;
   const gate = document.getElementById("gate");
 
+  // A host application may hand over a token at any time (also while a gate shows).
+  session.listenToHost();
+  const usableToken = () => new Promise((resolve) => session.onChange(() => session.user !== null && resolve()));
   if (!session.restore(fragmentToken)) {
-    if (!info.demo) {
+    if (info.demo) {
+      await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
+    } else {
       showNeedsToken(gate);
-      return;
+      await usableToken();
     }
-    await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
     gate.hidden = true;
     gate.replaceChildren();
   } else if (session.user === null) {
+    // Not a token at all (no subject to read). Whether a readable one is still valid
+    // (expiry, signature) only the server says: this computer's clock may be wrong.
     refuse({ why: "invalid", demo: info.demo, session });
-    return;
-  } else if (session.expired && !(await session.renew())) {
-    refuse({ why: "expired", demo: info.demo, session });
-    return;
+    await usableToken();
+    unrefuse();
   }
-  session.listenToHost();
   start({ api, session, demo: info.demo });
 }
 
 /** The token is no good and the panel never showed anything: a page that says so (and in
- * demo mode a way to pick a person again) instead of a panel that never fills. */
+ * demo mode a way to pick a person again) instead of a panel that never fills. A fresh
+ * token from the host application brings the panel back (`unrefuse`). */
 function refuse({ why, demo, session }) {
   document.getElementById("app").hidden = true;
   showTokenRefused(document.getElementById("gate"), {
@@ -63,6 +67,14 @@ function refuse({ why, demo, session }) {
       window.location.reload();
     },
   });
+}
+
+function unrefuse() {
+  const gate = document.getElementById("gate");
+  if (gate.hidden) return;
+  gate.hidden = true;
+  gate.replaceChildren();
+  document.getElementById("app").hidden = false;
 }
 
 function start({ api, session, demo }) {
@@ -133,11 +145,9 @@ function start({ api, session, demo }) {
   const connection = new Connection({ url: `${scheme}://${window.location.host}/ws`, feed, session });
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
-    if (state === ConnState.STOPPED && !connection.everLive) {
-      refuse({ why: connection.stopReason, demo, session });
-      return;
-    }
     shell.connection(state, connection.stopReason);
+    if (state === ConnState.STOPPED && !connection.everLive) refuse({ why: connection.stopReason, demo, session });
+    else if (state === ConnState.LIVE) unrefuse();
     // The state element is a role=status region itself, so screen readers hear
     // "Reconnecting…" and "Live" without a second announcement from here.
     conn.dataset.sync = connection.lastSync ?? "";

@@ -54,11 +54,6 @@ export class Session {
     return this.#token;
   }
 
-  /** Whether the token's own `exp` has passed (by this computer's clock). */
-  get expired() {
-    return this.expiresAt !== null && this.expiresAt <= Date.now();
-  }
-
   /** Read the token given in the fragment or kept for this tab. */
   restore(fromFragment) {
     let token = fromFragment;
