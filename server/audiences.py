@@ -12,9 +12,6 @@ following the wrong feeds.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,13 +21,12 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import as_utc, now_utc
-from server.db import DATABASE_ERRORS, Engines
+from server.db import Engines
 from server.errors import Conflict, NotFound
 from server.feeds import role_feed, user_feed
 from server.models import audience_t, member_t, role_t, substitution_t
+from server.polling import Poller
 from server.wire import iso
-
-log = logging.getLogger("taskbell.audiences")
 
 PENDING, ACTIVE, ENDED = "pending", "active", "ended"
 POLL_S = 1.0  # how often every instance reads the audience log
@@ -326,18 +322,14 @@ class Audiences:
         self.poll_s = poll_s
         self._seen: dict[int, datetime] = {}
         self._since: datetime | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._poller = Poller("audiences", self.poll, poll_s)
 
     def start(self) -> None:
         self._since = now_utc() - OVERLAP
-        self._task = asyncio.create_task(self._run(), name="audience-poller")
+        self._poller.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5.0)
+        await self._poller.stop()
 
     async def poll(self) -> int:
         """Read new rows once; returns how many people were told to refollow."""
@@ -365,17 +357,6 @@ class Audiences:
         for tenant, user in sorted(people):
             self.refollow(tenant, user)
         return len(people)
-
-    async def _run(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.poll_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.poll()
-            except DATABASE_ERRORS as exc:
-                log.warning("audience poll failed: %s", type(exc).__name__)
 
 
 async def prune(conn: AsyncConnection, now: datetime) -> int:

@@ -37,6 +37,7 @@ class Task(SQLModel, table=True):
         Index("ix_task_record", "tenant", "record_entity", "record_id", "owner"),
         Index("ix_task_due", "status", "postponed_until"),
         Index("ix_task_instance", "tenant", "process_instance_id"),
+        Index("ix_task_overdue", "overdue", "due_at"),
     )
 
     tenant: str = Field(primary_key=True, max_length=64)
@@ -58,6 +59,14 @@ class Task(SQLModel, table=True):
     updated_at: datetime = Field(sa_column=_ts())
     ended_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     body_hash: str = Field(max_length=64)
+    due_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    priority: str = Field(default="normal", max_length=10)
+    overdue: bool = False
+    actions: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
+    outcome: str | None = Field(default=None, max_length=200)
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    completed_by: str | None = Field(default=None, max_length=200)
+    follows: str | None = Field(default=None, max_length=200)
 
 
 class Feed(SQLModel, table=True):
@@ -160,6 +169,30 @@ class AudienceChange(SQLModel, table=True):
     at: datetime = Field(sa_column=_ts(index=True))
 
 
+class TaskChange(SQLModel, table=True):
+    """One applied change of a task: its history (``GET /tasks/{id}/history``)."""
+
+    __tablename__ = "task_change"
+    __table_args__ = (Index("ix_task_change_task", "tenant", "task_id", "id"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    )
+    tenant: str = Field(max_length=64)
+    task_id: str = Field(max_length=200)
+    at: datetime = Field(sa_column=_ts())
+    op: str = Field(max_length=20)
+    actor: str | None = Field(default=None, max_length=200)
+    acting_as: str = Field(
+        max_length=20
+    )  # producer | clock | owner | member | claimer | substitute
+    status: str = Field(max_length=20)
+    owner: str | None = Field(default=None, max_length=200)
+    role: str | None = Field(default=None, max_length=200)
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
+
+
 task_t = Task.__table__  # type: ignore[attr-defined]
 feed_t = Feed.__table__  # type: ignore[attr-defined]
 event_t = FeedEvent.__table__  # type: ignore[attr-defined]
@@ -170,3 +203,4 @@ role_t = Role.__table__  # type: ignore[attr-defined]
 member_t = RoleMember.__table__  # type: ignore[attr-defined]
 substitution_t = Substitution.__table__  # type: ignore[attr-defined]
 audience_t = AudienceChange.__table__  # type: ignore[attr-defined]
+change_t = TaskChange.__table__  # type: ignore[attr-defined]

@@ -36,11 +36,12 @@ from server.delivery.wire import (
     SubscriptionJSON,
 )
 from server.processes import InstanceJSON
-from server.reads import DefinitionJSON, InstanceDetailJSON
+from server.reads import ChangeJSON, DefinitionJSON, InstanceDetailJSON
 from server.stats import ProcessStatsJSON
 from server.wire import (
     Batch,
     Claim,
+    Complete,
     FeedPosJSON,
     Members,
     Postpone,
@@ -79,6 +80,11 @@ class CounterJSON(TypedDict):
     seq: int
     total: int
     feeds: dict[str, FeedPosJSON]
+
+
+class HistoryJSON(TypedDict):
+    id: str
+    changes: list[ChangeJSON]
 
 
 class SubstitutionListJSON(TypedDict):
@@ -262,12 +268,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "POST",
         "/api/v1/tasks/{task_id}/complete",
-        "Complete a task",
+        "Complete a task (with the decision taken, for a task with actions)",
         "tasks",
         "either",
         {200: TASK},
+        Complete,
+        body_optional=True,
         errors=(409, 422),
-        description=NO_BODY,
+        description="A task with `actions`: a person must give an `outcome` (one of the "
+        "actions' ids; a producer may omit it), and an action whose `comment` is "
+        "`required` needs a comment that is not blank. The completed task carries "
+        "`outcome`, `comment` and `completed_by`.",
     ),
     Op(
         "POST",
@@ -312,6 +323,17 @@ OPERATIONS: tuple[Op, ...] = (
         description="A member claims for themselves (no body); a producer names the user: "
         '`{"user": "alice"}`. The winner of concurrent claims gets 200, every other 409 '
         "`already_claimed`; a person outside the role gets 404.",
+    ),
+    Op(
+        "GET",
+        "/api/v1/tasks/{task_id}/history",
+        "Every change of a task, with who made it",
+        "tasks",
+        "either",
+        {200: Answer("The changes, oldest first", HistoryJSON)},
+        description="`acting_as`: `producer`, `clock`, `owner`, `member` (of the task's "
+        "queue), `claimer` or `substitute`. A person sees the history of a task in a feed "
+        "they follow.",
     ),
     Op(
         "POST",

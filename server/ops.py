@@ -67,9 +67,14 @@ class UpdateTask:
 
 @dataclass(frozen=True, slots=True)
 class CompleteTask:
+    """Complete a task; ``outcome`` (one of its actions) and ``comment`` say what was
+    decided."""
+
     id: str
     actor: str | None = None
     tenant: str = DEFAULT_TENANT
+    outcome: str | None = None
+    comment: str | None = None
     kind: ClassVar[str] = "complete"
 
 
@@ -97,6 +102,7 @@ class ResumeTask:
     id: str
     actor: str | None = None
     tenant: str = DEFAULT_TENANT
+    by_clock: bool = False  # it fell due (not a person's or a producer's call)
     kind: ClassVar[str] = "resume"
 
 
@@ -122,6 +128,19 @@ class UnclaimTask:
     kind: ClassVar[str] = "unclaim"
 
 
+@dataclass(frozen=True, slots=True)
+class FlagOverdue:
+    """The clock: the task's due time has passed."""
+
+    id: str
+    tenant: str = DEFAULT_TENANT
+    kind: ClassVar[str] = "overdue"
+
+    @property
+    def actor(self) -> None:
+        return None
+
+
 TaskOp = (
     CreateTask
     | UpdateTask
@@ -131,6 +150,7 @@ TaskOp = (
     | ResumeTask
     | ClaimTask
     | UnclaimTask
+    | FlagOverdue
 )
 
 
@@ -225,6 +245,13 @@ AudienceOp = SetMembers | AddSubstitution | EndSubstitution
 @dataclass(frozen=True, slots=True)
 class ResumeDue:
     """Bring back up to ``limit`` postponed tasks whose time has come."""
+
+    limit: int = RESUME_PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOverdue:
+    """Flag up to ``limit`` open tasks whose due time has passed."""
 
     limit: int = RESUME_PAGE
 

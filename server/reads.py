@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 
+import orjson
 from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -20,7 +21,7 @@ from server.clock import as_utc
 from server.db import Engines, unavailable
 from server.feedlog import Snapshot, read_pos, read_snapshot
 from server.feeds import ROLE, USER
-from server.models import definition_t, instance_t, task_t
+from server.models import change_t, definition_t, instance_t, task_t
 from server.processes import Instance, InstanceJSON
 from server.transitions import TaskState
 from server.wire import Status, iso
@@ -41,6 +42,17 @@ class StepJSON(TypedDict):
 
 class InstanceDetailJSON(InstanceJSON):
     steps: list[StepJSON]
+
+
+class ChangeJSON(TypedDict):
+    at: str | None
+    op: str
+    actor: str | None
+    acting_as: str
+    status: str
+    owner: str | None
+    role: str | None
+    detail: dict[str, Any] | None
 
 
 class DefinitionJSON(TypedDict):
@@ -223,6 +235,30 @@ class Reads:
             query = query.where(and_(*cond))
         async with self._conn() as conn:
             return [(r.name, r.status, r.duration_ms) for r in await conn.execute(query)]
+
+    async def history(self, tenant: str, task_id: str, limit: int = 1000) -> list[ChangeJSON]:
+        """Every change of a task, oldest first (at most ``limit``)."""
+        query = (
+            select(change_t)
+            .where(and_(change_t.c.tenant == tenant, change_t.c.task_id == task_id))
+            .order_by(change_t.c.id)
+            .limit(limit)
+        )
+        async with self._conn() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {
+                "at": iso(as_utc(r.at)),
+                "op": r.op,
+                "actor": r.actor,
+                "acting_as": r.acting_as,
+                "status": r.status,
+                "owner": r.owner,
+                "role": r.role,
+                "detail": orjson.loads(r.detail) if r.detail else None,
+            }
+            for r in rows
+        ]
 
     # ---------------------------------------------------------------- audiences
 

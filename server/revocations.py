@@ -13,9 +13,7 @@ revocation is refused too (mint the new one a second later).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Callable
 from datetime import datetime
@@ -27,8 +25,7 @@ from server.clock import as_utc
 from server.db import DATABASE_ERRORS, Engines
 from server.errors import Unauthorized, Unavailable
 from server.models import revocation_t
-
-log = logging.getLogger("taskbell.revocations")
+from server.polling import Poller
 
 OnRevoked = Callable[[str, str], None]  # (tenant, user)
 
@@ -40,8 +37,7 @@ class Revocations:
         self._at: dict[tuple[str, str], float] = {}  # (tenant, user) → last revoked second
         self._watermark: datetime | None = None
         self._on_revoked: OnRevoked = lambda tenant, user: None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._poller = Poller("revocations", self.refresh, poll_s)
         self._loaded = False
 
     def check(self, who: User) -> User:
@@ -65,13 +61,10 @@ class Revocations:
         self._on_revoked = on_revoked
         with contextlib.suppress(*DATABASE_ERRORS):
             await self.refresh()
-        self._task = asyncio.create_task(self._poll_forever(), name="revocations")
+        self._poller.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
+        await self._poller.stop()
 
     async def refresh(self) -> None:
         """Read the revocations newer than the last one seen."""
@@ -92,14 +85,3 @@ class Revocations:
             return
         self._at[(tenant, user)] = second
         self._on_revoked(tenant, user)
-
-    async def _poll_forever(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.poll_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.refresh()
-            except DATABASE_ERRORS as exc:  # the database is away: next poll
-                log.warning("revocation poll failed: %s", type(exc).__name__)

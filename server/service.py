@@ -34,6 +34,7 @@ from server.ops import (
     AddSubstitution,
     EndInstance,
     EndSubstitution,
+    MarkOverdue,
     MoveSubstitutions,
     PruneEvents,
     ResumeDue,
@@ -136,6 +137,8 @@ class Service:
     async def run(self, op: SetDisabled) -> None: ...
     @overload
     async def run(self, op: ResumeDue) -> Resumed: ...
+    @overload
+    async def run(self, op: MarkOverdue) -> Resumed: ...
     @overload
     async def run(self, op: RevokeUser) -> datetime: ...
     @overload

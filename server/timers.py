@@ -1,5 +1,6 @@
-"""Timers: postponed tasks come back by themselves at their time, substitutions start
-and end at theirs, and old feed events are forgotten.
+"""Timers: postponed tasks come back by themselves at their time, tasks past their due
+time are flagged overdue (one ``task.updated``), substitutions start and end at their
+times, and old feed events are forgotten.
 
 Due tasks are found in the database on every tick (an indexed query on
 ``(status, postponed_until)``), so a return that fell due while no server was running
@@ -17,7 +18,7 @@ from datetime import timedelta
 
 from server.clock import now_utc
 from server.metrics import UNCOUNTED
-from server.ops import MoveSubstitutions, PruneEvents, ResumeDue
+from server.ops import MarkOverdue, MoveSubstitutions, PruneEvents, ResumeDue
 from server.service import Service
 
 log = logging.getLogger("taskbell.timers")
@@ -49,14 +50,16 @@ class Timers:
             self._task = None
 
     async def tick(self) -> int:
-        """Fire every due return now; returns how many came back."""
+        """Fire every due return and flag every task past its due time now; returns how
+        many came back or were flagged."""
         total = 0
-        while True:
-            page = ResumeDue()
-            resumed = await self.service.run(page)
-            total += resumed.fired
-            if resumed.found < page.limit:
-                break
+        for make in (ResumeDue, MarkOverdue):
+            while True:
+                page = make()
+                resumed = await self.service.run(page)
+                total += resumed.fired
+                if resumed.found < page.limit:
+                    break
         self.fired += total
         self.metrics.timers_fired.inc(total)
         return total

@@ -27,7 +27,7 @@ for): ``audience`` is that set of feeds. Anything else is "not found", never 403
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -42,6 +42,7 @@ from server.ops import (
     ClaimTask,
     CompleteTask,
     CreateTask,
+    FlagOverdue,
     PostponeTask,
     ResumeTask,
     TaskOp,
@@ -50,6 +51,8 @@ from server.ops import (
 )
 from server.wire import (
     FINAL_STATUSES,
+    Action,
+    CommentRule,
     EventType,
     Status,
     TaskCreate,
@@ -80,6 +83,14 @@ class TaskState:
     updated_at: datetime
     ended_at: datetime | None
     body_hash: str
+    due_at: datetime | None = None
+    priority: str = "normal"
+    overdue: bool = False
+    actions: str | None = None  # JSON text, as stored
+    outcome: str | None = None
+    comment: str | None = None
+    completed_by: str | None = None
+    follows: str | None = None
 
     @classmethod
     def from_row(cls, m: Mapping[Any, Any]) -> TaskState:
@@ -104,6 +115,14 @@ class TaskState:
             updated_at=as_utc(m["updated_at"]),
             ended_at=as_utc(m["ended_at"]),
             body_hash=m["body_hash"],
+            due_at=as_utc(m["due_at"]),
+            priority=m["priority"],
+            overdue=bool(m["overdue"]),
+            actions=m["actions"],
+            outcome=m["outcome"],
+            comment=m["comment"],
+            completed_by=m["completed_by"],
+            follows=m["follows"],
         )
 
     def to_json(self) -> TaskJSON:
@@ -129,7 +148,22 @@ class TaskState:
             "postponed_until": iso(self.postponed_until),
             "created_at": iso(self.created_at) or "",
             "updated_at": iso(self.updated_at) or "",
+            "due_at": iso(self.due_at),
+            "priority": self.priority,
+            "overdue": self.overdue,
+            "actions": orjson.loads(self.actions) if self.actions else None,
+            "outcome": self.outcome,
+            "comment": self.comment,
+            "completed_by": self.completed_by,
+            "follows": self.follows,
         }
+
+    def action_rule(self, outcome: str) -> str | None:
+        """The comment rule of action ``outcome``, or None when the task has no such one."""
+        for action in orjson.loads(self.actions) if self.actions else ():
+            if action["id"] == outcome:
+                return str(action["comment"])
+        return None
 
     @property
     def feed(self) -> str:
@@ -175,14 +209,20 @@ Audience = frozenset[str] | None  # the feeds an acting person follows; None: a 
 
 # Fields added after tasks were first stored: left out of the digest while unset, so a
 # repeat of a create made before they existed is still recognised as one.
-_LATER_FIELDS = ("role",)
+_LATER_FIELDS = {
+    "role": None,
+    "due_at": None,
+    "priority": "normal",
+    "actions": None,
+    "follows": None,
+}
 
 
 def body_hash(body: TaskCreate) -> str:
     """Stable digest of a create body, to tell an idempotent repeat from a conflict."""
     data = body.model_dump(mode="json")
-    for name in _LATER_FIELDS:
-        if data.get(name) is None:
+    for name, unset in _LATER_FIELDS.items():
+        if data.get(name) == unset:
             data.pop(name, None)
     canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(canonical).hexdigest()
@@ -250,6 +290,10 @@ def create(
         updated_at=now,
         ended_at=None,
         body_hash=digest,
+        due_at=body.due_at,
+        priority=body.priority.value,
+        actions=_actions_json(body.actions),
+        follows=body.follows,
     )
     effects = () if postponed else (Effect(state.key, EventType.ADDED, "created", +1),)
     return Outcome(True, None, state, effects)
@@ -291,6 +335,14 @@ def update(task_id: str, patch: TaskPatch, current: TaskState | None, now: datet
         if patch.postponed_until is None or patch.postponed_until <= now:
             raise Unprocessable("postponed_until must be in the future", code="bad_time")
         changes["postponed_until"] = patch.postponed_until
+    if "due_at" in fields:
+        changes["due_at"] = patch.due_at
+        if patch.due_at != task.due_at:
+            changes["overdue"] = False  # the clock flags it again when the new time passes
+    if "priority" in fields and patch.priority is not None:
+        changes["priority"] = patch.priority.value
+    if "actions" in fields:
+        changes["actions"] = _actions_json(patch.actions)
     changed = {k: v for k, v in changes.items() if getattr(task, k) != v}
     if not changed:
         return Outcome(False, task, None)
@@ -308,15 +360,33 @@ def finish(
     now: datetime,
     actor: str | None = None,
     audience: Audience = None,
+    outcome: str | None = None,
+    comment: str | None = None,
 ) -> Outcome:
-    """Complete or cancel. Repeating the same final transition is a no-op (200)."""
+    """Complete or cancel. Repeating the same final transition is a no-op (200).
+
+    Completing a task that has ``actions``: an ``outcome`` given must name one of them,
+    a person must give one (a producer may not), and an action whose comment is
+    ``required`` needs a comment that is not blank."""
     task = _check_actor(current, task_id, audience)
     if task.status == final:
         return Outcome(False, task, None)
     if task.status in FINAL_STATUSES:
         raise _final_conflict(task, "completed" if final == Status.COMPLETED else "canceled")
+    if final == Status.COMPLETED:
+        _check_decision(task, outcome, comment, actor)
+    else:
+        outcome = comment = None
     state = replace(
-        task, status=final, postponed_until=None, updated_at=now, ended_at=now, acted_by=actor
+        task,
+        status=final,
+        postponed_until=None,
+        updated_at=now,
+        ended_at=now,
+        acted_by=actor,
+        outcome=outcome,
+        comment=comment if comment and comment.strip() else None,
+        completed_by=actor if final == Status.COMPLETED else None,
     )
     effects: tuple[Effect, ...] = ()
     if task.status == Status.RUNNING:
@@ -426,6 +496,45 @@ def unclaim(
     return Outcome(False, task, state, effects)
 
 
+def _check_decision(
+    task: TaskState, outcome: str | None, comment: str | None, actor: str | None
+) -> None:
+    if not task.actions:
+        return
+    if outcome is None:
+        if actor is not None:
+            raise Unprocessable(
+                "this task is decided: give an 'outcome', one of its actions' ids",
+                code="outcome_required",
+            )
+        return
+    rule = task.action_rule(outcome)
+    if rule is None:
+        raise Unprocessable(
+            f"outcome {outcome[:50]!r} is not one of this task's actions", code="unknown_outcome"
+        )
+    if rule == CommentRule.REQUIRED and not (comment and comment.strip()):
+        raise Unprocessable(f"the action {outcome!r} needs a comment", code="comment_required")
+
+
+def flag_overdue(task_id: str, current: TaskState | None, now: datetime) -> Outcome:
+    """The due time passed: flag it once; a running task's feed gets one update."""
+    task = _check_actor(current, task_id, None)
+    if task.overdue or task.status in FINAL_STATUSES or task.due_at is None or task.due_at > now:
+        return Outcome(False, task, None)
+    state = replace(task, overdue=True)
+    effects: tuple[Effect, ...] = ()
+    if task.status == Status.RUNNING:
+        effects = (Effect(task.key, EventType.UPDATED, "overdue", 0),)
+    return Outcome(False, task, state, effects)
+
+
+def _actions_json(actions: Sequence[Action] | None) -> str | None:
+    if not actions:
+        return None
+    return orjson.dumps([a.model_dump(mode="json") for a in actions]).decode()
+
+
 def decide(
     op: TaskOp,
     current: TaskState | None,
@@ -442,8 +551,10 @@ def decide(
             return create(body, current, now, tenant)
         case UpdateTask(id=task_id, patch=patch):
             return update(task_id, patch, current, now)
-        case CompleteTask(id=task_id, actor=actor):
-            return finish(task_id, Status.COMPLETED, current, now, actor, audience)
+        case CompleteTask(id=task_id, actor=actor, outcome=outcome, comment=comment):
+            return finish(
+                task_id, Status.COMPLETED, current, now, actor, audience, outcome, comment
+            )
         case CancelTask(id=task_id, actor=actor):
             return finish(task_id, Status.CANCELED, current, now, actor, audience)
         case PostponeTask(id=task_id, until=until, actor=actor):
@@ -454,3 +565,5 @@ def decide(
             return claim(task_id, user, current, now, actor, audience, claimer)
         case UnclaimTask(id=task_id, actor=actor):
             return unclaim(task_id, current, now, actor, audience)
+        case FlagOverdue(id=task_id):
+            return flag_overdue(task_id, current, now)

@@ -31,7 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from server.errors import BadRequest, CloseCode, Unprocessable
 from server.feeds import is_feed
-from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url
+from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url, no_nul
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -57,6 +57,22 @@ class Kind(StrEnum):
     PAGE = "page"
 
 
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class CommentRule(StrEnum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+MAX_ACTIONS = 5
+
+
 class EventType(StrEnum):
     ADDED = "task.added"
     UPDATED = "task.updated"
@@ -78,6 +94,26 @@ class RecordRef(_Strict):
     title: RecordTitle | None = None
 
 
+class Action(_Strict):
+    """One decision a person can make from the card (it completes the task with
+    ``outcome`` = ``id``); ``comment`` says whether a comment is asked for."""
+
+    id: Id
+    label: Text
+    comment: CommentRule = CommentRule.NONE
+
+
+def _unique_actions(actions: list[Action] | None) -> list[Action] | None:
+    if actions is not None and len({a.id for a in actions}) != len(actions):
+        raise PydanticCustomError("duplicate_action", "action ids must be unique")
+    return actions
+
+
+Actions = Annotated[
+    list[Action], Field(min_length=1, max_length=MAX_ACTIONS), AfterValidator(_unique_actions)
+]
+
+
 class TaskCreate(_Strict):
     """Body of ``POST /tasks``."""
 
@@ -90,6 +126,10 @@ class TaskCreate(_Strict):
     record: RecordRef | None = None
     url: Url | None = None
     postponed_until: Instant | None = None
+    due_at: Instant | None = None
+    priority: Priority = Priority.NORMAL
+    actions: Actions | None = None
+    follows: Id | None = None  # the step of the same instance this one comes after
 
     @model_validator(mode="after")
     def _one_audience(self) -> TaskCreate:
@@ -109,10 +149,23 @@ class TaskPatch(_Strict):
     owner: Owner | None = None
     role: Owner | None = None
     postponed_until: Instant | None = None
+    due_at: Instant | None = None
+    priority: Priority | None = None
+    actions: Actions | None = None
 
 
 class Postpone(_Strict):
     until: Instant
+
+
+class Complete(_Strict):
+    """Optional body of ``POST /tasks/{id}/complete``: the decision taken (one of the
+    task's ``actions``) and a comment."""
+
+    outcome: Id | None = None
+    comment: Annotated[str, StringConstraints(max_length=4000), AfterValidator(no_nul)] | None = (
+        None
+    )
 
 
 class Claim(_Strict):
@@ -159,6 +212,8 @@ class UpdateOp(_Strict):
 class FinishOp(_Strict):
     op: Literal["complete", "cancel", "resume"]
     id: Id
+    outcome: Id | None = None  # complete only
+    comment: Annotated[str, StringConstraints(max_length=4000)] | None = None  # complete only
 
 
 class PostponeOp(_Strict):
@@ -188,6 +243,12 @@ class RecordJSON(TypedDict):
     title: str | None
 
 
+class ActionJSON(TypedDict):
+    id: str
+    label: str
+    comment: str
+
+
 class TaskJSON(TypedDict):
     id: str
     owner: str | None
@@ -202,6 +263,14 @@ class TaskJSON(TypedDict):
     postponed_until: str | None
     created_at: str
     updated_at: str
+    due_at: str | None
+    priority: str
+    overdue: bool
+    actions: list[ActionJSON] | None
+    outcome: str | None
+    comment: str | None
+    completed_by: str | None
+    follows: str | None
 
 
 class EventMessage(TypedDict):

@@ -35,16 +35,20 @@ from server.clock import now_utc
 from server.db import Engines, refused_statement, unavailable
 from server.errors import ApiError
 from server.feeds import split_key
-from server.models import event_t, feed_t, revocation_t, task_t
+from server.models import change_t, event_t, feed_t, revocation_t, task_t
 from server.ops import (
     AddSubstitution,
     CancelTask,
     ClaimTask,
+    CompleteTask,
     CreateTask,
     EndInstance,
     EndSubstitution,
+    FlagOverdue,
     InstanceStatus,
+    MarkOverdue,
     MoveSubstitutions,
+    PostponeTask,
     PruneEvents,
     ResumeDue,
     ResumeTask,
@@ -54,10 +58,11 @@ from server.ops import (
     SetMembers,
     StartInstance,
     TaskOp,
+    UpdateTask,
 )
 from server.processes import Ended, Instance, Started
 from server.transitions import Effect, Outcome, TaskState, decide
-from server.wire import EventMessage, Status, dumps
+from server.wire import EventMessage, Status, dumps, iso
 
 log = logging.getLogger("taskbell.writes")
 
@@ -85,7 +90,7 @@ class SubstitutionAdded:
     created: bool
 
 
-ClockOp = ResumeDue | MoveSubstitutions | PruneEvents
+ClockOp = ResumeDue | MarkOverdue | MoveSubstitutions | PruneEvents
 AudienceRun = SetMembers | AddSubstitution | EndSubstitution
 RunOp = (
     StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | AudienceRun | ClockOp
@@ -231,7 +236,7 @@ class Writes:
                 due = await self._due(conn, now, limit)
                 if not due:
                     return Resumed(0, 0), nothing
-                resumes: list[TaskOp] = [ResumeTask(i, tenant=t) for t, i in due]
+                resumes: list[TaskOp] = [ResumeTask(i, tenant=t, by_clock=True) for t, i in due]
                 applied = await self._apply_in(conn, resumes, now)
                 fired = sum(1 for r in applied.results if not isinstance(r, ApiError))
                 return Resumed(len(due), fired), applied
@@ -252,12 +257,43 @@ class Writes:
                 return SubstitutionAdded(added, created), nothing
             case EndSubstitution(id=sid, tenant=tenant):
                 return await audiences.end_substitution(conn, tenant, sid, now), nothing
+            case MarkOverdue(limit=limit):
+                late = await self._overdue(conn, now, limit)
+                if not late:
+                    return Resumed(0, 0), nothing
+                flags: list[TaskOp] = [FlagOverdue(i, tenant=t) for t, i in late]
+                applied = await self._apply_in(conn, flags, now)
+                fired = sum(
+                    1
+                    for r in applied.results
+                    if not isinstance(r, ApiError) and r.state is not None
+                )
+                return Resumed(len(late), fired), applied
             case MoveSubstitutions(limit=limit):
                 return await audiences.move_substitutions(conn, now, limit), nothing
             case PruneEvents(before=before):
                 result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
                 await audiences.prune(conn, now)
                 return int(result.rowcount or 0), nothing
+
+    async def _overdue(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
+        """Open tasks whose due time has passed and that are not flagged yet; claimed
+        like ``_due``, so each is flagged exactly once across instances."""
+        query = (
+            select(task_t.c.tenant, task_t.c.id)
+            .where(
+                and_(
+                    task_t.c.overdue.is_(False),
+                    task_t.c.due_at <= now,
+                    task_t.c.status.in_([Status.RUNNING.value, Status.POSTPONED.value]),
+                )
+            )
+            .order_by(task_t.c.due_at, task_t.c.tenant, task_t.c.id)
+            .limit(limit)
+        )
+        if not self.engines.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        return [(str(r.tenant), str(r.id)) for r in await conn.execute(query)]
 
     async def _due(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
         """Postponed tasks whose time has come. On PostgreSQL the rows are claimed with
@@ -363,6 +399,7 @@ class Writes:
                     }
                 )
             await conn.execute(insert(event_t), event_rows)
+        await conn.execute(insert(change_t), [_history_row(op, o, now) for op, o in changes])
         await processes.track(conn, changes, now)
         queued = False
         for hook in self.hooks:
@@ -407,6 +444,49 @@ class Writes:
             }
             envelopes.append(Envelope(eff.key, c[0], c[1], dumps(message)))
         return envelopes
+
+
+def acting_as(op: TaskOp, before: TaskState | None) -> str:
+    """In which capacity ``op``'s actor made the change: ``producer`` or ``clock`` (no
+    person), ``claimer``, or, by the feed the task was in, ``owner``, ``member`` (of its
+    role's queue) or ``substitute`` (standing in for its owner)."""
+    if op.actor is None:
+        clock = isinstance(op, FlagOverdue) or (isinstance(op, ResumeTask) and op.by_clock)
+        return "clock" if clock else "producer"
+    if isinstance(op, ClaimTask):
+        return "claimer"
+    if before is None or before.feed == f"user:{op.actor}":
+        return "owner"
+    return "member" if before.owner is None else "substitute"
+
+
+def _history_row(op: TaskOp, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    state = outcome.current
+    before = outcome.before
+    detail: dict[str, Any] = {}
+    if before is not None and isinstance(op, UpdateTask):
+        detail["fields"] = sorted(
+            name
+            for name in _MUTABLE
+            if name not in ("updated_at", "acted_by")
+            and getattr(before, name) != getattr(state, name)
+        )
+    if isinstance(op, CompleteTask) and (state.outcome or state.comment):
+        detail.update(outcome=state.outcome, comment=state.comment)
+    if isinstance(op, PostponeTask):
+        detail["until"] = iso(op.until)
+    return {
+        "tenant": state.tenant,
+        "task_id": state.id,
+        "at": now,
+        "op": op.kind,
+        "actor": op.actor,
+        "acting_as": acting_as(op, before),
+        "status": state.status,
+        "owner": state.owner,
+        "role": state.role,
+        "detail": dumps(detail) if detail else None,
+    }
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

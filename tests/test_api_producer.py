@@ -250,11 +250,14 @@ async def test_unknown_route_and_wrong_method_answer_json(embedded: Live) -> Non
     assert_error(wrong, 405, "method_not_allowed")
 
 
-async def test_complete_rejects_a_body(embedded: Live) -> None:
+async def test_complete_rejects_a_body_other_than_a_decision(embedded: Live) -> None:
+    # complete takes {"outcome", "comment"} (a decision); anything else is refused
     async with embedded.producer() as c:
         await c.post("/api/v1/tasks", json=task_body())
         resp = await c.post("/api/v1/tasks/t-1/complete", json={"force": True})
-    assert_error(resp, 422, "unexpected_body")
+        still = await c.get("/api/v1/tasks/t-1")
+    assert_error(resp, 422, "invalid")
+    assert still.json()["status"] == "running"
 
 
 async def test_expired_user_token_is_401(embedded: Live) -> None:

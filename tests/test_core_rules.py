@@ -59,7 +59,7 @@ def test_create_is_added_with_plus_one() -> None:
     body = TaskCreate.model_validate({"id": "t-1", "owner": "alice", "title": "Do it"})
     outcome = rules.create(body, None, NOW)
     assert outcome.created
-    assert outcome.effects == (rules.Effect("alice", EventType.ADDED, "created", 1),)
+    assert outcome.effects == (rules.Effect("default/user:alice", EventType.ADDED, "created", 1),)
 
 
 def test_identical_repeat_is_200_without_effects_and_other_body_conflicts() -> None:
@@ -136,7 +136,7 @@ def test_postpone_needs_a_future_time_and_resume_brings_it_back() -> None:
     assert later.state is not None
     back = rules.resume("t-1", later.state, NOW, "alice")
     assert back.state is not None and back.state.status == Status.RUNNING
-    assert back.effects == (rules.Effect("alice", EventType.ADDED, "resumed", 1),)
+    assert back.effects == (rules.Effect("default/user:alice", EventType.ADDED, "resumed", 1),)
 
 
 def test_rescheduling_a_postponed_task_is_an_update_without_feed_effects() -> None:

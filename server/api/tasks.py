@@ -27,6 +27,7 @@ from server.transitions import Outcome
 from server.wire import (
     Batch,
     Claim,
+    Complete,
     CreateOp,
     FinishOp,
     Postpone,
@@ -77,6 +78,20 @@ async def get_task(request: Request) -> Response:
     return JSON(state.to_json())
 
 
+async def task_history(request: Request) -> Response:
+    """Every change of a task with who made it and as what: for producers, and for a
+    person who can see the task (its feed is one they follow)."""
+    who = actor(request)
+    tid = task_id(request)
+    reads = parts(request).reads
+    state = await reads.get_task(who.tenant, tid)
+    if state is None or (
+        who.user is not None and state.feed not in await reads.audience(who.tenant, who.user)
+    ):
+        raise NotFound(f"task {tid!r} not found", code="task_not_found")
+    return JSON({"id": tid, "changes": await reads.history(who.tenant, tid)})
+
+
 async def patch_task(request: Request) -> Response:
     tenant = producer(request)
     tid = task_id(request)
@@ -100,6 +115,17 @@ def _finisher(make: type[CompleteTask | CancelTask | ResumeTask]) -> Any:
 
     endpoint.__name__ = f"{make.kind}_task"
     return endpoint
+
+
+async def complete_task(request: Request) -> Response:
+    """Complete a task; the optional body says what was decided:
+    ``{"outcome": "<action id>", "comment": "..."}``."""
+    who = actor(request)
+    tid = task_id(request)
+    raw = await body(request)
+    decision = parse_body(raw, Complete) if raw.strip() else Complete()
+    op = CompleteTask(tid, who.user, who.tenant, decision.outcome, decision.comment)
+    return _task_response(await parts(request).service.apply_one(op))
 
 
 async def postpone_task(request: Request) -> Response:
@@ -151,6 +177,8 @@ def _batch_op(item: CreateOp | UpdateOp | FinishOp | PostponeOp, tenant: str) ->
             return UpdateTask(tid, patch, tenant)
         case PostponeOp(id=tid, until=until):
             return PostponeTask(tid, until, tenant=tenant)
+        case FinishOp(op="complete", id=tid, outcome=outcome, comment=comment):
+            return CompleteTask(tid, tenant=tenant, outcome=outcome, comment=comment)
         case FinishOp(op=kind, id=tid):
             return _FINISHERS[kind](tid, tenant=tenant)
 
@@ -175,10 +203,11 @@ routes = [
     Route("/api/v1/tasks/batch", batch, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}", get_task, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}", patch_task, methods=["PATCH"]),
-    Route("/api/v1/tasks/{task_id}/complete", _finisher(CompleteTask), methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/complete", complete_task, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/cancel", _finisher(CancelTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/resume", _finisher(ResumeTask), methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/postpone", postpone_task, methods=["POST"]),
     Route("/api/v1/tasks/{task_id}/claim", claim_task, methods=["POST"]),
+    Route("/api/v1/tasks/{task_id}/history", task_history, methods=["GET"]),
     Route("/api/v1/tasks/{task_id}/unclaim", unclaim_task, methods=["POST"]),
 ]

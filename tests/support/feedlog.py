@@ -34,6 +34,14 @@ def task_json(task_id: str, owner: str | None = "alice", role: str | None = None
         "postponed_until": None,
         "created_at": "2026-01-01T00:00:00.000000Z",
         "updated_at": "2026-01-01T00:00:00.000000Z",
+        "due_at": None,
+        "priority": "normal",
+        "overdue": False,
+        "actions": None,
+        "outcome": None,
+        "comment": None,
+        "completed_by": None,
+        "follows": None,
     }
 
 
