@@ -50,6 +50,19 @@ def test_a_queue_task_is_in_every_members_queue_until_one_claims_it(
     settle(mine)
     mine.screenshot(path=str(output_dir / "panel-queue.png"))
 
+    theirs.evaluate(
+        """() => {
+          window.__left = [];
+          new MutationObserver((records) => {
+            for (const r of records) {
+              if (r.target.dataset.testid !== 'queue-item-leaving') continue;
+              const animated = r.target.getAnimations().some((a) => a.playState === 'running');
+              window.__left.push({ id: r.target.dataset.taskId, animated });
+            }
+          }).observe(document.body,
+                     { subtree: true, attributes: true, attributeFilter: ['data-testid'] });
+        }"""
+    )
     queue(mine, role).get_by_role("button", name="Claim").click()
     expect(items(mine)).to_have_count(2)
     expect(mine.locator(f'#task-list [data-task-id="{queued["id"]}"]')).to_be_visible()
@@ -58,6 +71,7 @@ def test_a_queue_task_is_in_every_members_queue_until_one_claims_it(
     expect(queue(theirs, role).get_by_test_id("feed-count")).to_have_text("0")
     expect_badge(mine, 2)
     expect_badge(theirs, 0)
+    assert theirs.evaluate("window.__left") == [{"id": queued["id"], "animated": True}]
     assert producer.get(queued["id"])["owner"] == user
     assert producer.get(own["id"])["owner"] == user
 
