@@ -287,3 +287,47 @@ def test_on_a_phone_with_nothing_of_ones_own_the_queues_still_show(
     expect(queue_items(page)).to_have_count(2)
     settle(page)
     page.screenshot(path=str(output_dir / "panel-feeds-phone.png"))
+
+
+FAKE_NOTIFICATIONS = """(() => {
+  const log = (window.__notes = { shown: [], closed: [] });
+  class FakeNotification {
+    static get permission() { return "granted"; }
+    static async requestPermission() { return "granted"; }
+    constructor(title, options) { this.tag = options.tag; log.shown.push(options.tag); }
+    close() { log.closed.push(this.tag); }
+  }
+  window.Notification = FakeNotification;
+  Object.defineProperty(document, "visibilityState", { get: () => "hidden" });
+})();"""
+
+
+def test_a_queue_task_is_a_desktop_notification_that_stays_when_this_person_claims_it(
+    browsing: Browsing, user: str
+) -> None:
+    """The Notification API and a hidden tab are stand-ins (headless shows neither)."""
+    server = ScriptedServer(lambda sock, auth: [snapshot(user)])
+    page = browsing.page()
+    page.add_init_script(FAKE_NOTIFICATIONS)
+    open_scripted(browsing, user, server, page)
+    expect(queue_items(page)).to_have_count(2)
+    sock = server.last
+    sock.send({"type": "task.added", "feed": "role:approvers", "seq": 6, "count": 3,
+               "task": task("q-3", owner=None, role="approvers")})  # fmt: skip
+    wait_for(lambda: page.evaluate("window.__notes.shown") == ["q-3"], page)
+
+    mine = task("q-3", owner=user, role="approvers")
+    sock.send({"type": "task.removed", "feed": "role:approvers", "seq": 7, "count": 2,
+               "task": mine, "reason": "claimed"})  # fmt: skip
+    sock.send({"type": "task.added", "feed": f"user:{user}", "seq": 4, "count": 2, "task": mine})
+    expect(page.locator('#task-list [data-task-id="q-3"]')).to_have_count(1)
+    assert page.evaluate("window.__notes.closed") == [], "still this person's to do"
+
+    # Claimed by someone else: gone from every feed followed here, so it closes.
+    sock.send({"type": "task.added", "feed": "role:approvers", "seq": 8, "count": 3,
+               "task": task("q-4", owner=None, role="approvers")})  # fmt: skip
+    wait_for(lambda: "q-4" in page.evaluate("window.__notes.shown"), page)
+    by_carol = task("q-4", owner="carol", role="approvers")
+    sock.send({"type": "task.removed", "feed": "role:approvers", "seq": 9, "count": 2,
+               "task": by_carol, "reason": "claimed"})  # fmt: skip
+    wait_for(lambda: page.evaluate("window.__notes.closed") == ["q-4"], page)
