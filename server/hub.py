@@ -72,6 +72,7 @@ class Hub:
         self._beater: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._refollow_later: set[tuple[str, str]] = set()  # refollows the database refused
         self.metrics = UNCOUNTED  # the app sets its own
 
     # ---------------------------------------------------------------- lifecycle
@@ -297,8 +298,10 @@ class Hub:
                 for key, feed in wanted.items():
                     if any(key not in c.feeds for c in us.conns):
                         await self._add_feed(us, key, feed)
-            except DATABASE_ERRORS as exc:  # the next refollow call tries again
+            except DATABASE_ERRORS as exc:
+                # The audience log will not ask again for this change: the sweep does.
                 log.warning("refollow failed: %s", type(exc).__name__)
+                self._refollow_later.add((tenant, user))
                 return
             if not us.again:
                 return
@@ -436,3 +439,6 @@ class Hub:
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
             if not self._stopping.is_set():
                 await self._resync()
+                later, self._refollow_later = self._refollow_later, set()
+                for tenant, user in sorted(later):
+                    self.refollow(tenant, user)

@@ -453,3 +453,21 @@ async def test_a_join_that_needs_a_snapshot_reads_each_feed_once() -> None:
         pass
     assert kinds(rec) == ["snapshot"]
     assert log.resumes == {ALICE: 1, APPROVERS: 1}
+
+
+async def test_a_refollow_the_database_refused_is_done_again_by_the_sweep() -> None:
+    # The audience log asks once per change: a refused read must not be forgotten.
+    log = MemoryFeedLog()
+    hub = Hub(log, sweep_interval=0.1)
+    hub.start()
+    try:
+        async with joined(hub, person()) as (rec, _):
+            log.audiences[("default", "alice")] = list(BOTH)
+            log.fail = ConnectionRefusedError("down")
+            hub.refollow("default", "alice")
+            await settle()
+            assert kinds(rec) == ["snapshot"]
+            log.fail = None  # nobody calls refollow again
+            await rec.until(lambda: rec.sent[-1]["type"] == "feed.joined")
+    finally:
+        await hub.stop()
