@@ -1,8 +1,9 @@
-"""The bridge's connection loop: one WebSocket to ``/ws``, resumed with ``since`` after
-every disconnect (network loss, server restart, 4008), with exponential backoff and
-jitter between attempts. Each message is applied to a copy of the state; the copy
-replaces the state (and the file) only after its desktop actions were done, so a failed
-action is retried from the replay instead of being lost."""
+"""The bridge's connection loop: one WebSocket to ``/ws`` following every feed of the
+person (own, role queues, people stood in for), resumed with ``since`` and
+``since_feeds`` after every disconnect (network loss, server restart, 4008), with
+exponential backoff and jitter between attempts. Each message is applied to a copy of
+the state; the copy replaces the state (and the file) only after its desktop actions were
+done, so a failed action is retried from the replay instead of being lost."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class AuthMessage(TypedDict):
     type: Literal["auth"]
     token: str
     since: NotRequired[int]
+    since_feeds: NotRequired[dict[str, int]]
 
 
 PONG = '{"type":"pong"}'
@@ -85,7 +87,7 @@ class Bridge:
         self.state_path = state_path
         self.desktop = desktop
         self.max_backoff_s = max_backoff_s
-        self.state = BridgeState.load(state_path)
+        self.state = BridgeState.load(state_path, own_feed(token()))
         self._desktop_up = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -127,6 +129,8 @@ class Bridge:
             auth: AuthMessage = {"type": "auth", "token": token}
             if self.state.primed and not self.state.resync:
                 auth["since"] = self.state.seq
+                if others := self.state.since_feeds():
+                    auth["since_feeds"] = others
             await ws.send(orjson.dumps(auth).decode())
             closing = asyncio.create_task(stop.wait())
             try:
@@ -155,7 +159,7 @@ class Bridge:
                         synced = True
                     elif kind == "ping":
                         await ws.send(PONG)
-                    verdict = await self._apply(message, own_feed(token))
+                    verdict = await self._apply(message)
                     if verdict == "gap":
                         log.info("seq gap: resuming from %d", self.state.seq)
                         return synced
@@ -165,11 +169,11 @@ class Bridge:
             finally:
                 closing.cancel()
 
-    async def _apply(self, message: dict[str, Any], own: str | None) -> Verdict:
+    async def _apply(self, message: dict[str, Any]) -> Verdict:
         """Apply one message; ``"gap"`` (reconnect with ``since``) or ``"resync"``
         (reconnect for a snapshot) end the connection."""
         state = copy.deepcopy(self.state)
-        verdict, actions = state.apply(message, own)
+        verdict, actions = state.apply(message)
         if verdict == "gap":
             return verdict
         if verdict == "ignored":

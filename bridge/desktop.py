@@ -29,11 +29,14 @@ OBJECT_PATH = "/org/freedesktop/Notifications"
 
 
 def summary_and_body(task: Task) -> tuple[str, str]:
-    """Title, and the process and record it belongs to."""
+    """Title, and the process and record it belongs to (and the queue it waits in, for an
+    unclaimed task of a role)."""
     process = task.get("process")
     record: RecordRef = task.get("record") or {}
     name = process.get("name") if process else None
-    parts = [p for p in (name, record.get("title") or record.get("id")) if p]
+    role = task.get("role") if task.get("owner", "") is None else None
+    queue = f"queue {role}" if role else None
+    parts = [p for p in (name, record.get("title") or record.get("id"), queue) if p]
     return str(task["title"]), " · ".join(str(p) for p in parts)
 
 

@@ -1,18 +1,28 @@
 """What the bridge remembers across its restarts, and what to do for each feed message
 (pure: no sockets, no D-Bus).
 
-The state file (JSON, written atomically after every message) holds the last ``seq``
-applied, the ids of the running tasks it knows (``known``) and, per task it raised a
-notification for, the desktop's notification id (``shown``). So after a restart:
+A connection follows several **feeds** (docs/protocol.md, "Several feeds"): the person's
+own (``user:<id>``), each role queue they are in (``role:<r>``) and each person they
+stand in for (``user:<other>``). The state file (JSON, written atomically after every
+message) holds, per feed, the last ``seq`` applied and the ids of the running tasks it
+knows (``known``), and, per task it raised a notification for, the desktop's notification
+id (``shown``). So after a restart:
 
-- a replay (``since`` = the saved seq) brings exactly the missed changes;
-- a snapshot (the missed events are no longer kept) is compared with ``known``: tasks
-  not known before are new (notified), shown tasks no longer running are closed;
+- a replay (``since`` = the own feed's saved seq, ``since_feeds`` the others') brings
+  exactly the missed changes of every feed;
+- a snapshot (the missed events are no longer kept) is compared with what was known:
+  tasks not known before in any feed are new (notified), shown tasks no longer running in
+  any feed are closed;
 - the very first snapshot (no state yet) only primes ``known``: what a person already
   had when they started the bridge is not news;
-- a server heartbeat (``ping`` with ``feeds``) that disagrees with the saved seq or with
-  how many tasks are ``known`` (a state file from another time, a bug) asks for a
-  snapshot: the next connection goes without ``since`` and the snapshot repairs it.
+- ``feed.joined`` brings a feed's tasks (new ones are notified), ``feed.left`` closes the
+  notifications of that feed's tasks (unless another feed still has them);
+- a server heartbeat (``ping`` with ``feeds``) that disagrees with any feed's saved seq
+  or with how many of its tasks are ``known`` (a state file from another time, a bug)
+  asks for a snapshot: the next connection goes without ``since`` and the snapshot
+  repairs it.
+
+A message without ``feed`` (a server from before several feeds) is the own feed's.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ class Task(TypedDict):
     defaults)."""
 
     id: str
+    owner: NotRequired[str | None]
+    role: NotRequired[str | None]
     title: NotRequired[str]
     url: NotRequired[str | None]
     process: NotRequired[ProcessRef | None]
@@ -66,74 +78,173 @@ class Close:
 Action = Show | Close
 Verdict = Literal["applied", "gap", "ignored", "resync"]
 
+EVENTS = ("task.added", "task.updated", "task.removed")
+
+
+def feed_of(task: Task, own: str) -> str:
+    """Which feed a snapshot's task belongs to: an unclaimed queue task to its role's
+    feed, any other to its owner's (the own feed when the task does not say)."""
+    owner, role = task.get("owner"), task.get("role")
+    if owner is None and role:
+        return f"role:{role}"
+    return f"user:{owner}" if owner else own
+
+
+@dataclass
+class FeedState:
+    """One followed feed: the last seq applied and the running tasks it holds."""
+
+    seq: int = 0
+    known: set[str] = field(default_factory=set)
+
 
 @dataclass
 class BridgeState:
-    seq: int = 0
+    own: str = "user:"
+    feeds: dict[str, FeedState] = field(default_factory=dict)
     primed: bool = False
-    known: set[str] = field(default_factory=set)
     shown: dict[str, NotificationId] = field(default_factory=dict)
     resync: bool = False  # the next connection asks for a snapshot
 
+    @property
+    def seq(self) -> int:
+        """The own feed's last applied seq (``since`` when resuming)."""
+        own = self.feeds.get(self.own)
+        return own.seq if own else 0
+
+    @property
+    def known(self) -> set[str]:
+        """Every running task known, in any feed."""
+        return {i for f in self.feeds.values() for i in f.known}
+
+    def since_feeds(self) -> dict[str, int]:
+        """The other feeds' last applied seqs (``since_feeds`` when resuming)."""
+        return {name: f.seq for name, f in sorted(self.feeds.items()) if name != self.own}
+
     # ------------------------------------------------------------------ rules
 
-    def apply(
-        self, message: dict[str, Any], own_feed: str | None = None
-    ) -> tuple[Verdict, list[Action]]:
-        """The desktop actions for one server message. ``"gap"``: a seq is missing or
-        repeated out of order; reconnect with ``since=self.seq``. ``"resync"``: the
-        heartbeat for ``own_feed`` disagrees with this state; reconnect for a snapshot."""
+    def apply(self, message: dict[str, Any]) -> tuple[Verdict, list[Action]]:
+        """The desktop actions for one server message. ``"gap"``: a seq of some feed is
+        missing, or an event names a feed not followed; reconnect with ``since`` and
+        ``since_feeds``. ``"resync"``: the heartbeat disagrees with this state, or a
+        replay did not end where ``synced`` says; reconnect for a snapshot."""
         kind = message.get("type")
         if kind == "ping":
-            return self._heartbeat(message, own_feed), []
+            return self._heartbeat(message), []
         if kind == "snapshot":
             return "applied", self._snapshot(message)
         if kind == "synced":
-            self.primed = True
-            return "applied", []
-        if kind not in ("task.added", "task.updated", "task.removed"):
+            return self._synced(message)
+        if kind == "feed.joined":
+            return "applied", self._joined(message)
+        if kind == "feed.left":
+            return "applied", self._left(str(message["feed"]))
+        if kind not in EVENTS:
             return "ignored", []
-        seq = message["seq"]
-        if seq <= self.seq:
-            return "ignored", []  # a repeat
-        if seq != self.seq + 1:
+        name = message.get("feed") or self.own
+        feed = self.feeds.get(name)
+        if feed is None:
             return "gap", []
-        self.seq = seq
+        seq = message["seq"]
+        if seq <= feed.seq:
+            return "ignored", []  # a repeat
+        if seq != feed.seq + 1:
+            return "gap", []
+        feed.seq = seq
         self.primed = True
         task: Task = message["task"]
         task_id = task["id"]
         if kind == "task.removed":
-            self.known.discard(task_id)
-            nid = self.shown.get(task_id)
-            return "applied", [Close(task_id, nid)] if nid is not None else []
-        self.known.add(task_id)
-        if kind == "task.added" and task_id not in self.shown:
-            return "applied", [Show(task)]
+            feed.known.discard(task_id)
+            claimer = f"user:{task.get('owner')}"
+            if message.get("reason") == "claimed" and claimer in self.feeds:
+                # It moves to a feed followed here (the person's own, say), where its
+                # task.added updates this same notification: nothing to close.
+                return "applied", []
+            return "applied", self._close_if_gone([task_id])
+        was_known = task_id in self.known
+        feed.known.add(task_id)
         if task_id in self.shown:
             return "applied", [Show(task, replaces=self.shown[task_id])]
+        if kind == "task.added" and not was_known:
+            return "applied", [Show(task)]
         return "applied", []
 
-    def _heartbeat(self, message: dict[str, Any], own_feed: str | None) -> Verdict:
+    def _close_if_gone(self, ids: list[str]) -> list[Action]:
+        """Close the notifications of ``ids`` that no followed feed holds any more (a
+        claimed task leaves the queue and enters the own feed: it stays shown)."""
+        still = self.known
+        return [Close(i, self.shown[i]) for i in ids if i in self.shown and i not in still]
+
+    def _positions(self, message: dict[str, Any]) -> dict[str, dict[str, int]]:
         feeds = message.get("feeds")
-        pos = feeds.get(own_feed) if isinstance(feeds, dict) and own_feed else None
-        if not isinstance(pos, dict) or not self.primed:
+        if isinstance(feeds, dict) and feeds:
+            return {str(k): v for k, v in feeds.items() if isinstance(v, dict)}
+        return {self.own: {"seq": message["seq"], "count": message.get("count", 0)}}
+
+    def _heartbeat(self, message: dict[str, Any]) -> Verdict:
+        feeds = message.get("feeds")
+        if not isinstance(feeds, dict) or self.own not in feeds or not self.primed:
             return "ignored"
-        if pos.get("seq") == self.seq and pos.get("count") == len(self.known):
+        agree = set(feeds) == set(self.feeds) and all(
+            isinstance(pos, dict)
+            and pos.get("seq") == self.feeds[name].seq
+            and pos.get("count") == len(self.feeds[name].known)
+            for name, pos in feeds.items()
+        )
+        if agree:
             return "ignored"
         self.resync = True
         return "resync"
 
     def _snapshot(self, message: dict[str, Any]) -> list[Action]:
-        tasks: dict[str, Task] = {t["id"]: t for t in message["tasks"]}
+        positions = self._positions(message)
+        feeds = {name: FeedState(int(pos["seq"])) for name, pos in positions.items()}
+        feeds.setdefault(self.own, FeedState(int(message["seq"])))
+        tasks: dict[str, Task] = {}
+        for t in message["tasks"]:
+            name = feed_of(t, self.own) if "feeds" in message else self.own
+            feeds.get(name, feeds[self.own]).known.add(t["id"])
+            tasks[t["id"]] = t
         actions: list[Action] = []
         if self.primed:
-            actions += [Show(t) for i, t in tasks.items() if i not in self.known]
+            before = self.known
+            actions += [Show(t) for i, t in tasks.items() if i not in before]
         actions += [Close(i, nid) for i, nid in self.shown.items() if i not in tasks]
-        self.known = set(tasks)
-        self.seq = message["seq"]
+        self.feeds = feeds
         self.primed = True
         self.resync = False
         return actions
+
+    def _synced(self, message: dict[str, Any]) -> tuple[Verdict, list[Action]]:
+        positions = self._positions(message)
+        for name, pos in positions.items():
+            feed = self.feeds.get(name)
+            if feed is None or feed.seq != pos.get("seq"):
+                self.resync = True
+                return "resync", []
+        self.primed = True
+        gone = [name for name in self.feeds if name not in positions and name != self.own]
+        actions: list[Action] = []
+        for name in gone if "feeds" in message else []:
+            actions += self._left(name)
+        return "applied", actions
+
+    def _joined(self, message: dict[str, Any]) -> list[Action]:
+        name = str(message["feed"])
+        before = self.known
+        tasks: list[Task] = list(message["tasks"])
+        old = self.feeds.get(name, FeedState()).known
+        self.feeds[name] = FeedState(int(message["seq"]), {t["id"] for t in tasks})
+        self.primed = True
+        actions: list[Action] = [Show(t) for t in tasks if t["id"] not in before]
+        return actions + self._close_if_gone(sorted(old))
+
+    def _left(self, name: str) -> list[Action]:
+        if name == self.own or name not in self.feeds:
+            return []
+        feed = self.feeds.pop(name)
+        return self._close_if_gone(sorted(feed.known))
 
     def shown_as(self, task_id: str, notification: NotificationId) -> None:
         self.shown[task_id] = notification
@@ -145,27 +256,42 @@ class BridgeState:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "seq": self.seq,
+            "own": self.own,
+            "feeds": {
+                name: {"seq": f.seq, "known": sorted(f.known)}
+                for name, f in sorted(self.feeds.items())
+            },
             "primed": self.primed,
-            "known": sorted(self.known),
             "shown": self.shown,
             "resync": self.resync,
         }
 
     @classmethod
-    def load(cls, path: Path) -> BridgeState:
-        """The saved state, or a fresh one when the file is missing or unreadable."""
+    def load(cls, path: Path, own: str | None = None) -> BridgeState:
+        """The saved state, or a fresh one when the file is missing or unreadable. A
+        file from before several feeds (top-level ``seq`` and ``known``) becomes the own
+        feed's state; ``own`` (``user:<id>`` of the token) names the own feed."""
         try:
             data = json.loads(path.read_text())
+            name = own or str(data.get("own") or "user:")
+            if own and data.get("own", own) != own:
+                return cls(own=own)  # another person's state: start afresh
+            if "feeds" in data:
+                feeds = {
+                    str(k): FeedState(int(v["seq"]), {str(i) for i in v["known"]})
+                    for k, v in dict(data["feeds"]).items()
+                }
+            else:
+                feeds = {name: FeedState(int(data["seq"]), {str(i) for i in data["known"]})}
             return cls(
-                seq=int(data["seq"]),
+                own=name,
+                feeds=feeds,
                 primed=bool(data["primed"]),
-                known={str(i) for i in data["known"]},
                 shown={str(k): v for k, v in dict(data["shown"]).items()},
                 resync=bool(data.get("resync", False)),
             )
-        except (OSError, ValueError, KeyError, TypeError):
-            return cls()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return cls(own=own or "user:")
 
     def save(self, path: Path) -> None:
         """Write atomically (a crash leaves the old file or the new one, never half)."""

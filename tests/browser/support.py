@@ -4,7 +4,7 @@ person's own HTTP view, both over the real HTTP API of a real server process."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
@@ -113,6 +113,30 @@ class Producer:
 
     def batch(self, ops: list[dict[str, Any]]) -> Any:
         return self._ok(self.client.post("/tasks/batch", json={"ops": ops}))
+
+    def set_members(self, role: str, members: list[str]) -> Any:
+        """``PUT /roles/{role}/members``: who sees the role's queue."""
+        return self._ok(self.client.put(f"/roles/{role}/members", json={"members": members}))
+
+    def create_for_role(self, role: str, title: str, **fields: Any) -> TaskBody:
+        """A task offered to a role's queue (no owner until someone claims it)."""
+        body = {**self.task_body("nobody", title, **fields), "owner": None, "role": role}
+        created: TaskBody = self._ok(self.client.post("/tasks", json=body))
+        return created
+
+    def substitute(self, user: str, substitute: str, *, hours: float = 1.0) -> TaskBody:
+        """``POST /substitutions``: ``substitute`` stands in for ``user`` from a minute
+        ago for ``hours``."""
+        now = datetime.now(UTC)
+        body = {
+            "id": new_id("sub"),
+            "user": user,
+            "substitute": substitute,
+            "starts_at": (now - timedelta(minutes=1)).isoformat(),
+            "ends_at": (now + timedelta(hours=hours)).isoformat(),
+        }
+        made: TaskBody = self._ok(self.client.post("/substitutions", json=body))
+        return made
 
     def get(self, task_id: str) -> TaskBody:
         task: TaskBody = self._ok(self.client.get(f"/tasks/{task_id}"))

@@ -81,7 +81,7 @@ def test_feed_ignores_old_seqs_reports_gaps_and_takes_the_count_from_the_server(
         """
         const event = (seq, type, count, task = arg) => wire.parseServerMessage(
             JSON.stringify({type, seq, count, task, reason: null}));
-        const feed = new Feed();
+        const feed = new Feed("user:alice");
         const before = feed.apply(event(1, "task.added", 1));
         feed.reset({seq: 5, count: 0, tasks: []});
         return {
@@ -108,4 +108,58 @@ def test_feed_ignores_old_seqs_reports_gaps_and_takes_the_count_from_the_server(
         "after": [6, 7, ["t-1"]],
         "syncedOk": "applied",
         "syncedAhead": "gap",
+    }
+
+
+def test_several_feeds_each_keep_their_seq_and_count_and_the_badge_is_their_sum(
+    page: Page,
+) -> None:
+    outcome = run(
+        page,
+        """
+        const t = (id, owner, role = null) => ({...arg, id, owner, role});
+        const msg = (m) => wire.parseServerMessage(JSON.stringify(m));
+        const feed = new Feed("user:alice");
+        feed.reset(msg({type: "snapshot", seq: 3, count: 1, tasks: [
+            t("a", "alice"), t("q", null, "approvers"), t("b", "bob")],
+          feeds: {"user:alice": {seq: 3, count: 1}, "role:approvers": {seq: 5, count: 1},
+                  "user:bob": {seq: 2, count: 1}}}));
+        const grouped = feed.names().map((n) => [n, feed.list(n).map((x) => x.id)]);
+        const claimedElsewhere = feed.apply(msg({type: "task.removed", feed: "role:approvers",
+            seq: 6, count: 0, task: t("q", "carol", "approvers"), reason: "claimed"}));
+        const ownWithoutFeed = feed.apply(msg({type: "task.added", seq: 4, count: 2,
+            task: t("a2", "alice")}));
+        const gapInBob = feed.apply(msg({type: "task.added", feed: "user:bob", seq: 4, count: 2,
+            task: t("b2", "bob")}));
+        const notFollowed = feed.apply(msg({type: "task.added", feed: "role:strangers", seq: 1,
+            count: 1, task: t("s", null, "strangers")}));
+        const since = [feed.seq, feed.sinceFeeds()];
+        const total = feed.count;
+        const agrees = feed.agrees({"user:alice": {seq: 4, count: 2},
+            "role:approvers": {seq: 6, count: 0}, "user:bob": {seq: 2, count: 1}});
+        const missingOne = feed.agrees({"user:alice": {seq: 4, count: 2},
+            "role:approvers": {seq: 6, count: 0}});
+        const replayShort = feed.synced({seq: 4, count: 2,
+            feeds: {"user:alice": {seq: 4, count: 2}, "user:bob": {seq: 3, count: 1}}});
+        const leftAway = feed.synced({seq: 4, count: 2,
+            feeds: {"user:alice": {seq: 4, count: 2}, "user:bob": {seq: 2, count: 1}}});
+        return {grouped, claimedElsewhere, ownWithoutFeed, gapInBob, notFollowed, since, total,
+                agrees, missingOne, replayShort, leftAway, after: feed.names(), count: feed.count};
+        """,
+        TASK,
+    )
+    assert outcome == {
+        "grouped": [["user:alice", ["a"]], ["role:approvers", ["q"]], ["user:bob", ["b"]]],
+        "claimedElsewhere": "applied",
+        "ownWithoutFeed": "applied",  # a server from before several feeds
+        "gapInBob": "gap",
+        "notFollowed": "gap",
+        "since": [4, {"role:approvers": 6, "user:bob": 2}],
+        "total": 3,  # 2 + 0 + 1, each the server's count
+        "agrees": True,
+        "missingOne": False,
+        "replayShort": "gap",
+        "leftAway": "applied",  # role:approvers is no longer followed
+        "after": ["user:alice", "user:bob"],
+        "count": 3,
     }

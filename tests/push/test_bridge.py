@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bridge.client import NOT_AUTHENTICATED
-from bridge.state import BridgeState, Close, Show
+from bridge.state import BridgeState, Close, FeedState, Show
 from server.errors import CloseCode
 from tests.push.desktop import (
     BridgeProcess,
@@ -123,6 +123,35 @@ async def test_a_restarted_bridge_neither_repeats_nor_misses(
     assert state.known == {"t-0", "t-2"} and set(state.shown) == {"t-2"}
 
 
+async def test_a_queue_task_is_notified_to_members_and_stays_one_notification_when_claimed(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    async with embedded.producer() as c:
+        put = await c.put("/api/v1/roles/approvers/members", json={"members": ["alice", "bob"]})
+        assert put.status_code == 200, put.text
+    bridge = bridge_for(bus, embedded.base_url, tmp_path)
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        queued = {**task_body("q-1", "alice"), "owner": None, "role": "approvers"}
+        async with embedded.producer() as c:
+            created = await c.post("/api/v1/tasks", json=queued)
+            assert created.status_code == 201, created.text
+        await desktop.wait(lambda: len(desktop.notified) == 1)
+        assert desktop.notified[0].body.endswith("queue approvers")
+        async with embedded.person("alice") as c:
+            claimed = await c.post("/api/v1/tasks/q-1/claim")
+            assert claimed.status_code == 200, claimed.text
+        await until(lambda: "user:alice" in BridgeState.load(bridge.state).feeds)
+        await asyncio.sleep(0.3)
+        assert desktop.closed == [], "claimed by alice: still hers to do"
+        async with embedded.person("alice") as c:
+            await c.post("/api/v1/tasks/q-1/complete")
+        await desktop.wait(lambda: desktop.closed == [desktop.notified[0].id])
+    finally:
+        await bridge.stop()
+
+
 @pytest.mark.slow
 async def test_the_bridge_rides_through_server_restarts_and_crashes(
     bus: SessionBus, desktop: Notifications, tmp_path: Path
@@ -175,8 +204,14 @@ def test_the_first_snapshot_only_primes() -> None:
     assert (verdict, actions, state.seq, state.known) == ("applied", [], 3, {"a"})
 
 
+def alice(**feeds: int) -> BridgeState:
+    """A primed state of alice's bridge at these seqs (``user_alice=4, role_a=2``)."""
+    named = {k.replace("_", ":", 1): FeedState(v) for k, v in feeds.items()}
+    return BridgeState(own="user:alice", feeds=named or {"user:alice": FeedState(0)}, primed=True)
+
+
 def test_events_notify_update_and_close() -> None:
-    state = BridgeState(seq=1, primed=True)
+    state = alice(user_alice=1)
     _, actions = state.apply(_event("task.added", 2, "a"))
     assert actions == [Show({"id": "a", "title": "a"})]
     state.shown_as("a", 7)
@@ -190,7 +225,9 @@ def test_events_notify_update_and_close() -> None:
 
 
 def test_a_later_snapshot_notifies_the_new_and_closes_the_gone() -> None:
-    state = BridgeState(seq=5, primed=True, known={"a", "b"}, shown={"a": 1, "b": 2})
+    state = alice()
+    state.feeds["user:alice"] = FeedState(5, {"a", "b"})
+    state.shown = {"a": 1, "b": 2}
     snap = {"type": "snapshot", "seq": 9, "count": 2, "tasks": [{"id": "b"}, {"id": "c"}]}
     _, actions = state.apply(snap)
     assert actions == [Show({"id": "c"}), Close("a", 1)]
@@ -198,13 +235,15 @@ def test_a_later_snapshot_notifies_the_new_and_closes_the_gone() -> None:
 
 
 def test_a_heartbeat_that_disagrees_asks_for_a_snapshot_that_repairs() -> None:
-    state = BridgeState(seq=4, primed=True, known={"a"}, shown={"a": 3})
+    state = alice()
+    state.feeds["user:alice"] = FeedState(4, {"a"})
+    state.shown = {"a": 3}
     agree = {"type": "ping", "feeds": {"user:alice": {"seq": 4, "count": 1}}}
-    assert state.apply(agree, "user:alice") == ("ignored", [])
+    assert state.apply(agree) == ("ignored", [])
     other = {"type": "ping", "feeds": {"user:bob": {"seq": 9, "count": 5}}}
-    assert state.apply(other, "user:alice") == ("ignored", []), "not this bridge's feed"
+    assert state.apply(other) == ("ignored", []), "not this bridge's feed"
     wrong = {"type": "ping", "feeds": {"user:alice": {"seq": 4, "count": 2}}}
-    assert state.apply(wrong, "user:alice") == ("resync", []) and state.resync
+    assert state.apply(wrong) == ("resync", []) and state.resync
     snap = {"type": "snapshot", "seq": 4, "count": 2, "tasks": [{"id": "a"}, {"id": "b"}]}
     assert state.apply(snap)[1] == [Show({"id": "b"})]
     assert not state.resync and state.known == {"a", "b"}
@@ -221,7 +260,7 @@ async def test_a_wrong_state_file_is_repaired_by_the_next_heartbeat(
         async with live.producer() as c:
             await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
         bridge = bridge_for(bus, live.base_url, tmp_path)
-        BridgeState(seq=1, primed=True).save(bridge.state)
+        alice(user_alice=1).save(bridge.state)
         bridge.start()
         try:
             await desktop.wait(lambda: len(desktop.notified) == 1)
@@ -233,11 +272,119 @@ async def test_a_wrong_state_file_is_repaired_by_the_next_heartbeat(
 
 def test_the_state_file_survives_a_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "state.json"
-    state = BridgeState(seq=4, primed=True, known={"a"}, shown={"a": 3})
+    state = alice(user_alice=4, role_approvers=7)
+    state.feeds["user:alice"].known = {"a"}
+    state.shown = {"a": 3}
     state.save(path)
     assert BridgeState.load(path) == state
+    assert BridgeState.load(path, "user:alice") == state
+    assert BridgeState.load(path, "user:bob") == BridgeState(own="user:bob"), "not bob's"
     path.write_text("{broken")
     assert BridgeState.load(path) == BridgeState()
+
+
+def _in(feed: str, kind: str, seq: int, tid: str, count: int = 0, **task: Any) -> dict[str, Any]:
+    return {
+        **_event(kind, seq, tid, count),
+        "feed": feed,
+        "task": {"id": tid, "title": tid, **task},
+    }
+
+
+def test_each_feed_has_its_own_seq_and_an_event_without_feed_is_the_own_feeds() -> None:
+    state = alice(user_alice=4, role_approvers=2, user_bob=9)
+    assert state.apply(_in("role:approvers", "task.added", 3, "q"))[0] == "applied"
+    assert state.apply(_in("user:bob", "task.added", 10, "b"))[0] == "applied"
+    assert state.apply(_event("task.added", 5, "own"))[0] == "applied"  # no "feed"
+    assert {n: f.seq for n, f in state.feeds.items()} == {
+        "user:alice": 5,
+        "role:approvers": 3,
+        "user:bob": 10,
+    }
+    assert state.apply(_in("role:approvers", "task.added", 3, "q")) == ("ignored", [])
+    assert state.apply(_in("role:approvers", "task.added", 5, "r")) == ("gap", [])
+    assert state.apply(_in("role:strangers", "task.added", 1, "s")) == ("gap", []), "not followed"
+    assert state.seq == 5 and state.since_feeds() == {"role:approvers": 3, "user:bob": 10}
+
+
+def test_queue_tasks_are_notified_and_a_claimed_one_stays_shown_as_it_moves() -> None:
+    state = alice(user_alice=4, role_approvers=2)
+    queued: dict[str, Any] = {"owner": None, "role": "approvers"}
+    _, actions = state.apply(_in("role:approvers", "task.added", 3, "q", **queued))
+    assert actions == [Show({"id": "q", "title": "q", **queued})]  # type: ignore[typeddict-item]
+    state.shown_as("q", 11)
+    # Claimed by alice: it leaves the queue, then enters her own feed (either order).
+    assert state.apply(
+        {**_in("role:approvers", "task.removed", 4, "q", owner="alice"), "reason": "claimed"}
+    ) == ("applied", []), "still alice's: the notification stays"
+    _, actions = state.apply(_in("user:alice", "task.added", 5, "q", owner="alice"))
+    assert actions == [Show({"id": "q", "title": "q", "owner": "alice"}, replaces=11)]
+    # Claimed by someone else: it leaves the queue, and the notification closes.
+    state.apply(_in("role:approvers", "task.added", 5, "r", **queued))
+    state.shown_as("r", 12)
+    taken = {**_in("role:approvers", "task.removed", 6, "r", owner="carol"), "reason": "claimed"}
+    assert state.apply(taken) == (
+        "applied",
+        [Close("r", 12)],
+    )
+
+
+def test_a_joined_feed_notifies_its_tasks_and_a_left_one_closes_them() -> None:
+    state = alice(user_alice=4)
+    joined = {"type": "feed.joined", "feed": "user:bob", "seq": 7, "count": 2,
+              "tasks": [{"id": "b1", "owner": "bob"}, {"id": "b2", "owner": "bob"}]}  # fmt: skip
+    verdict, actions = state.apply(joined)
+    assert verdict == "applied" and [a.task["id"] for a in actions if isinstance(a, Show)] == [
+        "b1",
+        "b2",
+    ]
+    state.shown_as("b1", 21)
+    assert state.apply(_in("user:bob", "task.added", 8, "b3"))[0] == "applied"
+    assert state.since_feeds() == {"user:bob": 8}
+    assert state.apply({"type": "feed.left", "feed": "user:bob"}) == ("applied", [Close("b1", 21)])
+    assert set(state.feeds) == {"user:alice"}
+    assert state.apply({"type": "feed.left", "feed": "user:alice"}) == ("applied", []), "never"
+
+
+def test_snapshots_heartbeats_and_synced_cover_every_feed() -> None:
+    state = alice()
+    beat = {"user:alice": {"seq": 3, "count": 1}, "role:approvers": {"seq": 5, "count": 1}}
+    tasks = [{"id": "a", "owner": "alice"}, {"id": "q", "owner": None, "role": "approvers"}]
+    snap = {"type": "snapshot", "seq": 3, "count": 1, "feeds": beat, "tasks": tasks}
+    state.apply(snap)
+    assert state.feeds == {
+        "user:alice": FeedState(3, {"a"}),
+        "role:approvers": FeedState(5, {"q"}),
+    }
+    assert state.apply({"type": "ping", "feeds": beat}) == ("ignored", [])
+    wrong = {**beat, "role:approvers": {"seq": 5, "count": 2}}
+    assert state.apply({"type": "ping", "feeds": wrong}) == ("resync", [])
+    state.resync = False
+    missing = {"user:alice": {"seq": 3, "count": 1}}
+    assert state.apply({"type": "ping", "feeds": missing}) == ("resync", []), "a feed too many"
+
+    # A replay that ends where it should; one that does not asks for a snapshot; a feed
+    # synced no longer names was left while the bridge was away.
+    state.shown_as("q", 5)
+    synced = {
+        "type": "synced",
+        "seq": 3,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 3, "count": 1}},
+    }
+    assert state.apply(synced) == ("applied", [Close("q", 5)])
+    assert set(state.feeds) == {"user:alice"}
+    assert state.apply({**synced, "seq": 4, "feeds": {"user:alice": {"seq": 4}}})[0] == "resync"
+
+
+def test_a_state_file_from_before_several_feeds_becomes_the_own_feed(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    path.write_text(
+        '{"seq": 4, "primed": true, "known": ["a"], "shown": {"a": 3}, "resync": false}'
+    )
+    state = BridgeState.load(path, "user:alice")
+    assert state.feeds == {"user:alice": FeedState(4, {"a"})} and state.shown == {"a": 3}
+    assert state.seq == 4 and state.since_feeds() == {}
 
 
 async def test_a_refused_token_ends_the_bridge_with_status_3(

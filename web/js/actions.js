@@ -1,5 +1,5 @@
 /**
- * What a person can do to a task: complete, postpone, resume, open.
+ * What a person can do to a task: complete, postpone, resume, claim, open.
  *
  * The page never removes or counts a task itself after an action: it asks the server,
  * keeps the card marked busy, and the feed event that follows moves the list and the
@@ -21,7 +21,7 @@ export class Actions {
     this.onChanged = onChanged;
   }
 
-  async #run(task, card, action, call, success) {
+  async #run(task, card, action, call, success, explain = () => null) {
     if (this.#busy.has(task.id)) return null;
     this.#busy.add(task.id);
     setBusy(card, action);
@@ -31,7 +31,7 @@ export class Actions {
       this.onChanged?.(result);
       return result;
     } catch (err) {
-      this.toasts.show(`Couldn't ${action} “${task.title}”: ${err.message}`, { tone: "error" });
+      this.toasts.show(explain(err) ?? `Couldn't ${action} “${task.title}”: ${err.message}`, { tone: "error" });
       return null;
     } finally {
       this.#busy.delete(task.id);
@@ -72,6 +72,20 @@ export class Actions {
       "resume",
       () => this.api.resume(task.id),
       () => this.toasts.show(`Back in your process tasks: “${task.title}”`),
+    );
+  }
+
+  /** Take a queue task: the feeds then move it from the queue to the person's own list
+   * (and out of every other member's queue). */
+  claim(task, card) {
+    return this.#run(
+      task,
+      card,
+      "claim",
+      () => this.api.claim(task.id),
+      () => this.announcer.say(`Claimed: ${task.title}. It is in your tasks now.`),
+      (err) =>
+        err.code === "already_claimed" || err.status === 404 ? `Someone else claimed “${task.title}” first.` : null,
     );
   }
 

@@ -64,6 +64,12 @@ export class Api {
     return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/complete`));
   }
 
+  /** Take a task of one of the person's role queues; 409 `already_claimed` when someone
+   * else was first. */
+  async claim(id) {
+    return wire.parseClaimResponse(await this.#request("POST", `/tasks/${enc(id)}/claim`, { body: "{}" }));
+  }
+
   async resume(id) {
     return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/resume`));
   }

@@ -8,10 +8,10 @@
  *        └──────────────────────────── after the backoff delay ◀──────────────┘
  *   any state ──4001 and no way to get a new token──▶ STOPPED
  *
- * What the page keeps while away: the feed (tasks, seq, count) stays on screen; the next
- * connection sends `since` = the last applied seq and receives the missed events (or a
- * snapshot). A seq gap, a malformed frame or a silent socket drops the connection and
- * resumes at once.
+ * What the page keeps while away: the feeds (tasks, seq, count of each) stay on screen;
+ * the next connection sends `since` = the own feed's last applied seq and `since_feeds`
+ * the others', and receives the missed events (or a snapshot). A seq gap in any feed, a
+ * malformed frame or a silent socket drops the connection and resumes at once.
  */
 
 import { Applied } from "./feed.js";
@@ -36,6 +36,13 @@ export function backoffDelay(attempt, random = Math.random) {
   return Math.round(ceiling * (0.5 + random() / 2));
 }
 
+/** The server's 4001 close reason (its error code) → why the page stopped. */
+export function refusal(reason) {
+  if (reason === "invalid_token") return "invalid";
+  if (reason === "revoked" || reason === "token_revoked") return "revoked";
+  return "expired";
+}
+
 export class Connection {
   #ws = null;
   #attempt = 0;
@@ -52,7 +59,10 @@ export class Connection {
     this.state = ConnState.CONNECTING;
     /** "snapshot" or "replay": how the last (re)connection caught up. */
     this.lastSync = null;
+    /** Why it stopped: "expired" | "invalid" | "revoked" (the server's 4001 reason). */
     this.stopReason = null;
+    /** Whether any connection of this page ever got as far as LIVE. */
+    this.everLive = false;
     session.onChange((token) => this.#refreshAuth(token));
     window.addEventListener("online", () => this.retryNow());
     document.addEventListener("visibilitychange", () => {
@@ -89,11 +99,11 @@ export class Connection {
       if (ws !== this.#ws) return;
       const since = this.feed.known ? this.feed.seq : undefined;
       this.#replaying = since !== undefined;
-      ws.send(wire.encodeAuth(this.session.token, since));
+      ws.send(wire.encodeAuth(this.session.token, since, since === undefined ? null : this.feed.sinceFeeds()));
       this.#expectWithin(HANDSHAKE_WITHIN_MS);
     };
     ws.onmessage = (event) => this.#onFrame(ws, event.data);
-    ws.onclose = (event) => this.#onClose(ws, event.code);
+    ws.onclose = (event) => this.#onClose(ws, event.code, event.reason);
     ws.onerror = () => {
       /* a close event always follows */
     };
@@ -129,6 +139,12 @@ export class Connection {
           this.#drop(ws, "seq gap");
         }
         break;
+      case "feed.joined":
+        this.feed.joined(msg);
+        break;
+      case "feed.left":
+        this.feed.left(msg);
+        break;
       case "ping":
         ws.send(wire.encodePong());
         this.#checkHeartbeat(ws, msg.feeds);
@@ -144,13 +160,11 @@ export class Connection {
     }
   }
 
-  /** The server's heartbeat says where our feed stands; if what we show differs (a bug,
-   * a corrupted frame), start again from a snapshot instead of showing it wrong. */
+  /** The server's heartbeat says where each followed feed stands; if what we show differs
+   * (a bug, a corrupted frame), start again from a snapshot instead of showing it wrong. */
   #checkHeartbeat(ws, feeds) {
-    const user = this.session.user;
-    const own = feeds && user ? feeds[`user:${user}`] : undefined;
-    if (!own || this.state !== ConnState.LIVE || !this.feed.known) return;
-    if (!this.feed.agrees(own)) {
+    if (!feeds || this.state !== ConnState.LIVE || !this.feed.known) return;
+    if (!this.feed.agrees(feeds)) {
       console.warn("taskbell: the feed differs from the server's heartbeat; resynchronising");
       this.lastRepair = Date.now();
       this.feed.forgetSeq();
@@ -162,6 +176,7 @@ export class Connection {
     this.#replaying = false;
     this.#attempt = 0;
     this.lastSync = how;
+    this.everLive = true;
     this.#heard();
     window.clearInterval(this.#pingTimer);
     this.#pingTimer = window.setInterval(() => this.#ping(), PING_EVERY_MS);
@@ -198,14 +213,14 @@ export class Connection {
     this.#lost(0);
   }
 
-  #onClose(ws, code) {
+  #onClose(ws, code, reason) {
     if (ws !== this.#ws) return;
     const C = wire.CloseCode;
     switch (code) {
       case C.NOT_AUTHENTICATED:
         this.#ws = null;
         this.#clearTimers();
-        void this.#reauthenticate();
+        void this.#reauthenticate(reason);
         return;
       case C.TOO_SLOW:
         // Our queue overflowed on the server: resume with since, almost at once.
@@ -236,14 +251,14 @@ export class Connection {
     this.#retryTimer = window.setTimeout(() => this.#connect(), delay);
   }
 
-  async #reauthenticate() {
+  async #reauthenticate(reason) {
     this.#setState(ConnState.RECONNECTING);
     if (this.#attempt < 5 && (await this.session.renew())) {
       // session.set() triggered #refreshAuth, which found no socket: connect after a pause.
       this.#retryTimer = window.setTimeout(() => this.#connect(), this.#nextDelay());
       return;
     }
-    this.stopReason = "expired";
+    this.stopReason = refusal(reason);
     this.#setState(ConnState.STOPPED);
   }
 

@@ -31,6 +31,49 @@ export const setText = (el, text) => {
 const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 export const motionAllowed = () => !reducedMotion.matches;
 
+/** A page whose frames are held back (a tab behind another in its window) still renders
+ * within this long. */
+const FRAME_AT_MOST_MS = 40;
+const renders = new Map();
+let frame = 0;
+let frameTimer = 0;
+
+/**
+ * Render `fn` with everything else that changed, once, at the next frame (or after
+ * FRAME_AT_MOST_MS when the browser holds frames back; at once in a hidden tab, which gets
+ * none). The badge, the tab counts and the lists all render through here, so they always
+ * show the same feed message, and a later `renderSoon` with the same `key` replaces an
+ * earlier one not yet run.
+ */
+export function renderSoon(key, fn) {
+  renders.set(key, fn);
+  if (document.hidden) {
+    flushRenders();
+    return;
+  }
+  if (!frame) {
+    frame = window.requestAnimationFrame(flushRenders);
+    frameTimer = window.setTimeout(flushRenders, FRAME_AT_MOST_MS);
+  }
+}
+
+/** Run every pending render now (before measuring or reading the DOM). */
+export function flushRenders() {
+  window.cancelAnimationFrame(frame);
+  window.clearTimeout(frameTimer);
+  frame = 0;
+  frameTimer = 0;
+  const due = [...renders.values()];
+  renders.clear();
+  for (const fn of due) {
+    try {
+      fn();
+    } catch (err) {
+      console.error("render failed", err);
+    }
+  }
+}
+
 /**
  * The polite aria-live region. Messages said within a short window are merged into one
  * announcement, so a burst of fifty changes is one sentence, not fifty.
@@ -72,17 +115,38 @@ export class Announcer {
   }
 }
 
-/** Short messages at the bottom of the screen, optionally with one action ("Undo"). */
+/**
+ * Short messages at the bottom of the page (beside the panel, never over it), optionally
+ * with one action ("Undo"). At most three at a time; the same message again while it is
+ * still shown is not a second toast: the shown one counts it ("×3") and stays longer.
+ */
 export class Toasts {
+  #shown = new Map();
+
   constructor(region) {
     this.region = region;
   }
 
   show(message, { tone = "info", action = null, timeout = 5000 } = {}) {
+    const key = `${tone}\u0000${message}\u0000${action?.label ?? ""}`;
+    const same = this.#shown.get(key);
+    if (same?.toast.isConnected && !same.toast.classList.contains("is-leaving")) {
+      same.repeat(action);
+      return same.close;
+    }
+    let timer = 0;
+    let times = 1;
+    let run = action?.run;
     const close = () => {
+      window.clearTimeout(timer);
+      if (this.#shown.get(key)?.toast === toast) this.#shown.delete(key);
       if (!toast.isConnected) return;
       toast.classList.add("is-leaving");
       window.setTimeout(() => toast.remove(), motionAllowed() ? 180 : 0);
+    };
+    const arm = () => {
+      window.clearTimeout(timer);
+      if (timeout) timer = window.setTimeout(close, action ? timeout + 3000 : timeout);
     };
     const actionBtn = action
       ? h(
@@ -92,23 +156,34 @@ export class Toasts {
             type: "button",
             onclick: () => {
               close();
-              action.run();
+              run();
             },
           },
           action.label,
         )
       : null;
+    const counter = h("span", { class: "toast__times", "data-testid": "toast-times", hidden: true });
     const toast = h(
       "div",
       { class: `toast toast--${tone}`, role: tone === "error" ? "alert" : "status", "data-testid": "toast" },
       icon(tone === "error" ? "alert" : "done", "icon toast__icon"),
       h("span", { class: "toast__text" }, message),
+      counter,
       actionBtn,
       h("button", { class: "toast__close", type: "button", "aria-label": "Dismiss", onclick: close }, icon("x")),
     );
+    const repeat = (again) => {
+      times += 1;
+      // An action of the latest occurrence wins (its Undo is the one that makes sense).
+      if (again) run = again.run;
+      counter.textContent = `×${times}`;
+      counter.hidden = false;
+      arm();
+    };
+    this.#shown.set(key, { toast, close, repeat });
     this.region.append(toast);
     while (this.region.childElementCount > 3) this.region.firstElementChild.remove();
-    if (timeout) window.setTimeout(close, action ? timeout + 3000 : timeout);
+    arm();
     return close;
   }
 }

@@ -1,12 +1,19 @@
 /**
- * The person's feed as the server last described it: running tasks by id, the highest
- * seq applied and the server's count for that seq.
+ * What the person is shown, as the server last described it: one or more **feeds** (their
+ * own `user:<id>`, each role queue `role:<r>` they are in, and `user:<other>` for each
+ * person they stand in for), each with its running tasks, the highest seq applied and the
+ * server's count for that seq (docs/protocol.md, "Several feeds").
  *
- * The count is never computed here: it is always the `count` that travelled with the
- * last applied seq. Events are applied strictly in seq order; an older or repeated seq is
- * ignored, a seq that skips ahead is reported as a gap (the connection then resumes
- * with `since`). Listeners get one notification per applied message, with what changed.
+ * Counts are never computed here: a feed's count is always the `count` that travelled with
+ * its last applied seq, and the badge is their sum. Events are applied per feed strictly
+ * in seq order; an older or repeated seq is ignored, a seq that skips ahead (or an event
+ * of a feed not followed) is reported as a gap, and the connection then resumes with
+ * `since` / `since_feeds`. A message without `feed` (a server that predates several
+ * feeds) is the own feed's. Listeners get one notification per applied message, with what
+ * changed.
  */
+
+import { feedOfTask } from "./wire.js";
 
 /** Panel order, the same as the server's snapshot: newest first, then by id. */
 export function compareTasks(a, b) {
@@ -16,83 +23,191 @@ export function compareTasks(a, b) {
 
 export const Applied = Object.freeze({ APPLIED: "applied", STALE: "stale", GAP: "gap" });
 
+/** Own feed first, then the role queues, then the people stood in for, each by name. */
+function compareNames(own) {
+  const rank = (name) => (name === own ? 0 : name.startsWith("role:") ? 1 : 2);
+  return (a, b) => rank(a) - rank(b) || (a < b ? -1 : a > b ? 1 : 0);
+}
+
 export class Feed {
-  #tasks = new Map();
+  /** name → {seq: number|null, count, tasks: Map<id, task>} */
+  #feeds = new Map();
   #listeners = new Set();
-  /** Highest seq applied; null until the first snapshot. */
-  seq = null;
-  count = 0;
+
+  /** `own`: the person's own feed, `user:<id>`. */
+  constructor(own) {
+    this.own = own;
+    this.#feeds.set(own, { seq: null, count: 0, tasks: new Map() });
+  }
+
+  /** The own feed's seq (null until the first snapshot). */
+  get seq() {
+    return this.#feeds.get(this.own).seq;
+  }
+
+  /** What waits for the person: the sum of every followed feed's count (the badge). */
+  get count() {
+    let n = 0;
+    for (const f of this.#feeds.values()) n += f.count;
+    return n;
+  }
 
   get known() {
     return this.seq !== null;
   }
 
+  /** The feeds followed, own first, then queues, then people stood in for. */
+  names() {
+    return [...this.#feeds.keys()].sort(compareNames(this.own));
+  }
+
+  countOf(name) {
+    return this.#feeds.get(name)?.count ?? 0;
+  }
+
+  /** A running task by id (the own feed's copy first). */
   get(id) {
-    return this.#tasks.get(id) ?? null;
+    for (const name of this.names()) {
+      const task = this.#feeds.get(name).tasks.get(id);
+      if (task) return task;
+    }
+    return null;
   }
 
-  /** Running tasks in panel order. */
-  list() {
-    return [...this.#tasks.values()].sort(compareTasks);
+  /** Running tasks of one feed (default: the own one) in panel order. */
+  list(name = this.own) {
+    const f = this.#feeds.get(name);
+    return f ? [...f.tasks.values()].sort(compareTasks) : [];
   }
 
-  /** `fn({source, changes: [{change, task, reason}]})`; returns an unsubscribe function.
-   * `source` is "snapshot", "replay" (catching up after a reconnect) or "live". */
+  /** Running tasks of every feed, each once, in panel order. */
+  all() {
+    const byId = new Map();
+    for (const name of this.names()) for (const t of this.#feeds.get(name).tasks.values()) byId.set(t.id, t);
+    return [...byId.values()].sort(compareTasks);
+  }
+
+  /** `{"<feed>": seq}` of the other feeds, for `since_feeds` when resuming. */
+  sinceFeeds() {
+    const out = {};
+    for (const [name, f] of this.#feeds) if (name !== this.own && f.seq !== null) out[name] = f.seq;
+    return out;
+  }
+
+  /** `fn({source, changes: [{change, task, reason, feed}]})`; returns an unsubscribe
+   * function. `source` is "snapshot", "replay" (catching up after a reconnect) or "live". */
   subscribe(fn) {
     this.#listeners.add(fn);
     return () => this.#listeners.delete(fn);
   }
 
   /** Replace everything with a snapshot; reports the difference to what was shown. */
-  reset({ seq, count, tasks }) {
-    const before = this.#tasks;
-    this.#tasks = new Map(tasks.map((t) => [t.id, t]));
-    this.seq = seq;
-    this.count = count;
-    const changes = [];
-    for (const [id, task] of before) {
-      if (!this.#tasks.has(id)) changes.push({ change: "removed", task, reason: null });
+  reset({ seq, count, feeds, tasks }) {
+    const positions = feeds ?? { [this.own]: { seq, count } };
+    const next = new Map();
+    for (const [name, pos] of Object.entries(positions)) {
+      next.set(name, { seq: pos.seq, count: pos.count, tasks: new Map() });
     }
-    for (const [id, task] of this.#tasks) {
-      const old = before.get(id);
-      if (!old) changes.push({ change: "added", task, reason: null });
-      else if (old.updatedAt !== task.updatedAt) changes.push({ change: "updated", task, reason: null });
+    if (!next.has(this.own)) next.set(this.own, { seq, count, tasks: new Map() });
+    for (const task of tasks) {
+      const name = feeds ? feedOfTask(task) : this.own;
+      (next.get(name) ?? next.get(this.own)).tasks.set(task.id, task);
+    }
+    const before = this.#feeds;
+    this.#feeds = next;
+    const changes = [];
+    for (const [name, f] of before) {
+      for (const [id, task] of f.tasks) {
+        if (!next.get(name)?.tasks.has(id)) changes.push({ change: "removed", task, reason: null, feed: name });
+      }
+    }
+    for (const [name, f] of next) {
+      for (const [id, task] of f.tasks) {
+        const old = before.get(name)?.tasks.get(id);
+        if (!old) changes.push({ change: "added", task, reason: null, feed: name });
+        else if (old.updatedAt !== task.updatedAt) changes.push({ change: "updated", task, reason: null, feed: name });
+      }
     }
     this.#emit("snapshot", changes);
   }
 
   /** Apply one `task.*` event. Returns Applied.APPLIED, STALE (ignored) or GAP. */
   apply(event, source = "live") {
-    if (this.seq === null || event.seq > this.seq + 1) return Applied.GAP;
-    if (event.seq <= this.seq) return Applied.STALE;
+    const name = event.feed ?? this.own;
+    const f = this.#feeds.get(name);
+    if (!f || f.seq === null || event.seq > f.seq + 1) return Applied.GAP;
+    if (event.seq <= f.seq) return Applied.STALE;
     const { task } = event;
-    if (event.change === "removed") this.#tasks.delete(task.id);
-    else this.#tasks.set(task.id, task);
-    this.seq = event.seq;
-    this.count = event.count;
-    this.#emit(source, [{ change: event.change, task, reason: event.reason }]);
+    if (event.change === "removed") f.tasks.delete(task.id);
+    else f.tasks.set(task.id, task);
+    f.seq = event.seq;
+    f.count = event.count;
+    this.#emit(source, [{ change: event.change, task, reason: event.reason, feed: name }]);
     return Applied.APPLIED;
   }
 
-  /** The end of a replay. Anything but our own seq means the replay missed something. */
-  synced({ seq, count }) {
-    if (seq !== this.seq) return Applied.GAP;
-    if (count !== this.count) {
-      this.count = count;
-      this.#emit("replay", []);
+  /** The end of a replay. Any feed not at the seq it names means the replay missed
+   * something; a feed it no longer names was left while away. */
+  synced({ seq, count, feeds }) {
+    const positions = feeds ?? { [this.own]: { seq, count } };
+    for (const [name, pos] of Object.entries(positions)) {
+      if (this.#feeds.get(name)?.seq !== pos.seq) return Applied.GAP;
     }
+    const changes = [];
+    for (const [name, f] of [...this.#feeds]) {
+      const pos = positions[name];
+      if (pos) {
+        f.count = pos.count;
+      } else if (feeds && name !== this.own) {
+        this.#feeds.delete(name);
+        for (const task of f.tasks.values()) changes.push({ change: "removed", task, reason: "left", feed: name });
+      }
+    }
+    this.#emit("replay", changes);
     return Applied.APPLIED;
   }
 
-  /** Whether this feed agrees with where the server says it stands (a heartbeat): the
-   * same seq, the same count, and as many tasks shown as the count says. */
-  agrees({ seq, count }) {
-    return seq === this.seq && count === this.count && this.#tasks.size === count;
+  /** `feed.joined`: the person now follows `feed` (joined a role, a substitution began). */
+  joined({ feed, seq, count, tasks }) {
+    const before = this.#feeds.get(feed)?.tasks ?? new Map();
+    const now = new Map(tasks.map((t) => [t.id, t]));
+    this.#feeds.set(feed, { seq, count, tasks: now });
+    const changes = [];
+    for (const [id, task] of before) {
+      if (!now.has(id)) changes.push({ change: "removed", task, reason: null, feed });
+    }
+    for (const [id, task] of now) {
+      if (!before.has(id)) changes.push({ change: "added", task, reason: null, feed });
+    }
+    this.#emit("live", changes);
   }
 
-  /** Drop the seq (not the shown tasks) so that the next connection asks for a snapshot. */
+  /** `feed.left`: no more events of `feed` (left the role, the substitution ended). */
+  left({ feed }) {
+    const f = this.#feeds.get(feed);
+    if (!f || feed === this.own) return;
+    this.#feeds.delete(feed);
+    this.#emit(
+      "live",
+      [...f.tasks.values()].map((task) => ({ change: "removed", task, reason: "left", feed })),
+    );
+  }
+
+  /** Whether every feed agrees with where the server's heartbeat says it stands: the same
+   * feeds, and for each the same seq, the same count, and as many tasks as the count. */
+  agrees(positions) {
+    const names = Object.keys(positions);
+    if (names.length !== this.#feeds.size) return false;
+    return names.every((name) => {
+      const f = this.#feeds.get(name);
+      const pos = positions[name];
+      return f !== undefined && f.seq === pos.seq && f.count === pos.count && f.tasks.size === pos.count;
+    });
+  }
+
+  /** Drop the seqs (not the shown tasks) so that the next connection asks for a snapshot. */
   forgetSeq() {
-    this.seq = null;
+    for (const f of this.#feeds.values()) f.seq = null;
   }
 
   #emit(source, changes) {

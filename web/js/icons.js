@@ -21,6 +21,9 @@ const PATHS = {
     '<rect x="2.5" y="3.5" width="7" height="6" rx="1.5"/><rect x="14.5" y="14.5" width="7" height="6" rx="1.5"/><path d="M6 9.5V14a3.5 3.5 0 0 0 3.5 3.5h5"/>',
   record:
     '<rect x="3" y="4" width="18" height="16" rx="2"/><circle cx="9" cy="10" r="2.2"/><path d="M5.8 16.2a3.6 3.6 0 0 1 6.4 0M14 9h4M14 13h4"/>',
+  people:
+    '<circle cx="9" cy="8" r="3.5"/><path d="M2.5 20a6.5 6.5 0 0 1 13 0"/><path d="M16 4.6a3.5 3.5 0 0 1 0 6.8M18.5 14.2A6.5 6.5 0 0 1 21.5 20"/>',
+  person: '<circle cx="12" cy="8" r="4"/><path d="M4.5 21a7.5 7.5 0 0 1 15 0"/>',
   resume: '<path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/>',
   x: '<path d="M18 6 6 18M6 6l12 12"/>',
   play: '<path d="M7 4.5v15l12-7.5z"/>',

@@ -6,7 +6,7 @@
 
 import { Actions } from "./actions.js";
 import { Api } from "./api.js";
-import { Connection } from "./connection.js";
+import { Connection, ConnState } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
 import { hydrateIcons } from "./icons.js";
@@ -16,7 +16,7 @@ import { onRoute } from "./router.js";
 import { Session, takeTokenFromFragment } from "./session.js";
 import { startRelativeClock } from "./time.js";
 import { ActivitiesView } from "./views/activities.js";
-import { pickDemoUser, showNeedsToken } from "./views/gate.js";
+import { pickDemoUser, showNeedsToken, showTokenRefused } from "./views/gate.js";
 import { HomeView } from "./views/home.js";
 import { PanelView } from "./views/panel.js";
 import { PostponeMenu } from "./views/postpone.js";
@@ -32,23 +32,55 @@ async function boot() {
   api.session = session;
   const gate = document.getElementById("gate");
 
+  // A host application may hand over a token at any time (also while a gate shows).
+  session.listenToHost();
+  const usableToken = () => new Promise((resolve) => session.onChange(() => session.user !== null && resolve()));
   if (!session.restore(fragmentToken)) {
-    if (!info.demo) {
+    if (info.demo) {
+      await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
+    } else {
       showNeedsToken(gate);
-      return;
+      await usableToken();
     }
-    await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
     gate.hidden = true;
     gate.replaceChildren();
+  } else if (session.user === null) {
+    // Not a token at all (no subject to read). Whether a readable one is still valid
+    // (expiry, signature) only the server says: this computer's clock may be wrong.
+    refuse({ why: "invalid", demo: info.demo, session });
+    await usableToken();
+    unrefuse();
   }
-  session.listenToHost();
   start({ api, session, demo: info.demo });
+}
+
+/** The token is no good and the panel never showed anything: a page that says so (and in
+ * demo mode a way to pick a person again) instead of a panel that never fills. A fresh
+ * token from the host application brings the panel back (`unrefuse`). */
+function refuse({ why, demo, session }) {
+  document.getElementById("app").hidden = true;
+  showTokenRefused(document.getElementById("gate"), {
+    why,
+    demo,
+    onPickAgain: () => {
+      session.signOut();
+      window.location.reload();
+    },
+  });
+}
+
+function unrefuse() {
+  const gate = document.getElementById("gate");
+  if (gate.hidden) return;
+  gate.hidden = true;
+  gate.replaceChildren();
+  document.getElementById("app").hidden = false;
 }
 
 function start({ api, session, demo }) {
   const app = document.getElementById("app");
   hydrateIcons(app);
-  const feed = new Feed();
+  const feed = new Feed(`user:${session.user}`);
   const announcer = new Announcer(document.querySelector("[data-testid=announcer]"));
   const toasts = new Toasts(document.getElementById("toasts"));
   const postponeMenu = new PostponeMenu(document.getElementById("postpone-menu"));
@@ -114,6 +146,8 @@ function start({ api, session, demo }) {
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
     shell.connection(state, connection.stopReason);
+    if (state === ConnState.STOPPED && !connection.everLive) refuse({ why: connection.stopReason, demo, session });
+    else if (state === ConnState.LIVE) unrefuse();
     // The state element is a role=status region itself, so screen readers hear
     // "Reconnecting…" and "Live" without a second announcement from here.
     conn.dataset.sync = connection.lastSync ?? "";
@@ -141,6 +175,10 @@ function announceChanges(feed, announcer) {
       } else if (change === "removed" && (reason === "canceled" || task.status === "canceled")) {
         announcer.say(`Canceled by the process: ${task.title}.`, {
           group: { key: "canceled", many: (n) => `${n} process tasks were canceled.` },
+        });
+      } else if (change === "removed" && reason === "claimed" && `user:${task.owner}` !== feed.own) {
+        announcer.say(`Claimed by ${task.owner ?? "someone else"}: ${task.title}.`, {
+          group: { key: "claimed", many: (n) => `${n} queue tasks were claimed by others.` },
         });
       } else if (change === "removed" && reason === "reassigned") {
         announcer.say(`Reassigned to someone else: ${task.title}.`, {

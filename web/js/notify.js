@@ -18,6 +18,7 @@ export class DesktopNotifier {
   primed = false;
 
   constructor({ feed, onOpen, onGranted }) {
+    this.feed = feed;
     this.onOpen = onOpen;
     this.onGranted = onGranted;
     if (this.state() === "granted") onGranted?.();
@@ -48,9 +49,12 @@ export class DesktopNotifier {
 
   #onFeed({ source, changes }) {
     let raised = 0;
-    for (const { change, task } of changes) {
+    for (const { change, task, reason } of changes) {
       if (change === "removed") {
-        this.#close(task.id);
+        // A queue task claimed by this person (or one they stand in for) moves to a feed
+        // followed here, whose task.added updates the same notification: keep it.
+        const movesHere = reason === "claimed" && this.feed.names().includes(`user:${task.owner}`);
+        if (!movesHere && !this.feed.get(task.id)) this.#close(task.id);
       } else if (change === "updated") {
         if (this.#shown.has(task.id)) this.#show(task, false);
       } else if (change === "added" && document.visibilityState === "hidden" && raised < MAX_AT_ONCE) {

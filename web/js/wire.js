@@ -81,7 +81,7 @@ function instant(value, what) {
 // ---------------------------------------------------------------- task objects
 
 /**
- * A task object → `{id, owner, title, kind, status, process, record, url,
+ * A task object → `{id, owner, role, actedBy, title, kind, status, process, record, url,
  * postponedUntil, createdAt, updatedAt}` (times in epoch milliseconds).
  * An unknown `kind` is kept (the page shows a generic icon); an unknown status is an error.
  */
@@ -109,7 +109,10 @@ export function parseTask(raw) {
   const kind = string(t.kind, "task.kind");
   return Object.freeze({
     id: string(t.id, "task.id"),
-    owner: string(t.owner, "task.owner"),
+    // null while the task waits in a role's queue (`role` names it) for someone to claim.
+    owner: optionalString(t.owner, "task.owner"),
+    role: optionalString(t.role, "task.role"),
+    actedBy: optionalString(t.acted_by, "task.acted_by"),
     title: string(t.title, "task.title"),
     kind: KINDS.has(kind) ? kind : "other",
     status,
@@ -138,26 +141,47 @@ const EVENT_CHANGES = Object.freeze({
   "task.removed": "removed",
 });
 
-/** The server heartbeat's `feeds`: where each followed feed stands for this socket. */
-function feedPositions(value) {
-  const feeds = object(value, "ping.feeds");
+/** A feed's wire name: `user:<id>` (a person's own tasks) or `role:<id>` (a queue). */
+const FEED_NAME = /^(user|role):[^\s]{1,200}$/;
+
+function feedName(value, what) {
+  const name = string(value, what);
+  if (!FEED_NAME.test(name)) throw new WireError(`${what} is not a feed name`);
+  return name;
+}
+
+/** `{"<feed>": {seq, count}}` (snapshot, synced, heartbeat): where each followed feed stands. */
+function feedPositions(value, what) {
+  const feeds = object(value, what);
   const out = {};
   for (const [name, pos] of Object.entries(feeds)) {
-    const p = object(pos, `ping.feeds.${name.slice(0, 40)}`);
-    out[name] = Object.freeze({
-      seq: seqNumber(p.seq, "ping.feeds.seq"),
-      count: seqNumber(p.count, "ping.feeds.count"),
+    const p = object(pos, `${what}.${name.slice(0, 40)}`);
+    out[feedName(name, `${what} key`)] = Object.freeze({
+      seq: seqNumber(p.seq, `${what}.seq`),
+      count: seqNumber(p.count, `${what}.count`),
     });
   }
   return Object.freeze(out);
 }
 
+const optionalFeeds = (value, what) => (value === undefined || value === null ? null : feedPositions(value, what));
+
+/** Which followed feed a task of a snapshot belongs to: an unclaimed queue task to its
+ * role's feed, any other to its owner's (docs/protocol.md, "Several feeds"). */
+export function feedOfTask(task) {
+  if (task.owner === null && task.role) return `role:${task.role}`;
+  return task.owner === null ? null : `user:${task.owner}`;
+}
+
 /**
  * One frame from `/ws` → one of
- *   {type: "snapshot", seq, count, tasks}
- *   {type: "synced", seq, count}
- *   {type: "event", change: "added"|"updated"|"removed", seq, count, task, reason}
- *   {type: "ping", feeds: {"<feed>": {seq, count}} | null} | {type: "pong"}
+ *   {type: "snapshot", seq, count, feeds: {"<feed>": {seq, count}} | null, tasks}
+ *   {type: "synced", seq, count, feeds | null}
+ *   {type: "event", feed: "<feed>" | null, change: "added"|"updated"|"removed", seq, count, task, reason}
+ *   {type: "feed.joined", feed, seq, count, tasks} | {type: "feed.left", feed}
+ *   {type: "ping", feeds | null} | {type: "pong"}
+ * (`feeds` and an event's `feed` are null from a server that predates several feeds: then
+ * everything is the person's own feed.)
  *   {type: "error", code, message}
  * Throws `WireError` for anything else, including an unknown message type.
  */
@@ -177,6 +201,7 @@ export function parseServerMessage(text) {
         type,
         seq: seqNumber(msg.seq, "snapshot.seq"),
         count: seqNumber(msg.count, "snapshot.count"),
+        feeds: optionalFeeds(msg.feeds, "snapshot.feeds"),
         tasks: taskArray(msg.tasks, "snapshot.tasks"),
       });
     case "synced":
@@ -184,20 +209,32 @@ export function parseServerMessage(text) {
         type,
         seq: seqNumber(msg.seq, "synced.seq"),
         count: seqNumber(msg.count, "synced.count"),
+        feeds: optionalFeeds(msg.feeds, "synced.feeds"),
       });
     case "task.added":
     case "task.updated":
     case "task.removed":
       return Object.freeze({
         type: "event",
+        feed: msg.feed === undefined || msg.feed === null ? null : feedName(msg.feed, `${type}.feed`),
         change: EVENT_CHANGES[type],
         seq: seqNumber(msg.seq, `${type}.seq`),
         count: seqNumber(msg.count, `${type}.count`),
         task: parseTask(msg.task),
         reason: optionalString(msg.reason, `${type}.reason`),
       });
+    case "feed.joined":
+      return Object.freeze({
+        type,
+        feed: feedName(msg.feed, "feed.joined.feed"),
+        seq: seqNumber(msg.seq, "feed.joined.seq"),
+        count: seqNumber(msg.count, "feed.joined.count"),
+        tasks: taskArray(msg.tasks, "feed.joined.tasks"),
+      });
+    case "feed.left":
+      return Object.freeze({ type, feed: feedName(msg.feed, "feed.left.feed") });
     case "ping":
-      return Object.freeze({ type, feeds: msg.feeds === undefined ? null : feedPositions(msg.feeds) });
+      return Object.freeze({ type, feeds: optionalFeeds(msg.feeds, "ping.feeds") });
     case "pong":
       return Object.freeze({ type });
     case "error":
@@ -213,10 +250,12 @@ export function parseServerMessage(text) {
 
 // ---------------------------------------------------------------- WebSocket, page → server
 
-/** The first frame of a connection (and a session refresh when sent again). */
-export function encodeAuth(token, since) {
+/** The first frame of a connection (and a session refresh when sent again): `since` for
+ * the own feed, `sinceFeeds` `{"<feed>": seq}` for the others followed. */
+export function encodeAuth(token, since, sinceFeeds = null) {
   const msg = { type: "auth", token };
   if (Number.isSafeInteger(since)) msg.since = since;
+  if (sinceFeeds && Object.keys(sinceFeeds).length) msg.since_feeds = sinceFeeds;
   return JSON.stringify(msg);
 }
 
@@ -255,6 +294,9 @@ export function parseError(json, status) {
   }
   return { code: `http_${status}`, message: `The server answered ${status}.` };
 }
+
+/** `POST /tasks/{id}/claim` (no body: the token says who claims). */
+export const parseClaimResponse = parseTask;
 
 /** `POST /tasks/{id}/postpone` body. */
 export function encodePostpone(untilMs) {

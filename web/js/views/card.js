@@ -47,7 +47,10 @@ function actionButton(action, label, iconName, cls, titleId) {
   );
 }
 
-function actionsFor(task, titleId) {
+function actionsFor(task, titleId, mode) {
+  if (mode === "queue" && task.status === Status.RUNNING) {
+    return [actionButton("claim", "Claim", "check", "btn--claim", titleId)];
+  }
   if (task.status === Status.RUNNING) {
     return [
       actionButton("complete", "Complete", "check", "btn--complete", titleId),
@@ -60,43 +63,70 @@ function actionsFor(task, titleId) {
   return [];
 }
 
-/** `variant`: "panel" (live list) or "list" (activities and record pages: shows status). */
-export function createCard(task, { variant = "panel", testid = "task-item" } = {}) {
-  // Task ids never contain whitespace (server rule), so they are safe in id references.
-  const titleId = `${variant}-title-${task.id}`;
+/** Panel cards are compact (six and more fit beside an 800 px-high page) and say the same
+ * as list rows: the title on its own line, then kind · process · record, then the
+ * actions and, at the end of that line, when the task arrived. */
+function panelLayout(r, titleId) {
+  return h(
+    "article",
+    { class: "card__inner", "aria-labelledby": titleId },
+    h(
+      "div",
+      { class: "card__body" },
+      h("div", { class: "card__head" }, r.title),
+      h("p", { class: "card__meta" }, r.kind, r.kindLabel, r.process, r.recordWrap),
+      h("div", { class: "card__foot" }, r.actions, r.time),
+    ),
+  );
+}
+
+/** List rows (activities, record page): the time of the last change at the end of the
+ * meta line, the record below, status and actions to the right. */
+function listLayout(r, titleId) {
+  return h(
+    "article",
+    { class: "card__inner", "aria-labelledby": titleId },
+    r.kind,
+    h(
+      "div",
+      { class: "card__body" },
+      h("div", { class: "card__head" }, r.title),
+      h("p", { class: "card__meta" }, r.kindLabel, r.process, r.time),
+      r.recordWrap,
+      h("div", { class: "card__foot" }, r.status, r.actions),
+    ),
+  );
+}
+
+let cardNumber = 0;
+
+/** `variant`: "panel" (live list) or "list" (activities and record pages: shows status).
+ * `mode`: "own" (Complete, Postpone) or "queue" (a role's unclaimed task: Claim). */
+export function createCard(task, { variant = "panel", testid = "task-item", mode = "own" } = {}) {
+  // One task can be on the page twice for a moment (claimed: leaving the queue, entering
+  // the own list), so title ids are numbered rather than derived from the task id.
+  cardNumber += 1;
+  const titleId = `${variant}-title-${cardNumber}`;
   const r = {
     kind: h("span", { class: "kind-icon", "aria-hidden": "true" }),
     title: h("a", { class: "card__title", id: titleId, "data-testid": "task-title" }),
     kindLabel: h("span", { class: "card__kind" }),
     process: h("span", { class: "card__process" }),
     record: h("a", { class: "card__record", "data-testid": "task-record" }),
-    recordWrap: h("p", { class: "card__record-line" }),
+    recordWrap: h(variant === "panel" ? "span" : "p", { class: "card__record-line" }),
     time: h("time", { class: "card__time" }),
     status: h("span", { class: "status-chip", "data-testid": "status" }),
     actions: h("div", { class: "card__actions" }),
     state: null,
     key: "",
     titleId,
+    mode,
   };
   r.recordWrap.append(r.record);
   const li = h(
     "li",
     { class: `card card--${variant}`, "data-testid": testid, "data-task-id": task.id },
-    h(
-      "article",
-      { class: "card__inner", "aria-labelledby": titleId },
-      r.kind,
-      h(
-        "div",
-        { class: "card__body" },
-        // Panel cards: the arrival time beside the title. List rows: the time of the last
-        // change at the end of the meta line, leaving the right side to status and actions.
-        h("div", { class: "card__head" }, r.title, variant === "panel" ? r.time : null),
-        h("p", { class: "card__meta" }, r.kindLabel, r.process, variant === "panel" ? null : r.time),
-        r.recordWrap,
-        h("div", { class: "card__foot" }, variant === "list" ? r.status : null, r.actions),
-      ),
-    ),
+    variant === "panel" ? panelLayout(r, titleId) : listLayout(r, titleId),
   );
   refs.set(li, r);
   updateCard(li, task);
@@ -160,7 +190,7 @@ export function updateCard(li, task) {
   const key = `${task.status}`;
   if (r.key !== key) {
     r.key = key;
-    r.actions.replaceChildren(...actionsFor(task, r.titleId));
+    r.actions.replaceChildren(...actionsFor(task, r.titleId, r.mode));
   }
 
   if (changed && !li.dataset.busy) {
@@ -187,13 +217,14 @@ export const cardTask = (li) => refs.get(li)?.task ?? null;
 
 /**
  * Clicks on a card's buttons inside `container` → the person's actions: Complete,
- * Postpone (opens the menu under the button), Resume. One listener per list.
+ * Postpone (opens the menu under the button), Resume, Claim. One listener per list.
  */
 export function delegateCardActions(container, actions, postponeMenu) {
   const handlers = {
     complete: (task, card) => void actions.complete(task, card),
     postpone: (task, card, button) => postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
     resume: (task, card) => void actions.resume(task, card),
+    claim: (task, card) => void actions.claim(task, card),
   };
   container.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-action]");

@@ -107,35 +107,93 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
 }
 
 /** Outside demo mode, without a token: nothing to do but explain. */
-export function showNeedsToken(gate, { expired = false } = {}) {
+export function showNeedsToken(gate) {
   gate.replaceChildren(
     h(
       "main",
       { class: "gate__card", "aria-labelledby": "gate-title", "data-testid": "needs-token" },
       brand(),
       h("span", { class: "gate__art", "aria-hidden": "true" }, icon("key")),
-      h(
-        "h1",
-        { class: "gate__title", id: "gate-title" },
-        expired ? "Your session has ended" : "Open Taskbell from your application",
-      ),
+      h("h1", { class: "gate__title", id: "gate-title" }, "Open Taskbell from your application"),
       h(
         "p",
         { class: "gate__text" },
-        expired
-          ? "The sign-in this panel was opened with is no longer valid. Open the communication panel again from your application."
-          : "The communication panel shows the process tasks of the person signed in to your business application. That application opens this page with a sign-in token; there is nothing to sign in to here.",
+        "The communication panel shows the process tasks of the person signed in to your business application. That application opens this page with a sign-in token; there is nothing to sign in to here.",
       ),
-      h(
-        "p",
-        { class: "gate__text gate__text--small" },
-        "For developers: open ",
-        h("code", {}, "/#token=<user token>"),
-        ". ",
-        h("code", {}, "python -m server token USER"),
-        " prints one.",
-      ),
+      developerHint(),
     ),
   );
   gate.hidden = false;
+}
+
+function developerHint() {
+  return h(
+    "p",
+    { class: "gate__text gate__text--small" },
+    "For developers: open ",
+    h("code", {}, "/#token=<user token>"),
+    ". ",
+    h("code", {}, "python -m server token USER"),
+    " prints one.",
+  );
+}
+
+const REFUSED = Object.freeze({
+  invalid: {
+    title: "This sign-in link doesn't work",
+    text: "The token this panel was opened with isn't valid here: it may be damaged, or made for another Taskbell server.",
+  },
+  expired: {
+    title: "Your session has ended",
+    text: "The sign-in this panel was opened with is no longer valid.",
+  },
+  revoked: {
+    title: "You were signed out",
+    text: "Your sign-in was withdrawn by your organisation.",
+  },
+});
+
+/**
+ * The server refused the token before the panel ever showed anything (or the page could
+ * tell by itself that it is no token at all / has expired): a whole page that says so,
+ * instead of a panel whose placeholders never fill. `why`: "invalid" | "expired" |
+ * "revoked". In demo mode it offers to pick a person again (`onPickAgain`); elsewhere only
+ * the host application can hand over a new token.
+ */
+export function showTokenRefused(gate, { why, demo, onPickAgain }) {
+  const say = REFUSED[why] ?? REFUSED.invalid;
+  const next = demo
+    ? h(
+        "div",
+        { class: "gate__actions" },
+        h(
+          "button",
+          { class: "btn btn--primary", type: "button", "data-testid": "pick-again", onclick: () => onPickAgain() },
+          icon("arrowRight"),
+          h("span", {}, "Pick a person again"),
+        ),
+      )
+    : h(
+        "p",
+        { class: "gate__text" },
+        "Open the communication panel again from your application; it signs you in afresh.",
+      );
+  gate.replaceChildren(
+    h(
+      "main",
+      { class: "gate__card", "aria-labelledby": "gate-title", "data-testid": "token-refused", "data-why": why },
+      brand(),
+      h("span", { class: "gate__art gate__art--alert", "aria-hidden": "true" }, icon("alert")),
+      h("h1", { class: "gate__title", id: "gate-title" }, say.title),
+      h(
+        "p",
+        { class: "gate__text" },
+        demo ? `${say.text} This is a demo: pick a person and Taskbell signs you in.` : say.text,
+      ),
+      next,
+      demo ? null : developerHint(),
+    ),
+  );
+  gate.hidden = false;
+  gate.querySelector("button, h1")?.focus?.();
 }

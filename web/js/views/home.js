@@ -4,7 +4,7 @@
  * process engine.
  */
 
-import { h, setText } from "../dom.js";
+import { h, renderSoon, setText } from "../dom.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
@@ -60,7 +60,11 @@ export class HomeView {
           h(
             "div",
             {},
-            h("h1", { class: "view__title", id: "view-title" }, `${greeting()}, ${displayName(this.session.user)}`),
+            h(
+              "h1",
+              { class: "view__title", id: "view-title" },
+              this.session.user ? `${greeting()}, ${displayName(this.session.user)}` : greeting(),
+            ),
             this.lede,
           ),
         ),
@@ -113,7 +117,7 @@ export class HomeView {
         ),
       ),
     );
-    this.#unsubscribe = this.feed.subscribe(() => this.#render());
+    this.#unsubscribe = this.feed.subscribe(() => renderSoon(this, () => this.#render()));
     this.#render();
     window.clearTimeout(this.#timer);
     void this.#loadPostponed();
@@ -162,7 +166,7 @@ export class HomeView {
       );
     }
     const byRecord = new Map();
-    for (const task of this.feed.list()) {
+    for (const task of this.feed.all()) {
       if (!task.record) continue;
       const key = `${task.record.entity}/${task.record.id}`;
       const entry = byRecord.get(key) ?? { record: task.record, n: 0 };

@@ -1,23 +1,24 @@
 /**
  * A list whose DOM is keyed by task id: an item that stays is updated in place (never
  * re-created), a new one slides open, a gone one folds away. Renders are coalesced to
- * one per animation frame, so a burst of changes moves the list once.
+ * one per frame with every other view (dom.js `renderSoon`), so a burst of changes moves
+ * the list once, together with the badge.
  *
  * A leaving item stays in the DOM only for its animation and is marked
  * `data-leaving` + inert, with its `data-testid` suffixed `-leaving`.
  */
 
-import { motionAllowed } from "../dom.js";
+import { flushRenders, motionAllowed, renderSoon } from "../dom.js";
 
 const ENTER_MS = 240;
 const LEAVE_MS = 200;
+const CLAIMED_MS = 320;
 const EASE = "cubic-bezier(.2, .8, .2, 1)";
 /** More simultaneous changes than this are applied without animation: calmer than fifty moving cards. */
 const ANIMATE_AT_MOST = 8;
 
 export class KeyedList {
   #nodes = new Map();
-  #frame = 0;
   #items = [];
   #animateNext = false;
 
@@ -42,19 +43,15 @@ export class KeyedList {
   set(items, { animate = true } = {}) {
     this.#items = items;
     this.#animateNext = this.#animateNext || animate;
-    if (!this.#frame) this.#frame = window.requestAnimationFrame(() => this.#apply());
+    renderSoon(this, () => this.#apply());
   }
 
   /** Apply a pending `set` now (before measuring or reading the DOM). */
   flush() {
-    if (this.#frame) {
-      window.cancelAnimationFrame(this.#frame);
-      this.#apply();
-    }
+    flushRenders();
   }
 
   #apply() {
-    this.#frame = 0;
     const items = this.#items;
     const wanted = new Set(items.map((i) => i.id));
     const leaving = [...this.#nodes.keys()].filter((id) => !wanted.has(id));
@@ -115,12 +112,20 @@ export class KeyedList {
       return;
     }
     const height = el.offsetHeight;
+    // `data-leave-as="claimed"`: someone took it, so it slides away before folding.
+    const claimed = el.dataset.leaveAs === "claimed";
     const anim = el.animate(
-      [
-        { height: `${height}px`, opacity: 1 },
-        { height: "0px", opacity: 0 },
-      ],
-      { duration: LEAVE_MS, easing: EASE, fill: "forwards" },
+      claimed
+        ? [
+            { height: `${height}px`, opacity: 1, transform: "none" },
+            { height: `${height}px`, opacity: 0.5, transform: "translateX(35%)", offset: 0.55 },
+            { height: "0px", opacity: 0, transform: "translateX(60%)" },
+          ]
+        : [
+            { height: `${height}px`, opacity: 1 },
+            { height: "0px", opacity: 0 },
+          ],
+      { duration: claimed ? CLAIMED_MS : LEAVE_MS, easing: EASE, fill: "forwards" },
     );
     anim.finished.then(
       () => el.remove(),

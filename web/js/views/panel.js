@@ -1,14 +1,26 @@
 /**
- * The communication panel: the "Process tasks" tab (the person's running tasks, live
- * from the feed) and the "Postponed" tab (fetched, refreshed when the feed says a task
- * was postponed or came back), plus the footer with desktop-notification settings.
+ * The communication panel: the "Process tasks" tab (live from the feeds: the person's own
+ * running tasks, then one section per role queue they are in, with a Claim button on
+ * each card, then one per person they stand in for, each section with its live count)
+ * and the "Postponed" tab (fetched, refreshed when the feed says a task was postponed or
+ * came back), plus the footer with desktop-notification settings.
  */
 
-import { h } from "../dom.js";
+import { h, renderSoon, setText } from "../dom.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
 import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
+
+let sectionNumber = 0;
+
+const displayName = (user) => user.charAt(0).toUpperCase() + user.slice(1);
+
+/** A feed's section heading: "Queue: approvers" or "Standing in for Bob". */
+export function feedTitle(name) {
+  const [kind, id] = [name.slice(0, name.indexOf(":")), name.slice(name.indexOf(":") + 1)];
+  return kind === "role" ? `Queue: ${id}` : `Standing in for ${displayName(id)}`;
+}
 
 function emptyState(iconName, title, text) {
   return [
@@ -22,6 +34,8 @@ export class PanelView {
   #tab = "running";
   #postponedLoaded = false;
   #refreshTimer = 0;
+  /** feed name → {section, count, list, empty} for every feed besides the own one. */
+  #sections = new Map();
 
   constructor({ root, feed, api, actions, postponeMenu, notifier }) {
     this.root = root;
@@ -34,6 +48,11 @@ export class PanelView {
     this.runningEmpty = root.querySelector("[data-role=running-empty]");
     this.postponedEmpty = root.querySelector("[data-role=postponed-empty]");
     this.runningCount = root.querySelector("[data-role=running-count]");
+    this.ownHead = root.querySelector("[data-role=own-head]");
+    this.ownCount = root.querySelector("[data-role=own-count]");
+    this.ownEmpty = root.querySelector("[data-role=own-empty]");
+    this.sectionsEl = root.querySelector("#feed-sections");
+    this.postponeMenu = postponeMenu;
     this.postponedCount = root.querySelector("[data-role=postponed-count]");
     this.tabs = [...root.querySelectorAll("[role=tab]")];
 
@@ -63,17 +82,100 @@ export class PanelView {
 
   #onFeed({ source, changes }) {
     this.running.set(this.feed.list(), { animate: source !== "snapshot" || this.running.size > 0 });
-    this.#renderRunningMeta();
+    // A card claimed by someone else slides out of the queue rather than just folding.
+    for (const { change, reason, task, feed } of changes) {
+      if (change === "removed" && reason === "claimed") {
+        this.#sections.get(feed)?.list.element(task.id)?.setAttribute("data-leave-as", "claimed");
+      }
+    }
+    this.#renderSections(source);
+    renderSoon(this, () => this.#renderRunningMeta());
     const touchesPostponed = changes.some(
       (c) => c.reason === "postponed" || c.reason === "resumed" || source === "snapshot",
     );
     if (touchesPostponed) this.refreshPostponed();
   }
 
+  /** One section per followed feed besides the own one, in the feed's order; a feed left
+   * takes its section with it. */
+  #renderSections(source) {
+    const names = this.feed.names().filter((n) => n !== this.feed.own);
+    for (const [name, s] of this.#sections) {
+      if (!names.includes(name)) {
+        s.section.remove();
+        this.#sections.delete(name);
+      }
+    }
+    let prev = null;
+    for (const name of names) {
+      let s = this.#sections.get(name);
+      if (!s) {
+        s = this.#createSection(name);
+        this.#sections.set(name, s);
+      }
+      const ref = prev ? prev.nextElementSibling : this.sectionsEl.firstElementChild;
+      if (ref !== s.section) this.sectionsEl.insertBefore(s.section, ref);
+      prev = s.section;
+      s.list.set(this.feed.list(name), { animate: source !== "snapshot" || s.list.size > 0 });
+    }
+  }
+
+  #createSection(name) {
+    const queue = name.startsWith("role:");
+    sectionNumber += 1;
+    const titleId = `feed-title-${sectionNumber}`;
+    const count = h("span", { class: "feed-head__count", "data-testid": "feed-count" });
+    const listEl = h("ul", { class: "task-list", "data-testid": "feed-list", "aria-labelledby": titleId });
+    const empty = h(
+      "p",
+      { class: "feed-empty", hidden: true },
+      queue ? "Nothing waits in this queue." : "Nothing of theirs is waiting.",
+    );
+    const section = h(
+      "section",
+      {
+        class: `feed-section feed-section--${queue ? "queue" : "standin"}`,
+        "data-feed": name,
+        "data-testid": "feed-section",
+      },
+      h(
+        "h3",
+        { class: "feed-head", id: titleId },
+        h("span", { class: "feed-head__icon", "aria-hidden": "true" }, icon(queue ? "people" : "person")),
+        h("span", { class: "feed-head__title", "data-testid": "feed-title" }, feedTitle(name)),
+        count,
+      ),
+      listEl,
+      empty,
+    );
+    const testid = queue ? "queue-item" : "standin-item";
+    const mode = queue ? "queue" : "own";
+    const list = new KeyedList(listEl, {
+      create: (t) => createCard(t, { testid, mode }),
+      update: updateCard,
+      focusTarget,
+    });
+    delegateCardActions(listEl, this.actions, this.postponeMenu);
+    return { section, count, list, empty };
+  }
+
   #renderRunningMeta() {
     const count = this.feed.count;
+    const others = this.#sections.size > 0;
+    const ownCount = this.feed.countOf(this.feed.own);
     this.runningCount.textContent = count ? String(count) : "";
-    this.runningEmpty.hidden = this.feed.list().length > 0 || !this.feed.known;
+    this.ownHead.hidden = !others;
+    setText(this.ownCount, String(ownCount));
+    for (const [name, s] of this.#sections) {
+      const n = this.feed.countOf(name);
+      setText(s.count, String(n));
+      s.count.setAttribute("aria-label", n === 1 ? "1 task" : `${n} tasks`);
+      s.empty.hidden = this.feed.list(name).length > 0;
+    }
+    const ownEmpty = this.feed.list().length === 0;
+    // All caught up only when nothing waits anywhere; else a quiet line under "My tasks".
+    this.runningEmpty.hidden = !ownEmpty || !this.feed.known || (others && count > 0);
+    this.ownEmpty.hidden = !ownEmpty || !this.feed.known || !this.runningEmpty.hidden;
     this.runningEl.setAttribute("aria-busy", String(!this.feed.known));
   }
 
@@ -127,7 +229,7 @@ export class PanelView {
         content = [h("span", { class: "foot__text" }, "Desktop notifications aren't available in this browser.")];
       } else if (state === "default") {
         content = [
-          h("span", { class: "foot__text" }, "Desktop alerts for new tasks while this tab is in the background"),
+          h("span", { class: "foot__text" }, "Desktop alerts while this tab is hidden"),
           h(
             "button",
             {

@@ -6,7 +6,7 @@
  */
 
 import { ConnState } from "../connection.js";
-import { h, motionAllowed, setText } from "../dom.js";
+import { h, motionAllowed, renderSoon, setText } from "../dom.js";
 import { icon } from "../icons.js";
 
 const CONN_TEXT = {
@@ -62,7 +62,7 @@ export class Shell {
       const start = event.target.closest("[data-action=start-demo]");
       if (start) void this.#startDemo(start);
     });
-    feed.subscribe(() => this.#renderCount());
+    feed.subscribe(() => renderSoon(this, () => this.#renderCount()));
     this.#renderCount();
   }
 
@@ -139,14 +139,11 @@ export class Shell {
           ? "The connection was lost. Taskbell reconnects by itself and catches up."
           : "";
     this.app.dataset.conn = state;
-    if (state === ConnState.STOPPED && stopReason === "expired") {
+    if (state === ConnState.STOPPED && stopReason) {
+      const why = stopReason === "revoked" ? "You were signed out" : "Your session has ended";
       this.banner.replaceChildren(
         icon("alert"),
-        h(
-          "span",
-          {},
-          "Your session has ended, so this list no longer updates. Open the panel again from your application.",
-        ),
+        h("span", {}, `${why}, so this list no longer updates. Open the panel again from your application.`),
       );
       this.banner.hidden = false;
     } else {
