@@ -185,6 +185,7 @@ class DemoTokenJSON(TypedDict):
 class DemoProcessJSON(TypedDict):
     instance_id: str
     tasks: list[str]
+    process: typing_extensions.NotRequired[str]  # with the engine: the BPMN process started
 
 
 # ---------------------------------------------------------------- the registry
@@ -702,7 +703,11 @@ OPERATIONS: tuple[Op, ...] = (
         {202: Answer("Started; its tasks arrive one by one", DemoProcessJSON)},
         ProcessRequest,
         body_optional=True,
-        errors=(422,),
+        errors=(422, 502, 503),
+        description="With `TASKBELL_ENGINE_URL` set, starts a real BPMN instance on the "
+        "engine (`process`, default `invoice_approval`, and its `data`): 503 "
+        "`engine_unavailable` when the engine cannot be reached, 502 `engine_refused` "
+        "when it refuses. Without it, a made-up process creates its steps one by one.",
     ),
     Op(
         "GET",
@@ -790,7 +795,8 @@ _ERROR_TEXT = {
     415: "Body is not JSON",
     422: "Body of the wrong shape (details: field errors)",
     429: "Too many requests (Retry-After)",
-    503: "Database unavailable (Retry-After)",
+    502: "A service behind this one refused (demo: the engine)",
+    503: "Database (or, in demo mode, the engine) unavailable (Retry-After)",
 }
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "producer": [{"producerKey": []}],
