@@ -9,9 +9,9 @@ a parser and, for bodies, a request task for as long as it likes.
   ``request_timeout`` (JSON) if no response is in progress, and closes the connection.
   A WebSocket upgrade drops it with the handshake's headers: an open socket is never
   cut by it. ``http_protocol(settings)`` makes the class for ``uvicorn.Config(http=...)``.
-- Bodies: ``BodyGuard`` (ASGI) gives the whole
-  body ``TASKBELL_BODY_TIMEOUT_SECONDS`` from the moment the app gets the request; a
-  ``receive`` still waiting then raises ``RequestTimeout``, answered 408
+- Bodies: the ASGI gate (``server.gate``, with ``BodyWatch`` from here) gives the
+  whole body ``TASKBELL_BODY_TIMEOUT_SECONDS`` from the moment the app gets the
+  request; a ``receive`` still waiting then raises ``RequestTimeout``, answered 408
   ``request_timeout`` with ``Connection: close``; it also answers 413 for a body over
   the size limit, declared or streamed. As a backstop for a body nobody reads, the
   protocol also closes a connection whose request body is not complete a little after
@@ -34,12 +34,12 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Send
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from server.errors import ApiError, PayloadTooLarge, RequestTimeout
+from server.errors import ApiError
 
 # How much longer than the body timeout the protocol's backstop waits, so that the ASGI
 # guard answers 408 first whenever the app is reading the body (more than a tick).
@@ -87,6 +87,27 @@ class Deadlines:
         self._timer = loop.call_later(self.tick_s, self._sweep, loop) if self._due else None
 
 
+class BodyWatch:
+    """One wait for a piece of a request body, under the request's deadline: ``expire``
+    (called by ``Deadlines``) cancels the waiting task, and ``timed_out()`` tells that
+    cancellation from any other (as ``asyncio.timeout`` does, with ``Task.uncancel``)."""
+
+    __slots__ = ("cancelling", "fired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.cancelling = task.cancelling()
+        self.fired = False
+
+    def expire(self) -> None:
+        self.fired = True
+        self.task.cancel()
+
+    def timed_out(self) -> bool:
+        """After a ``CancelledError``: True when it was this watch's own."""
+        return self.fired and self.task.uncancel() <= self.cancelling
+
+
 async def send_error(send: Send, exc: ApiError) -> None:
     """Answer ``exc`` as the usual JSON error, before any response has started."""
     body = orjson.dumps(exc.body())
@@ -97,61 +118,6 @@ async def send_error(send: Send, exc: ApiError) -> None:
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in exc.headers.items()]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-
-
-class BodyGuard:
-    """Request bodies arrive whole, in time, and within the size limit: 413
-    ``payload_too_large`` for a body declared or streamed over ``limit`` bytes, 408
-    ``request_timeout`` for one not fully in within ``timeout_s`` (0: no deadline),
-    each as the usual JSON error when no answer has started."""
-
-    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
-        self.app = app
-        self.limit = limit
-        self.timeout_s = timeout_s
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", []):
-            if name == b"content-length" and (not value.isdigit() or int(value) > self.limit):
-                await send_error(send, PayloadTooLarge(f"the body is over {self.limit} bytes"))
-                return
-        deadline = asyncio.get_running_loop().time() + self.timeout_s if self.timeout_s else None
-        complete = False
-        started = False
-        seen = 0
-
-        async def guarded_receive() -> Message:
-            nonlocal complete, seen
-            if complete:  # the body is in: what follows is the wait for a disconnect
-                return await receive()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await receive()
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"the request body did not arrive within {self.timeout_s:g} s"
-                ) from None
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise PayloadTooLarge(f"the body is over {self.limit} bytes")
-            if message["type"] != "http.request" or not message.get("more_body", False):
-                complete = True
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, guarded_receive, tracking_send)
-        except (RequestTimeout, PayloadTooLarge) as exc:
-            if not started:
-                await send_error(send, exc)
 
 
 def _timeout_response(server_state: ServerState, what: str) -> bytes:

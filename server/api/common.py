@@ -19,6 +19,21 @@ from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
 
+# Where the gate (``server.gate``) leaves the ``Caller`` it checked, in the ASGI scope.
+CALLER = "taskbell.caller"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Whom the gate found calling, so that the endpoint does not verify the same token
+    again: the bearer credential it read, and the person its token names (None: a
+    producer key). Only there when the gate checked the credential (rate-limited paths
+    while a limit is on); the endpoint still checks revocation, and uses it only for the
+    very credential it reads itself."""
+
+    credential: str
+    user: User | None
+
 
 @dataclass
 class Parts:
@@ -61,26 +76,42 @@ def parts(request: Request) -> Parts:
     return p
 
 
+def checked(request: Request, credential: str) -> Caller | None:
+    """The gate's ``Caller`` when it checked this very ``credential``, else None."""
+    found: Caller | None = request.scope.get(CALLER)
+    return found if found is not None and found.credential == credential else None
+
+
 def producer(request: Request) -> None:
     """Raises ``Unauthorized`` unless the caller holds a producer key."""
-    settings = parts(request).settings
     key = bearer(request.headers.get("authorization"))
-    if not is_producer_key(settings, key):
+    known = checked(request, key)
+    if known is not None and known.user is None:
+        return
+    if not is_producer_key(parts(request).settings, key):
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
 
 
 def user(request: Request) -> User:
-    """Raises ``Unauthorized`` unless the caller holds a valid user token."""
-    return parts(request).authenticate(bearer(request.headers.get("authorization")))
+    """Raises ``Unauthorized`` unless the caller holds a valid user token (not revoked)."""
+    p = parts(request)
+    token = bearer(request.headers.get("authorization"))
+    known = checked(request, token)
+    if known is not None and known.user is not None:
+        return p.revocations.check(known.user)
+    return p.authenticate(token)
 
 
 def actor(request: Request) -> str | None:
     """None for a producer, the user id for a person; raises ``Unauthorized`` otherwise."""
-    settings = parts(request).settings
+    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    if is_producer_key(settings, token):
+    known = checked(request, token)
+    if known is not None:
+        return None if known.user is None else p.revocations.check(known.user).id
+    if is_producer_key(p.settings, token):
         return None
-    return parts(request).authenticate(token).id
+    return p.authenticate(token).id
 
 
 def is_json_type(content_type: str | None) -> bool:
