@@ -28,9 +28,9 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("edge: SecurityHeaders", ("SecurityHeaders.",)),
     ("edge: OriginGuard", ("server/origins.py",)),
     ("edge: WebSocketFastPath", ("WebSocketFastPath.",)),
-    ("edge: RateLimit", ("RateLimit.", "server/limits.py")),
+    ("edge: RateLimit / limits.py", ("RateLimit.", "server/limits.py")),
     ("edge: BodyGuard", ("BodyGuard.", "send_error (server/guard.py")),
-    ("edge: Edge (one pass)", ("server/edge.py",)),
+    ("edge: Gate (the one layer)", ("server/gate.py", "BodyWatch.")),
     ("token verification", ("server/auth.py", "jwt/")),
     ("JSON parse (wire.loads)", ("loads (server/wire.py",)),
     ("validation (pydantic, fields)", ("pydantic", "server/fields.py", "validate (server/wire")),
@@ -53,7 +53,8 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 # Writing a log line counts to whoever logs it; the request log's access line apart.
 LOGGING = "logging"
-ACCESS_LINE = "edge: RequestLog's access line (logging)"
+ACCESS_LINE = "edge: the access line (logging)"
+ACCESS_LOGGERS = ("edge: RequestLog", "edge: Gate (the one layer)")
 LOOP = "event loop (uvloop C, idle included)"
 OTHER = "other"
 LINE_NUMBER = re.compile(r":\d+\)$")
@@ -70,7 +71,7 @@ def part_of(frames: list[str]) -> str:
         if part == LOGGING:
             logging = True
         elif part is not None:
-            return ACCESS_LINE if logging and part == "edge: RequestLog" else part
+            return ACCESS_LINE if logging and part in ACCESS_LOGGERS else part
     return LOGGING if logging else OTHER
 
 
