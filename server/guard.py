@@ -50,7 +50,7 @@ def tick_for(*timeouts_s: float) -> float:
     """How often ``Deadlines`` looks: a tenth of the shortest timeout in use, between
     50 ms and 1 s."""
     used = [t for t in timeouts_s if t > 0]
-    return min(1.0, max(0.05, min(used, default=1.0) / 10))
+    return min(1.0, max(0.05, min(used, default=10.0) / 10))
 
 
 class Deadlines:
