@@ -7,7 +7,7 @@ every answer, carries the request id and is logged):
    the request's log lines, echoed in the answer;
 2. the origin allow-list on the event stream (``server.origins``): 403;
 3. the request rate of the caller (``server.limits``): 429 with ``Retry-After``; the
-   caller it checked (``api.common.Caller``) is left in the scope, so the endpoint does
+   caller it checked (``api.common.Checked``) is left in the scope, so the endpoint does
    not verify the same token again;
 4. the body: 413 for one declared (``Content-Length``) or streamed over the limit, 408
    for one not fully in within ``TASKBELL_BODY_TIMEOUT_SECONDS`` of the app getting the
@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from server import logs, metrics, origins
-from server.api.common import CALLER
+from server.api.common import CHECKED
 from server.errors import PayloadTooLarge, RequestTimeout, TooManyRequests
 from server.guard import BodyWatch, Deadlines, send_error, tick_for
 from server.limits import LIMITED_PREFIXES, Edge, credential_from, retry_after
@@ -129,7 +129,7 @@ class Gate:
                     credential_from(authorization, path, scope.get("query_string"))
                 )
                 if caller is not None:
-                    scope[CALLER] = caller
+                    scope[CHECKED] = caller
                     wait = self.edge.wait(caller)
                     if wait > 0:
                         exc = TooManyRequests("too many requests; slow down")

@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.types import Scope
 from starlette.websockets import WebSocket
 
-from server.api.common import Caller, Parts
+from server.api.common import Checked, Parts
 from server.auth import User, is_producer_key, verify_token
 from server.errors import ApiError, CloseCode, TooManyRequests
 from server.settings import Settings
@@ -211,20 +211,20 @@ class Edge:
     def limits_requests(self) -> bool:
         return self.producers is not None or self.users is not None
 
-    def caller(self, credential: str | None) -> Caller | None:
+    def caller(self, credential: str | None) -> Checked | None:
         """Who calls with this bearer credential, as far as the limits need to know: a
         producer key, or a valid user token while users are limited; None otherwise
         (no credential, or one that the endpoint will refuse with 401)."""
         if not credential:
             return None
         if is_producer_key(self.settings, credential):
-            return Caller(credential, None)
+            return Checked(credential, None)
         if self.users is None:
             return None
         who = self.subjects.who(credential)
-        return None if who is None else Caller(credential, who)
+        return None if who is None else Checked(credential, who)
 
-    def wait(self, caller: Caller | None) -> float:
+    def wait(self, caller: Checked | None) -> float:
         """0.0 when ``caller`` may go ahead, else the seconds to wait."""
         if caller is None:
             return 0.0

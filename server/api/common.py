@@ -19,12 +19,12 @@ from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
 
-# Where the gate (``server.gate``) leaves the ``Caller`` it checked, in the ASGI scope.
-CALLER = "taskbell.caller"
+# Where the gate (``server.gate``) leaves the credential it checked, in the ASGI scope.
+CHECKED = "taskbell.checked"
 
 
 @dataclass(frozen=True, slots=True)
-class Caller:
+class Checked:
     """Whom the gate found calling, so that the endpoint does not verify the same token
     again: the bearer credential it read, and the person its token names (None: a
     producer key). Only there when the gate checked the credential (rate-limited paths
@@ -76,9 +76,9 @@ def parts(request: Request) -> Parts:
     return p
 
 
-def checked(request: Request, credential: str) -> Caller | None:
-    """The gate's ``Caller`` when it checked this very ``credential``, else None."""
-    found: Caller | None = request.scope.get(CALLER)
+def checked(request: Request, credential: str) -> Checked | None:
+    """The gate's ``Checked`` when it checked this very ``credential``, else None."""
+    found: Checked | None = request.scope.get(CHECKED)
     return found if found is not None and found.credential == credential else None
 
 
