@@ -54,8 +54,8 @@ try:
 except ImportError:  # a checkout from before partitions, for the "before" figure
     import zlib
 
-    def partition_of(owner: str) -> int:
-        return zlib.crc32(owner.encode()) % 256
+    def partition_of(key: str) -> int:
+        return zlib.crc32(key.encode()) % 256
 
 
 def cpu_s(pid: int) -> float:

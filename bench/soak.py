@@ -5,15 +5,19 @@ descriptors of every server process sampled over time.
     python -m bench.soak --minutes 30 --rate 200 --json soak.json
 
 It starts its own Redis and PostgreSQL (as the tests do), ``--instances`` server
-processes and ``--clients`` resuming WebSocket clients over ``--owners`` owners, then
-runs producer and owner operations at ``--rate`` per second while a fault happens every
+processes and ``--clients`` resuming WebSocket clients over ``--owners`` people in each
+of two tenants (the same user, role and task ids in both), then runs the chaos test's
+operations (tasks for people and role queues, claims and claim races, unclaims,
+membership changes, a substitution starting and ending in every round, one deleted) at
+``--rate`` per second while a fault happens every
 ``--fault-every`` seconds, in turn: Redis killed, an instance restarted with SIGTERM,
 Redis paused, an instance killed with SIGKILL, Redis emptied (FLUSHALL). Instance 0 is
 never restarted: its memory and descriptors over the whole run are the leak witness.
 
 At the end it checks what the chaos test checks (every client against the database,
-event by event; nothing acknowledged lost) and prints the samples and the verdict. Not
-part of CI.
+feed by feed and event by event, following the feeds the database says; nothing
+acknowledged lost; one winner per claim race) and prints the samples and the verdict.
+Not part of CI.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import random
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +43,17 @@ from tests.faults.chaos import (
     ResumingClient,
     Workload,
     WorkloadFigures,
-    check_acked,
+    check_writes,
     compare,
+    producer_keys_setting,
     settle,
+    two_tenants,
 )
 from tests.support.services import PostgresServer, RedisServer
 
 SECRET = "soak-secret-0123456789abcdef0123456789abcdef"
 PRODUCER_KEY = "pk-soak"
+OTHER_KEY = "pk-soak-acme"
 FAULTS = ("redis-kill", "sigterm", "redis-pause", "sigkill", "redis-flushall")
 
 
@@ -65,8 +73,8 @@ class Soak:
     figures: list[WorkloadFigures] = field(default_factory=list)
 
 
-def token(owner: str) -> str:
-    return mint_token(SECRET, owner, 24 * 3600)
+def tokens(tenant: str) -> Callable[[str], str]:
+    return lambda user: mint_token(SECRET, user, 24 * 3600, tenant=tenant)
 
 
 async def sample(cluster: Cluster, http: httpx.AsyncClient, t0: float, ops: int) -> Sample:
@@ -125,13 +133,15 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     assert main_task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, main_task.cancel)
     owners = [f"owner-{i:03d}" for i in range(args.owners)]
+    plans = two_tenants(owners, PRODUCER_KEY, OTHER_KEY)
+    people = [(p.tenant, o) for o in owners for p in plans]
     soak = Soak()
     with PostgresServer() as pg, RedisServer() as redis:
         pg.start()
         redis.start()
         env = {
             "TASKBELL_SECRET": SECRET,
-            "TASKBELL_PRODUCER_KEYS": PRODUCER_KEY,
+            "TASKBELL_PRODUCER_KEYS": producer_keys_setting(plans),
             "TASKBELL_SWEEP_SECONDS": str(args.sweep),
             "LOG_LEVEL": "warning",
         }
@@ -139,25 +149,24 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         try:
             await cluster.start()
             clients = [
-                ResumingClient(owners[i % len(owners)], token(owners[i % len(owners)]),
-                               cluster.ws_urls, i)
-                for i in range(args.clients)
-            ]  # fmt: skip
+                ResumingClient(user, tokens(tenant)(user), cluster.ws_urls, i, tenant)
+                for i, (tenant, user) in ((i, people[i % len(people)]) for i in range(args.clients))
+            ]
             for c in clients:
                 c.start()
             await asyncio.gather(*(c.wait_connected(60) for c in clients))
             print(
                 f"soak: {args.instances} instances, {args.clients} clients over "
-                f"{args.owners} owners, {args.rate} ops/s for {args.minutes} min, a fault "
+                f"{args.owners} people in each of {len(plans)} tenants, {args.rate} ops/s for "
+                f"{args.minutes} min, a fault "
                 f"every {args.fault_every} s",
                 flush=True,
             )
             t0 = time.monotonic()
             stop = asyncio.Event()
             faults = asyncio.create_task(fault_loop(cluster, args.fault_every, stop, soak))
-            acked: dict[str, str] = {}
-            latest = Workload([], owners, producer_key=PRODUCER_KEY, token=token, total=0,
-                              duration_s=0)  # fmt: skip
+            works: list[Workload] = []
+            latest: list[Workload] = []
             ops = 0
             async with httpx.AsyncClient() as http:
                 soak.samples.append(await sample(cluster, http, t0, ops))
@@ -169,20 +178,27 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
                     if faults.done():
                         faults.result()  # a fault that could not be carried out stops the run
                     rounds += 1
-                    latest = Workload(
-                        cluster.base_urls,
-                        owners,
-                        producer_key=PRODUCER_KEY,
-                        token=token,
-                        total=max(1, int(args.rate * round_s)),
-                        duration_s=round_s,
-                        seed=random.randrange(1 << 30),
-                        prefix=f"r{rounds}-",
-                    )
-                    await latest.run()
-                    acked.update(latest.acked)
-                    soak.figures.append(latest.figures)
-                    ops += latest.figures.ops
+                    seed = random.randrange(1 << 30)
+                    latest = [
+                        Workload(
+                            cluster.base_urls,
+                            owners,
+                            producer_key=p.producer_key,
+                            token=tokens(p.tenant),
+                            total=max(1, int(args.rate * round_s * p.share)),
+                            duration_s=round_s,
+                            seed=seed + n,
+                            prefix=f"r{rounds}-",  # the same task ids in both tenants
+                            tenant=p.tenant,
+                            roles=p.roles,
+                            absences=p.absences,
+                        )
+                        for n, p in enumerate(plans)
+                    ]
+                    await asyncio.gather(*(w.run() for w in latest))
+                    works += latest
+                    soak.figures += [w.figures for w in latest]
+                    ops += sum(w.figures.ops for w in latest)
                     soak.samples.append(await sample(cluster, http, t0, ops))
                     print_sample(soak.samples[-1])
             stop.set()
@@ -196,7 +212,8 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         finally:
             cluster.close()
     problems, seen = compare(clients, truth)
-    lost = check_acked(acked, truth.statuses)
+    lost = check_writes(works, truth)
+    races = [r for w in works for r in w.races]
     unexpected = [u for f in soak.figures for u in f.unexpected]
     codes: dict[str, int] = {}
     for f in soak.figures:
@@ -207,9 +224,15 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
     print(f"operations: {ops}, by result code {dict(sorted(codes.items()))}")
     print(f"faults: {len(soak.faults)}; database: tasks {truth.tasks_by_status}")
     print(
-        f"clients: events delivered {seen.events}, connections {seen.connections}, "
-        f"reconnects by close code {dict(sorted(seen.closes.items()))}, snapshots after "
-        f"the first {seen.snapshots_after_first}"
+        f"claim races: {len(races)}, claims standing {sum(len(w.claimed) for w in works)}; "
+        f"feeds in the database {len(truth.owners)}"
+    )
+    print(
+        f"clients: events delivered {seen.events} (role queues {seen.role_events}, stood "
+        f"in for {seen.standin_events}), connections {seen.connections}, feed.joined "
+        f"{seen.joined}, feed.left {seen.left}, seq gaps {seen.gaps}, reconnects by close "
+        f"code {dict(sorted(seen.closes.items()))}, snapshots after the first "
+        f"{seen.snapshots_after_first} (needless {seen.needless_snapshots})"
     )
     print(f"instance 0 (never restarted): {trend(witness)}")
     print(
@@ -225,7 +248,7 @@ async def run(args: argparse.Namespace) -> tuple[bool, dict[str, Any]]:
         "ops_by_code": codes,
         "problems": truth.problems + problems + lost + unexpected,
     }
-    ok = not (truth.problems or problems or lost or unexpected)
+    ok = not (truth.problems or problems or lost or unexpected or seen.gaps)
     print("PASS" if ok else "FAIL")
     return ok, report
 
@@ -263,13 +286,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--minutes", type=float, default=5.0)
     p.add_argument("--instances", type=int, default=3)
     p.add_argument("--clients", type=int, default=200)
-    p.add_argument("--owners", type=int, default=50)
+    p.add_argument("--owners", type=int, default=50, help="people per tenant (at least 12)")
     p.add_argument("--rate", type=float, default=150.0, help="operations per second")
     p.add_argument("--fault-every", type=float, default=20.0, help="seconds between faults")
     p.add_argument("--sample-every", type=float, default=15.0, help="seconds between samples")
     p.add_argument("--sweep", type=float, default=1.0, help="TASKBELL_SWEEP_SECONDS")
     p.add_argument("--json", default=None, help="also write the samples to this file")
     args = p.parse_args(argv)
+    if args.owners < 12:
+        p.error("--owners must be at least 12")
     ok, report = asyncio.run(run(args))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))

@@ -33,10 +33,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from engine.bpmn import Library, load_dir
-from engine.core import Engine, EngineError
+from engine.core import Engine, EngineError, comment_rule, decision_field
 from engine.pages import step_page
 from engine.store import Store
-from engine.taskbell import Sender, Taskbell, Unreachable, register, verify
+from engine.taskbell import Sender, Taskbell, Unreachable, memberships, register, verify
 
 log = logging.getLogger("engine")
 
@@ -218,7 +218,10 @@ async def webhook(request: Request) -> Response:
     webhook_id = request.headers["webhook-id"]
     actor = data.get("actor")
     if kind == "task.completed":
-        outcome = rt.engine.task_completed(webhook_id, data, actor)
+        members: dict[str, frozenset[str]] = {}
+        if not rt.engine.seen(webhook_id) and rt.store.step(str(data.get("id", ""))) is not None:
+            members = await memberships(rt.taskbell, rt.engine.roles())
+        outcome = rt.engine.task_completed(webhook_id, data, actor, members)
     elif kind == "task.canceled":
         outcome = rt.engine.task_canceled(webhook_id, data, actor)
     else:
@@ -290,7 +293,8 @@ def _values(task: Any, form: dict[str, list[str]]) -> dict[str, Any]:
 
 def _missing(rt: Runtime, task: Any, values: dict[str, Any]) -> list[str]:
     """Fields whose ``required_when`` property (a Python expression over the instance data
-    and the form) holds but which are empty; ``required`` validation counts too."""
+    and the form) holds but which are empty; ``required`` validation counts too, and so
+    does the comment that the chosen decision requires (``comment.<value>`` property)."""
     missing = []
     context = {**dict(task.data), **values}
     for f in _fields(task):
@@ -303,6 +307,13 @@ def _missing(rt: Runtime, task: Any, values: dict[str, Any]) -> list[str]:
                 required = False
         if required and values.get(f.id) in (None, ""):
             missing.append(str(f.label or f.id))
+    field = decision_field(task.task_spec)
+    chosen = values.get(field.id) if field is not None else None
+    needs_comment = chosen and comment_rule(task.task_spec, str(chosen)) == "required"
+    if needs_comment and not str(values.get("comment") or "").strip():
+        label = next((str(f.label or f.id) for f in _fields(task) if f.id == "comment"), "")
+        if (label or "Comment") not in missing:
+            missing.append(label or "Comment")
     return missing
 
 
@@ -326,9 +337,15 @@ async def post_step(request: Request) -> Response:
     missing = _missing(rt, task, values)
     if missing:
         return _page(rt, step_id, error="Required: " + ", ".join(missing))
+    decision: dict[str, Any] | None = None
+    field = decision_field(task.task_spec)
+    if field is not None and "actions" in step.body and values.get(field.id):
+        decision = {"outcome": str(values[field.id])}
+        if str(values.get("comment") or "").strip():
+            decision["comment"] = str(values["comment"])
     try:
         answer = await rt.taskbell.call(
-            "POST", f"/api/v1/tasks/{step_id}/complete", None, deadline_s=10
+            "POST", f"/api/v1/tasks/{step_id}/complete", decision, deadline_s=10
         )
     except Unreachable:
         return _page(rt, step_id, error="Taskbell cannot be reached right now; try again.")

@@ -9,6 +9,13 @@ A *step* is a Taskbell task standing for one READY manual task (a user task) of 
 workflow. Its id is ``{instance}.{task spec}.{n}`` (n counts that spec's steps in the
 instance: a loop back gives ``.2``), stored with the workflow, so a restart or a repeated
 create never makes a second task.
+
+From the user task to the Taskbell task: the owner from ``camunda:assignee``, else the
+role from ``camunda:candidateGroups`` (the first group) or the task's lane (``lane_role``);
+``due_at`` from ``camunda:dueDate``; ``priority`` from the ``priority`` property;
+``actions`` from the form's first enum field (``task_actions``, with ``comment.<value>``
+properties); ``follows`` when the step is made by a completion and is for the person who
+completed it, or for a queue they are in (``Handoff``).
 """
 
 from __future__ import annotations
@@ -43,6 +50,82 @@ KINDS = frozenset({"activity", "email", "edit_record", "page"})
 _TEMPLATE = re.compile(r"\$\{([^}]*)\}")
 _INSTANCE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,120}$")
 TITLE_LIMIT = 1000
+
+
+PRIORITIES = ("low", "normal", "high", "urgent")
+COMMENT_RULES = ("none", "optional", "required")
+MAX_ACTIONS = 5
+
+
+class _NoName(Exception):
+    pass
+
+
+def lane_role(lane: str) -> str:
+    """The Taskbell role of a lane: its name, lower case, runs of spaces as ``_``
+    (lane "Finance Team" is role ``finance_team``)."""
+    return re.sub(r"\s+", "_", lane.strip().lower())
+
+
+def decision_field(spec: Any) -> Any | None:
+    """The user task's first enum form field: its values are the task's actions."""
+    form = getattr(spec, "form", None)
+    for field in getattr(form, "fields", []) or []:
+        if field.type == "enum" and field.options:
+            return field
+    return None
+
+
+def comment_rule(spec: Any, action_id: str) -> str:
+    """Whether choosing ``action_id`` asks for a comment: the task's Camunda property
+    ``comment.<action id>`` (``none`` | ``optional`` | ``required``); without one,
+    ``optional`` when the form has a ``comment`` field, else ``none``."""
+    ext: dict[str, Any] = getattr(spec, "extensions", None) or {}
+    rule = str(ext.get(f"comment.{action_id}", "")).strip().lower()
+    if rule in COMMENT_RULES:
+        return rule
+    form = getattr(spec, "form", None)
+    has_comment = any(f.id == "comment" for f in getattr(form, "fields", []) or [])
+    return "optional" if has_comment else "none"
+
+
+def task_actions(spec: Any) -> list[dict[str, str]] | None:
+    """Taskbell ``actions`` from the decision field: one per value (``id``, ``label`` =
+    the value's name), with its comment rule; None without one, or with more than 5."""
+    field = decision_field(spec)
+    if field is None:
+        return None
+    if len(field.options) > MAX_ACTIONS:
+        log.warning("%s: %s has more than %d values: no actions", spec.name, field.id, MAX_ACTIONS)
+        return None
+    return [
+        {
+            "id": str(o.id),
+            "label": str(o.name or o.id),
+            "comment": comment_rule(spec, str(o.id)),
+        }
+        for o in field.options
+    ]
+
+
+@dataclass(frozen=True)
+class Handoff:
+    """The step just completed, by whom, and the roles' members (as Taskbell had them):
+    a new step for the same person, or for a queue they are in, ``follows`` it."""
+
+    step_id: str
+    person: str | None
+    role: str | None
+    members: dict[str, frozenset[str]]
+
+    def hands_to(self, owner: str | None, role: str | None) -> bool:
+        if self.person is None:
+            return False
+        if owner is not None:
+            return owner == self.person
+        if role is None:
+            return False
+        return role == self.role or self.person in self.members.get(role, frozenset())
 
 
 class EngineError(Exception):
@@ -185,7 +268,7 @@ class Engine:
         name: str,
         workflow: BpmnWorkflow,
         failure: str | None,
-        follows: str | None = None,
+        after: Handoff | None = None,
     ) -> None:
         """Inside a transaction: steps for READY user tasks, cancels for steps whose task
         is no longer READY, and the end event when the workflow is done."""
@@ -202,7 +285,7 @@ class Engine:
         if failure is None and not ending:
             for task_id, task in ready.items():
                 if task_id not in known:
-                    failure = self._new_step(instance_id, name, task, follows)
+                    failure = self._new_step(instance_id, name, task, after)
                     if failure is not None:
                         break
         if failure is not None:
@@ -211,33 +294,28 @@ class Engine:
             status, reason = self._end_kind(workflow)
             self._end(instance_id, status, reason)
 
-    def _new_step(self, instance_id: str, name: str, task: Any, follows: str | None) -> str | None:
+    def _new_step(
+        self, instance_id: str, name: str, task: Any, after: Handoff | None
+    ) -> str | None:
         spec = task.task_spec
         ext: dict[str, Any] = getattr(spec, "extensions", None) or {}
-        assignee = ext.get("camunda:assignee")
-        if not assignee:
-            return (
-                f"user task {spec.name!r} has no camunda:assignee (role queues from "
-                "camunda:candidateGroups or lanes need Taskbell's audiences)"
-            )
-        try:
-            owner = str(self.evaluate(task, assignee) if "${" in assignee else assignee)
-        except Exception as exc:
-            return f"user task {spec.name!r}: camunda:assignee {assignee!r}: {exc}"
-        if not owner or owner == "None":
-            return f"user task {spec.name!r}: camunda:assignee {assignee!r} is empty"
+        audience = self._audience(task)
+        if isinstance(audience, str):
+            return audience
+        owner, role = audience
         n = self.store.count_steps(instance_id, spec.name) + 1
         step_id = f"{instance_id}.{spec.name}.{n}"
         title = self.render(task, spec.bpmn_name or spec.name).strip() or spec.name
         kind = ext.get("kind") if ext.get("kind") in KINDS else "page"
-        body: dict[str, Any] = {
-            "id": step_id,
-            "owner": owner,
-            "title": title[:TITLE_LIMIT],
-            "kind": kind,
-            "process": {"instance_id": instance_id, "name": name},
-            "url": self.step_url(step_id),
-        }
+        body: dict[str, Any] = {"id": step_id, "owner": owner}  # None: offered to a role
+        if role is not None:
+            body["role"] = role
+        body.update(
+            title=title[:TITLE_LIMIT],
+            kind=kind,
+            process={"instance_id": instance_id, "name": name},
+            url=self.step_url(step_id),
+        )
         record = task.data.get("record")
         if isinstance(record, dict) and record.get("entity") and record.get("id"):
             body["record"] = {
@@ -246,12 +324,23 @@ class Engine:
                 "title": str(record.get("title") or record["id"]),
             }
         due_at = self._due_at(task, ext.get("camunda:dueDate"))
+        if due_at is not None:
+            body["due_at"] = due_at
+        priority = self._priority(task, ext.get("priority"))
+        if priority is not None:
+            body["priority"] = priority
+        actions = task_actions(spec)
+        if actions:
+            body["actions"] = actions
+        follows = after.step_id if after is not None and after.hands_to(owner, role) else None
+        if follows is not None:
+            body["follows"] = follows
         self.store.insert_step(
             id=step_id,
             instance_id=instance_id,
             spiff_task_id=str(task.id),
             spec=spec.name,
-            owner=owner,
+            owner=owner or "",
             title=body["title"],
             body=body,
             due_at=due_at,
@@ -260,9 +349,67 @@ class Engine:
         self.store.enqueue(instance_id, "POST", "/api/v1/tasks", body)
         return None
 
+    def _audience(self, task: Any) -> tuple[str | None, str | None] | str:
+        """Who a user task is for: ``(owner, None)`` from ``camunda:assignee``, else
+        ``(None, role)`` from ``camunda:candidateGroups`` (the first group) or the task's
+        lane; or, as text, why there is nobody (the instance then fails)."""
+        spec = task.task_spec
+        ext: dict[str, Any] = getattr(spec, "extensions", None) or {}
+        assignee = ext.get("camunda:assignee")
+        groups = ext.get("camunda:candidateGroups")
+        lane = getattr(spec, "lane", None)
+        if assignee:
+            try:
+                return self._name(task, assignee), None
+            except _NoName as exc:
+                return f"user task {spec.name!r}: camunda:assignee {assignee!r}: {exc}"
+        if groups:
+            try:
+                group = self._name(task, groups)
+            except _NoName as exc:
+                return f"user task {spec.name!r}: camunda:candidateGroups {groups!r}: {exc}"
+            first = group.split(",")[0].strip()
+            if not first:
+                return f"user task {spec.name!r}: camunda:candidateGroups {groups!r} is empty"
+            return None, first
+        if lane:
+            return None, lane_role(str(lane))
+        return (
+            f"user task {spec.name!r} has nobody to do it: give it a camunda:assignee, "
+            "camunda:candidateGroups, or put it in a lane"
+        )
+
+    def _name(self, task: Any, expression: str) -> str:
+        """An assignee or group expression's value (``_NoName`` when it has none)."""
+        try:
+            value = self.evaluate(task, expression) if "${" in expression else expression
+        except Exception as exc:
+            raise _NoName(str(exc)) from exc
+        text = "" if value is None else str(value).strip()
+        if not text or text == "None":
+            raise _NoName("is empty")
+        return text
+
+    def _priority(self, task: Any, expression: Any) -> str | None:
+        """The ``priority`` Camunda property (``high``, or ``${priority}`` over the data)."""
+        if not isinstance(expression, str) or not expression.strip():
+            return None
+        try:
+            value = self.evaluate(task, expression) if "${" in expression else expression
+        except Exception as exc:
+            log.warning("priority %r: %s", expression, exc)
+            return None
+        text = str(value).strip().lower()
+        if text not in PRIORITIES:
+            log.warning("priority %r is %r, not one of %s", expression, text, PRIORITIES)
+            return None
+        return text
+
     def _due_at(self, task: Any, expression: str | None) -> str | None:
-        """``camunda:dueDate`` (a date, or a duration from now) as ISO 8601 UTC. Taskbell
-        has no ``due_at`` yet; the engine shows it in its own views."""
+        """``camunda:dueDate`` as ISO 8601 UTC, for Taskbell's ``due_at``. The value (an
+        expression over the data, e.g. ``${due}``, or a literal) is a date or date-time
+        (without a zone: UTC), or an ISO 8601 duration counted from the moment the step
+        is created (``PT2H``). One that cannot be read is left out (and logged)."""
         if not expression:
             return None
         try:
@@ -272,6 +419,8 @@ class Engine:
                 delta: timedelta = TimerEventDefinition.get_timedelta_from_start(parsed)
                 return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
             when: datetime = TimerEventDefinition.get_datetime(value)
+            if when.tzinfo is not None:
+                when = when.astimezone(UTC)
             return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         except Exception as exc:
             log.warning("dueDate %r: %s", expression, exc)
@@ -315,8 +464,16 @@ class Engine:
             self.store.mark_seen(webhook_id)
         return Outcome(False, note)
 
-    def task_completed(self, webhook_id: str, task: dict[str, Any], actor: str | None) -> Outcome:
-        """Taskbell says a step was completed: complete its user task once, run on."""
+    def task_completed(
+        self,
+        webhook_id: str,
+        task: dict[str, Any],
+        actor: str | None,
+        members: dict[str, frozenset[str]] | None = None,
+    ) -> Outcome:
+        """Taskbell says a step was completed: complete its user task once, with the
+        decision in the data, and run on. ``members``: the roles' members as Taskbell has
+        them now, to tell whether a new queue step is for a queue the person is in."""
         if self.store.seen(webhook_id):
             return Outcome(False, "repeat delivery")
         step = self.store.step(str(task.get("id", "")))
@@ -331,10 +488,15 @@ class Engine:
         spiff_task = workflow.get_task_from_id(uuid.UUID(step.spiff_task_id))
         if spiff_task is None or spiff_task.state != TaskState.READY:
             return self._ignore(webhook_id, "its user task is not READY")
-        completed_by = str(task.get("completed_by") or actor or step.owner)
-        values = {**self._form_values(spiff_task, step), **self._outcome(spiff_task, task)}
+        # Who completed it: Taskbell's completed_by (a person), else the task's holder
+        # (the producer completed it: the engine's page, for its owner or claimer).
+        person = task.get("completed_by") or actor or task.get("owner") or step.owner or None
+        completed_by = None if person is None else str(person)
+        values = self._form_values(spiff_task, step)
+        values.update(self._outcome(spiff_task, task, values))
         spiff_task.data.update(values)
         spiff_task.data.update({"completed_by": completed_by, "actor": actor})
+        after = Handoff(step.id, completed_by, step.role, members or {})
         try:
             try:
                 spiff_task.run()
@@ -344,28 +506,34 @@ class Engine:
             with self.store.tx():
                 self.store.mark_seen(webhook_id)
                 self.store.end_step(step.id, "completed", completed_by)
-                self._sync(step.instance_id, row.name, workflow, failure, follows=step.id)
+                self._sync(step.instance_id, row.name, workflow, failure, after=after)
         except BaseException:
             self._forget(step.instance_id)  # the database still has the workflow before
             raise
         self._drop_if_ended(step.instance_id)
         return Outcome(True, "completed")
 
-    def _outcome(self, task: Any, data: dict[str, Any]) -> dict[str, Any]:
-        """An ``outcome`` (the action the person chose) and ``comment`` in the webhook, as
-        Taskbell will send them once tasks carry actions: the outcome goes into the form's
-        enum field that offers it (e.g. ``decision``) and into ``outcome``."""
-        values: dict[str, Any] = {}
+    def _outcome(self, task: Any, data: dict[str, Any], saved: dict[str, Any]) -> dict[str, Any]:
+        """The decision: Taskbell's ``outcome`` (the action chosen on the card, or sent
+        by the engine's page) goes into ``outcome`` and into the form's enum field that
+        offers it (e.g. ``decision``), its ``comment`` into ``comment``. Without an
+        outcome, the enum field keeps what the page saved (or its default), and
+        ``outcome`` is that value; without a comment, the page's."""
+        field = decision_field(task.task_spec)
+        values: dict[str, Any] = {
+            "outcome": saved.get(field.id) if field is not None else None,
+            "comment": saved.get("comment") or None,
+        }
         outcome = data.get("outcome")
         if isinstance(outcome, str) and outcome:
             values["outcome"] = outcome
             form = getattr(task.task_spec, "form", None)
-            for field in getattr(form, "fields", []) or []:
-                if field.type == "enum" and outcome in {str(o.id) for o in field.options}:
-                    values[field.id] = outcome
+            for one in getattr(form, "fields", []) or []:
+                if one.type == "enum" and outcome in {str(o.id) for o in one.options}:
+                    values[one.id] = outcome
                     break
         comment = data.get("comment")
-        if isinstance(comment, str) and comment:
+        if isinstance(comment, str) and comment.strip():
             values["comment"] = comment
         return values
 
@@ -462,6 +630,22 @@ class Engine:
 
     # ------------------------------------------------------------------ views
 
+    def roles(self) -> list[str]:
+        """The roles the loaded processes offer steps to by name (``candidateGroups``
+        without an expression, and lanes): whose members decide ``follows``."""
+        found: set[str] = set()
+        for definition in self.library.definitions.values():
+            for spec in definition.spec.task_specs.values():
+                ext: dict[str, Any] = getattr(spec, "extensions", None) or {}
+                if not ext.get("camunda:assignee") and getattr(spec, "manual", False):
+                    groups = ext.get("camunda:candidateGroups")
+                    lane = getattr(spec, "lane", None)
+                    if groups and "${" not in groups:
+                        found.add(groups.split(",")[0].strip())
+                    elif not groups and lane:
+                        found.add(lane_role(str(lane)))
+        return sorted(r for r in found if r)
+
     def definitions(self) -> list[Definition]:
         return list(self.library.definitions.values())
 
@@ -489,7 +673,13 @@ class Engine:
             "duration_ms": None if ended is None else round((ended - row.started_at) * 1000),
             "data": _jsonable(self._data(workflow)),
             "current": [
-                {"id": s.id, "owner": s.owner, "title": s.title, "url": s.body["url"]}
+                {
+                    "id": s.id,
+                    "owner": s.owner or None,
+                    "role": s.role,
+                    "title": s.title,
+                    "url": s.body["url"],
+                }
                 for s in steps
                 if s.status == "open"
             ],
@@ -528,7 +718,8 @@ def _step_json(s: StepRow) -> dict[str, Any]:
     return {
         "id": s.id,
         "task": s.spec,
-        "owner": s.owner,
+        "owner": s.owner or None,
+        "role": s.role,
         "title": s.title,
         "status": s.status,
         "due_at": s.due_at,

@@ -88,6 +88,6 @@ def step_page(
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<title>{title}</title><style>{_STYLE}</style></head><body><main>"
-        f'<div class="meta">{escape(process_name)} · step for {escape(step.owner)}</div>'
+        f'<div class="meta">{escape(process_name)} · step for {escape(step.audience)}</div>'
         f"<h1>{title}</h1>{notes}<dl>{rows}</dl>{form}</main></body></html>"
     )

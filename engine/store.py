@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS steps (
   instance_id TEXT NOT NULL,
   spiff_task_id TEXT NOT NULL UNIQUE,
   spec TEXT NOT NULL,
-  owner TEXT NOT NULL,
+  owner TEXT NOT NULL,  -- '' for a step offered to a role (see body.role)
   title TEXT NOT NULL,
   status TEXT NOT NULL,
   body TEXT NOT NULL,
@@ -101,6 +101,17 @@ class StepRow:
     created_at: float
     ended_at: float | None
     completed_by: str | None
+
+    @property
+    def role(self) -> str | None:
+        """The role queue the step was offered to (``owner`` is then empty)."""
+        role = self.body.get("role")
+        return str(role) if role else None
+
+    @property
+    def audience(self) -> str:
+        """Who the step is for: the owner, or ``role:<id>``."""
+        return self.owner or f"role:{self.role}"
 
 
 @dataclass(frozen=True)

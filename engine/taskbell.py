@@ -179,6 +179,25 @@ class Sender:
         return None
 
 
+async def memberships(
+    taskbell: Taskbell, roles: list[str], deadline_s: float = 3.0
+) -> dict[str, frozenset[str]]:
+    """Each role's members as Taskbell has them (``GET /roles/{role}``); a role Taskbell
+    does not know has none. A role whose answer does not come in time is left out."""
+    found: dict[str, frozenset[str]] = {}
+    for role in roles:
+        try:
+            answer = await taskbell.call("GET", f"/api/v1/roles/{role}", deadline_s=deadline_s)
+        except Unreachable as exc:
+            log.warning("members of role %s: %s", role, exc)
+            continue
+        if answer.status == 200 and isinstance(answer.body, dict):
+            found[role] = frozenset(str(m) for m in answer.body.get("members") or [])
+        elif answer.status == 404:
+            found[role] = frozenset()
+    return found
+
+
 # ---------------------------------------------------------------------- webhook endpoint
 
 

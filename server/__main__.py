@@ -1,7 +1,7 @@
 """Command line: ``python -m server [serve|token|migrate|demo|vapid]``.
 
 - ``serve`` (the default): applies migrations, then serves with uvicorn on HOST:PORT.
-- ``token USER [--ttl SECONDS]``: prints a user token on its last line.
+- ``token USER [--ttl SECONDS] [--tenant TENANT]``: prints a user token on its last line.
 - ``migrate``: applies migrations and exits.
 - ``demo [--url URL]``: starts a sample process on a running demo server.
 - ``vapid [--subject mailto:...]``: prints a new Web Push (VAPID) key pair as the
@@ -19,6 +19,7 @@ import sys
 import urllib.request
 
 from server.errors import ConfigError
+from server.feeds import DEFAULT_TENANT, is_tenant
 from server.settings import Settings
 
 log = logging.getLogger("taskbell")
@@ -92,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     tok = sub.add_parser("token", help="print a user token for the configured secret")
     tok.add_argument("user")
     tok.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
+    tok.add_argument("--tenant", default=DEFAULT_TENANT, help="the tenant (default: default)")
     sub.add_parser("migrate", help="apply database migrations and exit")
     demo = sub.add_parser("demo", help="start a sample process on a running demo server")
     demo.add_argument("--url", default=None, help="server base URL (default from HOST/PORT)")
@@ -133,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        print(mint_for(settings, args.user, ttl))
+        if not is_tenant(args.tenant):
+            print(f"taskbell: {args.tenant!r} is not a tenant name", file=sys.stderr)
+            return 2
+        print(mint_for(settings, args.user, ttl, tenant=args.tenant))
         return 0
     if args.command == "migrate":
         from server.migrate import upgrade

@@ -25,9 +25,22 @@ from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from server.api import demo, docs, events, me, ops, processes, subscriptions, tasks, users, ws
+from server.api import (
+    audiences,
+    demo,
+    docs,
+    events,
+    me,
+    ops,
+    processes,
+    subscriptions,
+    tasks,
+    users,
+    ws,
+)
 from server.api import metrics as metrics_api
 from server.api.common import JSON, Parts
+from server.audiences import Audiences
 from server.broker import Broker
 from server.broker.memory import MemoryBroker
 from server.broker.redis import RedisBroker
@@ -183,13 +196,17 @@ def create_app(settings: Settings) -> Starlette:
         )
         revocations = Revocations(engines)
         await revocations.start(
-            lambda user: hub.close_user(user, CloseCode.NOT_AUTHENTICATED, "revoked")
+            lambda tenant, user: hub.close_user(
+                tenant, user, CloseCode.NOT_AUTHENTICATED, "revoked"
+            )
         )
+        audience_poller = Audiences(engines, hub.refollow)
         p = Parts(settings, Reads(engines), broker, hub, service, revocations)
         app.state.parts = p
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)
         hub.start()
+        await audience_poller.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
         hub.metrics = service.metrics = timers.metrics = delivery.worker.metrics = app.state.metrics
         timers.start()
@@ -221,6 +238,7 @@ def create_app(settings: Settings) -> Starlette:
             await broker.stop()
             await hub.stop()
             await revocations.stop()
+            await audience_poller.stop()
             await engines.dispose()
             log.info("taskbell stopped")
 
@@ -233,6 +251,7 @@ def create_app(settings: Settings) -> Starlette:
         *demo.routes,
         *subscriptions.routes,
         *users.routes,
+        *audiences.routes,
         *events.routes,
         *ws.routes,
         *docs.routes,

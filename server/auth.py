@@ -13,6 +13,7 @@ Token rules (settings in ``server/settings.py``):
 
 from __future__ import annotations
 
+import functools
 import hmac
 import time
 from dataclasses import dataclass
@@ -150,8 +151,34 @@ def bearer(header: str | None) -> str:
     return value.strip()
 
 
-def is_producer_key(settings: Settings, key: str) -> bool:
-    found = False
-    for candidate in settings.producer_keys:
-        found |= hmac.compare_digest(candidate.encode(), key.encode())
+MIN_TENANT_KEY = 8  # "x=y" is "tenant=key" only when y is this long (else a bare key)
+
+
+@functools.lru_cache(maxsize=8)
+def producer_tenants(entries: frozenset[str]) -> tuple[tuple[bytes, str], ...]:
+    """``TASKBELL_PRODUCER_KEYS`` entries as (key, tenant): ``tenant=key`` binds a key to
+    a tenant; a bare key (or one whose part after ``=`` is shorter than 8 characters,
+    e.g. base64 padding) belongs to ``default``."""
+    out = []
+    for entry in sorted(entries):
+        tenant, sep, key = entry.partition("=")
+        if sep and is_tenant(tenant) and len(key) >= MIN_TENANT_KEY:
+            out.append((key.encode(), tenant))
+        else:
+            out.append((entry.encode(), DEFAULT_TENANT))
+    return tuple(out)
+
+
+def producer_tenant(settings: Settings, key: str) -> str | None:
+    """The tenant of producer key ``key``, or None when it is no producer key. Every
+    configured key is compared (in constant time), whichever matches."""
+    given = key.encode()
+    found: str | None = None
+    for candidate, tenant in producer_tenants(settings.producer_keys):
+        if hmac.compare_digest(candidate, given):
+            found = tenant
     return found
+
+
+def is_producer_key(settings: Settings, key: str) -> bool:
+    return producer_tenant(settings, key) is not None

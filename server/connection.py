@@ -1,5 +1,6 @@
-"""One subscriber's socket as the hub sees it: a bounded queue of encoded messages and a
-writer task that exists only while there is something to send.
+"""One subscriber's socket as the hub sees it: a bounded queue of encoded messages, a
+writer task that exists only while there is something to send, and where each feed it
+follows stands for it.
 
 ``Sender`` is the socket side (a Starlette WebSocket, or the event stream's buffer).
 Sending never blocks the hub: a connection whose queue overflows is closed with 4008
@@ -15,6 +16,7 @@ from enum import Enum
 from typing import Protocol
 
 from server.errors import CloseCode
+from server.feeds import user_key
 
 CLOSE_WAIT_S = 30.0  # how long a close frame may wait for a stalled socket
 
@@ -33,49 +35,85 @@ class ConnState(Enum):
     CLOSING = "closing"
 
 
+class Position:
+    """Where one followed feed stands for one connection: the seq it was last given and
+    the count that went with it. The hub's feed state holds the same object, so fanning
+    out reads it without a lookup."""
+
+    __slots__ = ("count", "feed", "seq")
+
+    def __init__(self, feed: str, seq: int, count: int) -> None:
+        self.feed = feed  # the wire name (``user:…`` / ``role:…``)
+        self.seq = seq
+        self.count = count
+
+
 class Connection:
-    """One authenticated socket: a bounded queue of encoded messages, and a writer task
-    that exists only while there is something to send (an idle socket holds no task)."""
+    """One authenticated socket of ``user`` in ``tenant``: a bounded queue of encoded
+    messages, a writer task that exists only while there is something to send (an idle
+    socket holds no task), and ``feeds``: key → ``Position`` of every feed it follows
+    (filled by the hub as it joins)."""
 
     __slots__ = (
         "_closer",
         "_queue",
         "_writer",
         "close_code",
-        "count",
+        "feeds",
+        "key",
         "limit",
-        "owner",
         "sender",
-        "seq",
         "state",
+        "tenant",
+        "user",
     )
 
-    def __init__(self, sender: Sender, owner: str, limit: int) -> None:
+    def __init__(self, sender: Sender, tenant: str, user: str, limit: int) -> None:
         self.sender = sender
-        self.owner = owner
+        self.tenant = tenant
+        self.user = user
+        self.key = user_key(tenant, user)  # the own feed's key
         self.limit = limit
-        self.seq = 0
-        self.count = 0
+        self.feeds: dict[str, Position] = {}
         self.state = ConnState.JOINING
         self.close_code: int | None = None
         self._queue: deque[str] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
-    def push(self, seq: int, count: int, message: str) -> None:
-        """Queue one event; never blocks. Overflow closes the connection with 4008."""
+    @property
+    def seq(self) -> int:
+        """The own feed's seq as this connection was given it."""
+        pos = self.feeds.get(self.key)
+        return pos.seq if pos is not None else 0
+
+    @property
+    def count(self) -> int:
+        pos = self.feeds.get(self.key)
+        return pos.count if pos is not None else 0
+
+    def push(self, key: str, seq: int, count: int, message: str) -> None:
+        """Queue one event of the followed feed ``key``; never blocks. Overflow closes
+        the connection with 4008."""
+        self.deliver(self.feeds[key], seq, count, message)
+
+    def deliver(self, pos: Position, seq: int, count: int, message: str) -> None:
+        """``push`` for a caller that holds the feed's ``Position`` already (fan-out)."""
         if self.state is ConnState.CLOSING:
             return
         if len(self._queue) >= self.limit:
             self.close(CloseCode.TOO_SLOW, "too slow: reconnect with since")
             return
         self._queue.append(message)
-        self.seq = seq
-        self.count = count
+        pos.seq = seq
+        pos.count = count
         self._kick()
 
     def push_raw(self, message: str) -> None:
-        """Queue a message outside the seq flow (snapshot, replay); no limit applies."""
+        """Queue a message outside the seq flow (snapshot, replay, feed.joined/left);
+        no limit applies."""
+        if self.state is ConnState.CLOSING:
+            return
         self._queue.append(message)
         self._kick()
 

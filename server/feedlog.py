@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server.audiences import feeds_of
 from server.changes import ORIGIN, FeedPos, Logged
 from server.db import Engines
+from server.feeds import ROLE, USER, key_of, split_key
 from server.models import event_t, feed_t, task_t
 from server.transitions import TaskState
 from server.wire import Status, TaskJSON
@@ -40,49 +42,75 @@ class Replay:
 
 
 class FeedLog(Protocol):
-    """What the hub reads from the truth."""
+    """What the hub reads from the truth. Feeds are named by key (``server.feeds``)."""
 
-    async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
         """What a (re)connecting client needs: the events after ``since`` when they are
         all still kept and not too many, else a snapshot (also when ``since`` is ahead
         of the log, e.g. after a restore)."""
         ...
 
-    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
-        """Kept events of ``owner`` with seq > ``after``, in order (at most ``limit``)."""
+    async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
+        """Kept events of the feed with seq > ``after``, in order (at most ``limit``)."""
         ...
 
-    async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
-        """The last seq of each owner that has a feed (owners never seen are left out)."""
+    async def latest_seqs(self, keys: Iterable[str]) -> dict[str, int]:
+        """The last seq of each feed that exists (feeds never seen are left out)."""
+        ...
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        """The feeds ``user`` follows now (``server.audiences.feeds_of``)."""
         ...
 
 
-_SNAPSHOT = (
-    select(feed_t.c.seq.label("feed_seq"), feed_t.c.count.label("feed_count"), task_t)
-    .select_from(
-        feed_t.outerjoin(
-            task_t,
-            and_(task_t.c.owner == feed_t.c.owner, task_t.c.status == Status.RUNNING.value),
+def _snapshot_query(by_role: bool) -> Any:
+    # One statement, so the tasks and the seq/count always agree without a transaction:
+    # the feed row, joined to the running tasks in that feed.
+    if by_role:
+        in_feed = and_(task_t.c.role == bindparam("who"), task_t.c.owner.is_(None))
+    else:
+        in_feed = task_t.c.owner == bindparam("who")
+    return (
+        select(feed_t.c.seq.label("feed_seq"), feed_t.c.count.label("feed_count"), task_t)
+        .select_from(
+            feed_t.outerjoin(
+                task_t,
+                and_(
+                    task_t.c.tenant == feed_t.c.tenant,
+                    in_feed,
+                    task_t.c.status == Status.RUNNING.value,
+                ),
+            )
         )
+        .where(and_(feed_t.c.tenant == bindparam("tenant"), feed_t.c.feed == bindparam("feed")))
+        .order_by(task_t.c.created_at.desc(), task_t.c.id)
     )
-    .where(feed_t.c.owner == bindparam("owner"))
-    .order_by(task_t.c.created_at.desc(), task_t.c.id)
-)
 
 
-async def read_pos(conn: AsyncConnection, owner: str) -> FeedPos:
-    """Where ``owner``'s feed stands; ``ORIGIN`` for an owner never seen."""
+_SNAPSHOT_USER = _snapshot_query(by_role=False)
+_SNAPSHOT_ROLE = _snapshot_query(by_role=True)
+
+
+async def read_pos(conn: AsyncConnection, key: str) -> FeedPos:
+    """Where the feed stands; ``ORIGIN`` for a feed never seen."""
+    tenant, feed = split_key(key)
     row = (
-        await conn.execute(select(feed_t.c.seq, feed_t.c.count).where(feed_t.c.owner == owner))
+        await conn.execute(
+            select(feed_t.c.seq, feed_t.c.count).where(
+                and_(feed_t.c.tenant == tenant, feed_t.c.feed == feed)
+            )
+        )
     ).first()
     return FeedPos(int(row[0]), int(row[1])) if row else ORIGIN
 
 
-async def read_snapshot(conn: AsyncConnection, owner: str) -> Snapshot:
-    """The owner's running tasks and the seq/count they correspond to, consistently."""
-    # One statement, so the tasks and the seq/count always agree without a
-    # transaction: the feed row, joined to its owner's running tasks.
-    rows = (await conn.execute(_SNAPSHOT, {"owner": owner})).all()
+async def read_snapshot(conn: AsyncConnection, key: str) -> Snapshot:
+    """The feed's running tasks and the seq/count they correspond to, consistently."""
+    tenant, feed = split_key(key)
+    by_role = feed.startswith(ROLE)
+    who = feed[len(ROLE) :] if by_role else feed[len(USER) :]
+    query = _SNAPSHOT_ROLE if by_role else _SNAPSHOT_USER
+    rows = (await conn.execute(query, {"tenant": tenant, "feed": feed, "who": who})).all()
     if not rows:
         return Snapshot(0, 0, [])
     seq, count = int(rows[0].feed_seq), int(rows[0].feed_count)
@@ -97,40 +125,56 @@ class SqlFeedLog:
         self.engines = engines
         self.replay_limit = replay_limit
 
-    async def resume(self, owner: str, since: int | None) -> Snapshot | Replay:
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
         async with self.engines.reader.connect() as conn:
             if since is not None:
-                pos = await read_pos(conn, owner)
+                pos = await read_pos(conn, key)
                 if since == pos.seq:
                     return Replay(pos.seq, pos.count, [])
                 if since < pos.seq and pos.seq - since <= self.replay_limit:
-                    messages = await self._events(conn, owner, since, pos.seq)
+                    messages = await self._events(conn, key, since, pos.seq)
                     if len(messages) == pos.seq - since:
                         return Replay(pos.seq, pos.count, [e.message for e in messages])
-            return await read_snapshot(conn, owner)
+            return await read_snapshot(conn, key)
 
-    async def events_after(self, owner: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
+    async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
         async with self.engines.reader.connect() as conn:
-            return await self._events(conn, owner, after, after + limit)
+            return await self._events(conn, key, after, after + limit)
 
-    async def latest_seqs(self, owners: Iterable[str]) -> dict[str, int]:
-        owners = list(owners)
+    async def latest_seqs(self, keys: Iterable[str]) -> dict[str, int]:
+        by_tenant: dict[str, list[str]] = {}
+        for key in keys:
+            tenant, feed = split_key(key)
+            by_tenant.setdefault(tenant, []).append(feed)
         out: dict[str, int] = {}
         async with self.engines.reader.connect() as conn:
-            for i in range(0, len(owners), SEQS_PAGE):
-                chunk = owners[i : i + SEQS_PAGE]
-                rows = await conn.execute(
-                    select(feed_t.c.owner, feed_t.c.seq).where(feed_t.c.owner.in_(chunk))
-                )
-                out.update({r.owner: int(r.seq) for r in rows})
+            for tenant, feeds in by_tenant.items():
+                for i in range(0, len(feeds), SEQS_PAGE):
+                    chunk = feeds[i : i + SEQS_PAGE]
+                    rows = await conn.execute(
+                        select(feed_t.c.feed, feed_t.c.seq).where(
+                            and_(feed_t.c.tenant == tenant, feed_t.c.feed.in_(chunk))
+                        )
+                    )
+                    out.update({key_of(tenant, r.feed): int(r.seq) for r in rows})
         return out
 
-    async def _events(
-        self, conn: AsyncConnection, owner: str, after: int, upto: int
-    ) -> list[Logged]:
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        async with self.engines.reader.connect() as conn:
+            return await feeds_of(conn, tenant, user)
+
+    async def _events(self, conn: AsyncConnection, key: str, after: int, upto: int) -> list[Logged]:
+        tenant, feed = split_key(key)
         rows = await conn.execute(
             select(event_t.c.seq, event_t.c.count, event_t.c.message)
-            .where(and_(event_t.c.owner == owner, event_t.c.seq > after, event_t.c.seq <= upto))
+            .where(
+                and_(
+                    event_t.c.tenant == tenant,
+                    event_t.c.feed == feed,
+                    event_t.c.seq > after,
+                    event_t.c.seq <= upto,
+                )
+            )
             .order_by(event_t.c.seq)
         )
         return [Logged(int(seq), int(count), str(message)) for seq, count, message in rows]

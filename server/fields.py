@@ -35,6 +35,11 @@ def _no_control(value: str) -> str:
     return value
 
 
+def no_nul(value: str) -> str:
+    """No NUL character (PostgreSQL cannot store one, and no person means to send one)."""
+    return _no_nul(value)
+
+
 def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise PydanticCustomError("nul_character", "must not contain NUL characters")

@@ -1,17 +1,25 @@
-"""The hub: this process's connections, grouped by owner, kept in seq order.
+"""The hub: this process's connections, grouped by feed, kept in seq order per feed.
 
-Guarantees, per owner, for every local connection: each event is pushed once, in seq
-order, with no gaps. The decisions are the owner's ``Sequencer`` (pure, unit-tested);
-the hub does what they call for:
+A connection follows several feeds (its user's own, their roles', those of people they
+stand in for: ``FeedLog.audience``). The hub keeps one ``FeedState`` per feed key with
+local followers, and one ``UserState`` per (tenant, user) with local connections.
 
-- ``on_envelope`` (called by the broker, never blocking): deliver, drop a duplicate, or
-  start a catch-up task that reads the gap from the feed log.
-- ``join``: read the new connection's view (snapshot, or replay after ``since``), read
-  again while the view is too old to patch from the recent events, then go live.
+Guarantees, per feed, for every local connection following it: each event is pushed
+once, in seq order, with no gaps. The decisions are the feed's ``Sequencer`` (pure,
+unit-tested); the hub does what they call for:
+
+- ``on_envelope`` (called by the broker, never blocking): deliver (one encoded message
+  fanned out to every follower), drop a duplicate, or start a catch-up task that reads
+  the gap from the feed log (one read for all followers).
+- ``join``: read who the user follows, then each feed's view (snapshot, or replay after
+  ``since`` / ``since_feeds``), read again while a view is too old to patch from the
+  recent events, then go live on every feed at once (no await in between).
+- ``refollow`` (when someone's audience may have changed): their connections join the
+  feeds they now follow (``feed.joined``) and leave the others (``feed.left``).
 - ``resync`` (after a broker reconnect, and every ``sweep_interval``) compares each
-  owner's delivered seq with the database and catches up the ones behind.
-- ``heartbeat`` (every ``heartbeat_s``) pings each connection with the seq and count it
-  was last given, per feed: a client whose own state differs resynchronises by itself.
+  feed's delivered seq with the database and catches up the ones behind.
+- ``heartbeat`` (every ``heartbeat_s``) pings each connection with every followed feed's
+  seq and count as it was given them: a client whose own state differs resynchronises.
 - ``session`` is how an endpoint uses all this: join, token expiry, leave and close.
 """
 
@@ -21,33 +29,26 @@ import asyncio
 import contextlib
 import logging
 import zlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 
 from server.auth import User
 from server.broker import Interest, NoInterest
 from server.changes import Envelope
-from server.connection import Connection, ConnState, Sender
+from server.connection import Connection, ConnState, Position, Sender
 from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
-from server.feedlog import EVENTS_PAGE, FeedLog, Snapshot
+from server.feedlog import EVENTS_PAGE, FeedLog, Replay, Snapshot
+from server.feeds import key_of, user_feed
+from server.following import FeedState, UserState, with_own
 from server.metrics import UNCOUNTED
-from server.sequencer import Sequencer, Verdict
+from server.sequencer import Verdict
 from server.session import Session
-from server.wire import HeartbeatMessage, SnapshotMessage, SyncedMessage, dumps
+from server.views import Views, first_messages, joined_message, left_message
+from server.wire import HeartbeatMessage, dumps
 
 log = logging.getLogger("taskbell.hub")
 
-BEAT_TICKS = 25  # a heartbeat round is spread over this many ticks (owners hashed in)
-
-
-@dataclass(eq=False)
-class OwnerState:
-    conns: set[Connection] = field(default_factory=set)
-    seq: Sequencer = field(default_factory=Sequencer)
-    joining: int = 0
-    catch_up: asyncio.Task[None] | None = None
-    again: bool = False
-    phase: int = 0  # which tick of the heartbeat round pings this owner's connections
+BEAT_TICKS = 25  # a heartbeat round is spread over this many ticks (users hashed in)
 
 
 class Hub:
@@ -62,7 +63,8 @@ class Hub:
     ) -> None:
         self.log = log
         self.interest = interest if interest is not None else NoInterest()
-        self.owners: dict[str, OwnerState] = {}
+        self.feeds: dict[str, FeedState] = {}
+        self.users: dict[tuple[str, str], UserState] = {}
         self.sweep_interval = sweep_interval
         self.queue_limit = queue_limit
         self.heartbeat_s = heartbeat_s
@@ -70,6 +72,7 @@ class Hub:
         self._beater: asyncio.Task[None] | None = None
         self._resync_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._refollow_later: set[tuple[str, str]] = set()  # refollows the database refused
         self.metrics = UNCOUNTED  # the app sets its own
 
     # ---------------------------------------------------------------- lifecycle
@@ -79,12 +82,13 @@ class Hub:
         self._beater = asyncio.create_task(self._beat_forever(), name="hub-heartbeat")
 
     async def stop(self) -> None:
-        """Stop the sweeper and catch-ups. They are let finish their current query (a
-        task cancelled inside a database call can leave its connection unreturned), and
-        cancelled only if that takes longer than a few seconds."""
+        """Stop the sweeper, catch-ups and refollows. They are let finish their current
+        query (a task cancelled inside a database call can leave its connection
+        unreturned), and cancelled only if that takes longer than a few seconds."""
         self._stopping.set()
         tasks = [t for t in (self._sweeper, self._beater, self._resync_task) if t is not None]
-        tasks += [st.catch_up for st in self.owners.values() if st.catch_up is not None]
+        tasks += [st.catch_up for st in self.feeds.values() if st.catch_up is not None]
+        tasks += [us.refollow for us in self.users.values() if us.refollow is not None]
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks, timeout=5.0)
@@ -95,184 +99,328 @@ class Hub:
                 await task
 
     def connections(self) -> list[Connection]:
-        return [c for st in self.owners.values() for c in st.conns]
+        return [c for us in self.users.values() for c in us.conns]
 
     @property
     def connection_count(self) -> int:
-        return sum(len(st.conns) for st in self.owners.values())
+        return sum(len(us.conns) for us in self.users.values())
+
+    def sockets_of(self, tenant: str, user: str) -> int:
+        """How many connections ``user`` has here, joined or joining."""
+        us = self.users.get((tenant, user))
+        return 0 if us is None else len(us.conns) + us.joining
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in self.connections():
             conn.close(code, reason)
 
-    def close_user(self, user: str, code: int, reason: str) -> None:
-        """Close every local connection of ``user`` (a revocation)."""
-        st = self.owners.get(user)
-        if st is not None:
-            for conn in list(st.conns):
+    def close_user(self, tenant: str, user: str, code: int, reason: str) -> None:
+        """Close every local connection of ``user`` in ``tenant`` (a revocation)."""
+        us = self.users.get((tenant, user))
+        if us is not None:
+            for conn in list(us.conns):
                 conn.close(code, reason)
 
     # ---------------------------------------------------------------- joining and leaving
 
-    def session(self, sender: Sender, who: User, since: int | None) -> Session:
+    def session(
+        self,
+        sender: Sender,
+        who: User,
+        since: int | None,
+        since_feeds: Mapping[str, int] | None = None,
+    ) -> Session:
         """``async with hub.session(...) as s``: a joined connection for ``who`` that
-        closes at token expiry and leaves the hub on exit. Raises ``Unavailable`` on
-        entry when the database cannot give the view (the connection is then closed
+        closes at token expiry and leaves the hub on exit. ``since`` resumes the own
+        feed, ``since_feeds`` (wire feed name → seq) the others. Raises ``Unavailable``
+        on entry when the database cannot give the view (the connection is then closed
         with 1013)."""
-        return Session(self, Connection(sender, who.id, self.queue_limit), who, since)
+        conn = Connection(sender, who.tenant, who.id, self.queue_limit)
+        return Session(self, conn, who, since, dict(since_feeds or {}))
 
-    async def join(self, conn: Connection, since: int | None) -> None:
-        """Send the snapshot (or the replay after ``since``) and start live delivery.
-        Raises the database's own errors when the view cannot be read."""
-        st = self.owners.get(conn.owner)
-        if st is None:
-            st = self.owners[conn.owner] = OwnerState(
-                phase=zlib.crc32(conn.owner.encode()) % BEAT_TICKS
-            )
-            self.interest.hold(conn.owner)
-        st.joining += 1
+    async def join(
+        self, conn: Connection, since: int | None, since_feeds: Mapping[str, int] | None = None
+    ) -> None:
+        """Send the snapshot (or the replay of every followed feed) and start live
+        delivery. Raises the database's own errors when the view cannot be read."""
+        tenant, user = conn.tenant, conn.user
+        us = self._user_state(tenant, user)
+        us.joining += 1
+        states: list[FeedState] = []
+        version = us.version
+        read = False
         try:
-            view = await self.log.resume(conn.owner, since)
-            while not st.seq.fits(view.seq):
-                # Too much happened during our read to patch from `recent`: read again.
-                view = await self.log.resume(conn.owner, since)
+            feeds = with_own(await self.log.audience(tenant, user), user)
+            resume_from = dict(since_feeds or {})
+            resume_from.pop(user_feed(user), None)
+            if since is not None:
+                resume_from[user_feed(user)] = since
+            for feed in feeds:
+                states.append(self._feed_state(key_of(tenant, feed)))
+            views = await self._read_views(states, feeds, resume_from)
+            read = True
         finally:
-            st.joining -= 1
+            us.joining -= 1
+            for st in states:
+                st.joining -= 1
+            if not read or conn.state is ConnState.CLOSING:
+                self._forget_idle(conn, states)  # nothing joined: let go of what was held
         if conn.state is ConnState.CLOSING:
-            self._forget_if_idle(conn.owner, st)
             return
-        if isinstance(view, Snapshot):
-            snap: SnapshotMessage = {
-                "type": "snapshot",
-                "seq": view.seq,
-                "count": view.count,
-                "tasks": view.tasks,
-            }
-            conn.push_raw(dumps(snap))
-        else:
-            for message in view.messages:
-                conn.push_raw(message)
-            synced: SyncedMessage = {"type": "synced", "seq": view.seq, "count": view.count}
-            conn.push_raw(dumps(synced))
-        conn.seq, conn.count = view.seq, view.count
-        for event in st.seq.start_from(view.seq):
-            conn.push(event.seq, event.count, event.message)
-        st.conns.add(conn)
-        self.metrics.joined(snapshot=isinstance(view, Snapshot))
+        for message in first_messages(feeds, views):
+            conn.push_raw(message)
+        for st, feed in zip(states, feeds, strict=True):
+            self._follow(conn, st, feed, views[feed].seq, views[feed].count)
+        us.conns.add(conn)
+        self.metrics.joined(snapshot=isinstance(views[feeds[0]], Snapshot))
         conn.start()
-        if st.seq.behind(view.seq):
-            self._schedule_catch_up(conn.owner, st)
+        if us.version != version:
+            self.refollow(tenant, user)  # the audience changed while we read it
+
+    async def _read_views(
+        self, states: list[FeedState], feeds: list[str], since: dict[str, int]
+    ) -> Views:
+        """Every feed's view, each still usable (``fits``) when this returns: replays
+        when every feed can be replayed, else snapshots of all."""
+        views: Views = {}
+        snapshots = any(feed not in since for feed in feeds)  # (a feed with no since)
+        while True:
+            stale = [
+                (st, feed)
+                for st, feed in zip(states, feeds, strict=True)
+                if feed not in views
+                or not st.seq.fits(views[feed].seq)
+                or (snapshots and isinstance(views[feed], Replay))
+            ]
+            if not stale:
+                return views
+            for st, feed in stale:
+                # (Each read may take a while: events keep arriving meanwhile, so the
+                # loop looks at every view again once all are read.)
+                view = await self.log.resume(st.key, None if snapshots else since.get(feed))
+                views[feed] = view
+                snapshots = snapshots or isinstance(view, Snapshot)
+
+    def _follow(self, conn: Connection, st: FeedState, feed: str, seq: int, count: int) -> None:
+        """``conn`` follows ``st`` from a view at ``seq``: what it missed since, then live."""
+        pos = conn.feeds[st.key] = Position(feed, seq, count)
+        for event in st.seq.start_from(seq):
+            conn.deliver(pos, event.seq, event.count, event.message)
+        st.conns[conn] = pos
+        if st.seq.behind(seq):
+            self._schedule_catch_up(st)
+
+    def _unfollow(self, conn: Connection, st: FeedState) -> None:
+        st.conns.pop(conn, None)
+        conn.feeds.pop(st.key, None)
+        self._forget_if_idle(st)
 
     def leave(self, conn: Connection) -> None:
-        st = self.owners.get(conn.owner)
-        if st is not None:
-            if conn in st.conns:
-                self.metrics.left(conn.close_code)
-            st.conns.discard(conn)
-            self._forget_if_idle(conn.owner, st)
+        us = self.users.get((conn.tenant, conn.user))
+        if us is None or conn not in us.conns:
+            return
+        self.metrics.left(conn.close_code)
+        us.conns.discard(conn)
+        for key in list(conn.feeds):
+            st = self.feeds.get(key)
+            if st is not None:
+                self._unfollow(conn, st)
+        self._forget_user_if_idle(conn.tenant, conn.user, us)
 
-    def _forget_if_idle(self, owner: str, st: OwnerState) -> None:
-        if not st.conns and st.joining == 0 and self.owners.get(owner) is st:
-            del self.owners[owner]
-            self.interest.release(owner)
+    def _user_state(self, tenant: str, user: str) -> UserState:
+        us = self.users.get((tenant, user))
+        if us is None:
+            phase = zlib.crc32(f"{tenant}/{user}".encode()) % BEAT_TICKS
+            us = self.users[(tenant, user)] = UserState(phase=phase)
+        return us
+
+    def _feed_state(self, key: str) -> FeedState:
+        """The feed's state, counted as joining (the caller decrements ``joining``)."""
+        st = self.feeds.get(key)
+        if st is None:
+            st = self.feeds[key] = FeedState(key)
+            self.interest.hold(key)
+        st.joining += 1
+        return st
+
+    def _forget_idle(self, conn: Connection, states: list[FeedState]) -> None:
+        for st in states:
+            self._forget_if_idle(st)
+        us = self.users.get((conn.tenant, conn.user))
+        if us is not None:
+            self._forget_user_if_idle(conn.tenant, conn.user, us)
+
+    def _forget_if_idle(self, st: FeedState) -> None:
+        if not st.conns and st.joining == 0 and self.feeds.get(st.key) is st:
+            del self.feeds[st.key]
+            self.interest.release(st.key)
             if st.catch_up is not None:
                 st.catch_up.cancel()
+
+    def _forget_user_if_idle(self, tenant: str, user: str, us: UserState) -> None:
+        if not us.conns and us.joining == 0 and self.users.get((tenant, user)) is us:
+            del self.users[(tenant, user)]
+            if us.refollow is not None:
+                us.refollow.cancel()
+
+    # ---------------------------------------------------------------- following more or fewer
+
+    def refollow(self, tenant: str, user: str) -> None:
+        """``user``'s audience may have changed: their local connections join the feeds
+        they now follow and leave the others, in a task of the hub's (this returns at
+        once). Calls for one user while one runs are folded into one more round; a
+        round that finds nothing changed sends nothing."""
+        us = self.users.get((tenant, user))
+        if us is None or self._stopping.is_set():
+            return
+        us.version += 1
+        if us.refollow is not None and not us.refollow.done():
+            us.again = True
+            return
+        us.refollow = asyncio.create_task(
+            self._refollow(tenant, user, us), name=f"refollow:{tenant}/{user}"
+        )
+
+    async def _refollow(self, tenant: str, user: str, us: UserState) -> None:
+        while self.users.get((tenant, user)) is us and not self._stopping.is_set():
+            us.again = False
+            try:
+                feeds = with_own(await self.log.audience(tenant, user), user)
+                wanted = {key_of(tenant, f): f for f in feeds}
+                for conn in list(us.conns):
+                    for key in [k for k in conn.feeds if k not in wanted]:
+                        st = self.feeds.get(key)
+                        conn.push_raw(left_message(conn.feeds[key].feed))
+                        if st is not None:
+                            self._unfollow(conn, st)
+                        else:
+                            conn.feeds.pop(key, None)
+                for key, feed in wanted.items():
+                    if any(key not in c.feeds for c in us.conns):
+                        await self._add_feed(us, key, feed)
+            except DATABASE_ERRORS as exc:
+                # The audience log will not ask again for this change: the sweep does.
+                log.warning("refollow failed: %s", type(exc).__name__)
+                self._refollow_later.add((tenant, user))
+                return
+            if not us.again:
+                return
+
+    async def _add_feed(self, us: UserState, key: str, feed: str) -> None:
+        st = self._feed_state(key)
+        try:
+            try:
+                view = await self.log.resume(key, None)
+                while not st.seq.fits(view.seq):
+                    view = await self.log.resume(key, None)
+            finally:
+                st.joining -= 1
+            if not isinstance(view, Snapshot):  # (a log never replays from None)
+                raise TypeError("resume(key, None) must answer a snapshot")
+            message = joined_message(feed, view)
+            for conn in us.conns:
+                if key not in conn.feeds and conn.state is ConnState.OPEN:
+                    conn.push_raw(message)
+                    self._follow(conn, st, feed, view.seq, view.count)
+        finally:
+            self._forget_if_idle(st)  # nobody took it (all gone, or the read failed)
 
     # ---------------------------------------------------------------- delivery
 
     def on_envelope(self, env: Envelope) -> None:
         """Broker callback: deliver, drop a duplicate, or schedule gap filling."""
-        st = self.owners.get(env.key)
+        st = self.feeds.get(env.key)
         if st is None:
             return
         verdict = st.seq.offer(env.seq, env.count, env.message)
         if verdict is Verdict.DELIVER:
             self._fan_out(st, env.seq, env.count, env.message)
         elif verdict is Verdict.GAP:
-            self._schedule_catch_up(env.key, st)
+            self._schedule_catch_up(st)
 
-    def _fan_out(self, st: OwnerState, seq: int, count: int, message: str) -> None:
-        for conn in st.conns:
-            if seq > conn.seq:
-                conn.push(seq, count, message)
-                self.metrics.events_delivered.inc()
+    def _fan_out(self, st: FeedState, seq: int, count: int, message: str) -> None:
+        delivered = 0
+        for conn, pos in st.conns.items():
+            if seq > pos.seq:
+                conn.deliver(pos, seq, count, message)
+                delivered += 1
+        self.metrics.events_delivered.inc(delivered)
 
-    def _schedule_catch_up(self, owner: str, st: OwnerState) -> None:
+    def _schedule_catch_up(self, st: FeedState) -> None:
         if self._stopping.is_set():
             return
         if st.catch_up is not None and not st.catch_up.done():
             st.again = True
             return
-        st.catch_up = asyncio.create_task(self._catch_up(owner, st), name=f"catch-up:{owner}")
+        st.catch_up = asyncio.create_task(self._catch_up(st), name=f"catch-up:{st.key}")
 
-    async def _catch_up(self, owner: str, st: OwnerState) -> None:
+    async def _catch_up(self, st: FeedState) -> None:
         while (
-            self.owners.get(owner) is st
+            self.feeds.get(st.key) is st
             and st.seq.delivered is not None
             and not self._stopping.is_set()
         ):
             st.again = False
             try:
-                rows = await self.log.events_after(owner, st.seq.delivered, EVENTS_PAGE)
+                rows = await self.log.events_after(st.key, st.seq.delivered, EVENTS_PAGE)
             except DATABASE_ERRORS as exc:  # database trouble: the sweep will try again
-                log.warning("catch-up for an owner failed: %s", type(exc).__name__)
+                log.warning("catch-up for a feed failed: %s", type(exc).__name__)
                 return
             for step in st.seq.take_log(rows):
                 if step.lost:
                     # The log no longer holds what these connections missed: make them
                     # resync from a snapshot.
-                    for conn in list(st.conns):
-                        if conn.seq < step.seq - 1:
+                    for conn, pos in list(st.conns.items()):
+                        if pos.seq < step.seq - 1:
                             conn.close(CloseCode.TOO_SLOW, "missed events are gone: resync")
                 self._fan_out(st, step.seq, step.count, step.message)
             if len(rows) < EVENTS_PAGE and not st.again:
                 return
 
     def resync(self) -> None:
-        """Catch up every local owner from the database (after a broker reconnect)."""
+        """Catch up every local feed from the database (after a broker reconnect)."""
         if self._stopping.is_set():
             return
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.create_task(self._resync(), name="hub-resync")
 
     async def _resync(self) -> None:
-        owners = [o for o, st in self.owners.items() if st.seq.delivered is not None]
-        if not owners:
+        keys = [k for k, st in self.feeds.items() if st.seq.delivered is not None]
+        if not keys:
             return
         try:
-            latest = await self.log.latest_seqs(owners)
+            latest = await self.log.latest_seqs(keys)
         except DATABASE_ERRORS as exc:
             log.warning("resync failed: %s", type(exc).__name__)
             return
-        for owner, seq in latest.items():
-            st = self.owners.get(owner)
+        for key, seq in latest.items():
+            st = self.feeds.get(key)
             if st is not None and st.seq.behind(seq):
-                self._schedule_catch_up(owner, st)
+                self._schedule_catch_up(st)
 
     def heartbeat(self, tick: int | None = None) -> None:
-        """Queue a ping on every live connection (only those of owners in phase
-        ``tick``, when given) carrying the position of its feed as this connection was
-        given it (encoded once per owner and position)."""
-        for owner, st in self.owners.items():
-            if tick is not None and st.phase != tick:
+        """Queue a ping on every live connection (only those of users in phase
+        ``tick``, when given) carrying every followed feed's position as this
+        connection was given it (encoded once per user and set of positions)."""
+        for us in self.users.values():
+            if tick is not None and us.phase != tick:
                 continue
-            feed = f"user:{owner}"
-            encoded: dict[tuple[int, int], str] = {}
-            for conn in st.conns:
+            encoded: dict[tuple[tuple[str, int, int], ...], str] = {}
+            for conn in us.conns:
                 if conn.state is not ConnState.OPEN:
                     continue
-                pos = (conn.seq, conn.count)
-                message = encoded.get(pos)
+                where = tuple((p.feed, p.seq, p.count) for p in conn.feeds.values())
+                message = encoded.get(where)
                 if message is None:
                     beat: HeartbeatMessage = {
                         "type": "ping",
-                        "feeds": {feed: {"seq": conn.seq, "count": conn.count}},
+                        "feeds": {f: {"seq": s, "count": n} for f, s, n in where},
                     }
-                    message = encoded[pos] = dumps(beat)
+                    message = encoded[where] = dumps(beat)
                 conn.reply(message)
 
     async def _beat_forever(self) -> None:
-        # One round every heartbeat_s, spread over BEAT_TICKS ticks by owner: pinging
+        # One round every heartbeat_s, spread over BEAT_TICKS ticks by user: pinging
         # every socket at once would hold up live events behind thousands of pings. The
         # first round starts a whole interval after start-up, as a single timer would.
         tick = 0
@@ -291,3 +439,6 @@ class Hub:
                 await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
             if not self._stopping.is_set():
                 await self._resync()
+                later, self._refollow_later = self._refollow_later, set()
+                for tenant, user in sorted(later):
+                    self.refollow(tenant, user)

@@ -302,8 +302,7 @@ def user_sockets_full(app: Any, who: User) -> bool:
     cap = parts.settings.max_sockets_per_user
     if not cap:
         return False
-    st = parts.hub.owners.get(who.id)
-    return st is not None and len(st.conns) + st.joining >= cap
+    return parts.hub.sockets_of(who.tenant, who.id) >= cap
 
 
 def ws_admit(websocket: WebSocket, who: User) -> None:

@@ -25,6 +25,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from server.api.demo import ProcessRequest, TokenRequest
 from server.api.processes import InstanceCreate, InstancePatch, ProcessEnd
+from server.audiences import RoleJSON, SubstitutionJSON
 from server.delivery.wire import (
     DeliveryJSON,
     EndpointCreate,
@@ -35,9 +36,20 @@ from server.delivery.wire import (
     SubscriptionJSON,
 )
 from server.processes import InstanceJSON
-from server.reads import DefinitionJSON, InstanceDetailJSON
+from server.reads import ChangeJSON, DefinitionJSON, InstanceDetailJSON
 from server.stats import ProcessStatsJSON
-from server.wire import Batch, Postpone, TaskCreate, TaskJSON, TaskPatch
+from server.wire import (
+    Batch,
+    Claim,
+    Complete,
+    FeedPosJSON,
+    Members,
+    Postpone,
+    SubstitutionCreate,
+    TaskCreate,
+    TaskJSON,
+    TaskPatch,
+)
 
 VERSION = "0.1.0"
 
@@ -66,6 +78,17 @@ class TaskListJSON(TypedDict):
 class CounterJSON(TypedDict):
     count: int
     seq: int
+    total: int
+    feeds: dict[str, FeedPosJSON]
+
+
+class HistoryJSON(TypedDict):
+    id: str
+    changes: list[ChangeJSON]
+
+
+class SubstitutionListJSON(TypedDict):
+    substitutions: list[SubstitutionJSON]
 
 
 class StatusCountsJSON(TypedDict):
@@ -245,12 +268,17 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "POST",
         "/api/v1/tasks/{task_id}/complete",
-        "Complete a task",
+        "Complete a task (with the decision taken, for a task with actions)",
         "tasks",
         "either",
         {200: TASK},
+        Complete,
+        body_optional=True,
         errors=(409, 422),
-        description=NO_BODY,
+        description="A task with `actions`: a person must give an `outcome` (one of the "
+        "actions' ids; a producer may omit it), and an action whose `comment` is "
+        "`required` needs a comment that is not blank. The completed task carries "
+        "`outcome`, `comment` and `completed_by`.",
     ),
     Op(
         "POST",
@@ -281,6 +309,92 @@ OPERATIONS: tuple[Op, ...] = (
         {200: TASK},
         Postpone,
         errors=(409, 422),
+    ),
+    Op(
+        "POST",
+        "/api/v1/tasks/{task_id}/claim",
+        "Take a task offered to a role",
+        "roles",
+        "either",
+        {200: TASK},
+        Claim,
+        body_optional=True,
+        errors=(409, 422),
+        description="A member claims for themselves (no body); a producer names the user: "
+        '`{"user": "alice"}`. The winner of concurrent claims gets 200, every other 409 '
+        "`already_claimed`; a person outside the role gets 404.",
+    ),
+    Op(
+        "GET",
+        "/api/v1/tasks/{task_id}/history",
+        "Every change of a task, with who made it",
+        "tasks",
+        "either",
+        {200: Answer("The changes, oldest first", HistoryJSON)},
+        description="`acting_as`: `producer`, `clock`, `owner`, `member` (of the task's "
+        "queue), `claimer` or `substitute`. A person sees the history of a task in a feed "
+        "they follow.",
+    ),
+    Op(
+        "POST",
+        "/api/v1/tasks/{task_id}/unclaim",
+        "Put a claimed task back into its role's queue",
+        "roles",
+        "either",
+        {200: TASK},
+        errors=(409,),
+        description=NO_BODY,
+    ),
+    Op(
+        "PUT",
+        "/api/v1/roles/{role}/members",
+        "Set a role's members (creating the role)",
+        "roles",
+        "producer",
+        {200: Answer("The role", RoleJSON)},
+        Members,
+        errors=(422,),
+        description="Open sockets of people added or removed follow within about a second "
+        "(`feed.joined` / `feed.left`).",
+    ),
+    Op(
+        "GET",
+        "/api/v1/roles/{role}",
+        "A role and its members",
+        "roles",
+        "producer",
+        {200: Answer("The role", RoleJSON)},
+    ),
+    Op(
+        "POST",
+        "/api/v1/substitutions",
+        "Let someone stand in for a person for a period",
+        "substitutes",
+        "producer",
+        {
+            201: Answer("Created", SubstitutionJSON),
+            200: Answer("An identical repeat", SubstitutionJSON),
+        },
+        SubstitutionCreate,
+        errors=(409, 422),
+    ),
+    Op(
+        "GET",
+        "/api/v1/substitutions",
+        "Substitutions not yet ended",
+        "substitutes",
+        "producer",
+        {200: Answer("The substitutions", SubstitutionListJSON)},
+        query=(Query("user", "Only those where this person is absent or stands in"),),
+        errors=(400,),
+    ),
+    Op(
+        "DELETE",
+        "/api/v1/substitutions/{substitution_id}",
+        "Delete a substitution (one in force ends at once)",
+        "substitutes",
+        "producer",
+        {200: Answer("The substitution, deleted", SubstitutionJSON)},
     ),
     Op(
         "GET",

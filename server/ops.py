@@ -11,7 +11,8 @@ what changed and wakes the delivery side.
 - ``ResumeDue`` and ``PruneEvents`` are the clock's operations.
 
 ``kind`` names an operation in logs and webhook events; ``actor`` is the person who
-acts (their user id), or None for a producer or the server's own clock.
+acts (their user id), or None for a producer or the server's own clock. Every
+operation belongs to one ``tenant`` (the caller's).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
 
+from server.feeds import DEFAULT_TENANT
 from server.wire import TaskCreate, TaskPatch
 
 RESUME_PAGE = 200  # the most postponed tasks one ``ResumeDue`` brings back
@@ -39,6 +41,7 @@ class InstanceStatus(StrEnum):
 @dataclass(frozen=True, slots=True)
 class CreateTask:
     body: TaskCreate
+    tenant: str = DEFAULT_TENANT
     kind: ClassVar[str] = "create"
 
     @property
@@ -54,6 +57,7 @@ class CreateTask:
 class UpdateTask:
     id: str
     patch: TaskPatch
+    tenant: str = DEFAULT_TENANT
     kind: ClassVar[str] = "update"
 
     @property
@@ -63,8 +67,14 @@ class UpdateTask:
 
 @dataclass(frozen=True, slots=True)
 class CompleteTask:
+    """Complete a task; ``outcome`` (one of its actions) and ``comment`` say what was
+    decided."""
+
     id: str
     actor: str | None = None
+    tenant: str = DEFAULT_TENANT
+    outcome: str | None = None
+    comment: str | None = None
     kind: ClassVar[str] = "complete"
 
 
@@ -72,6 +82,7 @@ class CompleteTask:
 class CancelTask:
     id: str
     actor: str | None = None
+    tenant: str = DEFAULT_TENANT
     kind: ClassVar[str] = "cancel"
 
 
@@ -80,6 +91,7 @@ class PostponeTask:
     id: str
     until: datetime
     actor: str | None = None
+    tenant: str = DEFAULT_TENANT
     kind: ClassVar[str] = "postpone"
 
 
@@ -89,10 +101,57 @@ class ResumeTask:
 
     id: str
     actor: str | None = None
+    tenant: str = DEFAULT_TENANT
+    by_clock: bool = False  # it fell due (not a person's or a producer's call)
     kind: ClassVar[str] = "resume"
 
 
-TaskOp = CreateTask | UpdateTask | CompleteTask | CancelTask | PostponeTask | ResumeTask
+@dataclass(frozen=True, slots=True)
+class ClaimTask:
+    """``user`` takes a task offered to a role (``actor``: ``user`` themselves, or None
+    for a producer claiming on someone's behalf)."""
+
+    id: str
+    user: str
+    actor: str | None = None
+    tenant: str = DEFAULT_TENANT
+    kind: ClassVar[str] = "claim"
+
+
+@dataclass(frozen=True, slots=True)
+class UnclaimTask:
+    """Put a claimed task back into its role's queue."""
+
+    id: str
+    actor: str | None = None
+    tenant: str = DEFAULT_TENANT
+    kind: ClassVar[str] = "unclaim"
+
+
+@dataclass(frozen=True, slots=True)
+class FlagOverdue:
+    """The clock: the task's due time has passed."""
+
+    id: str
+    tenant: str = DEFAULT_TENANT
+    kind: ClassVar[str] = "overdue"
+
+    @property
+    def actor(self) -> None:
+        return None
+
+
+TaskOp = (
+    CreateTask
+    | UpdateTask
+    | CompleteTask
+    | CancelTask
+    | PostponeTask
+    | ResumeTask
+    | ClaimTask
+    | UnclaimTask
+    | FlagOverdue
+)
 
 
 # ---------------------------------------------------------------- process operations
@@ -103,12 +162,14 @@ class StartInstance:
     id: str
     name: str
     expect_more: bool = False
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
 class SetExpectMore:
     id: str
     expect_more: bool
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +178,7 @@ class EndInstance:
 
     id: str
     status: InstanceStatus
+    tenant: str = DEFAULT_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +187,7 @@ class SetDisabled:
 
     name: str
     disabled: bool
+    tenant: str = DEFAULT_TENANT
 
 
 ProcessOp = StartInstance | SetExpectMore | EndInstance | SetDisabled
@@ -138,6 +201,42 @@ class RevokeUser:
     """Refuse every token of ``user`` issued up to now, and close their sockets."""
 
     user: str
+    tenant: str = DEFAULT_TENANT
+
+
+# ---------------------------------------------------------------- audiences
+
+
+@dataclass(frozen=True, slots=True)
+class SetMembers:
+    """Make ``members`` the members of ``role`` (creating the role if need be)."""
+
+    role: str
+    members: tuple[str, ...]
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class AddSubstitution:
+    """``substitute`` stands in for ``user`` from ``starts_at`` until ``ends_at``."""
+
+    id: str
+    user: str
+    substitute: str
+    starts_at: datetime
+    ends_at: datetime
+    tenant: str = DEFAULT_TENANT
+
+
+@dataclass(frozen=True, slots=True)
+class EndSubstitution:
+    """Delete a substitution; one in force ends at once."""
+
+    id: str
+    tenant: str = DEFAULT_TENANT
+
+
+AudienceOp = SetMembers | AddSubstitution | EndSubstitution
 
 
 # ---------------------------------------------------------------- the clock's operations
@@ -146,6 +245,20 @@ class RevokeUser:
 @dataclass(frozen=True, slots=True)
 class ResumeDue:
     """Bring back up to ``limit`` postponed tasks whose time has come."""
+
+    limit: int = RESUME_PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOverdue:
+    """Flag up to ``limit`` open tasks whose due time has passed."""
+
+    limit: int = RESUME_PAGE
+
+
+@dataclass(frozen=True, slots=True)
+class MoveSubstitutions:
+    """Start the substitutions whose time has come and end those whose time is over."""
 
     limit: int = RESUME_PAGE
 

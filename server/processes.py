@@ -125,7 +125,7 @@ class Guard:
 NO_GUARD = Guard(frozenset(), {})
 
 
-async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Guard:
+async def load_guard(conn: AsyncConnection, tenant: str, creates: Sequence[TaskCreate]) -> Guard:
     procs = [b.process for b in creates if b.process is not None]
     if not procs:
         return NO_GUARD
@@ -138,9 +138,15 @@ async def load_guard(conn: AsyncConnection, creates: Sequence[TaskCreate]) -> Gu
             literal("disabled").label("what"),
             definition_t.c.name.label("key"),
             literal("").label("status"),
-        ).where(and_(definition_t.c.name.in_(names), definition_t.c.disabled.is_(True))),
+        ).where(
+            and_(
+                definition_t.c.tenant == tenant,
+                definition_t.c.name.in_(names),
+                definition_t.c.disabled.is_(True),
+            )
+        ),
         select(literal("instance"), instance_t.c.id, instance_t.c.status).where(
-            instance_t.c.id.in_(ids)
+            and_(instance_t.c.tenant == tenant, instance_t.c.id.in_(ids))
         ),
     )
     disabled: set[str] = set()
@@ -166,28 +172,35 @@ async def track(
     """Keep instances in step with their tasks (inside the write transaction): create
     the instances that new tasks name, and end the ones left without open steps."""
     dialect = conn.dialect.name
-    new: dict[str, str] = {}
-    touched: set[str] = set()
+    new: dict[tuple[str, str], str] = {}
+    touched: dict[str, set[str]] = {}
     for _, outcome in changes:
         state = outcome.state
         if state is None or state.process_instance_id is None:
             continue
         if outcome.before is None:
-            new.setdefault(state.process_instance_id, state.process_name or "")
+            new.setdefault((state.tenant, state.process_instance_id), state.process_name or "")
         if state.status in FINAL_STATUSES:
-            touched.add(state.process_instance_id)
+            touched.setdefault(state.tenant, set()).add(state.process_instance_id)
     if new:
         rows = [
-            {"id": i, "name": n, "status": RUNNING.value, "expect_more": False, "started_at": now}
-            for i, n in sorted(new.items())
+            {
+                "tenant": t,
+                "id": i,
+                "name": n,
+                "status": RUNNING.value,
+                "expect_more": False,
+                "started_at": now,
+            }
+            for (t, i), n in sorted(new.items())
         ]
         await conn.execute(_insert(dialect)(instance_t).on_conflict_do_nothing(), rows)
-    if touched:
-        await complete_if_done(conn, sorted(touched), now)
+    for tenant, ids in sorted(touched.items()):
+        await complete_if_done(conn, tenant, sorted(ids), now)
 
 
 async def complete_if_done(
-    conn: AsyncConnection, instance_ids: Sequence[str], now: datetime
+    conn: AsyncConnection, tenant: str, instance_ids: Sequence[str], now: datetime
 ) -> None:
     """End the running instances among ``instance_ids`` that expect nothing more and have
     no open step left: three statements, however many instances. One with a completed
@@ -197,6 +210,7 @@ async def complete_if_done(
         select(instance_t)
         .where(
             and_(
+                instance_t.c.tenant == tenant,
                 instance_t.c.id.in_(list(instance_ids)),
                 instance_t.c.status == RUNNING.value,
                 instance_t.c.expect_more.is_(False),
@@ -217,6 +231,7 @@ async def complete_if_done(
         select(task_t.c.process_instance_id, task_t.c.status)
         .where(
             and_(
+                task_t.c.tenant == tenant,
                 task_t.c.process_instance_id.in_([c.id for c in candidates]),
                 task_t.c.status.in_([*_OPEN, Status.COMPLETED.value]),
             )
@@ -228,7 +243,7 @@ async def complete_if_done(
     if done:
         await conn.execute(
             update(instance_t)
-            .where(instance_t.c.id == bindparam("b_id"))
+            .where(and_(instance_t.c.tenant == tenant, instance_t.c.id == bindparam("b_id")))
             .values(
                 status=bindparam("b_status"),
                 ended_at=now,
@@ -262,32 +277,45 @@ def _ended_conflict(inst: Instance) -> Conflict:
 # ---------------------------------------------------------------- instance-level writes
 
 
-async def get(conn: AsyncConnection, instance_id: str, lock: bool = False) -> Instance | None:
-    query = select(instance_t).where(instance_t.c.id == instance_id)
+async def get(
+    conn: AsyncConnection, tenant: str, instance_id: str, lock: bool = False
+) -> Instance | None:
+    query = select(instance_t).where(
+        and_(instance_t.c.tenant == tenant, instance_t.c.id == instance_id)
+    )
     if lock and conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     return Instance.from_row(row._mapping) if row else None
 
 
-async def _locked_running(conn: AsyncConnection, instance_id: str) -> Instance:
-    inst = await get(conn, instance_id, lock=True)
+async def _locked_running(conn: AsyncConnection, tenant: str, instance_id: str) -> Instance:
+    inst = await get(conn, tenant, instance_id, lock=True)
     if inst is None:
         raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
     return inst
 
 
-async def _is_disabled(conn: AsyncConnection, name: str) -> bool:
-    value = await conn.scalar(select(definition_t.c.disabled).where(definition_t.c.name == name))
+async def _is_disabled(conn: AsyncConnection, tenant: str, name: str) -> bool:
+    value = await conn.scalar(
+        select(definition_t.c.disabled).where(
+            and_(definition_t.c.tenant == tenant, definition_t.c.name == name)
+        )
+    )
     return bool(value)
 
 
 async def start(
-    conn: AsyncConnection, now: datetime, instance_id: str, name: str, expect_more: bool
+    conn: AsyncConnection,
+    now: datetime,
+    tenant: str,
+    instance_id: str,
+    name: str,
+    expect_more: bool,
 ) -> Started:
     """The new instance, or the existing one for a repeat with the same name; raises
     Conflict for a disabled process or an id taken by another process."""
-    current = await get(conn, instance_id)
+    current = await get(conn, tenant, instance_id)
     if current is not None:
         if current.name != name:
             raise Conflict(
@@ -295,81 +323,102 @@ async def start(
                 code="instance_id_conflict",
             )
         return Started(current, created=False)
-    if await _is_disabled(conn, name):
+    if await _is_disabled(conn, tenant, name):
         raise Conflict(f"process {name!r} is disabled", code="process_disabled")
     inst = Instance(instance_id, name, RUNNING, expect_more, now, None, None)
     await conn.execute(
         _insert(conn.dialect.name)(instance_t).values(
-            id=instance_id, name=name, status=RUNNING.value, expect_more=expect_more, started_at=now
+            tenant=tenant,
+            id=instance_id,
+            name=name,
+            status=RUNNING.value,
+            expect_more=expect_more,
+            started_at=now,
         )
     )
     return Started(inst, created=True)
 
 
-async def lock_to_end(conn: AsyncConnection, instance_id: str, status: InstanceStatus) -> Instance:
+async def lock_to_end(
+    conn: AsyncConnection, tenant: str, instance_id: str, status: InstanceStatus
+) -> Instance:
     """Lock an instance that is to end as ``status``. Returns it: running, or already
     ended that same way (a no-op); raises NotFound, or Conflict when it ended otherwise."""
-    inst = await _locked_running(conn, instance_id)
+    inst = await _locked_running(conn, tenant, instance_id)
     if inst.status is not RUNNING and inst.status is not status:
         raise _ended_conflict(inst)
     return inst
 
 
-async def open_step_ids(conn: AsyncConnection, instance_id: str) -> list[str]:
+async def open_step_ids(conn: AsyncConnection, tenant: str, instance_id: str) -> list[str]:
     """The instance's running and postponed steps, in id order."""
     rows = await conn.execute(
         select(task_t.c.id)
-        .where(and_(task_t.c.process_instance_id == instance_id, task_t.c.status.in_(_OPEN)))
+        .where(
+            and_(
+                task_t.c.tenant == tenant,
+                task_t.c.process_instance_id == instance_id,
+                task_t.c.status.in_(_OPEN),
+            )
+        )
         .order_by(task_t.c.id)
     )
     return [str(r.id) for r in rows]
 
 
 async def end(
-    conn: AsyncConnection, inst: Instance, status: InstanceStatus, now: datetime
+    conn: AsyncConnection, tenant: str, inst: Instance, status: InstanceStatus, now: datetime
 ) -> Instance:
     duration = _duration(inst, now)
     await conn.execute(
         update(instance_t)
-        .where(instance_t.c.id == inst.id)
+        .where(and_(instance_t.c.tenant == tenant, instance_t.c.id == inst.id))
         .values(status=status.value, ended_at=now, duration_ms=duration)
     )
     return Instance(inst.id, inst.name, status, inst.expect_more, inst.started_at, now, duration)
 
 
 async def set_expect_more(
-    conn: AsyncConnection, now: datetime, instance_id: str, expect_more: bool
+    conn: AsyncConnection, now: datetime, tenant: str, instance_id: str, expect_more: bool
 ) -> Instance:
-    inst = await _locked_running(conn, instance_id)
+    inst = await _locked_running(conn, tenant, instance_id)
     if inst.status is not RUNNING:
         raise _ended_conflict(inst)
     await conn.execute(
-        update(instance_t).where(instance_t.c.id == instance_id).values(expect_more=expect_more)
+        update(instance_t)
+        .where(and_(instance_t.c.tenant == tenant, instance_t.c.id == instance_id))
+        .values(expect_more=expect_more)
     )
     if not expect_more:
-        await complete_if_done(conn, [instance_id], now)
-    fresh = await get(conn, instance_id)
+        await complete_if_done(conn, tenant, [instance_id], now)
+    fresh = await get(conn, tenant, instance_id)
     assert fresh is not None
     return fresh
 
 
-async def set_disabled(conn: AsyncConnection, now: datetime, name: str, disabled: bool) -> None:
+async def set_disabled(
+    conn: AsyncConnection, now: datetime, tenant: str, name: str, disabled: bool
+) -> None:
     """Switch a known process (one with an instance or a definition row); raises
     ``NotFound`` for a name never seen."""
     known = await conn.scalar(
         union_all(
-            select(definition_t.c.name).where(definition_t.c.name == name),
-            select(instance_t.c.name).where(instance_t.c.name == name),
+            select(definition_t.c.name).where(
+                and_(definition_t.c.tenant == tenant, definition_t.c.name == name)
+            ),
+            select(instance_t.c.name).where(
+                and_(instance_t.c.tenant == tenant, instance_t.c.name == name)
+            ),
         ).limit(1)
     )
     if known is None:
         raise NotFound(f"process {name[:50]!r} not found", code="process_not_found")
     ins = _insert(conn.dialect.name)(definition_t).values(
-        name=name, disabled=disabled, updated_at=now
+        tenant=tenant, name=name, disabled=disabled, updated_at=now
     )
     await conn.execute(
         ins.on_conflict_do_update(
-            index_elements=[definition_t.c.name],
+            index_elements=[definition_t.c.tenant, definition_t.c.name],
             set_={"disabled": disabled, "updated_at": now},
         )
     )

@@ -8,15 +8,20 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 
-from sqlalchemy import and_, func, select, text
+import orjson
+from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
 from server import paging
+from server.audiences import RoleJSON, Substitution, feeds_of
+from server.audiences import role as read_role
+from server.audiences import substitutions as read_substitutions
 from server.changes import FeedPos
 from server.clock import as_utc
 from server.db import Engines, unavailable
 from server.feedlog import Snapshot, read_pos, read_snapshot
-from server.models import definition_t, instance_t, task_t
+from server.feeds import ROLE, USER
+from server.models import change_t, definition_t, instance_t, task_t
 from server.processes import Instance, InstanceJSON
 from server.transitions import TaskState
 from server.wire import Status, iso
@@ -24,7 +29,8 @@ from server.wire import Status, iso
 
 class StepJSON(TypedDict):
     id: str
-    owner: str
+    owner: str | None
+    role: str | None
     title: str
     kind: str
     status: str
@@ -38,9 +44,32 @@ class InstanceDetailJSON(InstanceJSON):
     steps: list[StepJSON]
 
 
+class ChangeJSON(TypedDict):
+    at: str | None
+    op: str
+    actor: str | None
+    acting_as: str
+    status: str
+    owner: str | None
+    role: str | None
+    detail: dict[str, Any] | None
+
+
 class DefinitionJSON(TypedDict):
     name: str
     disabled: bool
+
+
+def in_feeds(feeds: Sequence[str]) -> Any:
+    """SQL condition: a task that is in one of ``feeds`` (whatever its status)."""
+    users = [f[len(USER) :] for f in feeds if f.startswith(USER)]
+    roles = [f[len(ROLE) :] for f in feeds if f.startswith(ROLE)]
+    parts = []
+    if users:
+        parts.append(task_t.c.owner.in_(users))
+    if roles:
+        parts.append(and_(task_t.c.owner.is_(None), task_t.c.role.in_(roles)))
+    return or_(*parts) if parts else false()
 
 
 class Reads:
@@ -54,32 +83,43 @@ class Reads:
 
     # ---------------------------------------------------------------- tasks and feeds
 
-    async def get_task(self, task_id: str) -> TaskState | None:
+    async def get_task(self, tenant: str, task_id: str) -> TaskState | None:
         async with self._conn() as conn:
-            row = (await conn.execute(select(task_t).where(task_t.c.id == task_id))).first()
+            row = (
+                await conn.execute(
+                    select(task_t).where(and_(task_t.c.tenant == tenant, task_t.c.id == task_id))
+                )
+            ).first()
         return TaskState.from_row(row._mapping) if row else None
 
-    async def counter(self, owner: str) -> FeedPos:
-        """Where the owner's feed stands; ``FeedPos(0, 0)`` for an owner never seen."""
+    async def counter(self, key: str) -> FeedPos:
+        """Where a feed stands (by key); ``FeedPos(0, 0)`` for a feed never seen."""
         async with self._conn() as conn:
-            return await read_pos(conn, owner)
+            return await read_pos(conn, key)
 
-    async def snapshot(self, owner: str) -> Snapshot:
-        """The owner's running tasks and the seq/count they correspond to."""
+    async def snapshot(self, key: str) -> Snapshot:
+        """A feed's running tasks and the seq/count they correspond to."""
         async with self._conn() as conn:
-            return await read_snapshot(conn, owner)
+            return await read_snapshot(conn, key)
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        """The feeds ``user`` follows now."""
+        async with self._conn() as conn:
+            return await feeds_of(conn, tenant, user)
 
     async def list_tasks(
         self,
-        owner: str,
+        tenant: str,
+        feeds: Sequence[str],
         statuses: Sequence[str],
         *,
         limit: int = 50,
         cursor: tuple[datetime, str] | None = None,
         record: tuple[str, str] | None = None,
     ) -> list[TaskState]:
-        """An owner's tasks, newest first, with keyset pagination on (updated_at, id)."""
-        cond = [task_t.c.owner == owner]
+        """The tasks of ``feeds`` (``user:…`` owners, ``role:…`` unclaimed queue tasks),
+        newest first, with keyset pagination on (updated_at, id)."""
+        cond = [task_t.c.tenant == tenant, in_feeds(feeds)]
         if statuses:
             cond.append(task_t.c.status.in_(list(statuses)))
         if record is not None:
@@ -95,11 +135,11 @@ class Reads:
         async with self._conn() as conn:
             return [TaskState.from_row(r._mapping) for r in await conn.execute(query)]
 
-    async def status_counts(self, owner: str) -> dict[str, int]:
+    async def status_counts(self, tenant: str, owner: str) -> dict[str, int]:
         """How many of the owner's tasks are in each status (every status listed)."""
         query = (
             select(task_t.c.status, func.count())
-            .where(task_t.c.owner == owner)
+            .where(and_(task_t.c.tenant == tenant, task_t.c.owner == owner))
             .group_by(task_t.c.status)
         )
         counts = {s.value: 0 for s in Status}
@@ -108,29 +148,39 @@ class Reads:
                 counts[str(status)] = int(n)
         return counts
 
-    async def running_count(self, owner: str) -> int:
-        """Ground truth for checks: count(*) of running tasks (not the feed counter)."""
+    async def running_count(self, tenant: str, feed: str) -> int:
+        """Ground truth for checks: count(*) of running tasks in a feed (not its counter)."""
         async with self._conn() as conn:
             value = await conn.scalar(
                 select(func.count())
                 .select_from(task_t)
-                .where(and_(task_t.c.owner == owner, task_t.c.status == Status.RUNNING.value))
+                .where(
+                    and_(
+                        task_t.c.tenant == tenant,
+                        in_feeds([feed]),
+                        task_t.c.status == Status.RUNNING.value,
+                    )
+                )
             )
         return int(value or 0)
 
     # ---------------------------------------------------------------- processes
 
-    async def instance(self, instance_id: str) -> InstanceDetailJSON | None:
+    async def instance(self, tenant: str, instance_id: str) -> InstanceDetailJSON | None:
         """An instance with its steps in creation order, or None."""
         async with self._conn() as conn:
             row = (
-                await conn.execute(select(instance_t).where(instance_t.c.id == instance_id))
+                await conn.execute(
+                    select(instance_t).where(
+                        and_(instance_t.c.tenant == tenant, instance_t.c.id == instance_id)
+                    )
+                )
             ).first()
             if row is None:
                 return None
             rows = await conn.execute(
                 select(task_t)
-                .where(task_t.c.process_instance_id == instance_id)
+                .where(and_(task_t.c.tenant == tenant, task_t.c.process_instance_id == instance_id))
                 .order_by(task_t.c.created_at, task_t.c.id)
             )
         steps: list[StepJSON] = []
@@ -140,6 +190,7 @@ class Reads:
                 {
                     "id": m["id"],
                     "owner": m["owner"],
+                    "role": m["role"],
                     "title": m["title"],
                     "kind": m["kind"],
                     "status": m["status"],
@@ -151,21 +202,28 @@ class Reads:
             )
         return {**Instance.from_row(row._mapping).to_json(), "steps": steps}
 
-    async def definitions(self) -> list[DefinitionJSON]:
+    async def definitions(self, tenant: str) -> list[DefinitionJSON]:
         """Every process name seen (in an instance or a definition), with its switch."""
         async with self._conn() as conn:
             names = {
-                r.name: False for r in await conn.execute(select(instance_t.c.name).distinct())
+                r.name: False
+                for r in await conn.execute(
+                    select(instance_t.c.name).where(instance_t.c.tenant == tenant).distinct()
+                )
             }
-            for r in await conn.execute(select(definition_t.c.name, definition_t.c.disabled)):
+            for r in await conn.execute(
+                select(definition_t.c.name, definition_t.c.disabled).where(
+                    definition_t.c.tenant == tenant
+                )
+            ):
                 names[r.name] = bool(r.disabled)
         return [{"name": n, "disabled": d} for n, d in sorted(names.items())]
 
     async def stats_rows(
-        self, name: str | None, since: datetime | None, until: datetime | None
+        self, tenant: str, name: str | None, since: datetime | None, until: datetime | None
     ) -> list[tuple[str, str, int | None]]:
         """(name, status, duration) of the instances started in [since, until)."""
-        cond = []
+        cond = [instance_t.c.tenant == tenant]
         if name is not None:
             cond.append(instance_t.c.name == name)
         if since is not None:
@@ -177,6 +235,40 @@ class Reads:
             query = query.where(and_(*cond))
         async with self._conn() as conn:
             return [(r.name, r.status, r.duration_ms) for r in await conn.execute(query)]
+
+    async def history(self, tenant: str, task_id: str, limit: int = 1000) -> list[ChangeJSON]:
+        """Every change of a task, oldest first (at most ``limit``)."""
+        query = (
+            select(change_t)
+            .where(and_(change_t.c.tenant == tenant, change_t.c.task_id == task_id))
+            .order_by(change_t.c.id)
+            .limit(limit)
+        )
+        async with self._conn() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            {
+                "at": iso(as_utc(r.at)),
+                "op": r.op,
+                "actor": r.actor,
+                "acting_as": r.acting_as,
+                "status": r.status,
+                "owner": r.owner,
+                "role": r.role,
+                "detail": orjson.loads(r.detail) if r.detail else None,
+            }
+            for r in rows
+        ]
+
+    # ---------------------------------------------------------------- audiences
+
+    async def role(self, tenant: str, role_id: str) -> RoleJSON | None:
+        async with self._conn() as conn:
+            return await read_role(conn, tenant, role_id)
+
+    async def substitutions(self, tenant: str, user: str | None) -> list[Substitution]:
+        async with self._conn() as conn:
+            return await read_substitutions(conn, tenant, user)
 
     # ---------------------------------------------------------------- health
 

@@ -13,9 +13,7 @@ revocation is refused too (mint the new one a second later).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 import math
 from collections.abc import Callable
 from datetime import datetime
@@ -27,21 +25,19 @@ from server.clock import as_utc
 from server.db import DATABASE_ERRORS, Engines
 from server.errors import Unauthorized, Unavailable
 from server.models import revocation_t
+from server.polling import Poller
 
-log = logging.getLogger("taskbell.revocations")
-
-OnRevoked = Callable[[str], None]
+OnRevoked = Callable[[str, str], None]  # (tenant, user)
 
 
 class Revocations:
     def __init__(self, engines: Engines, *, poll_s: float = 1.0) -> None:
         self.engines = engines
         self.poll_s = poll_s
-        self._at: dict[str, float] = {}  # user → last revoked second (epoch)
+        self._at: dict[tuple[str, str], float] = {}  # (tenant, user) → last revoked second
         self._watermark: datetime | None = None
-        self._on_revoked: OnRevoked = lambda user: None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
+        self._on_revoked: OnRevoked = lambda tenant, user: None
+        self._poller = Poller("revocations", self.refresh, poll_s)
         self._loaded = False
 
     def check(self, who: User) -> User:
@@ -50,14 +46,14 @@ class Revocations:
         database was away at start), nobody can be told apart: ``Unavailable``."""
         if not self._loaded:
             raise Unavailable("the database is unavailable; retry shortly")
-        revoked = self._at.get(who.id)
+        revoked = self._at.get((who.tenant, who.id))
         if revoked is not None and who.issued_at <= revoked:
             raise Unauthorized("this token was revoked; sign in again", code="token_revoked")
         return who
 
-    def note(self, user: str, at: datetime) -> None:
+    def note(self, tenant: str, user: str, at: datetime) -> None:
         """A revocation this instance just committed: apply it now."""
-        self._apply(user, at)
+        self._apply(tenant, user, at)
 
     async def start(self, on_revoked: OnRevoked) -> None:
         """Load every revocation, then keep polling for new ones (owned here). A
@@ -65,41 +61,27 @@ class Revocations:
         self._on_revoked = on_revoked
         with contextlib.suppress(*DATABASE_ERRORS):
             await self.refresh()
-        self._task = asyncio.create_task(self._poll_forever(), name="revocations")
+        self._poller.start()
 
     async def stop(self) -> None:
-        self._stopping.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(self._task, 5)
+        await self._poller.stop()
 
     async def refresh(self) -> None:
         """Read the revocations newer than the last one seen."""
-        query = select(revocation_t.c.user_id, revocation_t.c.revoked_at)
+        query = select(revocation_t.c.tenant, revocation_t.c.user_id, revocation_t.c.revoked_at)
         if self._watermark is not None:
             query = query.where(revocation_t.c.revoked_at >= self._watermark)
         async with self.engines.reader.connect() as conn:
             rows = (await conn.execute(query)).all()
-        for user, at in rows:
-            self._apply(str(user), as_utc(at))
+        for tenant, user, at in rows:
+            self._apply(str(tenant), str(user), as_utc(at))
         self._loaded = True
 
-    def _apply(self, user: str, at: datetime) -> None:
+    def _apply(self, tenant: str, user: str, at: datetime) -> None:
         second = float(math.floor(at.timestamp()))
         if self._watermark is None or at > self._watermark:
             self._watermark = at
-        if self._at.get(user, -1.0) >= second:
+        if self._at.get((tenant, user), -1.0) >= second:
             return
-        self._at[user] = second
-        self._on_revoked(user)
-
-    async def _poll_forever(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.poll_s)
-            if self._stopping.is_set():
-                return
-            try:
-                await self.refresh()
-            except DATABASE_ERRORS as exc:  # the database is away: next poll
-                log.warning("revocation poll failed: %s", type(exc).__name__)
+        self._at[(tenant, user)] = second
+        self._on_revoked(tenant, user)

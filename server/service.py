@@ -25,23 +25,29 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import overload
 
+from server.audiences import Substitution
 from server.broker import Broker
 from server.changes import Applied
 from server.errors import ApiError, Unavailable
 from server.metrics import UNCOUNTED
 from server.ops import (
+    AddSubstitution,
     EndInstance,
+    EndSubstitution,
+    MarkOverdue,
+    MoveSubstitutions,
     PruneEvents,
     ResumeDue,
     RevokeUser,
     SetDisabled,
     SetExpectMore,
+    SetMembers,
     StartInstance,
     TaskOp,
 )
 from server.processes import Ended, Instance, Started
 from server.transitions import Outcome
-from server.writes import Resumed, RunOp, RunResult, Writes
+from server.writes import Resumed, RoleSet, RunOp, RunResult, SubstitutionAdded, Writes
 
 log = logging.getLogger("taskbell.service")
 
@@ -132,9 +138,19 @@ class Service:
     @overload
     async def run(self, op: ResumeDue) -> Resumed: ...
     @overload
+    async def run(self, op: MarkOverdue) -> Resumed: ...
+    @overload
     async def run(self, op: RevokeUser) -> datetime: ...
     @overload
     async def run(self, op: PruneEvents) -> int: ...
+    @overload
+    async def run(self, op: SetMembers) -> RoleSet: ...
+    @overload
+    async def run(self, op: AddSubstitution) -> SubstitutionAdded: ...
+    @overload
+    async def run(self, op: EndSubstitution) -> Substitution: ...
+    @overload
+    async def run(self, op: MoveSubstitutions) -> int: ...
 
     async def run(self, op: RunOp) -> RunResult:
         """Run one process or clock operation in its own transaction, then publish.

@@ -1,10 +1,11 @@
 """One subscriber's time on the hub, the same for ``/ws`` and ``/events``.
 
-``async with hub.session(sender, who, since) as session``: on entry the connection
-joins (snapshot or replay, then live events) and a timer closes it with 4001 when the
-token expires; ``refresh`` re-arms that timer for a fresh token of the same person. On
-exit (the peer left, a bad message, the endpoint returned) it leaves the hub, is closed
-with 1000 unless it was already closing, and its writer and closer are awaited.
+``async with hub.session(sender, who, since, since_feeds) as session``: on entry the
+connection joins every feed its user follows (snapshot or replay, then live events)
+and a timer closes it with 4001 when the token expires; ``refresh`` re-arms that timer
+for a fresh token of the same person. On exit (the peer left, a bad message, the
+endpoint returned) it leaves the hub, is closed with 1000 unless it was already
+closing, and its writer and closer are awaited.
 
 Only the database's own errors turn into ``Unavailable`` (the connection is closed with
 1013, "try again later"); anything else is a bug and propagates as one.
@@ -27,17 +28,25 @@ if TYPE_CHECKING:
 
 
 class Session:
-    def __init__(self, hub: Hub, conn: Connection, who: User, since: int | None) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        conn: Connection,
+        who: User,
+        since: int | None,
+        since_feeds: dict[str, int] | None = None,
+    ) -> None:
         self.hub = hub
         self.conn = conn
         self.since = since
+        self.since_feeds = since_feeds or {}
         self._expires_at = who.expires_at
         self._expiry: asyncio.TimerHandle | None = None
 
     async def __aenter__(self) -> Session:
         self._arm(self._expires_at)
         try:
-            await self.hub.join(self.conn, self.since)
+            await self.hub.join(self.conn, self.since, self.since_feeds)
         except DATABASE_ERRORS as exc:
             self.conn.close(CloseCode.TRY_AGAIN_LATER, "database unavailable")
             await self._end()
@@ -58,7 +67,7 @@ class Session:
     def refresh(self, who: User) -> bool:
         """Extend the session with a fresh token. A token of anyone else closes the
         connection with 1008 (a connection belongs to one user); returns False then."""
-        if who.id != self.conn.owner:
+        if (who.tenant, who.id) != (self.conn.tenant, self.conn.user):
             self.conn.close(CloseCode.BAD_MESSAGE, "a connection belongs to one user")
             return False
         self._arm(who.expires_at)

@@ -92,6 +92,8 @@ class Settings:
     # Operations (server/metrics.py, server/logs.py).
     access_log: bool = True  # one log line per HTTP request (taskbell.access)
     metrics_token: str = ""  # when set, GET /metrics wants it (or a producer key)
+    # Demo mode: the BPMN engine (engine/) that "Start sample process" starts instances on.
+    engine_url: str = ""  # empty: the demo's made-up process instead
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -226,6 +228,13 @@ def _whole_limit(name: str, raw: str) -> int:
     return value
 
 
+def _http_url(name: str, raw: str) -> str:
+    url = raw.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or url.endswith("://"):
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {raw!r}")
+    return url
+
+
 def _set(name: str, raw: str) -> frozenset[str]:
     return frozenset(_list(raw))
 
@@ -275,4 +284,5 @@ _ENV: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "TASKBELL_BODY_TIMEOUT_SECONDS": ("body_timeout_s", _limit),
     "TASKBELL_ACCESS_LOG": ("access_log", _on),
     "TASKBELL_METRICS_TOKEN": ("metrics_token", _text),
+    "TASKBELL_ENGINE_URL": ("engine_url", _http_url),
 }

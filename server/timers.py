@@ -1,5 +1,6 @@
-"""Timers: postponed tasks come back by themselves at their time, and old feed events
-are forgotten.
+"""Timers: postponed tasks come back by themselves at their time, tasks past their due
+time are flagged overdue (one ``task.updated``), substitutions start and end at their
+times, and old feed events are forgotten.
 
 Due tasks are found in the database on every tick (an indexed query on
 ``(status, postponed_until)``), so a return that fell due while no server was running
@@ -17,10 +18,12 @@ from datetime import timedelta
 
 from server.clock import now_utc
 from server.metrics import UNCOUNTED
-from server.ops import PruneEvents, ResumeDue
+from server.ops import MarkOverdue, MoveSubstitutions, PruneEvents, ResumeDue
 from server.service import Service
 
 log = logging.getLogger("taskbell.timers")
+
+SUBSTITUTION_CHECK_S = 0.5  # substitutions start and end within this of their time
 
 
 class Timers:
@@ -47,24 +50,39 @@ class Timers:
             self._task = None
 
     async def tick(self) -> int:
-        """Fire every due return now; returns how many came back."""
+        """Fire every due return and flag every task past its due time now; returns how
+        many came back or were flagged."""
         total = 0
-        while True:
-            page = ResumeDue()
-            resumed = await self.service.run(page)
-            total += resumed.fired
-            if resumed.found < page.limit:
-                break
+        for make in (ResumeDue, MarkOverdue):
+            while True:
+                page = make()
+                resumed = await self.service.run(page)
+                total += resumed.fired
+                if resumed.found < page.limit:
+                    break
         self.fired += total
         self.metrics.timers_fired.inc(total)
         return total
 
+    async def move_substitutions(self) -> int:
+        """Start and end every substitution whose time has come; returns how many moved."""
+        total = 0
+        while True:
+            page = MoveSubstitutions()
+            moved = await self.service.run(page)
+            total += moved
+            if moved < page.limit:
+                return total
+
     async def _run(self) -> None:
-        next_prune = 0.0
+        next_prune = next_move = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping.is_set():
             try:
                 await self.tick()
+                if loop.time() >= next_move:
+                    await self.move_substitutions()
+                    next_move = loop.time() + SUBSTITUTION_CHECK_S
                 if loop.time() >= next_prune:
                     cutoff = now_utc() - timedelta(seconds=self.retention_s)
                     await self.service.run(PruneEvents(cutoff))

@@ -18,15 +18,20 @@ from typing import Annotated, Any, Literal, TypedDict, TypeVar
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from server.errors import BadRequest, CloseCode, Unprocessable
-from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url
+from server.feeds import is_feed
+from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, Url, no_nul
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -52,6 +57,22 @@ class Kind(StrEnum):
     PAGE = "page"
 
 
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class CommentRule(StrEnum):
+    NONE = "none"
+    OPTIONAL = "optional"
+    REQUIRED = "required"
+
+
+MAX_ACTIONS = 5
+
+
 class EventType(StrEnum):
     ADDED = "task.added"
     UPDATED = "task.updated"
@@ -73,17 +94,50 @@ class RecordRef(_Strict):
     title: RecordTitle | None = None
 
 
+class Action(_Strict):
+    """One decision a person can make from the card (it completes the task with
+    ``outcome`` = ``id``); ``comment`` says whether a comment is asked for."""
+
+    id: Id
+    label: Text
+    comment: CommentRule = CommentRule.NONE
+
+
+def _unique_actions(actions: list[Action] | None) -> list[Action] | None:
+    if actions is not None and len({a.id for a in actions}) != len(actions):
+        raise PydanticCustomError("duplicate_action", "action ids must be unique")
+    return actions
+
+
+Actions = Annotated[
+    list[Action], Field(min_length=1, max_length=MAX_ACTIONS), AfterValidator(_unique_actions)
+]
+
+
 class TaskCreate(_Strict):
     """Body of ``POST /tasks``."""
 
     id: Id
-    owner: Owner
+    owner: Owner | None = None
+    role: Id | None = None  # a role id, as in /roles/{role} (no "/": the path could not name it)
     title: Title
     kind: Kind = Kind.ACTIVITY
     process: ProcessRef | None = None
     record: RecordRef | None = None
     url: Url | None = None
     postponed_until: Instant | None = None
+    due_at: Instant | None = None
+    priority: Priority = Priority.NORMAL
+    actions: Actions | None = None
+    follows: Id | None = None  # the step of the same instance this one comes after
+
+    @model_validator(mode="after")
+    def _one_audience(self) -> TaskCreate:
+        if (self.owner is None) == (self.role is None):
+            raise PydanticCustomError(
+                "one_audience", "give exactly one of 'owner' (a person) and 'role' (a queue)"
+            )
+        return self
 
 
 class TaskPatch(_Strict):
@@ -93,11 +147,55 @@ class TaskPatch(_Strict):
     url: Url | None = None
     record: RecordRef | None = None
     owner: Owner | None = None
+    role: Id | None = None
     postponed_until: Instant | None = None
+    due_at: Instant | None = None
+    priority: Priority | None = None
+    actions: Actions | None = None
 
 
 class Postpone(_Strict):
     until: Instant
+
+
+class Complete(_Strict):
+    """Optional body of ``POST /tasks/{id}/complete``: the decision taken (one of the
+    task's ``actions``) and a comment."""
+
+    outcome: Id | None = None
+    comment: Annotated[str, StringConstraints(max_length=4000), AfterValidator(no_nul)] | None = (
+        None
+    )
+
+
+class Claim(_Strict):
+    """Body of ``POST /tasks/{id}/claim``: a producer names who claims; a person sends none."""
+
+    user: Owner | None = None
+
+
+class Members(_Strict):
+    """Body of ``PUT /roles/{role}/members``."""
+
+    members: Annotated[list[Owner], Field(max_length=10_000)]
+
+
+class SubstitutionCreate(_Strict):
+    """Body of ``POST /substitutions``."""
+
+    id: Id
+    user: Owner
+    substitute: Owner
+    starts_at: Instant
+    ends_at: Instant
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SubstitutionCreate:
+        if self.ends_at <= self.starts_at:
+            raise PydanticCustomError("bad_period", "'ends_at' must be after 'starts_at'")
+        if self.user == self.substitute:
+            raise PydanticCustomError("self_substitute", "a person cannot stand in for themselves")
+        return self
 
 
 class CreateOp(_Strict):
@@ -114,6 +212,8 @@ class UpdateOp(_Strict):
 class FinishOp(_Strict):
     op: Literal["complete", "cancel", "resume"]
     id: Id
+    outcome: Id | None = None  # complete only
+    comment: Annotated[str, StringConstraints(max_length=4000)] | None = None  # complete only
 
 
 class PostponeOp(_Strict):
@@ -143,9 +243,17 @@ class RecordJSON(TypedDict):
     title: str | None
 
 
+class ActionJSON(TypedDict):
+    id: str
+    label: str
+    comment: str
+
+
 class TaskJSON(TypedDict):
     id: str
-    owner: str
+    owner: str | None
+    role: str | None
+    acted_by: str | None
     title: str
     kind: str
     status: str
@@ -155,32 +263,67 @@ class TaskJSON(TypedDict):
     postponed_until: str | None
     created_at: str
     updated_at: str
+    due_at: str | None
+    priority: str
+    overdue: bool
+    actions: list[ActionJSON] | None
+    outcome: str | None
+    comment: str | None
+    completed_by: str | None
+    follows: str | None
 
 
 class EventMessage(TypedDict):
     type: str
+    feed: str
     seq: int
     count: int
     task: TaskJSON
     reason: str | None
 
 
+class FeedPosJSON(TypedDict):
+    seq: int
+    count: int
+
+
 class SnapshotMessage(TypedDict):
+    """The view of every followed feed at once. Top-level ``seq`` and ``count`` are the
+    own feed's; ``feeds`` has each followed feed's (own first); ``tasks`` are the running
+    tasks of all of them."""
+
     type: Literal["snapshot"]
+    seq: int
+    count: int
+    feeds: dict[str, FeedPosJSON]
+    tasks: list[TaskJSON]
+
+
+class SyncedMessage(TypedDict):
+    """After a replay of every followed feed: where each now stands (own at top level)."""
+
+    type: Literal["synced"]
+    seq: int
+    count: int
+    feeds: dict[str, FeedPosJSON]
+
+
+class FeedJoinedMessage(TypedDict):
+    """The connection now follows ``feed`` too: its running tasks at ``seq``; live
+    events of that feed with a higher seq follow."""
+
+    type: Literal["feed.joined"]
+    feed: str
     seq: int
     count: int
     tasks: list[TaskJSON]
 
 
-class SyncedMessage(TypedDict):
-    type: Literal["synced"]
-    seq: int
-    count: int
+class FeedLeftMessage(TypedDict):
+    """The connection no longer follows ``feed``: no event of it comes after this."""
 
-
-class FeedPosJSON(TypedDict):
-    seq: int
-    count: int
+    type: Literal["feed.left"]
+    feed: str
 
 
 class HeartbeatMessage(TypedDict):
@@ -315,10 +458,41 @@ def validate(data: object, model: type[_M]) -> _M:
 # ---------------------------------------------------------------- client → server (WebSocket)
 
 
+SEQ_MAX = 2**63 - 1  # the largest seq a client may name
+MAX_SINCE_FEEDS = 100  # feeds one auth message may resume
+
+
+def _feed_name(value: str) -> str:
+    if not is_feed(value):
+        raise PydanticCustomError("bad_feed", "not a feed name (user:<id> or role:<id>)")
+    return value
+
+
+FeedName = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=205, pattern=r"^[^\s/]+$"),
+    AfterValidator(_feed_name),
+]
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX, strict=True)]
+SinceFeeds = Annotated[dict[FeedName, Seq], Field(max_length=MAX_SINCE_FEEDS)]
+_SINCE_FEEDS: TypeAdapter[dict[str, int]] = TypeAdapter(SinceFeeds)
+
+
+def parse_since_feeds(value: object) -> dict[str, int]:
+    """``since_feeds`` given outside an auth message (the event stream's resume): a
+    dict of feed names to seqs, as ``AuthMessage`` takes it. Raises ``ValueError``
+    (pydantic's ``ValidationError``) saying what is wrong."""
+    return _SINCE_FEEDS.validate_python(value)
+
+
 class AuthMessage(_Strict):
+    """``since``: the own feed's last seq seen; ``since_feeds``: other followed feeds'
+    (a feed named there that the user does not follow is ignored)."""
+
     type: Literal["auth"]
     token: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
     since: Annotated[int, Field(ge=0)] | None = None
+    since_feeds: SinceFeeds | None = None
 
 
 class PingMessage(_Strict):

@@ -28,29 +28,41 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import processes
+from server import audiences, processes
+from server.audiences import RoleJSON, Substitution
 from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
 from server.db import Engines, refused_statement, unavailable
 from server.errors import ApiError
-from server.models import event_t, feed_t, revocation_t, task_t
+from server.feeds import split_key
+from server.models import change_t, event_t, feed_t, revocation_t, task_t
 from server.ops import (
+    AddSubstitution,
     CancelTask,
+    ClaimTask,
+    CompleteTask,
     CreateTask,
     EndInstance,
+    EndSubstitution,
+    FlagOverdue,
     InstanceStatus,
+    MarkOverdue,
+    MoveSubstitutions,
+    PostponeTask,
     PruneEvents,
     ResumeDue,
     ResumeTask,
     RevokeUser,
     SetDisabled,
     SetExpectMore,
+    SetMembers,
     StartInstance,
     TaskOp,
+    UpdateTask,
 )
 from server.processes import Ended, Instance, Started
 from server.transitions import Effect, Outcome, TaskState, decide
-from server.wire import EventMessage, Status, dumps
+from server.wire import EventMessage, Status, dumps, iso
 
 log = logging.getLogger("taskbell.writes")
 
@@ -66,15 +78,42 @@ class Resumed:
     fired: int
 
 
-ClockOp = ResumeDue | PruneEvents
-RunOp = StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | ClockOp
-RunResult = Started | Instance | Ended | Resumed | datetime | None | int
+@dataclass(frozen=True, slots=True)
+class RoleSet:
+    role: RoleJSON
+    created: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SubstitutionAdded:
+    substitution: Substitution
+    created: bool
+
+
+ClockOp = ResumeDue | MarkOverdue | MoveSubstitutions | PruneEvents
+AudienceRun = SetMembers | AddSubstitution | EndSubstitution
+RunOp = (
+    StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | AudienceRun | ClockOp
+)
+RunResult = (
+    Started
+    | Instance
+    | Ended
+    | Resumed
+    | RoleSet
+    | SubstitutionAdded
+    | Substitution
+    | datetime
+    | None
+    | int
+)
+TaskKey = tuple[str, str]  # (tenant, task id)
 
 _TASK_COLUMNS = [c.name for c in task_t.columns]
-_MUTABLE = [c for c in _TASK_COLUMNS if c not in ("id", "created_at", "body_hash")]
+_MUTABLE = [c for c in _TASK_COLUMNS if c not in ("tenant", "id", "created_at", "body_hash")]
 _UPDATE_TASK = (
     update(task_t)
-    .where(task_t.c.id == bindparam("b_id"))
+    .where(and_(task_t.c.tenant == bindparam("b_tenant"), task_t.c.id == bindparam("b_id")))
     .values({c: bindparam(c) for c in _MUTABLE})
 )
 _ATTEMPTS = 4  # a transaction lost to a race (duplicate create, deadlock) is tried again
@@ -91,26 +130,42 @@ class Writes:
         # CPU than executing it.
         upsert: Any = postgresql.insert if engines.dialect == "postgresql" else sqlite.insert
         ins = upsert(feed_t).values(
-            owner=bindparam("owner"), seq=bindparam("n"), count=bindparam("delta")
+            tenant=bindparam("tenant"),
+            feed=bindparam("feed"),
+            seq=bindparam("n"),
+            count=bindparam("delta"),
         )
         self._feed_upsert = ins.on_conflict_do_update(
-            index_elements=[feed_t.c.owner],
+            index_elements=[feed_t.c.tenant, feed_t.c.feed],
             set_={
                 "seq": feed_t.c.seq + ins.excluded.seq,
                 "count": feed_t.c.count + ins.excluded.count,
             },
-        ).returning(feed_t.c.owner, feed_t.c.seq, feed_t.c.count, sort_by_parameter_order=True)
+        ).returning(
+            feed_t.c.tenant,
+            feed_t.c.feed,
+            feed_t.c.seq,
+            feed_t.c.count,
+            sort_by_parameter_order=True,
+        )
         select_tasks = (
             select(task_t)
-            .where(task_t.c.id.in_(bindparam("ids", expanding=True)))
+            .where(
+                and_(
+                    task_t.c.tenant == bindparam("tenant"),
+                    task_t.c.id.in_(bindparam("ids", expanding=True)),
+                )
+            )
             .order_by(task_t.c.id)
         )
         self._select_tasks = select_tasks if engines.is_sqlite else select_tasks.with_for_update()
         revoke = upsert(revocation_t).values(
-            user_id=bindparam("user_id"), revoked_at=bindparam("revoked_at")
+            tenant=bindparam("tenant"),
+            user_id=bindparam("user_id"),
+            revoked_at=bindparam("revoked_at"),
         )
         self._revoke = revoke.on_conflict_do_update(
-            index_elements=[revocation_t.c.user_id],
+            index_elements=[revocation_t.c.tenant, revocation_t.c.user_id],
             set_={"revoked_at": revoke.excluded.revoked_at},
         )
 
@@ -156,45 +211,95 @@ class Writes:
     ) -> tuple[RunResult, Applied]:
         nothing = Applied([])
         match op:
-            case StartInstance(id=iid, name=name, expect_more=more):
-                return await processes.start(conn, now, iid, name, more), nothing
-            case SetExpectMore(id=iid, expect_more=more):
-                return await processes.set_expect_more(conn, now, iid, more), nothing
-            case SetDisabled(name=name, disabled=disabled):
-                await processes.set_disabled(conn, now, name, disabled)
+            case StartInstance(id=iid, name=name, expect_more=more, tenant=tenant):
+                return await processes.start(conn, now, tenant, iid, name, more), nothing
+            case SetExpectMore(id=iid, expect_more=more, tenant=tenant):
+                return await processes.set_expect_more(conn, now, tenant, iid, more), nothing
+            case SetDisabled(name=name, disabled=disabled, tenant=tenant):
+                await processes.set_disabled(conn, now, tenant, name, disabled)
                 return None, nothing
-            case EndInstance(id=iid, status=status):
-                inst = await processes.lock_to_end(conn, iid, status)
+            case EndInstance(id=iid, status=status, tenant=tenant):
+                inst = await processes.lock_to_end(conn, tenant, iid, status)
                 if inst.status is not InstanceStatus.RUNNING:
                     return Ended(inst, 0), nothing  # ended this way already
-                open_ids = await processes.open_step_ids(conn, iid)
+                open_ids = await processes.open_step_ids(conn, tenant, iid)
                 if open_ids:
-                    cancels: list[TaskOp] = [CancelTask(i) for i in open_ids]
+                    cancels: list[TaskOp] = [CancelTask(i, tenant=tenant) for i in open_ids]
                     applied = await self._apply_in(conn, cancels, now)
                 else:
                     applied = nothing
                 # Canceling the last steps may have completed it already: the caller's
                 # word wins.
-                return Ended(await processes.end(conn, inst, status, now), len(open_ids)), applied
+                ended = await processes.end(conn, tenant, inst, status, now)
+                return Ended(ended, len(open_ids)), applied
             case ResumeDue(limit=limit):
-                ids = await self._due(conn, now, limit)
-                if not ids:
+                due = await self._due(conn, now, limit)
+                if not due:
                     return Resumed(0, 0), nothing
-                applied = await self._apply_in(conn, [ResumeTask(i) for i in ids], now)
+                resumes: list[TaskOp] = [ResumeTask(i, tenant=t, by_clock=True) for t, i in due]
+                applied = await self._apply_in(conn, resumes, now)
                 fired = sum(1 for r in applied.results if not isinstance(r, ApiError))
-                return Resumed(len(ids), fired), applied
-            case RevokeUser(user=user):
-                await conn.execute(self._revoke, {"user_id": user, "revoked_at": now})
+                return Resumed(len(due), fired), applied
+            case RevokeUser(user=user, tenant=tenant):
+                await conn.execute(
+                    self._revoke, {"tenant": tenant, "user_id": user, "revoked_at": now}
+                )
                 return now, nothing
+            case SetMembers(role=role_id, members=members, tenant=tenant):
+                role, created = await audiences.set_members(conn, tenant, role_id, members, now)
+                return RoleSet(role, created), nothing
+            case AddSubstitution(
+                id=sid, user=user, substitute=sub, starts_at=starts, ends_at=ends, tenant=tenant
+            ):
+                added, created = await audiences.add_substitution(
+                    conn, tenant, sid, user, sub, starts, ends, now
+                )
+                return SubstitutionAdded(added, created), nothing
+            case EndSubstitution(id=sid, tenant=tenant):
+                return await audiences.end_substitution(conn, tenant, sid, now), nothing
+            case MarkOverdue(limit=limit):
+                late = await self._overdue(conn, now, limit)
+                if not late:
+                    return Resumed(0, 0), nothing
+                flags: list[TaskOp] = [FlagOverdue(i, tenant=t) for t, i in late]
+                applied = await self._apply_in(conn, flags, now)
+                fired = sum(
+                    1
+                    for r in applied.results
+                    if not isinstance(r, ApiError) and r.state is not None
+                )
+                return Resumed(len(late), fired), applied
+            case MoveSubstitutions(limit=limit):
+                return await audiences.move_substitutions(conn, now, limit), nothing
             case PruneEvents(before=before):
                 result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
+                await audiences.prune(conn, now)
                 return int(result.rowcount or 0), nothing
 
-    async def _due(self, conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+    async def _overdue(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
+        """Open tasks whose due time has passed and that are not flagged yet; claimed
+        like ``_due``, so each is flagged exactly once across instances."""
+        query = (
+            select(task_t.c.tenant, task_t.c.id)
+            .where(
+                and_(
+                    task_t.c.overdue.is_(False),
+                    task_t.c.due_at <= now,
+                    task_t.c.status.in_([Status.RUNNING.value, Status.POSTPONED.value]),
+                )
+            )
+            .order_by(task_t.c.due_at, task_t.c.tenant, task_t.c.id)
+            .limit(limit)
+        )
+        if not self.engines.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        return [(str(r.tenant), str(r.id)) for r in await conn.execute(query)]
+
+    async def _due(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
         """Postponed tasks whose time has come. On PostgreSQL the rows are claimed with
         ``FOR UPDATE SKIP LOCKED``, so with several instances each fires exactly once."""
         query = (
-            select(task_t.c.id)
+            select(task_t.c.tenant, task_t.c.id)
             .where(
                 and_(
                     task_t.c.status == Status.POSTPONED.value,
@@ -206,63 +311,85 @@ class Writes:
         )
         if not self.engines.is_sqlite:
             query = query.with_for_update(skip_locked=True)
-        return [str(r.id) for r in await conn.execute(query)]
+        return [(str(r.tenant), str(r.id)) for r in await conn.execute(query)]
 
     # ---------------------------------------------------------------- task operations
 
     async def _apply_in(
         self, conn: AsyncConnection, ops: Sequence[TaskOp], now: datetime
     ) -> Applied:
-        ids = sorted({op.id for op in ops})
-        rows = await conn.execute(self._select_tasks, {"ids": ids})
-        existing = {row.id: TaskState.from_row(row._mapping) for row in rows}
-        working: dict[str, TaskState | None] = {i: existing.get(i) for i in ids}
-
-        creates = [op.body for op in ops if isinstance(op, CreateTask)]
-        guard = await processes.load_guard(conn, creates) if creates else processes.NO_GUARD
+        existing: dict[TaskKey, TaskState] = {}
+        per_tenant: dict[str, set[str]] = {}
+        for op in ops:
+            per_tenant.setdefault(op.tenant, set()).add(op.id)
+        for tenant in sorted(per_tenant):
+            rows = await conn.execute(
+                self._select_tasks, {"tenant": tenant, "ids": sorted(per_tenant[tenant])}
+            )
+            for row in rows:
+                state = TaskState.from_row(row._mapping)
+                existing[(state.tenant, state.id)] = state
+        working: dict[TaskKey, TaskState | None] = {
+            (t, i): existing.get((t, i)) for t, ids in per_tenant.items() for i in ids
+        }
+        # Who follows what, for the people who act or claim (read in this transaction,
+        # so a membership removed before it is already in force).
+        people = {(op.tenant, op.actor) for op in ops if op.actor is not None}
+        people |= {(op.tenant, op.user) for op in ops if isinstance(op, ClaimTask)}
+        feeds = {(t, u): frozenset(await audiences.feeds_of(conn, t, u)) for t, u in sorted(people)}
+        guards: dict[str, processes.Guard] = {}
+        for tenant in sorted(per_tenant):
+            creates = [op.body for op in ops if isinstance(op, CreateTask) and op.tenant == tenant]
+            if creates:
+                guards[tenant] = await processes.load_guard(conn, tenant, creates)
 
         results: list[Outcome | ApiError] = []
         effects: list[tuple[Effect, TaskState]] = []
         changes: list[tuple[TaskOp, Outcome]] = []
         for op in ops:
+            key = (op.tenant, op.id)
             try:
-                if isinstance(op, CreateTask) and working[op.id] is None:
-                    guard.check_create(op.body)
-                outcome = decide(op, working[op.id], now)
+                if isinstance(op, CreateTask) and working[key] is None:
+                    guards.get(op.tenant, processes.NO_GUARD).check_create(op.body)
+                audience = feeds[(op.tenant, op.actor)] if op.actor is not None else None
+                claimer = feeds[(op.tenant, op.user)] if isinstance(op, ClaimTask) else frozenset()
+                outcome = decide(op, working[key], now, audience, claimer)
             except ApiError as exc:
                 results.append(exc)
                 continue
             results.append(outcome)
             if outcome.state is not None:
-                working[op.id] = outcome.state
+                working[key] = outcome.state
                 effects.extend((e, outcome.state) for e in outcome.effects)
                 changes.append((op, outcome))
 
-        changed = {i: s for i, s in working.items() if s is not None and s is not existing.get(i)}
+        changed = {k: s for k, s in working.items() if s is not None and s is not existing.get(k)}
         if not changed:
             return Applied(results)
 
         envelopes = await self._bump_feeds(conn, effects)
         new_rows = [
             {c: getattr(s, c) for c in _TASK_COLUMNS}
-            for i, s in changed.items()
-            if i not in existing
+            for k, s in changed.items()
+            if k not in existing
         ]
         upd_rows = [
-            {"b_id": s.id, **{c: getattr(s, c) for c in _MUTABLE}}
-            for i, s in changed.items()
-            if i in existing
+            {"b_tenant": s.tenant, "b_id": s.id, **{c: getattr(s, c) for c in _MUTABLE}}
+            for k, s in changed.items()
+            if k in existing
         ]
         if new_rows:
             await conn.execute(insert(task_t), new_rows)
         if upd_rows:
             await conn.execute(_UPDATE_TASK, upd_rows)
         if envelopes:
-            await conn.execute(
-                insert(event_t),
-                [
+            event_rows: list[dict[str, Any]] = []
+            for env, (eff, state) in zip(envelopes, effects, strict=True):
+                tenant, feed = split_key(env.key)
+                event_rows.append(
                     {
-                        "owner": env.key,
+                        "tenant": tenant,
+                        "feed": feed,
                         "seq": env.seq,
                         "type": eff.type.value,
                         "task_id": state.id,
@@ -270,9 +397,9 @@ class Writes:
                         "message": env.message,
                         "created_at": now,
                     }
-                    for env, (eff, state) in zip(envelopes, effects, strict=True)
-                ],
-            )
+                )
+            await conn.execute(insert(event_t), event_rows)
+        await conn.execute(insert(change_t), [_history_row(op, o, now) for op, o in changes])
         await processes.track(conn, changes, now)
         queued = False
         for hook in self.hooks:
@@ -282,38 +409,84 @@ class Writes:
     async def _bump_feeds(
         self, conn: AsyncConnection, effects: list[tuple[Effect, TaskState]]
     ) -> list[Envelope]:
-        per_owner: dict[str, list[int]] = {}
+        per_feed: dict[str, list[int]] = {}
         for eff, _ in effects:
-            n_delta = per_owner.setdefault(eff.owner, [0, 0])
+            n_delta = per_feed.setdefault(eff.key, [0, 0])
             n_delta[0] += 1
             n_delta[1] += eff.delta
-        if not per_owner:
+        if not per_feed:
             return []
-        # One statement for every owner, in sorted order (so concurrent transactions lock
-        # feed rows in the same order and never deadlock); it returns each owner's new
+        # One statement for every feed, in sorted order (so concurrent transactions lock
+        # feed rows in the same order and never deadlock); it returns each feed's new
         # seq and count, from which each event's own seq and count are counted back.
-        params = [
-            {"owner": owner, "n": per_owner[owner][0], "delta": per_owner[owner][1]}
-            for owner in sorted(per_owner)
-        ]
+        params = []
+        for key in sorted(per_feed):
+            tenant, feed = split_key(key)
+            n, delta = per_feed[key]
+            params.append({"tenant": tenant, "feed": feed, "n": n, "delta": delta})
         cursor: dict[str, list[int]] = {}
-        for owner, seq, count in await conn.execute(self._feed_upsert, params):
-            n, delta = per_owner[owner]
-            cursor[owner] = [int(seq) - n, int(count) - delta]
+        for tenant, feed, seq, count in await conn.execute(self._feed_upsert, params):
+            key = f"{tenant}/{feed}"
+            n, delta = per_feed[key]
+            cursor[key] = [int(seq) - n, int(count) - delta]
         envelopes: list[Envelope] = []
         for eff, state in effects:
-            c = cursor[eff.owner]
+            c = cursor[eff.key]
             c[0] += 1
             c[1] += eff.delta
             message: EventMessage = {
                 "type": eff.type.value,
+                "feed": split_key(eff.key)[1],
                 "seq": c[0],
                 "count": c[1],
                 "task": state.to_json(),
                 "reason": eff.reason,
             }
-            envelopes.append(Envelope(eff.owner, c[0], c[1], dumps(message)))
+            envelopes.append(Envelope(eff.key, c[0], c[1], dumps(message)))
         return envelopes
+
+
+def acting_as(op: TaskOp, before: TaskState | None) -> str:
+    """In which capacity ``op``'s actor made the change: ``producer`` or ``clock`` (no
+    person), ``claimer``, or, by the feed the task was in, ``owner``, ``member`` (of its
+    role's queue) or ``substitute`` (standing in for its owner)."""
+    if op.actor is None:
+        clock = isinstance(op, FlagOverdue) or (isinstance(op, ResumeTask) and op.by_clock)
+        return "clock" if clock else "producer"
+    if isinstance(op, ClaimTask):
+        return "claimer"
+    if before is None or before.feed == f"user:{op.actor}":
+        return "owner"
+    return "member" if before.owner is None else "substitute"
+
+
+def _history_row(op: TaskOp, outcome: Outcome, now: datetime) -> dict[str, Any]:
+    state = outcome.current
+    before = outcome.before
+    detail: dict[str, Any] = {}
+    if before is not None and isinstance(op, UpdateTask):
+        detail["fields"] = sorted(
+            name
+            for name in _MUTABLE
+            if name not in ("updated_at", "acted_by")
+            and getattr(before, name) != getattr(state, name)
+        )
+    if isinstance(op, CompleteTask) and (state.outcome or state.comment):
+        detail.update(outcome=state.outcome, comment=state.comment)
+    if isinstance(op, PostponeTask):
+        detail["until"] = iso(op.until)
+    return {
+        "tenant": state.tenant,
+        "task_id": state.id,
+        "at": now,
+        "op": op.kind,
+        "actor": op.actor,
+        "acting_as": acting_as(op, before),
+        "status": state.status,
+        "owner": state.owner,
+        "role": state.role,
+        "detail": dumps(detail) if detail else None,
+    }
 
 
 def _is_retryable(exc: DBAPIError) -> bool:

@@ -28,11 +28,19 @@ async def test_my_tasks_lists_only_my_running_tasks_newest_first(live: Live) -> 
 async def test_my_counter_matches_running_tasks(live: Live) -> None:
     await seed(live)
     async with live.person("alice") as c:
-        assert (await c.get("/api/v1/me/counter")).json() == {"count": 3, "seq": 3}
+        own = {"user:alice": {"count": 3, "seq": 3}}
+        assert (await c.get("/api/v1/me/counter")).json() == {
+            "count": 3,
+            "seq": 3,
+            "total": 3,
+            "feeds": own,
+        }
         await c.post("/api/v1/tasks/a1/complete")
-        assert (await c.get("/api/v1/me/counter")).json() == {"count": 2, "seq": 4}
+        body = (await c.get("/api/v1/me/counter")).json()
+        assert (body["count"], body["seq"], body["total"]) == (2, 4, 2)
     async with live.person("nobody") as c:
-        assert (await c.get("/api/v1/me/counter")).json() == {"count": 0, "seq": 0}
+        body = (await c.get("/api/v1/me/counter")).json()
+        assert (body["count"], body["seq"], body["total"]) == (0, 0, 0)
 
 
 async def test_owner_can_complete_postpone_and_resume_own_task(live: Live) -> None:

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.changes import FeedPos
-from tests.support.app import Live, token
+from tests.support.app import Live, key, token
 from tests.support.tasks import assert_error, task_body
 
 
@@ -21,7 +21,7 @@ async def test_create_answers_201_then_200_on_identical_repeat(live: Live) -> No
     assert again.status_code == 200
     assert again.json() == first.json()
     assert first.json()["status"] == "running"
-    pos = await live.parts.reads.counter("alice")
+    pos = await live.parts.reads.counter(key("alice"))
     assert (pos.count, pos.seq) == (1, 1), "an idempotent repeat must not take a new seq"
 
 
@@ -51,7 +51,7 @@ async def test_patch_changes_title_url_and_record(live: Live) -> None:
     assert resp.status_code == 200
     body = resp.json()
     assert (body["title"], body["url"], body["record"]) == ("New", "https://x/y", None)
-    assert await live.parts.reads.counter("alice") == FeedPos(seq=2, count=1)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=1)
 
 
 async def test_reassignment_moves_task_between_feeds_each_with_its_own_seq(live: Live) -> None:
@@ -59,8 +59,8 @@ async def test_reassignment_moves_task_between_feeds_each_with_its_own_seq(live:
         await c.post("/api/v1/tasks", json=task_body())
         resp = await c.patch("/api/v1/tasks/t-1", json={"owner": "bob"})
     assert resp.status_code == 200 and resp.json()["owner"] == "bob"
-    assert await live.parts.reads.counter("alice") == FeedPos(seq=2, count=0)
-    assert await live.parts.reads.counter("bob") == FeedPos(seq=1, count=1)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
+    assert await live.parts.reads.counter(key("bob")) == FeedPos(seq=1, count=1)
     async with live.person("alice") as a, live.person("bob") as b:
         assert (await a.get("/api/v1/me/tasks")).json()["tasks"] == []
         assert [t["id"] for t in (await b.get("/api/v1/me/tasks")).json()["tasks"]] == ["t-1"]
@@ -83,7 +83,7 @@ async def test_final_transitions(live: Live, first: str, second: str, status: in
     assert resp.status_code == status, resp.text
     if status == 409:
         assert_error(resp, 409, "illegal_transition")
-    assert await live.parts.reads.counter("alice") == FeedPos(seq=2, count=0)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
 
 
 async def test_postponing_a_completed_task_is_409(live: Live) -> None:
@@ -101,7 +101,7 @@ async def test_postpone_stores_time_and_leaves_the_panel(live: Live) -> None:
     assert resp.status_code == 200
     assert resp.json()["status"] == "postponed"
     assert resp.json()["postponed_until"].startswith("2099-01-01T10:00:00")
-    assert await live.parts.reads.counter("alice") == FeedPos(seq=2, count=0)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
 
 
 async def test_postpone_into_the_past_is_422(live: Live) -> None:
@@ -124,7 +124,7 @@ async def test_process_cancel_cancels_every_open_task_of_the_instance(live: Live
         assert resp.status_code == 200 and resp.json()["canceled"] == 3
         statuses = {t: (await c.get(f"/api/v1/tasks/{t}")).json()["status"] for t in "abcd"}
     assert statuses == {"a": "canceled", "b": "canceled", "c": "canceled", "d": "running"}
-    assert (await live.parts.reads.counter("alice")).count == 1
+    assert (await live.parts.reads.counter(key("alice"))).count == 1
 
 
 async def test_batch_applies_ops_in_order_with_per_op_results(live: Live) -> None:
@@ -143,7 +143,7 @@ async def test_batch_applies_ops_in_order_with_per_op_results(live: Live) -> Non
     statuses = [r["status"] for r in resp.json()["results"]]
     assert statuses == [201, 201, 200, 200, 409, 200, 404]
     # b1 added, b2 added, b1 updated, b2 removed, b1 removed: five seqs, count back to 0
-    assert await live.parts.reads.counter("alice") == FeedPos(seq=5, count=0)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=5, count=0)
 
 
 # ---------------------------------------------------------------- bad input
@@ -192,7 +192,7 @@ async def test_malformed_create_bodies(embedded: Live, raw: bytes, status: int, 
             "/api/v1/tasks", content=raw, headers={"Content-Type": "application/json"}
         )
     assert_error(resp, status, code)
-    assert await embedded.parts.reads.counter("a") == FeedPos(seq=0, count=0)
+    assert await embedded.parts.reads.counter(key("a")) == FeedPos(seq=0, count=0)
 
 
 async def test_oversized_body_is_413_and_nothing_is_stored(embedded: Live) -> None:
@@ -250,11 +250,14 @@ async def test_unknown_route_and_wrong_method_answer_json(embedded: Live) -> Non
     assert_error(wrong, 405, "method_not_allowed")
 
 
-async def test_complete_rejects_a_body(embedded: Live) -> None:
+async def test_complete_rejects_a_body_other_than_a_decision(embedded: Live) -> None:
+    # complete takes {"outcome", "comment"} (a decision); anything else is refused
     async with embedded.producer() as c:
         await c.post("/api/v1/tasks", json=task_body())
         resp = await c.post("/api/v1/tasks/t-1/complete", json={"force": True})
-    assert_error(resp, 422, "unexpected_body")
+        still = await c.get("/api/v1/tasks/t-1")
+    assert_error(resp, 422, "invalid")
+    assert still.json()["status"] == "running"
 
 
 async def test_expired_user_token_is_401(embedded: Live) -> None:

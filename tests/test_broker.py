@@ -15,14 +15,17 @@ from redis.asyncio import Redis
 from server.broker import Broker, decode, encode
 from server.broker.memory import MemoryBroker
 from server.broker.partitions import (
-    CHANNELS,
     PARTITIONS,
     SLOT_OF,
     SLOTS,
+    channel_name,
+    channel_of,
+    key_slot,
     partition_of,
 )
 from server.broker.redis import RedisBroker, TopologyChanged, parse_cluster_slots
 from server.changes import Envelope
+from server.feeds import user_key
 from tests.support.services import RedisCluster, RedisServer
 
 
@@ -40,9 +43,9 @@ class Recorder:
         self.resyncs += 1
         self.changed.set()
 
-    def of(self, owners: set[str]) -> list[Envelope]:
-        """What arrived for ``owners``, without ``hold_and_wait``'s late probes."""
-        return [e for e in self.envelopes if e.key in owners and e.message != "probe"]
+    def of(self, keys: set[str]) -> list[Envelope]:
+        """What arrived for the feeds ``keys``, without ``hold_and_wait``'s late probes."""
+        return [e for e in self.envelopes if e.key in keys and e.message != "probe"]
 
     async def wait_for(self, check: Callable[[], bool], timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
@@ -53,18 +56,25 @@ class Recorder:
                     await asyncio.wait_for(self.changed.wait(), 0.05)
 
 
+def key(user: str, tenant: str = "default") -> str:
+    return user_key(tenant, user)
+
+
+ALICE = key("alice")
+
+
 async def hold_and_wait(
-    publisher: Broker, listener: Broker, rec: Recorder, owners: list[str]
+    publisher: Broker, listener: Broker, rec: Recorder, keys: list[str]
 ) -> None:
-    """``listener`` holds ``owners``; returns once an envelope published for each of
-    them has arrived (the subscription is live), with the recorder emptied."""
-    for owner in owners:
-        listener.hold(owner)
-    probes = [Envelope(owner, 0, 0, "probe") for owner in owners]
+    """``listener`` holds the feeds ``keys``; returns once an envelope published for
+    each of them has arrived (the subscription is live), with the recorder emptied."""
+    for k in keys:
+        listener.hold(k)
+    probes = [Envelope(k, 0, 0, "probe") for k in keys]
 
     def arrived() -> bool:
         got = {env.key for env in rec.envelopes if env.message == "probe"}
-        return got >= set(owners)
+        return got >= set(keys)
 
     async with asyncio.timeout(15):
         while not arrived():
@@ -110,8 +120,8 @@ async def pair(
 
 def test_envelope_round_trips_through_its_encoding() -> None:
     for env in (
-        Envelope("al ice\n", 7, 3, '{"type":"task.added","x":"a\\nb"}'),
-        Envelope("émile", 1, 0, "ü\n\n"),
+        Envelope("t/user:al ice\n", 7, 3, '{"type":"task.added","x":"a\\nb"}'),
+        Envelope("acme/role:émile", 1, 0, "ü\n\n"),
         Envelope("", 0, 0, ""),
     ):
         assert decode(encode(env)) == env
@@ -123,18 +133,27 @@ def test_a_malformed_envelope_is_a_value_error(payload: bytes) -> None:
         decode(payload)
 
 
-def test_owners_hash_into_partitions_by_crc32() -> None:
+def test_feed_keys_hash_into_partitions_by_crc32() -> None:
     # Stable across processes and Python versions (not the salted hash()).
-    assert partition_of("alice") == zlib.crc32(b"alice") % PARTITIONS
-    counts = Counter(partition_of(f"owner-{i}") for i in range(PARTITIONS * 40))
+    assert partition_of(ALICE) == zlib.crc32(b"default/user:alice") % PARTITIONS
+    counts = Counter(partition_of(key(f"owner-{i}")) for i in range(PARTITIONS * 40))
     assert len(counts) == PARTITIONS
     assert max(counts.values()) < 3 * 40
 
 
+def test_channels_carry_the_tenant_and_keep_the_partitions_slot() -> None:
+    assert channel_of(ALICE) == channel_name("default", partition_of(ALICE))
+    assert channel_of(ALICE).startswith("taskbell:feed:default:{")
+    p = partition_of(ALICE)
+    assert channel_name("acme", p) != channel_name("default", p)
+    assert key_slot(channel_name("acme", p)) == key_slot(channel_name("default", p)) == SLOT_OF[p]
+
+
 def test_partition_channels_spread_evenly_over_the_slots() -> None:
     width = SLOTS // PARTITIONS
-    assert len(set(CHANNELS)) == PARTITIONS
+    assert len({channel_name("default", p) for p in range(PARTITIONS)}) == PARTITIONS
     assert all(p * width <= slot < (p + 1) * width for p, slot in enumerate(SLOT_OF))
+    assert all(key_slot(channel_name("acme", p)) == SLOT_OF[p] for p in range(PARTITIONS))
     # redis-cli --cluster create splits the slots into equal ranges: three masters get
     # 85 or 86 partitions each.
     per_master = Counter(min(slot * 3 // SLOTS, 2) for slot in SLOT_OF)
@@ -152,8 +171,8 @@ def test_cluster_slots_reply_maps_every_partition_to_its_master() -> None:
     assert slots.masters == (("10.0.0.1", 7000), ("10.0.0.1", 7001), ("10.0.0.3", 7002))
     assert [slots.owner.count(i) for i in range(3)] == [86, 85, 85]
     assert (
-        slots.master_of(partition_of("alice"))
-        == slots.masters[min(SLOT_OF[partition_of("alice")] * 3 // SLOTS, 2)]
+        slots.master_of(partition_of(ALICE))
+        == slots.masters[min(SLOT_OF[partition_of(ALICE)] * 3 // SLOTS, 2)]
     )
     with pytest.raises(TopologyChanged):
         parse_cluster_slots(reply[:2], seed)  # slots without a master: being set up
@@ -162,38 +181,38 @@ def test_cluster_slots_reply_maps_every_partition_to_its_master() -> None:
 # ------------------------------------------------------------------ the contract
 
 
-async def test_published_envelopes_of_held_owners_arrive_in_order(
+async def test_published_envelopes_of_held_feeds_arrive_in_order(
     pair: tuple[Broker, Broker, Recorder],
 ) -> None:
     publisher, listener, rec = pair
-    owners = [f"owner-{i}" for i in range(3)]
-    await hold_and_wait(publisher, listener, rec, owners)
-    sent = [Envelope(f"owner-{i % 3}", i, i % 5, f'{{"n":{i}}}') for i in range(1, 51)]
+    keys = [key("owner-0"), key("owner-1"), "acme/role:approvers"]
+    await hold_and_wait(publisher, listener, rec, keys)
+    sent = [Envelope(keys[i % 3], i, i % 5, f'{{"n":{i}}}') for i in range(1, 51)]
     await publisher.publish(sent[:25])
     await publisher.publish(sent[25:])
-    await rec.wait_for(lambda: len(rec.of(set(owners))) >= 50)
-    # Per owner in order (on a cluster, owners on different masters may interleave).
-    for owner in owners:
-        assert rec.of({owner}) == [env for env in sent if env.key == owner]
+    await rec.wait_for(lambda: len(rec.of(set(keys))) >= 50)
+    # Per feed in order (on a cluster, feeds on different masters may interleave).
+    for k in keys:
+        assert rec.of({k}) == [env for env in sent if env.key == k]
     assert listener.healthy
 
 
-async def test_many_owners_on_every_partition_arrive(
+async def test_many_feeds_on_every_partition_arrive(
     pair: tuple[Broker, Broker, Recorder],
 ) -> None:
     publisher, listener, rec = pair
-    # One owner per partition (the first owner-N names that hash there).
+    # One feed per partition (the first o-N keys that hash there).
     by_partition: dict[int, str] = {}
     i = 0
     while len(by_partition) < PARTITIONS:
-        by_partition.setdefault(partition_of(f"o{i}"), f"o{i}")
+        by_partition.setdefault(partition_of(key(f"o{i}")), key(f"o{i}"))
         i += 1
-    owners = list(by_partition.values())
-    await hold_and_wait(publisher, listener, rec, owners)
-    sent = [Envelope(owner, 1, 1, "{}") for owner in owners]
+    keys = list(by_partition.values())
+    await hold_and_wait(publisher, listener, rec, keys)
+    sent = [Envelope(k, 1, 1, "{}") for k in keys]
     await publisher.publish(sent)
-    await rec.wait_for(lambda: len(rec.of(set(owners))) >= len(owners))
-    assert sorted(rec.of(set(owners)), key=lambda e: e.key) == sorted(sent, key=lambda e: e.key)
+    await rec.wait_for(lambda: len(rec.of(set(keys))) >= len(keys))
+    assert sorted(rec.of(set(keys)), key=lambda e: e.key) == sorted(sent, key=lambda e: e.key)
 
 
 # ------------------------------------------------------------------ interest (Redis)
@@ -219,27 +238,39 @@ async def test_redis_subscribes_only_to_held_partitions_and_lets_them_go_after_a
         await rec.wait_for(lambda: listener.healthy)
         resyncs = rec.resyncs
         assert await channels_and_numpat(client, sharded=False) == (set(), 0)
-        await hold_and_wait(publisher, listener, rec, ["alice"])
+        await hold_and_wait(publisher, listener, rec, [ALICE])
         # The new subscription asked for a catch-up from the database.
         assert rec.resyncs > resyncs
-        alice = CHANNELS[partition_of("alice")]
+        alice = channel_of(ALICE)
         assert await channels_and_numpat(client, sharded=False) == ({alice}, 0)
-        # An owner in a partition nobody holds is not even sent here.
+        # A feed in a partition nobody holds is not even sent here; nor is one in the
+        # same partition of another tenant.
         stranger = next(
-            f"s{i}" for i in range(1000) if partition_of(f"s{i}") != partition_of("alice")
+            key(f"s{i}") for i in range(1000) if partition_of(key(f"s{i}")) != partition_of(ALICE)
         )
-        await publisher.publish([Envelope(stranger, 1, 1, "{}"), Envelope("alice", 1, 1, "{}")])
-        await rec.wait_for(lambda: len(rec.of({"alice"})) >= 1)
-        assert {env.key for env in rec.envelopes} == {"alice"}
+        other_tenant = next(
+            key(f"s{i}", "acme")
+            for i in range(10_000)
+            if partition_of(key(f"s{i}", "acme")) == partition_of(ALICE)
+        )
+        await publisher.publish(
+            [
+                Envelope(stranger, 1, 1, "{}"),
+                Envelope(other_tenant, 1, 1, "{}"),
+                Envelope(ALICE, 1, 1, "{}"),
+            ]
+        )
+        await rec.wait_for(lambda: len(rec.of({ALICE})) >= 1)
+        assert {env.key for env in rec.envelopes} == {ALICE}
         # Released: kept for `linger`, then unsubscribed; holding again resubscribes.
-        listener.release("alice")
+        listener.release(ALICE)
         assert await channels_and_numpat(client, sharded=False) == ({alice}, 0)
         async with asyncio.timeout(10):
             while (await channels_and_numpat(client, sharded=False))[0]:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)  # Redis's state: no event to wait on
-        assert listener.subscribed_partitions() == 0
-        await hold_and_wait(publisher, listener, rec, ["alice"])
-        assert listener.subscribed_partitions() == 1
+        assert listener.subscribed_channels() == 0
+        await hold_and_wait(publisher, listener, rec, [ALICE])
+        assert listener.subscribed_channels() == 1
     finally:
         await client.aclose()
         await publisher.stop()
@@ -253,12 +284,12 @@ async def test_redis_reheld_within_the_linger_keeps_its_subscription(
     broker = RedisBroker(redis_server.url, linger=60)
     await broker.start(rec.on_envelope, rec.on_resync)
     try:
-        await hold_and_wait(broker, broker, rec, ["bob"])
-        broker.release("bob")
-        broker.hold("bob")
-        broker.release("bob")
+        await hold_and_wait(broker, broker, rec, [key("bob")])
+        broker.release(key("bob"))
+        broker.hold(key("bob"))
+        broker.release(key("bob"))
         await asyncio.sleep(0.3)
-        assert broker.subscribed_partitions() == 1
+        assert broker.subscribed_channels() == 1
     finally:
         await broker.stop()
 
@@ -271,11 +302,11 @@ async def test_cluster_uses_sharded_channels_and_no_pattern(redis_cluster: Redis
     await listener.start(rec.on_envelope, rec.on_resync)
     clients = [Redis(port=port) for port in redis_cluster.ports]
     try:
-        owners = [f"owner-{i}" for i in range(60)]
-        await hold_and_wait(publisher, listener, rec, owners)
+        keys = [key(f"owner-{i}", tenant) for i in range(30) for tenant in ("default", "acme")]
+        await hold_and_wait(publisher, listener, rec, keys)
         assert listener.cluster and publisher.cluster
         assert "cluster" in listener.describe()
-        wanted = {CHANNELS[partition_of(o)] for o in owners}
+        wanted = {channel_of(k) for k in keys}
         seen: set[str] = set()
         for client in clients:
             channels, numpat = await channels_and_numpat(client, sharded=True)
@@ -303,13 +334,13 @@ async def test_redis_listener_reconnects_and_asks_for_a_resync() -> None:
         broker = RedisBroker(redis.url, check_interval=0.3)
         await broker.start(rec.on_envelope, rec.on_resync)
         await rec.wait_for(lambda: rec.resyncs >= 1 and broker.healthy)
-        await hold_and_wait(broker, broker, rec, ["alice"])
+        await hold_and_wait(broker, broker, rec, [ALICE])
         await asyncio.to_thread(redis.kill)
         await rec.wait_for(lambda: not broker.healthy)
         before = rec.resyncs
         # Publishing during the outage neither raises nor blocks for long.
         async with asyncio.timeout(5):
-            await broker.publish([Envelope("a", 1, 1, "{}")])
+            await broker.publish([Envelope(key("a"), 1, 1, "{}")])
         await asyncio.to_thread(redis.start)
         await rec.wait_for(lambda: rec.resyncs > before and broker.healthy, timeout=15)
         # ... and the held partition is subscribed again.
@@ -317,8 +348,8 @@ async def test_redis_listener_reconnects_and_asks_for_a_resync() -> None:
         rec.envelopes.clear()
         other = RedisBroker(redis.url)
         await other.start(lambda env: None, lambda: None)
-        await other.publish([Envelope("alice", 2, 1, "{}")])
-        await rec.wait_for(lambda: len(rec.of({"alice"})) == 1)
+        await other.publish([Envelope(ALICE, 2, 1, "{}")])
+        await rec.wait_for(lambda: len(rec.of({ALICE})) == 1)
         await other.stop()
         await broker.stop()
 
@@ -347,23 +378,23 @@ async def test_cluster_listener_survives_a_master_killed_and_restarted() -> None
         listener = RedisBroker(cluster.url, check_interval=0.3)
         await publisher.start(lambda env: None, lambda: None)
         await listener.start(rec.on_envelope, rec.on_resync)
-        owners = [f"owner-{i}" for i in range(30)]
+        keys = [key(f"owner-{i}") for i in range(30)]
         try:
-            await hold_and_wait(publisher, listener, rec, owners)
+            await hold_and_wait(publisher, listener, rec, keys)
             before = rec.resyncs
             # The seed node itself: the slot map must come from the others meanwhile.
             await asyncio.to_thread(cluster.nodes[0].kill)
             await rec.wait_for(lambda: not listener.healthy)
             async with asyncio.timeout(5):
-                await publisher.publish([Envelope("owner-1", 1, 1, "{}")])
+                await publisher.publish([Envelope(key("owner-1"), 1, 1, "{}")])
             await asyncio.to_thread(cluster.nodes[0].start)
             await asyncio.to_thread(cluster.wait_ok)
             await rec.wait_for(lambda: rec.resyncs > before and listener.healthy, timeout=30)
             rec.envelopes.clear()
-            sent = [Envelope(owner, 2, 1, "{}") for owner in owners]
+            sent = [Envelope(k, 2, 1, "{}") for k in keys]
             async with asyncio.timeout(20):
                 # The publisher may still be finding its way back: publish until heard.
-                while len({e.key for e in rec.of(set(owners))}) < len(owners):
+                while len({e.key for e in rec.of(set(keys))}) < len(keys):
                     await publisher.publish(sent)
                     await asyncio.sleep(0.2)
             assert cluster.numpat() == [0, 0, 0]
@@ -395,8 +426,8 @@ async def test_cluster_follows_a_slot_that_moved_to_another_master() -> None:
         await publisher.start(lambda env: None, lambda: None)
         await listener.start(rec.on_envelope, rec.on_resync)
         try:
-            await hold_and_wait(publisher, listener, rec, ["alice"])
-            slot = SLOT_OF[partition_of("alice")]
+            await hold_and_wait(publisher, listener, rec, [ALICE])
+            slot = SLOT_OF[partition_of(ALICE)]
             source = min(slot * 3 // SLOTS, 2)
             await move_slot(cluster.ports, slot, source, (source + 1) % 3)
             before = rec.resyncs
@@ -405,16 +436,16 @@ async def test_cluster_follows_a_slot_that_moved_to_another_master() -> None:
             await rec.wait_for(lambda: rec.resyncs > before and listener.healthy, timeout=20)
             async with asyncio.timeout(20):
                 n = 0
-                while not rec.of({"alice"}):
+                while not rec.of({ALICE}):
                     n += 1
-                    await publisher.publish([Envelope("alice", n, 1, "{}")])
+                    await publisher.publish([Envelope(ALICE, n, 1, "{}")])
                     await asyncio.sleep(0.1)
             target = Redis(port=cluster.ports[(source + 1) % 3])
             try:
                 channels, numpat = await channels_and_numpat(target, sharded=True)
             finally:
                 await target.aclose()
-            assert CHANNELS[partition_of("alice")] in channels
+            assert channel_of(ALICE) in channels
             assert numpat == 0
         finally:
             await publisher.stop()

@@ -93,7 +93,11 @@ async def test_demo_mode_serves_the_panel_and_hands_out_tokens(tmp_path: object)
         await asyncio.to_thread(server.stop)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
     assert info["demo"] is True and "alice" in info["users"]
-    assert me.json() == {"count": 0, "seq": 0}
+    assert {k: me.json()[k] for k in ("count", "seq", "total")} == {
+        "count": 0,
+        "seq": 0,
+        "total": 0,
+    }
     assert_error(bad, 422)
     assert started.status_code == 202 and len(started.json()["tasks"]) == 2
     log = server.log_text()

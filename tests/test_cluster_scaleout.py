@@ -12,7 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from server.broker.partitions import CHANNELS, SLOT_OF, partition_of
+from server.broker.partitions import SLOT_OF, channel_of, partition_of
+from server.feeds import user_key
 from tests.support.app import token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
@@ -47,7 +48,8 @@ async def shard_channels(cluster: RedisCluster) -> set[str]:
 
 def master_of(cluster: RedisCluster, owner: str) -> int:
     """Index of the node serving ``owner``'s partition (equal slot ranges, in order)."""
-    return min(SLOT_OF[partition_of(owner)] * len(cluster.nodes) // 16384, len(cluster.nodes) - 1)
+    slot = SLOT_OF[partition_of(user_key("default", owner))]
+    return min(slot * len(cluster.nodes) // 16384, len(cluster.nodes) - 1)
 
 
 async def test_two_processes_on_a_cluster_show_every_client_the_same_events(
@@ -88,7 +90,7 @@ async def test_two_processes_on_a_cluster_show_every_client_the_same_events(
         await asyncio.gather(*(produce(s, w) for w, s in enumerate([a, b, a, b])))
 
         # Sharded channels on the masters, only ones of held owners' partitions.
-        held = {CHANNELS[partition_of(o)] for o in OWNERS}
+        held = {channel_of(user_key("default", o)) for o in OWNERS}
         assert await shard_channels(redis_cluster) == held
         for owner in OWNERS:
             async with httpx.AsyncClient(

@@ -59,7 +59,7 @@ def test_create_is_added_with_plus_one() -> None:
     body = TaskCreate.model_validate({"id": "t-1", "owner": "alice", "title": "Do it"})
     outcome = rules.create(body, None, NOW)
     assert outcome.created
-    assert outcome.effects == (rules.Effect("alice", EventType.ADDED, "created", 1),)
+    assert outcome.effects == (rules.Effect("default/user:alice", EventType.ADDED, "created", 1),)
 
 
 def test_identical_repeat_is_200_without_effects_and_other_body_conflicts() -> None:
@@ -84,9 +84,9 @@ def test_create_postponed_into_the_future_is_not_in_the_feed() -> None:
 
 def test_reassigning_a_running_task_removes_and_adds() -> None:
     outcome = rules.update("t-1", TaskPatch(owner="bob"), created(), NOW)
-    assert [(e.owner, e.type, e.delta) for e in outcome.effects] == [
-        ("alice", EventType.REMOVED, -1),
-        ("bob", EventType.ADDED, 1),
+    assert [(e.key, e.type, e.delta) for e in outcome.effects] == [
+        ("default/user:alice", EventType.REMOVED, -1),
+        ("default/user:bob", EventType.ADDED, 1),
     ]
 
 
@@ -121,9 +121,11 @@ def test_final_tasks_refuse_every_change(final: Status) -> None:
 
 def test_someone_elses_task_is_not_found() -> None:
     with pytest.raises(NotFound):
-        rules.finish("t-1", Status.COMPLETED, created("alice"), NOW, "mallory")
+        rules.finish(
+            "t-1", Status.COMPLETED, created("alice"), NOW, "mallory", frozenset({"user:mallory"})
+        )
     with pytest.raises(NotFound):
-        rules.finish("t-1", Status.COMPLETED, None, NOW, "alice")
+        rules.finish("t-1", Status.COMPLETED, None, NOW, "alice", frozenset({"user:alice"}))
 
 
 def test_postpone_needs_a_future_time_and_resume_brings_it_back() -> None:
@@ -134,7 +136,7 @@ def test_postpone_needs_a_future_time_and_resume_brings_it_back() -> None:
     assert later.state is not None
     back = rules.resume("t-1", later.state, NOW, "alice")
     assert back.state is not None and back.state.status == Status.RUNNING
-    assert back.effects == (rules.Effect("alice", EventType.ADDED, "resumed", 1),)
+    assert back.effects == (rules.Effect("default/user:alice", EventType.ADDED, "resumed", 1),)
 
 
 def test_rescheduling_a_postponed_task_is_an_update_without_feed_effects() -> None:

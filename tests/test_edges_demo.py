@@ -13,7 +13,7 @@ import pytest
 from server.changes import FeedPos
 from server.errors import ConfigError
 from server.settings import Settings
-from tests.support.app import make_settings, serve
+from tests.support.app import key, make_settings, serve
 from tests.support.server_proc import ServerProcess
 from tests.support.tasks import assert_error
 
@@ -31,7 +31,7 @@ async def test_demo_routes_are_404_when_a_real_secret_or_keys_are_configured(
             tok = await c.post("/api/v1/demo/token", json={"user": "alice"})
             process = await c.post("/api/v1/demo/process", json={"steps": 1})
             info = await c.get("/api/v1/demo")
-        assert await live.parts.reads.counter("alice") == FeedPos(seq=0, count=0)
+        assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=0, count=0)
     assert_error(tok, 404, "not_found")
     assert_error(process, 404, "not_found")
     assert info.json() == {"demo": False, "users": []}

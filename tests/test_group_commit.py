@@ -23,6 +23,7 @@ from server.settings import Settings
 from server.transitions import Outcome
 from server.wire import TaskCreate
 from server.writes import Writes
+from tests.support.app import key
 
 
 class Boom(Exception):
@@ -88,6 +89,6 @@ async def test_a_call_that_breaks_its_group_fails_alone(
     assert isinstance(good_1, list) and isinstance(good_23, list)
     assert all(isinstance(r, Outcome) and r.created for r in good_1 + good_23)
     for tid in ("first", "good-1", "good-2", "good-3"):
-        assert await reads.get_task(tid) is not None, tid
-    assert await reads.get_task("bad") is None
-    assert (await reads.counter("alice")).count == 4
+        assert await reads.get_task("default", tid) is not None, tid
+    assert await reads.get_task("default", "bad") is None
+    assert (await reads.counter(key("alice"))).count == 4

@@ -57,10 +57,13 @@ def hub_over(log: MemoryFeedLog) -> Hub:
     return Hub(log, sweep_interval=3600, queue_limit=64)
 
 
-def publish(hub: Hub, log: MemoryFeedLog, owner: str = "alice") -> int:
-    """Commit one event and deliver its envelope."""
-    seq, message = log.add(owner)
-    hub.on_envelope(Envelope(owner, seq, 1, message))
+ALICE = "default/user:alice"
+
+
+def publish(hub: Hub, log: MemoryFeedLog, key: str = ALICE) -> int:
+    """Commit one event of feed ``key`` and deliver its envelope."""
+    seq, message = log.add(key)
+    hub.on_envelope(Envelope(key, seq, 1, message))
     return seq
 
 
@@ -70,7 +73,7 @@ async def test_a_single_missing_event_is_read_from_the_log() -> None:
     rec = Recorder()
     async with hub.session(rec, user(), None):
         publish(hub, log)
-        log.add("alice")  # seq 2: committed, its publish lost
+        log.add(ALICE)  # seq 2: committed, its publish lost
         publish(hub, log)  # seq 3 shows the gap
         await rec.until_seq(3)
         assert rec.seqs() == [1, 2, 3]
@@ -82,7 +85,7 @@ async def test_a_duplicate_envelope_is_sent_once() -> None:
     rec = Recorder()
     async with hub.session(rec, user(), None):
         seq = publish(hub, log)
-        hub.on_envelope(Envelope("alice", seq, 1, log.events["alice"][0].message))
+        hub.on_envelope(Envelope(ALICE, seq, 1, log.events[ALICE][0].message))
         publish(hub, log)
         await rec.until_seq(2)
         assert rec.seqs() == [1, 2]
@@ -138,7 +141,7 @@ async def test_a_view_older_than_the_recent_events_is_read_again() -> None:
             publish(hub, log)
         log.hold.set()
         session = await joining
-        assert log.reads == 3, "first join, second's stale view, second's fresh view"
+        assert log.resumes[ALICE] == 3, "first join, second's stale view, second's fresh view"
         assert second.sent[0]["type"] == "snapshot" and second.sent[0]["seq"] == RECENT + 3
         publish(hub, log)
         await second.until_seq(RECENT + 4)
@@ -150,7 +153,7 @@ async def test_a_replay_then_synced_then_live() -> None:
     log = MemoryFeedLog()
     hub = hub_over(log)
     for _ in range(3):
-        log.add("alice")
+        log.add(ALICE)
     rec = Recorder()
     async with hub.session(rec, user(), 1):
         publish(hub, log)
@@ -159,14 +162,14 @@ async def test_a_replay_then_synced_then_live() -> None:
     assert rec.seqs() == [2, 3, 4]
 
 
-async def test_leaving_closes_with_1000_and_forgets_the_owner() -> None:
+async def test_leaving_closes_with_1000_and_forgets_the_feed_and_the_user() -> None:
     log = MemoryFeedLog()
     hub = hub_over(log)
     rec = Recorder()
     async with hub.session(rec, user(), None):
         assert hub.connection_count == 1
     assert rec.closed == (CloseCode.NORMAL, "bye")
-    assert hub.owners == {}
+    assert hub.feeds == {} and hub.users == {}
 
 
 async def test_the_session_closes_with_4001_when_the_token_expires() -> None:
@@ -200,7 +203,7 @@ async def test_a_database_away_at_join_is_unavailable_and_closes_1013() -> None:
         async with hub.session(rec, user(), None):
             raise AssertionError("must not be entered")
     assert rec.closed == (CloseCode.TRY_AGAIN_LATER, "database unavailable")
-    assert hub.owners == {}
+    assert hub.feeds == {} and hub.users == {}
 
 
 async def test_a_bug_at_join_is_not_called_a_database_problem() -> None:
@@ -211,7 +214,7 @@ async def test_a_bug_at_join_is_not_called_a_database_problem() -> None:
     with pytest.raises(KeyError):
         async with hub.session(rec, user(), None):
             raise AssertionError("must not be entered")
-    assert hub.owners == {}
+    assert hub.feeds == {} and hub.users == {}
 
 
 async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given() -> None:
@@ -220,15 +223,15 @@ async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given
     rec = Recorder()
     async with hub.session(rec, user(), None):
         publish(hub, log)
-        seq, message = log.add("alice", count=2)
-        hub.on_envelope(Envelope("alice", seq, 2, message))
+        seq, message = log.add(ALICE, count=2)
+        hub.on_envelope(Envelope(ALICE, seq, 2, message))
         await rec.until_seq(2)
         hub.heartbeat()
         await rec.until(lambda: rec.sent[-1]["type"] == "ping")
     assert rec.sent[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 2, "count": 2}}}
 
 
-async def test_a_heartbeat_round_is_spread_over_ticks_and_reaches_every_owner() -> None:
+async def test_a_heartbeat_round_is_spread_over_ticks_and_reaches_every_user() -> None:
     log = MemoryFeedLog()
     hub = hub_over(log)
     recs = {f"u{i}": Recorder() for i in range(40)}
@@ -242,7 +245,7 @@ async def test_a_heartbeat_round_is_spread_over_ticks_and_reaches_every_owner() 
         hub.heartbeat(tick)
         await asyncio.sleep(0.01)
         pinged[tick] = {n for n, r in recs.items() if any(m["type"] == "ping" for m in r.sent)}
-    assert set().union(*pinged.values()) == set(recs), "every owner once per round"
+    assert set().union(*pinged.values()) == set(recs), "every user once per round"
     assert sum(len(p) for p in pinged.values()) == len(recs), "and only once"
     assert max(len(p) for p in pinged.values()) < len(recs), "not all in one tick"
     for s in sessions:

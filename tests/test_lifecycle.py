@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from server.changes import FeedPos
-from tests.support.app import PRODUCER_KEY, Live, make_settings, serve, token
+from tests.support.app import PRODUCER_KEY, Live, key, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer
@@ -68,7 +68,7 @@ async def test_rescheduling_a_postponed_task_is_an_update(embedded: Live) -> Non
     assert moved.status_code == 200
     assert moved.json()["postponed_until"].startswith(later.strftime("%Y-%m-%dT%H:%M:%S"))
     assert again.json()["status"] == "postponed"
-    assert await embedded.parts.reads.counter("alice") == FeedPos(seq=2, count=0)
+    assert await embedded.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
 
 
 async def test_a_return_due_while_the_server_was_down_fires_at_start(tmp_path: Any) -> None:
@@ -139,7 +139,7 @@ async def test_two_instances_fire_200_simultaneous_returns_exactly_once(
                 "SELECT task_id, count(*) AS n FROM feed_event WHERE type = 'task.added'"
                 " GROUP BY task_id"
             )
-            feeds = await conn.fetch("SELECT owner, seq, count FROM feed")
+            feeds = await conn.fetch("SELECT substr(feed, 6) AS owner, seq, count FROM feed")
             truth = await conn.fetch(
                 "SELECT owner, count(*) AS n FROM task WHERE status='running' GROUP BY owner"
             )
@@ -394,4 +394,4 @@ async def test_timers_survive_a_burst_of_postponements(sqlite_url: str) -> None:
         async with FeedClient(live.ws_url, token("alice")) as feed:
             await feed.connect()
             await feed.until_seq(150, timeout=10)
-        assert feed.count == 50 == await live.parts.reads.running_count("alice")
+        assert feed.count == 50 == await live.parts.reads.running_count("default", "user:alice")

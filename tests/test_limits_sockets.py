@@ -53,7 +53,7 @@ async def test_a_user_over_the_socket_cap_is_closed_4029_and_others_are_not(
             assert (await bob.connect())["type"] == "snapshot"
         # The cap counts open sockets: one closes, a new one is let in.
         await first.close()
-        await until(lambda: len(live.parts.hub.owners["alice"].conns) == 1)
+        await until(lambda: live.parts.hub.sockets_of("default", "alice") == 1)
         async with FeedClient(live.ws_url, token("alice")) as third:
             assert (await third.connect())["type"] == "snapshot"
             await third.send({"type": "ping"})

@@ -60,11 +60,12 @@ async def test_an_existing_database_upgrades_in_place_and_keeps_its_data(
         await asyncio.to_thread(upgrade, database_url)
         await asyncio.to_thread(upgrade, database_url)  # a second run changes nothing
         async with engine.connect() as conn:
-            row = (await conn.execute(text("SELECT seq, count FROM feed"))).one()
+            row = (await conn.execute(text("SELECT tenant, feed, seq, count FROM feed"))).one()
             version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).one()
     finally:
         await engine.dispose()
-    assert tuple(row) == (7, 2)
+    # 0004: the owner's feed is now the feed "user:alice" of the tenant "default"
+    assert tuple(row) == ("default", "user:alice", 7, 2)
     assert version[0] != "0001"
 
 

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from server.settings import Settings
-from tests.support.app import Live, make_settings, serve, token
+from tests.support.app import Live, key, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.stalled import StalledClient
 from tests.support.tasks import task_body
@@ -68,7 +68,12 @@ async def test_since_replays_missed_events_then_synced(live: Live) -> None:
     feed.tasks = {"t0": {}, "t1": {}}
     synced = await feed.connect(since=2)
     await feed.close()
-    assert synced == {"type": "synced", "seq": 5, "count": 5}
+    assert synced == {
+        "type": "synced",
+        "seq": 5,
+        "count": 5,
+        "feeds": {"user:alice": {"seq": 5, "count": 5}},
+    }
     assert [e["seq"] for e in feed.events] == [3, 4, 5]
 
 
@@ -77,7 +82,12 @@ async def test_since_equal_to_current_seq_sends_only_synced(live: Live) -> None:
         await p.post("/api/v1/tasks", json=task_body("t0"))
     feed = FeedClient(live.ws_url, token("alice"))
     feed.seq, feed.count, feed.tasks = 1, 1, {"t0": {}}
-    assert await feed.connect(since=1) == {"type": "synced", "seq": 1, "count": 1}
+    assert await feed.connect(since=1) == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
     await feed.close()
 
 
@@ -146,7 +156,7 @@ async def test_every_tab_sees_the_same_events_and_counts(live: Live) -> None:
         await tab.until_seq(15)
         await tab.close()
     assert tabs[0].counts_by_seq == tabs[1].counts_by_seq == tabs[2].counts_by_seq
-    assert tabs[0].count == 5 == await live.parts.reads.running_count("alice")
+    assert tabs[0].count == 5 == await live.parts.reads.running_count("default", "user:alice")
 
 
 async def test_concurrent_producers_keep_seq_contiguous_and_count_exact(live: Live) -> None:
@@ -161,11 +171,16 @@ async def test_concurrent_producers_keep_seq_contiguous_and_count_exact(live: Li
                         await p.post(f"/api/v1/tasks/w{w}-{i}/complete")
 
         await asyncio.gather(*(worker(w) for w in range(6)))
-        pos = await live.parts.reads.counter("alice")
+        pos = await live.parts.reads.counter(key("alice"))
         count, seq = pos.count, pos.seq
         await feed.until_seq(seq)
     assert seq == 6 * (15 + 5)
-    assert count == feed.count == await live.parts.reads.running_count("alice") == 6 * 10
+    assert (
+        count
+        == feed.count
+        == await live.parts.reads.running_count("default", "user:alice")
+        == 6 * 10
+    )
 
 
 # ---------------------------------------------------------------- close codes
@@ -196,6 +211,12 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
         ('{"type": "auth"}', 1008),
         ('{"type": "auth", "token": "x", "since": -1}', 1008),
         ('{"type": "auth", "token": "x", "extra": 1}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": [1]}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"bob": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:": 1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": -1}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": "1"}}', 1008),
+        ('{"type": "auth", "token": "x", "since_feeds": {"role:r": 1.5}}', 1008),
         ('{"type": "subscribe"}', 1008),
         ("not json at all", 1008),
         ("[1, 2, 3]", 1008),
@@ -205,6 +226,33 @@ async def test_no_auth_in_time_closes_4001(sqlite_url: str) -> None:
 async def test_bad_first_message_closes(embedded: Live, frame: str | bytes, code: int) -> None:
     got, _ = await closed(embedded, frame)
     assert got == code
+
+
+async def test_since_feeds_over_100_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    feeds = {f"role:r{i}": 0 for i in range(101)}
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": feeds})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and reason.startswith("bad auth message: since_feeds")
+
+
+async def test_a_bad_feed_name_in_since_feeds_closes_1008_saying_why(embedded: Live) -> None:
+    auth = orjson.dumps({"type": "auth", "token": token("alice"), "since_feeds": {"x:y": 0}})
+    code, reason = await closed(embedded, auth.decode())
+    assert code == 1008 and "since_feeds" in reason and "not a feed name" in reason
+
+
+async def test_since_feeds_of_feeds_not_followed_are_ignored(embedded: Live) -> None:
+    async with embedded.producer() as p:
+        await p.post("/api/v1/tasks", json=task_body("t0"))
+    async with FeedClient(embedded.ws_url, token("alice")) as feed:
+        feed.seq = feed.count = 1
+        first = await feed.connect(since=1, since_feeds={"role:approvers": 3, "user:bob": 0})
+    assert first == {
+        "type": "synced",
+        "seq": 1,
+        "count": 1,
+        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+    }
 
 
 async def test_expired_token_closes_4001(embedded: Live) -> None:
@@ -303,7 +351,7 @@ async def test_slow_client_is_closed_4008_and_others_keep_receiving(sqlite_url: 
         code, reason = await slow.read_until_close()
         slow.close()
         await fast.close()
-        running = await live.parts.reads.running_count("alice")
+        running = await live.parts.reads.running_count("default", "user:alice")
     assert code == 4008 and "since" in reason
     assert fast.count == sent == running
 
@@ -338,7 +386,12 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
         await resumed.close()
     assert (code, reason) == (4008, "too slow: reconnect with since")
     total = len(created)
-    assert first == {"type": "synced", "seq": total, "count": total}
+    assert first == {
+        "type": "synced",
+        "seq": total,
+        "count": total,
+        "feeds": {"user:alice": {"seq": total, "count": total}},
+    }
     assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
     assert [e["task"]["id"] for e in resumed.events] == created[2:]
     assert sorted(resumed.tasks) == sorted(created)

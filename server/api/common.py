@@ -10,7 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from server.auth import User, bearer, is_producer_key, verify_token
+from server.auth import User, bearer, producer_tenant, verify_token
 from server.broker import Broker
 from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from server.hub import Hub
@@ -82,14 +82,22 @@ def checked(request: Request, credential: str) -> Checked | None:
     return found if found is not None and found.credential == credential else None
 
 
-def producer(request: Request) -> None:
-    """Raises ``Unauthorized`` unless the caller holds a producer key."""
-    key = bearer(request.headers.get("authorization"))
-    known = checked(request, key)
-    if known is not None and known.user is None:
-        return
-    if not is_producer_key(parts(request).settings, key):
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: a producer of ``tenant`` (``user`` None), or that person."""
+
+    tenant: str
+    user: str | None
+
+
+def producer(request: Request) -> str:
+    """The tenant of the caller's producer key; raises ``Unauthorized`` unless the caller
+    holds one."""
+    settings = parts(request).settings
+    tenant = producer_tenant(settings, bearer(request.headers.get("authorization")))
+    if tenant is None:
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
+    return tenant
 
 
 def user(request: Request) -> User:
@@ -102,16 +110,19 @@ def user(request: Request) -> User:
     return p.authenticate(token)
 
 
-def actor(request: Request) -> str | None:
-    """None for a producer, the user id for a person; raises ``Unauthorized`` otherwise."""
+def actor(request: Request) -> Caller:
+    """A producer (``user`` None) or a person; raises ``Unauthorized`` otherwise."""
     p = parts(request)
     token = bearer(request.headers.get("authorization"))
+    tenant = producer_tenant(p.settings, token)
+    if tenant is not None:
+        return Caller(tenant, None)
     known = checked(request, token)
-    if known is not None:
-        return None if known.user is None else p.revocations.check(known.user).id
-    if is_producer_key(p.settings, token):
-        return None
-    return p.authenticate(token).id
+    if known is not None and known.user is not None:
+        who = p.revocations.check(known.user)
+    else:
+        who = p.authenticate(token)
+    return Caller(who.tenant, who.id)
 
 
 def is_json_type(content_type: str | None) -> bool:

@@ -3,15 +3,24 @@
 Every route here answers 404 unless the server runs with ``TASKBELL_DEMO=1`` and demo mode
 made up both the secret and the producer keys: with a real secret or real keys configured
 the routes would hand out tokens signed with the real secret and write without a key.
+
+"Start sample process" (``POST /api/v1/demo/process``) starts a real BPMN instance on the
+engine (``engine/``) when ``TASKBELL_ENGINE_URL`` is set (``scripts/run`` sets it when it
+starts the engine): ``POST {engine}/instances {"process", "data"}``, the sample
+``invoice_approval`` unless the body names another. Without the setting it makes up a
+process of a few tasks. Either way the demo users are put into the samples' role queues
+(``approvers``, ``managers``) first, so the queues show in the panel.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import random
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from starlette.requests import Request
 from starlette.responses import Response
@@ -19,11 +28,16 @@ from starlette.routing import Route
 
 from server.api.common import JSON, Parts, body, parts
 from server.auth import mint_for
-from server.errors import NotFound
-from server.ops import CreateTask
+from server.errors import ApiError, NotFound, Unavailable
+from server.ops import CreateTask, SetMembers
 from server.wire import Kind, ProcessRef, RecordRef, TaskCreate, parse_body
 
+log = logging.getLogger("taskbell.demo")
+
 _counter = itertools.count(1)
+
+DEMO_ROLES = ("approvers", "managers")  # the role queues of the engine's samples
+ENGINE_PROCESS = "invoice_approval"  # what the panel's button starts on the engine
 
 SAMPLE_STEPS: list[tuple[Kind, str, str, str]] = [
     (Kind.ACTIVITY, "Call {record} about the renewal", "Account", "Acme Corp"),
@@ -44,6 +58,18 @@ class ProcessRequest(BaseModel):
     owners: Annotated[list[str], Field(max_length=10)] | None = None
     steps: Annotated[int, Field(ge=1, le=20)] = 5
     interval_s: Annotated[float, Field(ge=0, le=10)] = 0.6
+    # With the engine (TASKBELL_ENGINE_URL): which BPMN process, and its start data.
+    process: (
+        Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\w.-]+$")] | None
+    ) = None
+    data: dict[str, Any] | None = None
+
+
+class EngineRefused(ApiError):
+    """The engine answered, but not with a started instance (its status and error)."""
+
+    status = 502
+    code = "engine_refused"
 
 
 def _demo(request: Request) -> Parts:
@@ -66,11 +92,22 @@ async def token(request: Request) -> Response:
     return JSON({"user": req.user, "token": mint_for(p.settings, req.user)})
 
 
+async def _demo_roles(p: Parts) -> None:
+    """Every demo user in each of the samples' role queues (repeating it changes nothing)."""
+    for role in DEMO_ROLES:
+        await p.service.run(SetMembers(role, tuple(p.settings.demo_users)))
+
+
 async def start_process(request: Request) -> Response:
-    """Start a sample process: a few tasks for a few people, one every ``interval_s``."""
+    """Start a sample process: a real BPMN instance on the engine when
+    ``TASKBELL_ENGINE_URL`` is set, else a few made-up tasks for a few people, one every
+    ``interval_s``."""
     p = _demo(request)
     raw = await body(request)
     req = parse_body(raw, ProcessRequest) if raw.strip() else ProcessRequest()
+    await _demo_roles(p)
+    if p.settings.engine_url:
+        return await _start_on_engine(p.settings.engine_url, req)
     owners = req.owners or list(p.settings.demo_users)
     n = next(_counter)
     instance = f"demo-{n}-{random.randrange(16**6):06x}"
@@ -96,6 +133,34 @@ async def start_process(request: Request) -> Response:
         request.app.state.background.add(runner)
         runner.add_done_callback(request.app.state.background.discard)
     return JSON({"instance_id": instance, "tasks": [t.id for t in tasks]}, status_code=202)
+
+
+async def _start_on_engine(engine_url: str, req: ProcessRequest) -> Response:
+    """``POST {engine}/instances``; 202 with the instance id and its first steps."""
+    process = req.process or ENGINE_PROCESS
+    payload = {"process": process, "data": req.data or {}}
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=10) as client:
+            resp = await client.post(f"{engine_url}/instances", json=payload)
+    except httpx.HTTPError as exc:
+        log.warning("the engine at %s cannot be reached: %s", engine_url, exc)
+        raise Unavailable(
+            f"the BPMN engine at {engine_url} cannot be reached; is it running?",
+            code="engine_unavailable",
+        ) from exc
+    try:
+        answer: Any = resp.json()
+    except ValueError:
+        answer = None
+    if resp.status_code != 201 or not isinstance(answer, dict) or "id" not in answer:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        detail = error.get("message") if isinstance(error, dict) else resp.text[:200]
+        raise EngineRefused(f"the engine answered {resp.status_code}: {detail}")
+    steps = [str(s["id"]) for s in answer.get("current") or [] if isinstance(s, dict)]
+    return JSON(
+        {"instance_id": str(answer["id"]), "tasks": steps, "process": process},
+        status_code=202,
+    )
 
 
 async def _trickle(p: Parts, tasks: list[TaskCreate], interval: float) -> None:

@@ -1,15 +1,20 @@
-"""``GET /events`` (also ``/api/v1/events``): the owner's feed as Server-Sent Events, for
-subscribers that cannot speak WebSocket.
+"""``GET /events`` (also ``/api/v1/events``): the feeds a person follows as Server-Sent
+Events, for subscribers that cannot speak WebSocket.
 
 The same messages as ``/ws``, through the same hub, each as one SSE event::
 
-    id: 42                      (the message's seq; snapshot and synced carry theirs)
+    id: 42                      (where the stream's feeds stand: see below)
     event: task.added           (the message's type)
-    data: {"type": "task.added", "seq": 42, "count": 3, "task": {...}}
+    data: {"type": "task.added", "feed": "user:alice", "seq": 42, "count": 3, ...}
 
-- Resume: ``Last-Event-ID`` (what ``EventSource`` sends by itself on reconnecting) or
-  ``?since=`` gives exactly what ``/ws`` gives for ``since``: the missed events then
-  ``synced``, or a fresh ``snapshot`` when they are no longer kept.
+- The id of every message that moves a feed (events, snapshot, synced, feed.joined,
+  feed.left) is where every followed feed stands after it: the own feed's seq, then
+  ``,<feed>=<seq>`` for each other feed (``42,role:approvers=7``); a stream following
+  only its own feed has ids as before (``42``).
+- Resume: ``Last-Event-ID`` (what ``EventSource`` sends by itself on reconnecting; that
+  form) or ``?since=`` and ``?since_feeds=`` (a JSON object, as in the auth message)
+  give exactly what ``/ws`` gives for ``since`` and ``since_feeds``: the missed events
+  then ``synced``, or a fresh ``snapshot`` when they are no longer kept.
 - Heartbeat: a comment line (``: keep-alive``) every ``TASKBELL_SSE_HEARTBEAT_SECONDS``
   (15 s), so proxies keep the stream open and dead peers are noticed.
 - End: where ``/ws`` would close with a code (4008 too slow, 1012 restart, 4001 token
@@ -39,18 +44,56 @@ from server.api.common import parts
 from server.auth import User, bearer
 from server.connection import Connection
 from server.errors import BadRequest, CloseCode, Unauthorized
-from server.wire import dumps
+from server.wire import SEQ_MAX, dumps, parse_since_feeds
 
-SEQ_MAX = 2**63 - 1
+_MOVES = frozenset({"snapshot", "synced", "feed.joined", "feed.left"})
 
 
-def frame(message: str) -> str:
+class Positions:
+    """Where a stream's feeds stand, from the messages it was sent (pure): the SSE id.
+    ``own`` is the own feed's wire name; events without a ``feed`` are the own feed's."""
+
+    def __init__(self, own: str) -> None:
+        self.own = own
+        self.seqs: dict[str, int] = {}
+
+    def see(self, data: object) -> str | None:
+        """Take one message in; the id to send with it, or None (it moves no feed)."""
+        if not isinstance(data, dict):
+            return None
+        kind = data.get("type")
+        if kind in ("snapshot", "synced"):
+            feeds = data.get("feeds")
+            if isinstance(feeds, dict):
+                self.seqs = {f: p["seq"] for f, p in feeds.items() if isinstance(p, dict)}
+            else:
+                self.seqs = {self.own: data.get("seq", 0)}
+        elif kind == "feed.left":
+            self.seqs.pop(str(data.get("feed")), None)
+        elif kind in _MOVES or (isinstance(kind, str) and kind.startswith("task.")):
+            seq = data.get("seq")
+            if not isinstance(seq, int):
+                return None
+            self.seqs[str(data.get("feed", self.own))] = seq
+        else:
+            return None
+        own = self.seqs.get(self.own, 0)
+        others = "".join(f",{f}={s}" for f, s in self.seqs.items() if f != self.own)
+        return f"{own}{others}"
+
+
+def frame(message: str, positions: Positions | None = None) -> str:
     """One SSE event for one hub message (a JSON object with a ``type``)."""
     data = orjson.loads(message)
     lines = []
-    seq = data.get("seq") if isinstance(data, dict) else None
-    if isinstance(seq, int):
-        lines.append(f"id: {seq}")
+    if positions is not None:
+        event_id = positions.see(data)
+        if event_id is not None:
+            lines.append(f"id: {event_id}")
+    else:
+        seq = data.get("seq") if isinstance(data, dict) else None
+        if isinstance(seq, int):
+            lines.append(f"id: {seq}")
     kind = data.get("type") if isinstance(data, dict) else None
     if isinstance(kind, str):
         lines.append(f"event: {kind}")
@@ -67,8 +110,9 @@ class SseSender:
     response writes them; a full buffer makes the hub's connection queue grow, which
     ends in 4008 (too slow) exactly as for a WebSocket."""
 
-    def __init__(self, limit: int = 64) -> None:
+    def __init__(self, limit: int = 64, own: str | None = None) -> None:
         self.limit = limit
+        self.positions = Positions(own) if own is not None else None
         self.closed: tuple[int, str] | None = None
         self._frames: deque[str] = deque()
         self._ready = asyncio.Event()
@@ -78,7 +122,7 @@ class SseSender:
         while len(self._frames) >= self.limit and self.closed is None:
             self._room.clear()
             await self._room.wait()
-        self._frames.append(frame(data))
+        self._frames.append(frame(data, self.positions))
         self._ready.set()
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
@@ -116,17 +160,46 @@ def _user(request: Request) -> User:
     )
 
 
-def _since(request: Request) -> int | None:
-    raw = request.headers.get("last-event-id")
-    name = "Last-Event-ID"
-    if raw is None or raw.strip() == "":
-        raw, name = request.query_params.get("since"), "since"
-    if raw is None or raw == "":
-        return None
+def _seq(raw: str, name: str) -> int:
     raw = raw.strip()
     if not raw.isdigit() or int(raw) > SEQ_MAX:
         raise BadRequest(f"{name} must be a whole number (a seq)", code="bad_since")
     return int(raw)
+
+
+def _feeds(value: object, name: str) -> dict[str, int]:
+    try:
+        return parse_since_feeds(value)
+    except ValueError:
+        raise BadRequest(
+            f"{name} must name at most 100 feeds (user:<id> or role:<id>), each with a seq",
+            code="bad_since",
+        ) from None
+
+
+def _since(request: Request) -> tuple[int | None, dict[str, int]]:
+    """``since`` and ``since_feeds`` from ``Last-Event-ID`` (``42,role:r=7``), else
+    from the query (``?since=42&since_feeds={"role:r":7}``)."""
+    raw = request.headers.get("last-event-id")
+    if raw is not None and raw.strip() != "":
+        own, *rest = raw.split(",")
+        pairs: dict[str, object] = {}
+        for item in rest:
+            feed, sep, seq = item.strip().partition("=")
+            if not sep or feed in pairs:
+                raise BadRequest("Last-Event-ID must be seq[,feed=seq...]", code="bad_since")
+            pairs[feed] = _seq(seq, "Last-Event-ID")
+        return _seq(own, "Last-Event-ID"), _feeds(pairs, "Last-Event-ID")
+    since = request.query_params.get("since")
+    feeds = request.query_params.get("since_feeds")
+    others: dict[str, int] = {}
+    if feeds:
+        try:
+            parsed = orjson.loads(feeds)
+        except orjson.JSONDecodeError:
+            raise BadRequest("since_feeds must be a JSON object", code="bad_since") from None
+        others = _feeds(parsed, "since_feeds")
+    return (_seq(since, "since") if since else None), others
 
 
 class EventStream:
@@ -138,10 +211,10 @@ class EventStream:
         p = parts(request)
         who = _user(request)
         limits.stream_admit(request, who)  # 429 over the per-user cap of sockets
-        since = _since(request)
-        sender = SseSender()
+        since, since_feeds = _since(request)
+        sender = SseSender(own=who.feed)
         gone = asyncio.Event()
-        async with p.hub.session(sender, who, since) as session:
+        async with p.hub.session(sender, who, since, since_feeds) as session:
             await send(
                 {
                     "type": "http.response.start",

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from server.api.common import JSON, body, parts, producer
 from server.api.tasks import path_id
-from server.auth import bearer, is_producer_key
+from server.auth import bearer, producer_tenant
 from server.errors import NotFound
 from server.fields import Id, Text, is_name, query_instant
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
@@ -36,37 +36,39 @@ class ProcessEnd(_Strict):
 
 
 async def create_instance(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     req = parse_body(await body(request), InstanceCreate)
-    started = await parts(request).service.run(StartInstance(req.id, req.name, req.expect_more))
+    op = StartInstance(req.id, req.name, req.expect_more, tenant)
+    started = await parts(request).service.run(op)
     return JSON(started.instance.to_json(), status_code=201 if started.created else 200)
 
 
 async def get_instance(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     instance_id = path_id(request, "instance_id", "process")
-    found = await parts(request).reads.instance(instance_id)
+    found = await parts(request).reads.instance(tenant, instance_id)
     if found is None:
         raise NotFound(f"process instance {instance_id!r} not found", code="process_not_found")
     return JSON(found)
 
 
 async def patch_instance(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     instance_id = path_id(request, "instance_id", "process")
     req = parse_body(await body(request), InstancePatch)
-    inst = await parts(request).service.run(SetExpectMore(instance_id, req.expect_more))
+    op = SetExpectMore(instance_id, req.expect_more, tenant)
+    inst = await parts(request).service.run(op)
     return JSON(inst.to_json())
 
 
 def _ender(status: InstanceStatus) -> Any:
     async def endpoint(request: Request) -> Response:
-        producer(request)
+        tenant = producer(request)
         instance_id = path_id(request, "instance_id", "process")
         raw = await body(request)
         if raw.strip():
             parse_body(raw, ProcessEnd)
-        ended = await parts(request).service.run(EndInstance(instance_id, status))
+        ended = await parts(request).service.run(EndInstance(instance_id, status, tenant))
         canceled = ended.canceled_steps
         return JSON({**ended.instance.to_json(), "canceled_steps": canceled, "canceled": canceled})
 
@@ -77,10 +79,10 @@ def _ender(status: InstanceStatus) -> Any:
 async def stats(request: Request) -> Response:
     """Per process: instances by status, and durations of completed ones only.
     ``?name=``, ``?from=`` and ``?to=`` (ISO-8601, on the start time) narrow it."""
-    producer(request)
+    tenant = producer(request)
     q = request.query_params
     since, until = _time(q.get("from"), "from"), _time(q.get("to"), "to")
-    rows = await parts(request).reads.stats_rows(q.get("name") or None, since, until)
+    rows = await parts(request).reads.stats_rows(tenant, q.get("name") or None, since, until)
     return JSON({"processes": summarize(rows)})
 
 
@@ -89,17 +91,17 @@ def _time(raw: str | None, name: str) -> datetime | None:
 
 
 async def list_definitions(request: Request) -> Response:
-    producer(request)
-    return JSON({"processes": await parts(request).reads.definitions()})
+    tenant = producer(request)
+    return JSON({"processes": await parts(request).reads.definitions(tenant)})
 
 
 def _toggle(disabled: bool) -> Any:
     async def endpoint(request: Request) -> Response:
-        producer(request)
+        tenant = producer(request)
         name = request.path_params["name"]
         if not is_name(name):
             raise NotFound("no such process", code="process_not_found")
-        await parts(request).service.run(SetDisabled(name, disabled))
+        await parts(request).service.run(SetDisabled(name, disabled, tenant))
         return JSON({"name": name, "disabled": disabled})
 
     endpoint.__name__ = "disable" if disabled else "enable"
@@ -115,10 +117,15 @@ async def open_task(request: Request) -> Response:
     """
     p = parts(request)
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
-    owner = None if is_producer_key(p.settings, raw) else p.authenticate(raw).id
+    tenant = producer_tenant(p.settings, raw)
+    feeds: list[str] | None = None
+    if tenant is None:
+        who = p.authenticate(raw)
+        tenant = who.tenant
+        feeds = await p.reads.audience(who.tenant, who.id)
     tid = path_id(request)
-    task = await p.reads.get_task(tid)
-    if task is None or (owner is not None and task.owner != owner):
+    task = await p.reads.get_task(tenant, tid)
+    if task is None or (feeds is not None and task.feed not in feeds):
         raise NotFound(f"task {tid!r} not found", code="task_not_found")
     if task.status not in FINAL_STATUSES and task.url:
         target = task.url

@@ -14,6 +14,9 @@ Push subscriptions, and the VAPID public key the panel subscribes with.
 
 and ``GET /sw.js``, the service worker that shows and retracts the pushes (served from
 the root so that its scope is the whole panel).
+
+Every call is scoped to the caller's tenant (the producer key's, the token's ``tid``):
+another tenant's endpoint, delivery or subscription answers exactly like a missing one.
 """
 
 from __future__ import annotations
@@ -60,29 +63,29 @@ def _path(request: Request, name: str, prefix: str, what: str) -> str:
 
 
 async def create_endpoint(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     payload = parse_body(await body(request), EndpointCreate)
     settings = parts(request).settings
     egress.check_url(payload.url, allow_private=settings.webhook_allow_private)
-    endpoint = await side(request).endpoints.create(payload)
+    endpoint = await side(request).endpoints.create(tenant, payload)
     out: EndpointCreatedJSON = {**endpoint.to_json(), "secret": endpoint.secret}
     return JSON(out, status_code=201)
 
 
 async def list_endpoints(request: Request) -> Response:
-    producer(request)
-    endpoints = await side(request).endpoints.all()
+    tenant = producer(request)
+    endpoints = await side(request).endpoints.all(tenant)
     return JSON({"endpoints": [e.to_json() for e in endpoints]})
 
 
 async def get_endpoint(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
-    return JSON((await side(request).endpoints.get(endpoint_id)).to_json())
+    return JSON((await side(request).endpoints.get(tenant, endpoint_id)).to_json())
 
 
 async def patch_endpoint(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
     payload = parse_body(await body(request), EndpointPatch)
     if not payload.model_fields_set:
@@ -90,13 +93,13 @@ async def patch_endpoint(request: Request) -> Response:
     if payload.url is not None:
         settings = parts(request).settings
         egress.check_url(payload.url, allow_private=settings.webhook_allow_private)
-    return JSON((await side(request).endpoints.patch(endpoint_id, payload)).to_json())
+    return JSON((await side(request).endpoints.patch(tenant, endpoint_id, payload)).to_json())
 
 
 async def delete_endpoint(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
-    await side(request).endpoints.delete(endpoint_id)
+    await side(request).endpoints.delete(tenant, endpoint_id)
     return Response(status_code=204)
 
 
@@ -111,7 +114,7 @@ def _limit(raw: str | None) -> int:
 async def list_deliveries(request: Request) -> Response:
     """The endpoint's delivery log, newest first; ``status`` filters (pending, delivered,
     failed, paused); ``next_cursor`` pages on."""
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
     q = request.query_params
     status = q.get("status") or None
@@ -119,7 +122,7 @@ async def list_deliveries(request: Request) -> Response:
         raise BadRequest(f"status must be one of {', '.join(sorted(_STATUSES))}", code="bad_query")
     limit = _limit(q.get("limit"))
     rows = await side(request).endpoints.deliveries(
-        endpoint_id, status=status, limit=limit, cursor=decode_cursor(q.get("cursor"))
+        tenant, endpoint_id, status=status, limit=limit, cursor=decode_cursor(q.get("cursor"))
     )
     next_cursor = None
     if len(rows) == limit:
@@ -129,20 +132,19 @@ async def list_deliveries(request: Request) -> Response:
 
 
 async def get_delivery(request: Request) -> Response:
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
     delivery_id = _path(request, "delivery_id", "msg", "delivery")
-    await side(request).endpoints.get(endpoint_id)
-    return JSON(await side(request).endpoints.delivery(endpoint_id, delivery_id))
+    return JSON(await side(request).endpoints.delivery(tenant, endpoint_id, delivery_id))
 
 
 async def redeliver(request: Request) -> Response:
     """Send a delivery again (same ``webhook-id``), at once; 202 with the log entry."""
-    producer(request)
+    tenant = producer(request)
     endpoint_id = _path(request, "endpoint_id", "ep", "webhook endpoint")
     delivery_id = _path(request, "delivery_id", "msg", "delivery")
     push = side(request)
-    row = await push.endpoints.redeliver(endpoint_id, delivery_id)
+    row = await push.endpoints.redeliver(tenant, endpoint_id, delivery_id)
     push.worker.kick()
     return JSON(row, status_code=202)
 
@@ -172,20 +174,20 @@ async def add_subscription(request: Request) -> Response:
             "keys.p256dh must be a P-256 public key and keys.auth 16 bytes (base64url)",
             code="bad_keys",
         ) from None
-    sub, created = await push.subscriptions.upsert(me.id, payload)
+    sub, created = await push.subscriptions.upsert(me.tenant, me.id, payload)
     return JSON(sub.to_json(), status_code=201 if created else 200)
 
 
 async def list_subscriptions(request: Request) -> Response:
     me = user(request)
-    subs = await side(request).subscriptions.of(me.id)
+    subs = await side(request).subscriptions.of(me.tenant, me.id)
     return JSON({"subscriptions": [s.to_json() for s in subs]})
 
 
 async def delete_subscription(request: Request) -> Response:
     me = user(request)
     sub_id = _path(request, "subscription_id", "sub", "push subscription")
-    await side(request).subscriptions.delete(me.id, sub_id)
+    await side(request).subscriptions.delete(me.tenant, me.id, sub_id)
     return Response(status_code=204)
 
 

@@ -17,11 +17,11 @@ async def revoke(request: Request) -> Response:
     """Refuse every token of the person issued up to now (401 ``token_revoked``) and
     close their sockets and event streams on every instance (4001 ``revoked``) within
     a few seconds. Repeating it moves the moment forward."""
-    producer(request)
+    tenant = producer(request)
     p = parts(request)
     user = path_id(request, "user", "user")
-    at = await p.service.run(RevokeUser(user))
-    p.revocations.note(user, at)
+    at = await p.service.run(RevokeUser(user, tenant))
+    p.revocations.note(tenant, user, at)
     return JSON({"user": user, "revoked_at": iso(at)})
 
 

@@ -70,7 +70,7 @@ async def ws_endpoint(websocket: WebSocket) -> None:
         limits.ws_arrived(websocket)
 
     try:
-        async with p.hub.session(websocket, who, first.since) as session:
+        async with p.hub.session(websocket, who, first.since, first.since_feeds) as session:
             await _read_loop(websocket, session, limit, p.authenticate)
     except Unavailable:
         return  # closed with 1013: the client comes back later

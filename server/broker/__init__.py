@@ -1,14 +1,15 @@
-"""The fan-out broker: how one process tells every process that an owner's feed changed.
+"""The fan-out broker: how one process tells every process that a feed changed.
 
 It is only the fast path: a lost publish costs latency, never data, because the hub
 fills gaps from ``feed_event`` (see hub.py). Two implementations share this interface:
 ``MemoryBroker`` (one process, the embedded default) and ``RedisBroker`` (pub/sub on a
 plain Redis or sharded pub/sub on a Redis Cluster, any number of processes).
 
-Owners hash into ``partitions.PARTITIONS`` partitions, one channel each. The hub tells
-the broker which owners it holds (``hold`` when an owner's state is created, ``release``
-when it is forgotten), and a broker that can listens only to the partitions of those
-owners: an instance spends nothing on the events of owners it holds no socket of.
+Feed keys (``<tenant>/<feed>``, ``server.feeds``) hash into ``partitions.PARTITIONS``
+partitions; each tenant has one channel per partition. The hub tells the broker which
+feeds it holds (``hold`` when a feed's state is created, ``release`` when it is
+forgotten), and a broker that can listens only to the channels of those feeds: an
+instance spends nothing on the events of feeds it holds no socket of.
 """
 
 from __future__ import annotations
@@ -25,22 +26,22 @@ ResyncHandler = Callable[[], None]
 class Interest(Protocol):
     """What the hub tells the broker. Both calls return at once and never fail."""
 
-    def hold(self, owner: str) -> None:
-        """This process now has state (a socket, or one joining) for ``owner``."""
+    def hold(self, key: str) -> None:
+        """This process now has state (a socket, or one joining) for feed ``key``."""
         ...
 
-    def release(self, owner: str) -> None:
-        """This process forgot ``owner`` (its last socket left)."""
+    def release(self, key: str) -> None:
+        """This process forgot feed ``key`` (its last follower left)."""
         ...
 
 
 class NoInterest:
     """For a hub without a broker (unit tests)."""
 
-    def hold(self, owner: str) -> None:
+    def hold(self, key: str) -> None:
         pass
 
-    def release(self, owner: str) -> None:
+    def release(self, key: str) -> None:
         pass
 
 
@@ -50,8 +51,8 @@ class Broker(Interest, Protocol):
     ``on_envelope`` and ``on_resync`` are plain callbacks that must not block: the
     listener never awaits a socket send. ``on_resync`` is called after (re)connecting
     and after subscribing to more partitions, when envelopes may have been missed.
-    Envelopes of owners not held may arrive too (an owner sharing a partition with a
-    held one): the hub drops them.
+    Envelopes of feeds not held may arrive too (a feed sharing a channel with a held
+    one): the hub drops them.
     """
 
     name: str
@@ -71,12 +72,12 @@ class Broker(Interest, Protocol):
 
 
 def encode(env: Envelope) -> bytes:
-    """``seq\\ncount\\nowner-length\\n`` then the owner and the message, each UTF-8.
+    """``seq\\ncount\\nkey-length\\n`` then the feed key and the message, each UTF-8.
 
-    The channel is the owner's partition, so the envelope carries the owner; the message
-    is the one encoded at commit, copied once."""
-    owner = env.key.encode()
-    return b"%d\n%d\n%d\n%s%s" % (env.seq, env.count, len(owner), owner, env.message.encode())
+    A channel carries many feeds, so the envelope carries the key; the message is the
+    one encoded at commit, copied once."""
+    key = env.key.encode()
+    return b"%d\n%d\n%d\n%s%s" % (env.seq, env.count, len(key), key, env.message.encode())
 
 
 def decode(payload: bytes) -> Envelope:
@@ -84,5 +85,5 @@ def decode(payload: bytes) -> Envelope:
     seq, count, size, rest = payload.split(b"\n", 3)
     n = int(size)
     if n < 0 or n > len(rest):
-        raise ValueError("owner length out of range")
+        raise ValueError("key length out of range")
     return Envelope(rest[:n].decode(), int(seq), int(count), rest[n:].decode())

@@ -17,10 +17,10 @@ class MemoryBroker:
     async def start(self, on_envelope: EnvelopeHandler, on_resync: ResyncHandler) -> None:
         self._handlers.append(on_envelope)
 
-    def hold(self, owner: str) -> None:
+    def hold(self, key: str) -> None:
         """Every envelope reaches every handler: interest changes nothing here."""
 
-    def release(self, owner: str) -> None:
+    def release(self, key: str) -> None:
         pass
 
     async def publish(self, envelopes: Sequence[Envelope]) -> None:

@@ -1,14 +1,15 @@
-"""Redis broker: per-partition channels, on a plain Redis or a Redis Cluster.
+"""Redis broker: per-tenant partition channels, on a plain Redis or a Redis Cluster.
 
-Every envelope is published once, on its owner's partition channel
-(``partitions.channel_of``): ``PUBLISH`` on a plain Redis, ``SPUBLISH`` on a cluster
-(sharded pub/sub: the message stays on the master owning the channel's slot). There is
-no pattern subscription: the listener subscribes to the partitions of the owners the
-hub holds (``hold``) and unsubscribes from a partition ``linger`` seconds after its
-last owner was released (``release``), so an instance spends nothing on the events of
-owners it has no socket of, and a socket that comes and goes does not churn
-subscriptions. ``hold`` and ``release`` only count and bump a version number; the
-listener reconciles what it is subscribed to with what is wanted.
+Every envelope is published once, on its feed's channel (``partitions.channel_of``: the
+tenant's channel of the key's partition): ``PUBLISH`` on a plain Redis, ``SPUBLISH`` on
+a cluster (sharded pub/sub: the message stays on the master owning the channel's slot;
+a partition's channels of every tenant share its slot). There is no pattern
+subscription: the listener subscribes to the channels of the feeds the hub holds
+(``hold``) and unsubscribes from a channel ``linger`` seconds after its last feed was
+released (``release``), so an instance spends nothing on the events of feeds it has no
+socket of, and a socket that comes and goes does not churn subscriptions. ``hold`` and
+``release`` only count and bump a version number; the listener reconciles what it is
+subscribed to with what is wanted.
 
 A plain ``redis://`` URL is asked ``INFO cluster`` when the listener connects; a
 cluster node (or ``redis+cluster://``) switches to cluster mode: the slot map comes
@@ -44,11 +45,14 @@ from redis.exceptions import RedisError
 
 from server.broker import EnvelopeHandler, ResyncHandler, decode, encode
 from server.broker.partitions import (
-    CHANNELS,
     PARTITIONS,
     SLOT_OF,
     SLOTS,
     TAGS,
+    Channel,
+    channel_name,
+    channel_of,
+    channel_of_key,
     partition_of,
 )
 from server.changes import Envelope
@@ -57,7 +61,7 @@ log = logging.getLogger("taskbell.broker")
 
 PING_PREFIX = "taskbell:ping:"
 OUTGOING_LIMIT = 100_000  # envelopes queued for Redis before the oldest are forgotten
-LINGER_SECONDS = 30.0  # a partition stays subscribed this long after its last owner left
+LINGER_SECONDS = 30.0  # a channel stays subscribed this long after its last feed left
 POLL_SECONDS = 0.05  # how soon a listener notices new interest while nothing arrives
 DRAIN_LIMIT = 1000  # messages handled in a row before looking at interest and pings
 CLUSTER_SCHEME = "redis+cluster"
@@ -116,7 +120,7 @@ class _Link:
     partitions: frozenset[int]
     ping_channel: str
     sharded: bool
-    subscribed: set[int] = field(default_factory=set)
+    subscribed: set[Channel] = field(default_factory=set)
     pending: set[bytes] = field(default_factory=set)  # subscribe not yet confirmed
     leaving: set[bytes] = field(default_factory=set)  # unsubscribe not yet confirmed
     version: int = -1
@@ -156,9 +160,9 @@ class RedisBroker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._publisher: asyncio.Task[None] | None = None
-        # Interest: owners held per partition, and partitions lingering after their last.
-        self._refs = [0] * PARTITIONS
-        self._lingering: dict[int, float] = {}
+        # Interest: feeds held per channel, and channels lingering after their last.
+        self._refs: dict[Channel, int] = {}
+        self._lingering: dict[Channel, float] = {}
         self._version = 0
         self._links: list[_Link] = []
 
@@ -202,30 +206,30 @@ class RedisBroker:
         kind = {None: "", False: " plain", True: " cluster"}[self.cluster]
         return f"redis{kind} ({state})"
 
-    def subscribed_partitions(self) -> int:
-        """How many partitions the listener is subscribed to now (for tests, metrics)."""
+    def subscribed_channels(self) -> int:
+        """How many channels the listener is subscribed to now (for tests, metrics)."""
         return sum(len(link.subscribed) for link in self._links)
 
     # ---------------------------------------------------------------- interest
 
-    def hold(self, owner: str) -> None:
-        p = partition_of(owner)
-        self._refs[p] += 1
-        if self._refs[p] == 1:
-            self._lingering.pop(p, None)
+    def hold(self, key: str) -> None:
+        c = channel_of_key(key)
+        n = self._refs[c] = self._refs.get(c, 0) + 1
+        if n == 1:
+            self._lingering.pop(c, None)
             self._version += 1
 
-    def release(self, owner: str) -> None:
-        p = partition_of(owner)
-        if self._refs[p] <= 0:
+    def release(self, key: str) -> None:
+        c = channel_of_key(key)
+        n = self._refs.get(c, 0)
+        if n <= 0:
             return
-        self._refs[p] -= 1
-        if self._refs[p] == 0:
-            self._lingering[p] = time.monotonic() + self._linger
-            self._version += 1
-
-    def _wanted(self, p: int) -> bool:
-        return self._refs[p] > 0 or p in self._lingering
+        if n > 1:
+            self._refs[c] = n - 1
+            return
+        del self._refs[c]
+        self._lingering[c] = time.monotonic() + self._linger
+        self._version += 1
 
     def _expire(self, now: float) -> None:
         expired = [p for p, until in self._lingering.items() if until <= now]
@@ -287,7 +291,7 @@ class RedisBroker:
             try:
                 async with self._client(None).pipeline(transaction=False) as pipe:
                     for env in chunk:
-                        pipe.publish(CHANNELS[partition_of(env.key)], encode(env))
+                        pipe.publish(channel_of(env.key), encode(env))
                     await pipe.execute()
             except (RedisError, OSError):
                 self._outcome(None, False)
@@ -298,8 +302,8 @@ class RedisBroker:
         if slots is None or self._slots_stale:
             slots = await self._fetch_slots()
             self._adopt(slots)
-        # Per master, in commit order; masters in parallel (order matters per owner
-        # only, and an owner's partition lives on one master).
+        # Per master, in commit order; masters in parallel (order matters per feed
+        # only, and a feed's partition lives on one master).
         per_master: dict[Address, list[Envelope]] = {}
         for env in chunk:
             per_master.setdefault(slots.master_of(partition_of(env.key)), []).append(env)
@@ -309,7 +313,7 @@ class RedisBroker:
         try:
             async with self._client(address).pipeline(transaction=False) as pipe:
                 for env in envs:
-                    pipe.execute_command("SPUBLISH", CHANNELS[partition_of(env.key)], encode(env))
+                    pipe.execute_command("SPUBLISH", channel_of(env.key), encode(env))
                 await pipe.execute()
         except (RedisError, OSError):
             self._outcome(address, False)
@@ -536,16 +540,16 @@ class RedisBroker:
     async def _reconcile(
         self, link: _Link, subscribe: Callable[..., Any], unsubscribe: Callable[..., Any]
     ) -> None:
-        wanted = {p for p in link.partitions if self._wanted(p)}
+        wanted = {c for c in (*self._refs, *self._lingering) if c[1] in link.partitions}
         more = sorted(wanted - link.subscribed)
         fewer = sorted(link.subscribed - wanted)
         if more:
-            channels = [CHANNELS[p] for p in more]
+            channels = [channel_name(*c) for c in more]
             link.pending.update(c.encode() for c in channels)
             link.subscribed.update(more)
             await self._each(link, subscribe, channels)
         if fewer:
-            channels = [CHANNELS[p] for p in fewer]
+            channels = [channel_name(*c) for c in fewer]
             link.leaving.update(c.encode() for c in channels)
             link.subscribed.difference_update(fewer)
             await self._each(link, unsubscribe, channels)

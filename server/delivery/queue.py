@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum, StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -89,9 +89,11 @@ class RetryPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One claimed row, handed to its channel's sender (``ChannelSender``)."""
+    """One claimed row, handed to its channel's sender (``ChannelSender``). ``target``
+    is an endpoint or subscription of ``tenant``: senders look it up with both."""
 
     id: str
+    tenant: str
     channel: Channel
     target: str
     event_type: str
@@ -105,14 +107,23 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 
 
+class Queued(NamedTuple):
+    """One row to queue: a message to ``target`` (an endpoint or subscription of
+    ``tenant``, the tenant of the change it announces)."""
+
+    id: str
+    tenant: str
+    channel: Channel
+    target: str
+    event_type: str
+    task_id: str
+    payload: str
+
+
 async def enqueue(
-    conn: AsyncConnection,
-    rows: Sequence[tuple[str, Channel, str, str, str, str]],
-    now: datetime,
-    max_age_s: float,
+    conn: AsyncConnection, rows: Sequence[Queued], now: datetime, max_age_s: float
 ) -> None:
-    """Queue ``(id, channel, target, event_type, task_id, payload)`` rows, due now.
-    Call inside the transaction of the change they announce."""
+    """Queue ``rows``, due now. Call inside the transaction of the change they announce."""
     if not rows:
         return
     expires = now + timedelta(seconds=max_age_s)
@@ -120,19 +131,20 @@ async def enqueue(
         insert(outbox_t),
         [
             {
-                "id": id_,
-                "channel": channel.value,
-                "target": target,
-                "event_type": event_type,
-                "task_id": task_id,
-                "payload": payload,
+                "id": row.id,
+                "tenant": row.tenant,
+                "channel": row.channel.value,
+                "target": row.target,
+                "event_type": row.event_type,
+                "task_id": row.task_id,
+                "payload": row.payload,
                 "status": RowStatus.PENDING.value,
                 "attempts": 0,
                 "next_attempt_at": now,
                 "expires_at": expires,
                 "created_at": now,
             }
-            for id_, channel, target, event_type, task_id, payload in rows
+            for row in rows
         ],
     )
 
@@ -175,6 +187,7 @@ class Outbox:
         return [
             Message(
                 id=r.id,
+                tenant=r.tenant,
                 channel=Channel(r.channel),
                 target=r.target,
                 event_type=r.event_type,

@@ -1,16 +1,18 @@
 """Tables of the delivery side: webhook endpoints, browser push subscriptions, and the
 durable outbox that delivers to both.
 
-- ``webhook_endpoint``: one receiver registered by a producer: URL, the event types and
-  (optionally) the owners it wants, its signing secret, and whether it is enabled (an
-  endpoint that answers 410 or keeps failing is disabled, with the reason).
-- ``push_subscription``: one browser's Web Push subscription of one owner. The push
-  service URL is unique (``endpoint_hash``): the same browser registering again updates
-  the row (for another person only when it comes with the same keys).
-- ``outbox``: one row per message to one target (a webhook delivery or a push), written
-  in the same transaction as the change it announces. A worker claims due rows with a
-  lease, so each row is attempted by one instance at a time; the row is also the
-  delivery log (attempts, last status, last error).
+- ``webhook_endpoint``: one receiver registered by a producer of a tenant: URL, the
+  event types and (optionally) the owners it wants, its signing secret, and whether it
+  is enabled (an endpoint that answers 410 or keeps failing is disabled, with the
+  reason).
+- ``push_subscription``: one browser's Web Push subscription of one person (tenant and
+  owner). The push service URL is unique (``endpoint_hash``) across tenants: the same
+  browser registering again updates the row (for another person, of this tenant or
+  another, only when it comes with the same keys).
+- ``outbox``: one row per message to one target (a webhook delivery or a push) of the
+  row's tenant, written in the same transaction as the change it announces. A worker
+  claims due rows with a lease, so each row is attempted by one instance at a time; the
+  row is also the delivery log (attempts, last status, last error).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def _ts(nullable: bool = False) -> Column[datetime]:
 class WebhookEndpoint(SQLModel, table=True):
     __tablename__ = "webhook_endpoint"
 
+    tenant: str = Field(primary_key=True, max_length=64)
     id: str = Field(primary_key=True, max_length=40)
     url: str = Field(sa_column=Column(Text, nullable=False))
     event_types: str = Field(sa_column=Column(Text, nullable=False))  # JSON list
@@ -44,8 +47,9 @@ class WebhookEndpoint(SQLModel, table=True):
 
 class PushSubscription(SQLModel, table=True):
     __tablename__ = "push_subscription"
-    __table_args__ = (Index("ix_push_subscription_owner", "owner"),)
+    __table_args__ = (Index("ix_push_subscription_owner", "tenant", "owner"),)
 
+    tenant: str = Field(max_length=64)
     id: str = Field(primary_key=True, max_length=40)
     owner: str = Field(max_length=200)
     endpoint: str = Field(sa_column=Column(Text, nullable=False))
@@ -64,6 +68,7 @@ class OutboxRow(SQLModel, table=True):
     )
 
     id: str = Field(primary_key=True, max_length=40)
+    tenant: str = Field(max_length=64)
     channel: str = Field(max_length=20)  # "webhook" | "webpush"
     target: str = Field(max_length=40)  # webhook_endpoint.id | push_subscription.id
     event_type: str = Field(max_length=40)

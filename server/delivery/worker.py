@@ -125,10 +125,10 @@ class OutboxWorker:
         messages = await self.outbox.claim(self.batch)
         if not messages:
             return False
-        by_target: dict[str, list[Message]] = defaultdict(list)
+        by_target: dict[tuple[str, Channel, str], list[Message]] = defaultdict(list)
         spare: list[str] = []
         for message in messages:
-            queue = by_target[message.target]
+            queue = by_target[message.tenant, message.channel, message.target]
             if len(queue) < self.per_target:
                 queue.append(message)
             else:
@@ -170,6 +170,7 @@ class OutboxWorker:
             log.info(
                 "delivery attempt did not succeed",
                 extra={
+                    "tenant": message.tenant,
                     "delivery": message.id,
                     "channel": message.channel.value,
                     "attempt": message.attempts,

@@ -1,5 +1,6 @@
 """Fixtures of the engine tests: a real Taskbell (embedded, quick webhook retries), the
-engine serving the sample processes beside it, and Taskbell's API as people."""
+engine serving the sample processes beside it, and Taskbell's API as people (with the
+samples' role queues set up)."""
 
 from __future__ import annotations
 
@@ -25,5 +26,9 @@ async def engine(taskbell: Live, tmp_path: Path) -> AsyncIterator[EngineHandle]:
 
 
 @pytest.fixture
-def people(taskbell: Live) -> People:
-    return People(taskbell.base_url)
+async def people(taskbell: Live) -> People:
+    """People, with the samples' role queues set up (``approvers``: bob and carol,
+    ``managers``: carol)."""
+    found = People(taskbell.base_url)
+    await found.set_roles()
+    return found

@@ -211,6 +211,10 @@ async def eventually(check: Callable[[], Any], timeout: float = 10, what: str = 
         await asyncio.sleep(0.05)
 
 
+# The role queues of the samples, and who is in them (tests that need others set them).
+ROLES: dict[str, list[str]] = {"approvers": ["bob", "carol"], "managers": ["carol"]}
+
+
 class People:
     """Taskbell's API as each person (user tokens) and as the producer."""
 
@@ -233,21 +237,30 @@ class People:
             timeout=10,
         )
 
-    async def running(self, user: str) -> list[dict[str, Any]]:
+    async def set_roles(self, roles: dict[str, list[str]] | None = None) -> None:
+        """``PUT /roles/{role}/members`` for each role (the samples' ``ROLES``)."""
+        async with self.producer() as c:
+            for role, members in (ROLES if roles is None else roles).items():
+                resp = await c.put(f"/api/v1/roles/{role}/members", json={"members": members})
+                assert resp.status_code == 200, resp.text
+
+    async def running(self, user: str, feeds: str = "all") -> list[dict[str, Any]]:
+        """The running tasks ``user`` sees: their own and their queues' (``feeds=all``),
+        or only their own (``own``)."""
         async with self.person(user) as c:
-            resp = await c.get("/api/v1/me/tasks", params={"status": "running"})
+            resp = await c.get("/api/v1/me/tasks", params={"status": "running", "feeds": feeds})
         assert resp.status_code == 200, resp.text
         tasks: list[dict[str, Any]] = resp.json()["tasks"]
         return tasks
 
     async def wait_task(
-        self, user: str, instance_id: str, spec: str, timeout: float = 10
+        self, user: str, instance_id: str, spec: str, timeout: float = 10, feeds: str = "all"
     ) -> dict[str, Any]:
         """The running task of ``instance_id`` for the user task ``spec`` in ``user``'s
-        panel (waits for it)."""
+        panel, own or in one of their queues (waits for it)."""
 
         async def find() -> dict[str, Any] | None:
-            for task in await self.running(user):
+            for task in await self.running(user, feeds):
                 process = task.get("process") or {}
                 if process.get("instance_id") == instance_id and f".{spec}." in task["id"]:
                     return task
@@ -256,9 +269,33 @@ class People:
         found: dict[str, Any] = await eventually(find, timeout, f"{spec} for {user}")
         return found
 
-    async def complete(self, user: str, task_id: str) -> dict[str, Any]:
+    async def complete(
+        self, user: str, task_id: str, outcome: str | None = None, comment: str | None = None
+    ) -> dict[str, Any]:
+        """``user`` completes the task (with a decision, for a task with actions)."""
+        resp = await self.try_complete(user, task_id, outcome, comment)
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def try_complete(
+        self, user: str, task_id: str, outcome: str | None = None, comment: str | None = None
+    ) -> httpx.Response:
+        decision = {"outcome": outcome, "comment": comment}
+        payload = {k: v for k, v in decision.items() if v is not None}
         async with self.person(user) as c:
-            resp = await c.post(f"/api/v1/tasks/{task_id}/complete")
+            return await c.post(f"/api/v1/tasks/{task_id}/complete", json=payload or None)
+
+    async def claim(self, user: str, task_id: str) -> dict[str, Any]:
+        async with self.person(user) as c:
+            resp = await c.post(f"/api/v1/tasks/{task_id}/claim")
+        assert resp.status_code == 200, resp.text
+        body: dict[str, Any] = resp.json()
+        return body
+
+    async def task(self, task_id: str) -> dict[str, Any]:
+        async with self.producer() as c:
+            resp = await c.get(f"/api/v1/tasks/{task_id}")
         assert resp.status_code == 200, resp.text
         body: dict[str, Any] = resp.json()
         return body

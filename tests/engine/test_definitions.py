@@ -44,7 +44,7 @@ async def mixed(taskbell: Live, tmp_path: Path) -> AsyncIterator[EngineHandle]:
 
 def test_load_errors_name_the_file() -> None:
     library = load_dir(HERE / "bpmn")
-    assert sorted(library.definitions) == ["fails_later", "gives_up"]
+    assert sorted(library.definitions) == ["fails_later", "gives_up", "handoff"]
     errors = {e.file: e.message for e in library.errors}
     assert sorted(errors) == ["broken.bpmn", "not_bpmn.bpmn", "unrunnable.bpmn"]
     assert errors["broken.bpmn"].startswith("XMLSyntaxError: Opening and ending tag mismatch")
@@ -86,6 +86,7 @@ async def test_the_other_processes_still_run(mixed: EngineHandle, people: People
             "escalation",
             "fails_later",
             "gives_up",
+            "handoff",
             "invoice_approval",
         ]
         assert sorted(e["file"] for e in listed["errors"]) == [
@@ -139,7 +140,7 @@ async def test_a_step_taskbell_refuses_fails_the_instance(
 
 async def test_a_start_with_its_own_id_is_idempotent(engine: EngineHandle, people: People) -> None:
     async with engine.client() as c:
-        body = {"process": "invoice_approval", "id": "inv-42", "data": {"approver": "carol"}}
+        body = {"process": "invoice_approval", "id": "inv-42", "data": {"requester": "carol"}}
         first = await c.post("/instances", json=body)
         again = await c.post("/instances", json=body)
         other = await c.post("/instances", json={**body, "process": "escalation"})
@@ -151,12 +152,12 @@ async def test_a_start_with_its_own_id_is_idempotent(engine: EngineHandle, peopl
 
 async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, people: People) -> None:
     approved = await mixed.start("invoice_approval")
-    rejected = await mixed.start("invoice_approval", approver="carol")
+    rejected = await mixed.start("invoice_approval")
     failing = await mixed.start("gives_up", owner="alice", thing="it")
-    still_running = await mixed.start("invoice_approval", approver="alice")
+    still_running = await mixed.start("invoice_approval")
 
     step = await people.wait_task("bob", approved, "approve_invoice")
-    await people.complete("bob", step["id"])
+    await people.complete("bob", step["id"], "approve")
     step = await people.wait_task("carol", rejected, "approve_invoice")
     answer = await submit_step(step["url"], {"decision": "reject", "comment": "no"})
     assert answer.status_code == 303
@@ -167,7 +168,7 @@ async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, peop
         await people.complete("alice", step["id"])
     for iid, status in ((approved, "completed"), (rejected, "completed"), (failing, "error")):
         await people.wait_process(iid, status)
-    await people.wait_task("alice", still_running, "approve_invoice")
+    await people.wait_task("bob", still_running, "approve_invoice")
 
     async def settled() -> list[dict[str, Any]] | None:
         async with mixed.client() as c:
@@ -215,5 +216,5 @@ async def test_an_api_key_guards_the_instance_api(
         iid = await guarded.start("invoice_approval")  # its client sends the key
         step = await people.wait_task("bob", iid, "approve_invoice")
         # The step page and the webhook need no key: a signed link, a signed delivery.
-        await people.complete("bob", step["id"])
+        await people.complete("bob", step["id"], "approve")
         await people.wait_task("alice", iid, "tell_approved")

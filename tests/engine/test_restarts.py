@@ -77,7 +77,7 @@ async def test_engine_killed_in_the_middle(taskbell: Live, people: People, tmp_p
         proc.kill()
         # While the engine is down: bob completes (Taskbell retries the webhook), and the
         # escalation's timer comes due.
-        await people.complete("bob", approve["id"])
+        await people.complete("bob", approve["id"], "approve")
         await eventually(lambda: _retried(people, approve["id"]), what="a failed attempt")
         await asyncio.sleep(max(0.0, started + 3.3 - time.monotonic()))
         assert [t["id"] for t in await people.running("alice")] == [handle["id"]]
@@ -88,7 +88,7 @@ async def test_engine_killed_in_the_middle(taskbell: Live, people: People, tmp_p
         await eventually(lambda: _status(people, handle["id"], "canceled"))
 
         await people.complete("alice", told["id"])
-        await people.complete("carol", review["id"])
+        await people.complete("carol", review["id"], "resolved")
         invoice_done = await people.wait_process(invoice, "completed")
         escalation_done = await people.wait_process(escalation, "completed")
 
@@ -110,12 +110,13 @@ async def test_taskbell_killed_in_the_middle(tmp_path: Path) -> None:
     env = {**FAST_ENV, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'taskbell.db'}"}
     with ServerProcess(env) as server:
         people = People(server.base_url)
+        await people.set_roles()
         config = engine_config(server.base_url, tmp_path / "engine.db")
         async with serve_engine(config) as engine:
             first = await engine.start("invoice_approval", invoice_id="INV-1")
             approve = await people.wait_task("bob", first, "approve_invoice")
         # The engine is down when bob completes: the delivery waits in Taskbell's outbox.
-        await people.complete("bob", approve["id"])
+        await people.complete("bob", approve["id"], "approve")
         await eventually(lambda: _retried(people, approve["id"]), what="a failed attempt")
         server.kill()  # Taskbell crashes with the delivery still pending
 
@@ -126,7 +127,7 @@ async def test_taskbell_killed_in_the_middle(tmp_path: Path) -> None:
             server.start()
             await engine.wait_registered()
             told = await people.wait_task("alice", first, "tell_approved")
-            assert told["title"] == "Invoice INV-1 approved by bob"
+            assert told["title"] == "Invoice INV-1 approved"
             approve_2 = await people.wait_task("bob", second, "approve_invoice")
             await eventually(lambda: _no_pending(engine.base_url, second))
             view = await engine.view(first)

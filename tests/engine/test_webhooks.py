@@ -105,7 +105,7 @@ async def test_repeated_and_out_of_order_deliveries_complete_a_step_once(
 ) -> None:
     iid = await engine.start("invoice_approval")
     approve = await people.wait_task("bob", iid, "approve_invoice")
-    await people.complete("bob", approve["id"])
+    await people.complete("bob", approve["id"], "approve")
     told = await people.wait_task("alice", iid, "tell_approved")
 
     endpoint = engine.runtime.endpoint_id
@@ -171,33 +171,22 @@ async def _status(engine: EngineHandle, iid: str, status: str) -> dict[str, Any]
 async def test_an_outcome_and_comment_in_the_delivery_decide_the_gateway(
     engine: EngineHandle, people: People
 ) -> None:
-    """Taskbell does not send ``outcome`` and ``comment`` yet (they come with tasks that
-    carry actions); the engine already takes them. The delivery here is signed with the
-    engine's real secret, as Taskbell would sign it."""
+    """The producer (another system) decides for the queue: Taskbell's delivery carries
+    the outcome and comment, which go into the instance data and decide the gateway."""
     iid = await engine.start("invoice_approval", invoice_id="INV-11")
     approve = await people.wait_task("bob", iid, "approve_invoice")
-    async with people.producer() as c:  # the task leaves bob's panel as it would
-        assert (await c.post(f"/api/v1/tasks/{approve['id']}/complete")).status_code == 200
-    secret = engine.runtime.secret
-    assert secret is not None
-    payload = {
-        "type": "task.completed",
-        "timestamp": "2026-12-01T00:00:00.000000Z",
-        "data": {
-            **approve,
-            "status": "completed",
-            "actor": "bob",
-            "outcome": "reject",
-            "comment": "duplicate invoice",
-        },
-    }
-    body, headers = _signed(secret, "msg_with_outcome", payload)
-    async with httpx.AsyncClient(trust_env=False) as c:
-        resp = await c.post(engine.base_url + WEBHOOK_PATH, content=body, headers=headers)
-    assert resp.status_code == 200, resp.text
+    async with people.producer() as c:
+        decided = await c.post(
+            f"/api/v1/tasks/{approve['id']}/complete",
+            json={"outcome": "reject", "comment": "duplicate invoice"},
+        )
+    assert decided.status_code == 200, decided.text
     told = await people.wait_task("alice", iid, "tell_rejected")
-    assert told["title"] == "Invoice INV-11 rejected by bob: duplicate invoice"
+    assert told["title"] == "Invoice INV-11 rejected: duplicate invoice"
     view = await engine.view(iid)
     assert view["data"]["outcome"] == "reject" and view["data"]["decision"] == "reject"
-    # The engine knows which step led to the next (for Taskbell's coming `follows`).
-    assert [s["follows"] for s in view["steps"]] == [None, approve["id"]]
+    assert view["data"]["comment"] == "duplicate invoice"
+    # Nobody in particular completed it (completed_by null, nobody claimed): no hand-off.
+    assert view["data"]["completed_by"] is None
+    assert [s["follows"] for s in view["steps"]] == [None, None]
+    assert told["follows"] is None

@@ -9,6 +9,9 @@ For each owner, from ``feed``, ``feed_event`` and ``task``:
 - the replay ends with exactly the owner's running tasks, and ``feed.count`` is their
   number.
 
+Besides, it reads who follows what (role memberships, substitutions) so that clients'
+feeds can be checked against ``Audit.feeds_of``, and each task's owner (for claims).
+
 A write that was half applied (a task changed without its event, an event without its
 change, a count bumped twice) breaks one of these. ``audit`` returns the problems found
 (empty when all is well) and the truth the clients are compared with.
@@ -20,7 +23,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 
@@ -38,41 +41,81 @@ class Audit:
     owners: dict[str, OwnerTruth]
     problems: list[str]
     tasks_by_status: dict[str, int]
-    statuses: dict[str, str]  # task id -> status
+    statuses: dict[str, str]  # task id (``tenant/id`` outside the default tenant) -> status
+    # task id (as in ``statuses``) -> its owner (None: in its role's queue)
+    task_owners: dict[str, str | None] = field(default_factory=dict)
+    # (tenant, role) -> its members
+    members: dict[tuple[str, str], set[str]] = field(default_factory=dict)
+    # (tenant, substitution id) -> (absent user, substitute, state)
+    substitutions: dict[tuple[str, str], tuple[str, str, str]] = field(default_factory=dict)
 
     @property
     def events(self) -> int:
         return sum(len(t.events) for t in self.owners.values())
 
+    def feeds_of(self, tenant: str, user: str) -> list[str]:
+        """The wire feeds ``user`` of ``tenant`` follows by the database's memberships and
+        substitutions in force: own first, then roles, then the people stood in for
+        (each sorted), as the server's ``feeds_of`` promises."""
+        roles = sorted(r for (t, r), who in self.members.items() if t == tenant and user in who)
+        absent = sorted(
+            {
+                u
+                for (t, _), (u, substitute, state) in self.substitutions.items()
+                if t == tenant and substitute == user and state == "active" and u != user
+            }
+        )
+        return [f"user:{user}", *(f"role:{r}" for r in roles), *(f"user:{u}" for u in absent)]
+
+
+def name_of(tenant: str, feed: str) -> str:
+    """How the audit names a feed: a default-tenant person's own feed by the person's
+    id (as the checks that predate roles and tenants do), any other by its key."""
+    if tenant == "default" and feed.startswith("user:"):
+        return feed[len("user:") :]
+    return f"{tenant}/{feed}"
+
+
+def _task_feed(owner: str | None, role: str | None) -> str:
+    return f"user:{owner}" if owner is not None else f"role:{role}"
+
 
 async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) -> Audit:
-    """Check every owner's feed (or only ``owners``') in the database behind ``conn``."""
-    where = "" if owners is None else " WHERE owner IN :owners"
+    """Check every feed (or only those named in ``owners``, see ``name_of``) in the
+    database behind ``conn``."""
+    keep = None if owners is None else set(owners)
 
     def q(sql: str) -> Any:
-        if owners is None:
-            return conn.execute(text(sql))
-        stmt = text(sql).bindparams(bindparam("owners", expanding=True))
-        return conn.execute(stmt, {"owners": sorted(owners)})
+        return conn.execute(text(sql))
 
     feeds = {
-        str(owner): (int(seq), int(count))
-        for owner, seq, count in await q(f'SELECT owner, seq, "count" FROM feed{where}')
+        name_of(str(tenant), str(feed)): (int(seq), int(count))
+        for tenant, feed, seq, count in await q('SELECT tenant, feed, seq, "count" FROM feed')
     }
     running: dict[str, set[str]] = {}
     by_status: dict[str, int] = {}
     statuses: dict[str, str] = {}
-    for task_id, task_owner, status in await q(f"SELECT id, owner, status FROM task{where}"):
-        statuses[str(task_id)] = str(status)
+    task_owners: dict[str, str | None] = {}
+    for tenant, task_id, owner, role, status in await q(
+        "SELECT tenant, id, owner, role, status FROM task"
+    ):
+        name = name_of(str(tenant), _task_feed(owner, role))
+        if keep is not None and name not in keep:
+            continue
+        tid = str(task_id) if tenant == "default" else f"{tenant}/{task_id}"
+        statuses[tid] = str(status)
+        task_owners[tid] = None if owner is None else str(owner)
         by_status[str(status)] = by_status.get(str(status), 0) + 1
         if status == "running":
-            running.setdefault(str(task_owner), set()).add(str(task_id))
+            running.setdefault(name, set()).add(str(task_id))
     events: dict[str, list[tuple[int, str, str, int]]] = {}
     rows = await q(
-        f'SELECT owner, seq, type, task_id, "count" FROM feed_event{where} ORDER BY owner, seq'
+        'SELECT tenant, feed, seq, type, task_id, "count" FROM feed_event'
+        " ORDER BY tenant, feed, seq"
     )
-    for owner, seq, kind, task_id, count in rows:
-        events.setdefault(str(owner), []).append((int(seq), str(kind), str(task_id), int(count)))
+    for tenant, feed, seq, kind, task_id, count in rows:
+        name = name_of(str(tenant), str(feed))
+        events.setdefault(name, []).append((int(seq), str(kind), str(task_id), int(count)))
     wanted = set(feeds) | set(running) | set(events)
     if owners is not None:
         wanted &= set(owners)
@@ -109,7 +152,18 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
             )
         if count != len(live):
             problems.append(f"{owner}: feed count {count} but {len(live)} running tasks")
-    return Audit(truth, problems, by_status, statuses)
+    members: dict[tuple[str, str], set[str]] = {}
+    for tenant, role in await q("SELECT tenant, id FROM role"):
+        members[(str(tenant), str(role))] = set()
+    for tenant, role, user in await q("SELECT tenant, role, user_id FROM role_member"):
+        members.setdefault((str(tenant), str(role)), set()).add(str(user))
+    substitutions = {
+        (str(tenant), str(sub_id)): (str(user), str(substitute), str(state))
+        for tenant, sub_id, user, substitute, state in await q(
+            "SELECT tenant, id, user_id, substitute, state FROM substitution"
+        )
+    }
+    return Audit(truth, problems, by_status, statuses, task_owners, members, substitutions)
 
 
 async def audit_url(url: str, owners: Collection[str] | None = None) -> Audit:

@@ -52,9 +52,14 @@ async def test_stalled_client_closed_4008_resumes_with_since_and_misses_nothing(
         first = await resumed.connect(since=0)
         await resumed.close()
         await fast.close()
-        running = await live.parts.reads.running_count("alice")
+        running = await live.parts.reads.running_count("default", "user:alice")
     assert code == 4008
-    assert first == {"type": "synced", "seq": sent, "count": sent}
+    assert first == {
+        "type": "synced",
+        "seq": sent,
+        "count": sent,
+        "feeds": {"user:alice": {"seq": sent, "count": sent}},
+    }
     assert [e["seq"] for e in resumed.events] == list(range(1, sent + 1))
     assert resumed.count == fast.count == running == sent
 
@@ -111,7 +116,7 @@ async def quiet(live: Live, baseline: int, timeout: float = 15.0) -> tuple[int, 
     deadline = loop.time() + timeout
     while True:
         tasks = len(asyncio.all_tasks())
-        owners = len(live.parts.hub.owners)
+        owners = len(live.parts.hub.feeds) + len(live.parts.hub.users)
         if (owners == 0 and tasks <= baseline) or loop.time() > deadline:
             return tasks, owners
         await asyncio.sleep(0.1)
@@ -166,7 +171,7 @@ async def test_connect_disconnect_churn_leaks_nothing(live: Live) -> None:
         f"objects {grown:+d}, RSS {rss_growth / 1e6:+.1f} MB, pub/sub {base_pubsub} -> {pubsub}"
     )
     assert sessions > 500
-    assert owners == 0 and live.parts.hub.owners == {}
+    assert owners == 0 and live.parts.hub.feeds == {} and live.parts.hub.users == {}
     assert live.parts.hub.connection_count == 0
     assert alive == 0, "Connection objects outlived their sockets"
     assert tasks <= base_tasks

@@ -72,7 +72,7 @@ async def test_since_ahead_after_a_restore_gives_a_snapshot_then_live_events(
             await p.post("/api/v1/tasks", json=task_body("after"))
         await feed.until_seq(4)
         await feed.close()
-        running = await live.parts.reads.running_count("alice")
+        running = await live.parts.reads.running_count("default", "user:alice")
     assert code == 1012
     assert first["type"] == "snapshot" and (first["seq"], first["count"]) == (3, 3)
     assert feed.events[-1]["seq"] == 4 and feed.events[-1]["task"]["id"] == "after"
@@ -93,7 +93,7 @@ async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Se
             await conn.execute(
                 text(
                     "UPDATE feed_event SET created_at = '2000-01-01 00:00:00'"
-                    " WHERE owner = 'alice' AND seq <= 2"
+                    " WHERE feed = 'user:alice' AND seq <= 2"
                 )
             )
         async with serve(backend) as live:
@@ -101,7 +101,7 @@ async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Se
             async def kept() -> list[int]:
                 async with engine.connect() as conn:
                     rows = await conn.execute(
-                        text("SELECT seq FROM feed_event WHERE owner = 'alice' ORDER BY seq")
+                        text("SELECT seq FROM feed_event WHERE feed = 'user:alice' ORDER BY seq")
                     )
                     return [int(r.seq) for r in rows]
 
@@ -120,6 +120,11 @@ async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Se
     finally:
         await engine.dispose()
     assert left == [3]
-    assert replayed == {"type": "synced", "seq": 3, "count": 3}
+    assert replayed == {
+        "type": "synced",
+        "seq": 3,
+        "count": 3,
+        "feeds": {"user:alice": {"seq": 3, "count": 3}},
+    }
     assert [e["task"]["id"] for e in recent.events] == ["t2"]
     assert resynced["type"] == "snapshot" and (resynced["seq"], resynced["count"]) == (3, 3)

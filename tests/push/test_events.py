@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import httpx
 
+from server.api.events import Positions
 from tests.push.sse import open_stream
 from tests.support.app import Live, serve, token
 from tests.support.client import FeedClient
@@ -50,7 +51,16 @@ async def test_last_event_id_resumes_after_a_gap_exactly_like_the_websocket(live
         ws.seq, ws.count, ws.tasks = 1, 1, {"t-1": {}}  # what it had seen before the gap
         synced = await ws.connect(since=1)
     assert [e.data for e in replay[:-1]] == ws.events
-    assert replay[-1].data == synced == {"type": "synced", "seq": 4, "count": 2}
+    assert (
+        replay[-1].data
+        == synced
+        == {
+            "type": "synced",
+            "seq": 4,
+            "count": 2,
+            "feeds": {"user:alice": {"seq": 4, "count": 2}},
+        }
+    )
     assert [e.id for e in replay] == ["2", "3", "4", "4"]
 
 
@@ -107,6 +117,57 @@ async def test_bad_requests_get_json_errors(embedded: Live) -> None:
             assert_error(resp, 400, "bad_since")
         assert_error(await c.get("/events", headers=me, params={"since": "x"}), 400, "bad_since")
         assert_error(await c.post("/events", headers=me), 405)
+
+
+async def test_bad_several_feed_resumes_get_bad_since(embedded: Live) -> None:
+    me = {"Authorization": f"Bearer {token('alice')}"}
+    async with httpx.AsyncClient(base_url=embedded.base_url) as c:
+        for value in ("1,role:r", "1,role:r=x", "1,bob=2", "1,role:r=1,role:r=2", "role:r=1"):
+            resp = await c.get("/events", headers={**me, "Last-Event-ID": value})
+            assert_error(resp, 400, "bad_since")
+        for feeds in ("{", "[1]", '{"bob": 1}', '{"role:r": -1}', '{"role:r": true}'):
+            resp = await c.get("/events", headers=me, params={"since_feeds": feeds})
+            assert_error(resp, 400, "bad_since")
+
+
+async def test_last_event_id_naming_several_feeds_resumes_each(embedded: Live) -> None:
+    await create(embedded, "t-1")
+    # A feed alice does not follow is ignored, as on /ws.
+    async with open_stream(
+        embedded.base_url, token=token("alice"), last_event_id="1,role:strangers=4"
+    ) as sse:
+        synced = await sse.next()
+    assert (synced.event, synced.id) == ("synced", "1")
+    assert synced.data["feeds"] == {"user:alice": {"seq": 1, "count": 1}}
+
+
+def test_stream_ids_say_where_every_followed_feed_stands() -> None:
+    ids = Positions("user:alice")
+    seen = [
+        ids.see(m)
+        for m in (
+            {
+                "type": "snapshot",
+                "seq": 4,
+                "feeds": {"user:alice": {"seq": 4}, "role:r": {"seq": 7}},
+            },
+            {"type": "task.added", "feed": "role:r", "seq": 8},
+            {"type": "task.added", "seq": 5},  # no feed: the own feed's
+            {"type": "ping", "feeds": {}},
+            {"type": "feed.joined", "feed": "user:bob", "seq": 2},
+            {"type": "feed.left", "feed": "role:r"},
+            {"type": "pong"},
+        )
+    ]
+    assert seen == [
+        "4,role:r=7",
+        "4,role:r=8",
+        "5,role:r=8",
+        None,
+        "5,role:r=8,user:bob=2",
+        "5,user:bob=2",
+        None,
+    ]
 
 
 async def test_an_expired_token_ends_the_stream_with_a_close_event(embedded: Live) -> None:

@@ -84,9 +84,22 @@ def test_a_reassignment_concerns_both_owners() -> None:
     event = build_event(op, outcome, NOW)
     assert event is not None and event.owners == {"alice", "bob"}
     types = frozenset({"task.reassigned"})
-    assert wants(event, types, frozenset({"alice"})) and wants(event, types, None)
-    assert not wants(event, types, frozenset({"carol"}))
-    assert not wants(event, frozenset({"task.created"}), None)
+    assert wants(event, "default", types, frozenset({"alice"}))
+    assert wants(event, "default", types, None)
+    assert not wants(event, "default", types, frozenset({"carol"}))
+    assert not wants(event, "default", frozenset({"task.created"}), None)
+
+
+def test_an_event_is_only_for_endpoints_of_its_tenant() -> None:
+    body = TaskCreate.model_validate(task_body("t-1", "alice"))
+    op = CreateTask(body, tenant="acme")
+    event = build_event(op, rules.create(body, None, NOW, tenant="acme"), NOW)
+    assert event is not None and event.tenant == "acme"
+    assert '"tenant":"acme"' in event.body
+    types = frozenset({"task.created"})
+    assert wants(event, "acme", types, None) and wants(event, "acme", types, frozenset({"alice"}))
+    assert not wants(event, "default", types, None)
+    assert not wants(event, "default", types, frozenset({"alice"}))
 
 
 def test_signature_verifies_with_the_reference_library() -> None:

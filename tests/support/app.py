@@ -17,6 +17,7 @@ from starlette.types import ASGIApp
 from server.api.common import Parts
 from server.app import create_app
 from server.auth import mint_token
+from server.feeds import DEFAULT_TENANT, user_key
 from server.settings import Settings
 from tests.support.processes import free_port
 
@@ -33,6 +34,11 @@ def make_settings(database_url: str, redis_url: str | None = None, **kw: object)
         sweep_interval_s=0.5,
     )
     return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def key(user: str, tenant: str = DEFAULT_TENANT) -> str:
+    """The internal key of ``user``'s own feed (what ``Reads.counter`` takes)."""
+    return user_key(tenant, user)
 
 
 def token(user: str, ttl: int = 3600) -> str:

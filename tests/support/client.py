@@ -1,5 +1,5 @@
-"""A checking WebSocket client: applies a feed like the panel does and asserts the
-contract on every message (contiguous seqs, count sent with every seq)."""
+"""A checking WebSocket client: applies feeds like the panel does and asserts the
+contract on every message (contiguous seqs per feed, count sent with every seq)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,10 @@ from websockets.exceptions import ConnectionClosed
 
 
 class FeedClient:
-    """One socket of one owner. ``tasks``/``count``/``seq`` mirror what the panel shows."""
+    """One socket of one person. ``tasks``/``count``/``seq`` mirror what the panel shows
+    of the own feed; ``others`` holds every other followed feed (its seq, count, tasks).
+    The own feed is the first in the snapshot's or synced's ``feeds``; an event without
+    a ``feed`` is the own feed's."""
 
     def __init__(self, ws_url: str, token: str) -> None:
         self.ws_url = ws_url
@@ -25,13 +28,19 @@ class FeedClient:
         self.counts_by_seq: dict[int, int] = {}
         self.heartbeats: list[dict[str, Any]] = []
         self.first: dict[str, Any] | None = None
+        self.own: str | None = None
+        self.others: dict[str, OtherFeed] = {}
 
-    async def connect(self, since: int | None = None, **kw: Any) -> dict[str, Any]:
+    async def connect(
+        self, since: int | None = None, since_feeds: dict[str, int] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         """Connect and authenticate; returns the snapshot or the synced message."""
         self.ws = await connect(self.ws_url, **kw)
         auth: dict[str, Any] = {"type": "auth", "token": self.token}
         if since is not None:
             auth["since"] = since
+        if since_feeds is not None:
+            auth["since_feeds"] = since_feeds
         await self.ws.send(orjson.dumps(auth).decode())
         while True:
             msg = await self.recv()
@@ -53,15 +62,40 @@ class FeedClient:
             if heartbeats or not (msg["type"] == "ping" and "feeds" in msg):
                 return msg
 
+    def _learn_feeds(self, msg: dict[str, Any]) -> None:
+        feeds: dict[str, dict[str, int]] = msg.get("feeds", {})
+        if feeds:
+            self.own = next(iter(feeds))
+            assert (feeds[self.own]["seq"], feeds[self.own]["count"]) == (msg["seq"], msg["count"])
+
     def apply(self, msg: dict[str, Any]) -> None:
         kind = msg["type"]
+        feed = msg.get("feed")
+        if kind.startswith("feed.") or (feed not in (None, self.own) and self.own is not None):
+            self._apply_other(msg)
+            return
         if kind == "snapshot":
-            self.tasks = {t["id"]: t for t in msg["tasks"]}
+            self._learn_feeds(msg)
+            own = self.own
+            mine = [t for t in msg["tasks"] if own is None or _feed_of(t) in (own, None)]
+            self.tasks = {t["id"]: t for t in mine}
             self.seq, self.count = msg["seq"], msg["count"]
             assert len(self.tasks) == self.count, msg
+            self.others = {
+                f: OtherFeed(p["seq"], p["count"]) for f, p in msg.get("feeds", {}).items()
+            }
+            self.others.pop(own or "", None)
+            for t in msg["tasks"]:
+                if own is not None and (f := _feed_of(t)) not in (own, None):
+                    self.others[f].tasks[t["id"]] = t
         elif kind == "synced":
+            self._learn_feeds(msg)
             assert msg["seq"] == self.seq, (msg, self.seq)
             assert msg["count"] == self.count
+            for f, p in msg.get("feeds", {}).items():
+                if f != self.own:
+                    other = self.others.setdefault(f, OtherFeed(p["seq"], p["count"]))
+                    assert (other.seq, other.count) == (p["seq"], p["count"]), (msg, f)
         elif kind in ("task.added", "task.updated", "task.removed"):
             assert msg["seq"] == self.seq + 1, f"gap or repeat: {self.seq} -> {msg['seq']}"
             self.seq = msg["seq"]
@@ -76,8 +110,31 @@ class FeedClient:
             assert len(self.tasks) == self.count, (msg, sorted(self.tasks))
         elif kind == "ping" and "feeds" in msg:
             self.heartbeats.append(msg)
-            (pos,) = msg["feeds"].values()
-            assert (pos["seq"], pos["count"]) == (self.seq, self.count), (msg, self.seq)
+            for f, pos in msg["feeds"].items():
+                if f == self.own or self.own is None:
+                    assert (pos["seq"], pos["count"]) == (self.seq, self.count), (msg, self.seq)
+                else:
+                    other = self.others[f]
+                    assert (pos["seq"], pos["count"]) == (other.seq, other.count), (msg, f)
+
+    def _apply_other(self, msg: dict[str, Any]) -> None:
+        kind, feed = msg["type"], msg["feed"]
+        if kind == "feed.joined":
+            assert feed not in self.others, f"joined {feed} twice"
+            other = self.others[feed] = OtherFeed(msg["seq"], msg["count"])
+            other.tasks = {t["id"]: t for t in msg["tasks"]}
+            return
+        if kind == "feed.left":
+            assert self.others.pop(feed, None) is not None, f"left {feed} never joined"
+            return
+        other = self.others[feed]
+        assert msg["seq"] == other.seq + 1, f"{feed}: gap or repeat {other.seq} -> {msg['seq']}"
+        other.seq, other.count = msg["seq"], msg["count"]
+        if kind == "task.removed":
+            other.tasks.pop(msg["task"]["id"], None)
+        else:
+            other.tasks[msg["task"]["id"]] = msg["task"]
+        self.events.append(msg)
 
     async def until_seq(self, seq: int, timeout: float = 10.0) -> None:
         """Read until this client has applied ``seq``."""
@@ -120,3 +177,20 @@ class FeedClient:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class OtherFeed:
+    """A followed feed other than the own one, as a client sees it."""
+
+    def __init__(self, seq: int, count: int) -> None:
+        self.seq = seq
+        self.count = count
+        self.tasks: dict[str, dict[str, Any]] = {}
+
+
+def _feed_of(task: dict[str, Any]) -> str | None:
+    """The feed a snapshot's task belongs to (docs/protocol.md: owner, else role)."""
+    if task.get("owner"):
+        return f"user:{task['owner']}"
+    role = task.get("role")
+    return f"role:{role}" if role else None

@@ -5,9 +5,11 @@ Each applied operation that changed a task is one event, whatever it did to feed
 of it). Payload::
 
     {"type": "task.completed", "timestamp": "2026-11-28T10:00:00.000000Z",
-     "data": {<task JSON>, "actor": "alice" | null, "previous_owner": ... (reassigned)}}
+     "data": {"tenant": "default", <task JSON>, "actor": "alice" | null,
+              "previous_owner": ... (reassigned, unclaimed)}}
 
 ``actor`` is the person who acted, or null when a producer (or the server's clock) did.
+An event belongs to the task's tenant and goes only to that tenant's endpoints.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ class WebhookEventType(StrEnum):
     CANCELED = "task.canceled"
     POSTPONED = "task.postponed"
     RESUMED = "task.resumed"
+    CLAIMED = "task.claimed"
+    UNCLAIMED = "task.unclaimed"
 
 
 ALL_EVENT_TYPES = tuple(t.value for t in WebhookEventType)
@@ -40,10 +44,13 @@ _BY_KIND = {
     "cancel": WebhookEventType.CANCELED,
     "postpone": WebhookEventType.POSTPONED,
     "resume": WebhookEventType.RESUMED,
+    "claim": WebhookEventType.CLAIMED,
+    "unclaim": WebhookEventType.UNCLAIMED,
 }
 
 
 class EventData(TaskJSON):
+    tenant: str
     actor: str | None
     previous_owner: str | None
 
@@ -56,10 +63,12 @@ class WebhookPayload(TypedDict):
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """One event, encoded once; ``owners`` are the owners it concerns (both, when a
-    task was reassigned), for endpoints that filter by owner."""
+    """One event of ``tenant``, encoded once; ``owners`` are the owners it concerns
+    (both, when a task was reassigned; the claimer, when claimed or unclaimed; none for a
+    role task nobody holds), for endpoints that filter by owner."""
 
     type: WebhookEventType
+    tenant: str
     task_id: str
     owners: frozenset[str]
     body: str
@@ -82,14 +91,25 @@ def build_event(op: TaskOp, outcome: Outcome, now: datetime) -> WebhookEvent | N
     kind = event_type(op, outcome)
     before = outcome.before
     previous = before.owner if before is not None and before.owner != state.owner else None
-    data: EventData = {**state.to_json(), "actor": op.actor, "previous_owner": previous}
+    data: EventData = {
+        "tenant": state.tenant,
+        **state.to_json(),
+        "actor": op.actor,
+        "previous_owner": previous,
+    }
     payload: WebhookPayload = {"type": kind.value, "timestamp": iso(now) or "", "data": data}
-    owners = frozenset({state.owner} | ({previous} if previous else set()))
-    return WebhookEvent(kind, state.id, owners, dumps(payload))
+    owners = frozenset(o for o in (state.owner, previous) if o is not None)
+    return WebhookEvent(kind, state.tenant, state.id, owners, dumps(payload))
 
 
-def wants(event: WebhookEvent, types: frozenset[str], owners: frozenset[str] | None) -> bool:
-    """Whether an endpoint subscribed to ``types`` (and ``owners``, None = all) gets it."""
-    if event.type.value not in types:
+def wants(
+    event: WebhookEvent, tenant: str, types: frozenset[str], owners: frozenset[str] | None
+) -> bool:
+    """Whether an endpoint of ``tenant`` subscribed to ``types`` (and ``owners``, None =
+    all) gets it. Never another tenant's event. An owner filter matches the task's owner
+    or previous owner: a role task nobody holds (created, updated, or completed by a
+    member without claiming it) concerns no owner, so only endpoints without an owner
+    filter get it."""
+    if event.tenant != tenant or event.type.value not in types:
         return False
     return owners is None or bool(event.owners & owners)

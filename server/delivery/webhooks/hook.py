@@ -2,7 +2,9 @@
 
 ``WebhookHook`` runs inside the write transaction (a ``TxHook``, see ``server.changes``):
 one outbox row per (event, endpoint that wants it), so a delivery exists exactly when
-its change committed. ``server.delivery.webhooks.sender`` makes the attempts.
+its change committed. An event goes only to endpoints of its task's tenant (one
+transaction may carry changes of several tenants), and its row carries that tenant.
+``server.delivery.webhooks.sender`` makes the attempts.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import Envelope
-from server.delivery.queue import Channel, RetryPolicy, enqueue, new_id
+from server.delivery.queue import Channel, Queued, RetryPolicy, enqueue, new_id
 from server.delivery.webhooks.endpoints import Endpoints
 from server.delivery.webhooks.events import build_event, wants
 from server.ops import TaskOp
@@ -38,15 +40,24 @@ class WebhookHook:
         if not changes:
             return False
         # Endpoints first: with none registered, no event is even encoded.
-        targets = await self.endpoints.enabled(conn)
+        tenants = {outcome.state.tenant for _, outcome in changes if outcome.state is not None}
+        targets = await self.endpoints.enabled(conn, tenants)
         if not targets:
             return False
         events = [e for op, outcome in changes if (e := build_event(op, outcome, now))]
         rows = [
-            (new_id("msg"), Channel.WEBHOOK, ep.id, ev.type.value, ev.task_id, ev.body)
+            Queued(
+                new_id("msg"),
+                ev.tenant,
+                Channel.WEBHOOK,
+                ep.id,
+                ev.type.value,
+                ev.task_id,
+                ev.body,
+            )
             for ev in events
             for ep in targets
-            if wants(ev, ep.events, ep.owners)
+            if wants(ev, ep.tenant, ep.events, ep.owners)
         ]
         if not rows:
             return False

@@ -36,7 +36,7 @@ class WebhookSender:
         self.retry = retry
 
     async def send(self, message: Message) -> Result:
-        endpoint = await self.endpoints.find(message.target)
+        endpoint = await self.endpoints.find(message.tenant, message.target)
         if endpoint is None:
             return Result(Verdict.FAILED, error="the endpoint was deleted")
         if not endpoint.enabled:
@@ -59,7 +59,7 @@ class WebhookSender:
             await self.endpoints.note_success(endpoint)
             return Result(Verdict.DELIVERED, status=status)
         if status == 410:
-            await self.endpoints.disable(endpoint.id, "the endpoint answered 410 Gone")
+            await self.endpoints.disable(endpoint, "the endpoint answered 410 Gone")
             # The row is paused with the endpoint now; re-enabling resumes it.
             return Result(Verdict.RETRY, status=status, error="410 Gone: endpoint disabled")
         if 300 <= status < 400:
@@ -73,10 +73,10 @@ class WebhookSender:
     async def gave_up(self, message: Message, result: Result) -> None:
         """A delivery ran out of retries (about a day of them): unless the endpoint has
         succeeded since, it keeps failing, so disable it."""
-        endpoint = await self.endpoints.find(message.target)
+        endpoint = await self.endpoints.find(message.tenant, message.target)
         if endpoint is not None and endpoint.enabled and endpoint.failing_since is not None:
             await self.endpoints.disable(
-                endpoint.id,
+                endpoint,
                 f"failing without a success since {iso(endpoint.failing_since)}; "
                 f"last error: {result.error}",
             )

@@ -1,8 +1,9 @@
 """Web Push for people with no tab open: subscriptions, payloads, and sending.
 
 Encryption (RFC 8291, aes128gcm) and VAPID signing (RFC 8292) are pywebpush's and
-py-vapid's. Every change of an owner's feed becomes one push to each of the owner's
-subscriptions, through the outbox (so a push survives a restart):
+py-vapid's. Every change of a person's own feed becomes one push to each of that
+person's subscriptions in that tenant (role feeds push nothing), through the outbox (so
+a push survives a restart):
 
 - ``task.added`` shows a notification tagged with the task id (Urgency: high);
 - ``task.updated`` replaces it if it is still shown;

@@ -1,6 +1,12 @@
-"""Queueing pushes: every change of an owner's feed becomes one push to each of the
-owner's subscriptions, through the outbox (so a push survives a restart). The payload is
-the feed event trimmed to what a notification shows.
+"""Queueing pushes: every change of a person's own feed (``user:<id>`` of a tenant)
+becomes one push to each of that person's subscriptions in that tenant, through the
+outbox (so a push survives a restart). The payload is the feed event trimmed to what a
+notification shows.
+
+Role feeds push nothing: a task offered to a role is not pushed to the role's members
+(it would ring every member's phone for one task); it is pushed once someone claims it
+(it enters their own feed). A substitute follows the absent person's feed on a socket
+but gets no pushes of it: pushes go to the feed's own person only.
 
 A newer push for the same task supersedes one still queued and not yet tried: only the
 latest state of a task matters on a lock screen.
@@ -17,10 +23,11 @@ from sqlalchemy import and_, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.changes import Envelope
-from server.delivery.queue import Channel, RetryPolicy, RowStatus, enqueue, new_id
+from server.delivery.queue import Channel, Queued, RetryPolicy, RowStatus, enqueue, new_id
 from server.delivery.tables import outbox_t
 from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.wire import PushPayload
+from server.feeds import USER, split_key
 from server.ops import TaskOp
 from server.transitions import Outcome
 from server.wire import EventMessage, dumps
@@ -55,6 +62,7 @@ _SUPERSEDE = (
     update(outbox_t)
     .where(
         and_(
+            outbox_t.c.tenant == bindparam("b_tenant"),
             outbox_t.c.target == bindparam("b_target"),
             outbox_t.c.task_id == bindparam("b_task"),
             outbox_t.c.status == RowStatus.PENDING.value,
@@ -65,9 +73,17 @@ _SUPERSEDE = (
 )
 
 
+def person_of(key: str) -> tuple[str, str] | None:
+    """``(tenant, user id)`` of a person's own feed key; None for a role feed."""
+    tenant, feed = split_key(key)
+    if not feed.startswith(USER) or len(feed) == len(USER):
+        return None
+    return tenant, feed[len(USER) :]
+
+
 class PushHook:
-    """Write hook (a ``TxHook``, see ``server.changes``): queue one push per feed event
-    and subscription of its owner."""
+    """Write hook (a ``TxHook``, see ``server.changes``): queue one push per event of a
+    person's own feed and subscription of that person (tenant and user id)."""
 
     def __init__(self, subscriptions: Subscriptions, retry: RetryPolicy) -> None:
         self.subscriptions = subscriptions
@@ -80,27 +96,39 @@ class PushHook:
         envelopes: Sequence[Envelope],
         now: datetime,
     ) -> bool:
-        if not envelopes:
+        people = [(env, who) for env in envelopes if (who := person_of(env.key)) is not None]
+        if not people:
             return False
-        subs = await self.subscriptions.of_owners(conn, [e.key for e in envelopes])
+        subs = await self.subscriptions.of_people(conn, {who for _, who in people})
         if not subs:
             return False
-        rows: list[tuple[str, Channel, str, str, str, str]] = []
-        for env in envelopes:
+        rows: list[Queued] = []
+        for env, (tenant, owner) in people:
+            mine = [s for s in subs if s.tenant == tenant and s.owner == owner]
+            if not mine:
+                continue
             payload = push_payload(env.message)
             body = dumps(payload)
             task_id = payload["task"]["id"]
-            for sub in subs:
-                if sub.owner == env.key:
-                    rows.append(
-                        (new_id("psh"), Channel.WEBPUSH, sub.id, payload["type"], task_id, body)
+            for sub in mine:
+                rows.append(
+                    Queued(
+                        new_id("psh"),
+                        tenant,
+                        Channel.WEBPUSH,
+                        sub.id,
+                        payload["type"],
+                        task_id,
+                        body,
                     )
+                )
         if not rows:
             return False
         # Only the latest state of a task matters on a lock screen: one statement (run
         # for every new push) supersedes the older pushes of the same task not yet tried.
         await conn.execute(
-            _SUPERSEDE, [{"b_target": target, "b_task": task} for _, _, target, _, task, _ in rows]
+            _SUPERSEDE,
+            [{"b_tenant": r.tenant, "b_target": r.target, "b_task": r.task_id} for r in rows],
         )
         await enqueue(conn, rows, now, self.retry.max_age_s)
         return True

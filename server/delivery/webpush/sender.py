@@ -44,7 +44,7 @@ class PushSender:
         self.ttl_s = ttl_s
 
     async def send(self, message: Message) -> Result:
-        sub = await self.subscriptions.find(message.target)
+        sub = await self.subscriptions.find(message.tenant, message.target)
         if sub is None:
             return Result(Verdict.FAILED, error="the subscription was removed")
         headers = {
@@ -65,8 +65,11 @@ class PushSender:
         except WebPushException as exc:
             status = _status_of(exc)
             if status in (404, 410):
-                await self.subscriptions.remove(sub.id)
-                log.info("push subscription gone", extra={"subscription": sub.id})
+                await self.subscriptions.remove(sub)
+                log.info(
+                    "push subscription gone",
+                    extra={"tenant": sub.tenant, "subscription": sub.id},
+                )
                 return Result(Verdict.FAILED, status=status, error="subscription gone")
             error = f"push service answered {status}"
             if status is not None and (status == 429 or status >= 500):

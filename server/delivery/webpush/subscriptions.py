@@ -1,17 +1,20 @@
 """People's Web Push subscriptions, in SQL: one row per browser push endpoint, owned by
-whoever registered it (see ``Subscriptions.upsert`` for who may register it again)."""
+whoever registered it (see ``Subscriptions.upsert`` for who may register it again).
+
+A person is a (tenant, user id) pair: the same user id in two tenants is two people, with
+their own subscriptions. A subscription's queued pushes (outbox rows) carry its tenant."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,6 +30,7 @@ from server.wire import iso
 
 @dataclass(frozen=True, slots=True)
 class Subscription:
+    tenant: str
     id: str
     owner: str
     endpoint: str
@@ -46,7 +50,9 @@ def _subscription(row: Any) -> Subscription:
     m = row._mapping
     created = as_utc(m["created_at"])
     assert created is not None
-    return Subscription(m["id"], m["owner"], m["endpoint"], m["p256dh"], m["auth"], created)
+    return Subscription(
+        m["tenant"], m["id"], m["owner"], m["endpoint"], m["p256dh"], m["auth"], created
+    )
 
 
 def endpoint_hash(endpoint: str) -> str:
@@ -75,23 +81,30 @@ class Subscriptions:
     def __init__(self, engines: Engines) -> None:
         self.engines = engines
 
-    async def upsert(self, owner: str, body: PushSubscriptionBody) -> tuple[Subscription, bool]:
-        """Store a browser's subscription for ``owner``; True when it is new to them.
+    async def upsert(
+        self, tenant: str, owner: str, body: PushSubscriptionBody
+    ) -> tuple[Subscription, bool]:
+        """Store a browser's subscription for ``owner`` of ``tenant``; True when it is
+        new to them.
 
         A push endpoint is one browser profile's, and its row belongs to whoever
         registered it. The same owner registering it again updates the keys. Another
-        owner may take it over only with the same keys (the same browser, where another
-        person logged in): knowing an endpoint URL is not enough, so different keys are
-        ``Conflict`` (``subscription_taken``) and the row stays untouched."""
+        owner (someone else, or the same user id in another tenant) may take it over
+        only with the same keys (the same browser, where another person logged in):
+        knowing an endpoint URL is not enough, so different keys are ``Conflict``
+        (``subscription_taken``) and the row stays untouched. A takeover moves the row
+        to the new owner's tenant and drops the pushes still queued for the old one."""
         try:
-            return await self._upsert(owner, body)
+            return await self._upsert(tenant, owner, body)
         except IntegrityError:
             # Another registration of the endpoint committed between the look and the
             # insert (the unique endpoint_hash refused ours): the row exists now, and
             # the rules for an existing row decide.
-            return await self._upsert(owner, body)
+            return await self._upsert(tenant, owner, body)
 
-    async def _upsert(self, owner: str, body: PushSubscriptionBody) -> tuple[Subscription, bool]:
+    async def _upsert(
+        self, tenant: str, owner: str, body: PushSubscriptionBody
+    ) -> tuple[Subscription, bool]:
         digest = endpoint_hash(body.endpoint)
         now = now_utc()
         async with self.engines.writer.begin() as conn:
@@ -99,7 +112,12 @@ class Subscriptions:
             if not self.engines.is_sqlite:
                 query = query.with_for_update()
             row = (await conn.execute(query)).first()
-            values = {"owner": owner, "p256dh": body.keys.p256dh, "auth": body.keys.auth}
+            values = {
+                "tenant": tenant,
+                "owner": owner,
+                "p256dh": body.keys.p256dh,
+                "auth": body.keys.auth,
+            }
             if row is None:
                 sub_id = new_id("sub")
                 await conn.execute(
@@ -114,7 +132,7 @@ class Subscriptions:
                 created = True
             else:
                 sub_id = row.id
-                created = row.owner != owner
+                created = (row.tenant, row.owner) != (tenant, owner)
                 if created and not same_keys(row, body):
                     raise Conflict(
                         "this push endpoint is registered by someone else",
@@ -124,59 +142,98 @@ class Subscriptions:
                     update(subscription_t).where(subscription_t.c.id == sub_id).values(values)
                 )
                 if created:  # the previous owner's queued pushes are not for the new one
-                    await self._drop_pending(conn, sub_id, "subscription moved")
+                    await self._drop_pending(conn, row.tenant, sub_id, "subscription moved")
             got = (
                 await conn.execute(select(subscription_t).where(subscription_t.c.id == sub_id))
             ).one()
         return _subscription(got), created
 
-    async def of(self, owner: str) -> list[Subscription]:
+    async def of(self, tenant: str, owner: str) -> list[Subscription]:
         async with self.engines.reader.connect() as conn:
             rows = await conn.execute(
                 select(subscription_t)
-                .where(subscription_t.c.owner == owner)
-                .order_by(subscription_t.c.created_at)
+                .where(and_(subscription_t.c.tenant == tenant, subscription_t.c.owner == owner))
+                .order_by(subscription_t.c.created_at, subscription_t.c.id)
             )
         return [_subscription(r) for r in rows]
 
-    async def find(self, sub_id: str) -> Subscription | None:
+    async def find(self, tenant: str, sub_id: str) -> Subscription | None:
+        """The subscription while it is still ``tenant``'s (a queued push of a row that
+        moved to another tenant finds nothing)."""
         async with self.engines.reader.connect() as conn:
             row = (
-                await conn.execute(select(subscription_t).where(subscription_t.c.id == sub_id))
+                await conn.execute(
+                    select(subscription_t).where(
+                        and_(subscription_t.c.tenant == tenant, subscription_t.c.id == sub_id)
+                    )
+                )
             ).first()
         return _subscription(row) if row else None
 
-    async def delete(self, owner: str, sub_id: str) -> None:
-        """Delete one of ``owner``'s subscriptions; another owner's is ``NotFound``."""
+    async def delete(self, tenant: str, owner: str, sub_id: str) -> None:
+        """Delete one of ``owner``'s subscriptions; another owner's (or another
+        tenant's) is ``NotFound``, like a missing one."""
         async with self.engines.writer.begin() as conn:
             res = await conn.execute(
                 delete(subscription_t).where(
-                    and_(subscription_t.c.id == sub_id, subscription_t.c.owner == owner)
+                    and_(
+                        subscription_t.c.tenant == tenant,
+                        subscription_t.c.id == sub_id,
+                        subscription_t.c.owner == owner,
+                    )
                 )
             )
             if not res.rowcount:
                 raise NotFound(
                     f"push subscription {sub_id[:50]!r} not found", code="subscription_not_found"
                 )
-            await self._drop_pending(conn, sub_id)
+            await self._drop_pending(conn, tenant, sub_id)
 
-    async def remove(self, sub_id: str) -> None:
+    async def remove(self, sub: Subscription) -> None:
         """Delete a subscription the push service said is gone."""
         async with self.engines.writer.begin() as conn:
-            await conn.execute(delete(subscription_t).where(subscription_t.c.id == sub_id))
-            await self._drop_pending(conn, sub_id)
+            await conn.execute(
+                delete(subscription_t).where(
+                    and_(subscription_t.c.tenant == sub.tenant, subscription_t.c.id == sub.id)
+                )
+            )
+            await self._drop_pending(conn, sub.tenant, sub.id)
 
     async def _drop_pending(
-        self, conn: AsyncConnection, sub_id: str, why: str = "subscription removed"
+        self, conn: AsyncConnection, tenant: str, sub_id: str, why: str = "subscription removed"
     ) -> None:
         await conn.execute(
             update(outbox_t)
-            .where(and_(outbox_t.c.target == sub_id, outbox_t.c.status == RowStatus.PENDING.value))
+            .where(
+                and_(
+                    outbox_t.c.tenant == tenant,
+                    outbox_t.c.target == sub_id,
+                    outbox_t.c.status == RowStatus.PENDING.value,
+                )
+            )
             .values(status=RowStatus.SUPERSEDED.value, last_error=why)
         )
 
-    async def of_owners(self, conn: AsyncConnection, owners: Sequence[str]) -> list[Subscription]:
+    async def of_people(
+        self, conn: AsyncConnection, people: Iterable[tuple[str, str]]
+    ) -> list[Subscription]:
+        """The subscriptions of ``(tenant, owner)`` pairs, read on ``conn``."""
+        by_tenant: dict[str, set[str]] = {}
+        for tenant, owner in people:
+            by_tenant.setdefault(tenant, set()).add(owner)
+        if not by_tenant:
+            return []
         rows = await conn.execute(
-            select(subscription_t).where(subscription_t.c.owner.in_(sorted(set(owners))))
+            select(subscription_t).where(
+                or_(
+                    *(
+                        and_(
+                            subscription_t.c.tenant == tenant,
+                            subscription_t.c.owner.in_(sorted(owners)),
+                        )
+                        for tenant, owners in sorted(by_tenant.items())
+                    )
+                )
+            )
         )
         return [_subscription(r) for r in rows]
