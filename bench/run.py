@@ -109,7 +109,7 @@ def run_scenario(
         env["PYTHONWARNINGS"] = "ignore"
         budget = 120 + scenario.duration_s * 3 + scenario.connections / 50
         print(f"\n--- {scenario.name}: {scenario.what}", flush=True)
-        profiler = start_profiler(server, workdir) if args.profile else None
+        profiler = start_profiler(server, workdir, gil=args.profile_gil) if args.profile else None
         if args.profile and profiler is None:
             notes.append(f"{scenario.name}: no profile: py-spy is not installed")
         try:
@@ -303,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="sample the server with py-spy into <workdir>/<scenario>/profile.txt "
         "(collapsed stacks; implies --keep)",
+    )
+    p.add_argument(
+        "--profile-gil",
+        action="store_true",
+        help="with --profile: only samples holding the GIL (waits for it left out)",
     )
     p.add_argument(
         "--peers",

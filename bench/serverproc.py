@@ -100,12 +100,16 @@ class Server:
         return hits
 
 
-def start_profiler(server: Server, workdir: Path) -> subprocess.Popen[bytes] | None:
-    """Sample the server with py-spy (if installed) for the whole load-generator run."""
+def start_profiler(
+    server: Server, workdir: Path, *, gil: bool = False
+) -> subprocess.Popen[bytes] | None:
+    """Sample the server with py-spy (if installed) for the whole load-generator run;
+    ``gil``: only samples of the thread holding the GIL (Python at work, not waiting)."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(py_spy).exists():
         return None
     argv = [py_spy, "record", "--pid", str(server.process.pid), "--rate", "250"]
+    argv += ["--gil"] if gil else []
     # Collapsed stacks (profile.txt) read with any flamegraph tool or `sort | head`.
     argv += ["--format", "raw", "--output", str(workdir / "profile.txt")]
     log = (workdir / "py-spy.log").open("wb")

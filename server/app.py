@@ -24,8 +24,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket
 
 from server.api import (
     audiences,
@@ -50,13 +48,11 @@ from server.db import DATABASE_ERRORS, make_engines, sqlstate
 from server.delivery.side import Delivery
 from server.errors import ApiError, CloseCode
 from server.feedlog import SqlFeedLog
-from server.guard import BodyGuard
+from server.gate import Gate
 from server.hub import Hub
 from server.limits import install as install_limits
-from server.logs import RequestLog
 from server.metrics import Metrics
 from server.migrate import upgrade
-from server.origins import OriginGuard
 from server.reads import Reads
 from server.revocations import Revocations
 from server.service import Service
@@ -73,21 +69,6 @@ def make_broker(settings: Settings) -> Broker:
     if settings.redis_url:
         return RedisBroker(settings.redis_url)
     return MemoryBroker()
-
-
-class WebSocketFastPath:
-    """Hands ``/ws`` straight to its endpoint. Routing and Starlette's exception
-    middleware would otherwise keep a stack of frames alive for every socket's whole life
-    (about 5 KB each); the endpoint handles every error it expects itself."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
-            await ws.ws_endpoint(WebSocket(scope, receive, send))
-            return
-        await self.app(scope, receive, send)
 
 
 async def api_error(request: Request, exc: Exception) -> Response:
@@ -162,35 +143,6 @@ def page_headers(settings: Settings) -> dict[str, str]:
         "X-Content-Type-Options": "nosniff",
         "Referrer-Policy": "no-referrer",
     }
-
-
-class SecurityHeaders:
-    """On every HTTP answer: ``X-Content-Type-Options: nosniff``; on every answer under
-    ``/api/`` that did not choose its own caching: ``Cache-Control: no-store`` (they
-    carry people's tasks). JSON answers set both themselves (``api.common.JSON``), so
-    this covers the rest (redirects, plain-text answers, the favicon's nosniff)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        api = scope["path"].startswith("/api/")
-
-        async def with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                if b"x-content-type-options" not in present:
-                    headers.append((b"x-content-type-options", b"nosniff"))
-                if api and b"cache-control" not in present:
-                    headers.append((b"cache-control", b"no-store"))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        await self.app(scope, receive, with_headers)
 
 
 FAVICON = (
@@ -320,12 +272,8 @@ def create_app(settings: Settings) -> Starlette:
     app.state.page_headers = page_headers(settings)
     app.state.metrics = Metrics()
     app.state.metrics.watch(lambda: vars(app.state.parts) if hasattr(app.state, "parts") else {})
-    # The last added is the outermost: headers on every answer, then the origin check
-    # before /ws reaches its fast path.
-    app.add_middleware(BodyGuard, limit=settings.max_body_bytes, timeout_s=settings.body_timeout_s)
-    install_limits(app, settings)  # rates, inside the /ws fast path
-    app.add_middleware(WebSocketFastPath)
-    app.add_middleware(OriginGuard, allowed=settings.allowed_origins)
-    app.add_middleware(SecurityHeaders)
-    app.add_middleware(RequestLog, access=settings.access_log)  # request ids, access log
+    # One layer for every edge check (request ids, origins, rates, bodies, security
+    # headers, the access log), and /ws straight to its endpoint (server/gate.py).
+    edge = install_limits(app, settings)
+    app.add_middleware(Gate, settings=settings, edge=edge, sockets={"/ws": ws.ws_endpoint})
     return app

@@ -13,9 +13,9 @@
 
 Every count lives in this process only: instances do not share them, so N instances
 behind a balancer allow up to N times each rate. ``TokenBucket``, ``Buckets`` and
-``MessageMeter`` are pure (an injected clock); ``Edge`` holds one app's counts and
-``RateLimit`` is the ASGI middleware. Producer keys never become bucket ids or log
-lines: a bucket is named by a hash of the key.
+``MessageMeter`` are pure (an injected clock); ``Edge`` holds one app's counts, and the
+ASGI gate (``server.gate``) asks it about each request. Producer keys never become
+bucket ids or log lines: a bucket is named by a hash of the key.
 """
 
 from __future__ import annotations
@@ -31,14 +31,12 @@ from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 from starlette.websockets import WebSocket
 
-from server import metrics
-from server.api.common import Parts
+from server.api.common import Checked, Parts
 from server.auth import User, is_producer_key, verify_token
 from server.errors import ApiError, CloseCode, TooManyRequests
-from server.guard import send_error
 from server.settings import Settings
 from server.wire import ProtocolViolation
 
@@ -166,29 +164,34 @@ def key_id(key: str) -> str:
 
 class Subjects:
     """Whose user token is this? A full verification (signature and claims) the first
-    time, then a lookup until the token expires: the endpoint verifies it again anyway,
-    this only decides whose bucket a call counts against. Remembers at most ``size``
-    tokens, by a digest (never the token itself)."""
+    time, then a lookup until the token expires (a token that passed once passes until
+    then: its signature and claims do not change; revocation is checked apart, on every
+    call). Remembers at most ``size`` tokens, by a digest (never the token itself)."""
 
     def __init__(self, settings: Settings, *, size: int = 10_000) -> None:
         self.settings = settings
         self.size = size
-        self._known: dict[bytes, tuple[str, float]] = {}
+        self._known: dict[bytes, User] = {}
 
-    def user(self, token: str) -> str | None:
-        """The user id of a valid token, else None."""
+    def who(self, token: str) -> User | None:
+        """The person a valid token names, else None."""
         digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
         known = self._known.get(digest)
-        if known is not None and known[1] > time.time():
-            return known[0]
+        if known is not None and known.expires_at > time.time():
+            return known
         try:
             who = verify_token(self.settings, token)
         except ApiError:
             return None
         if len(self._known) >= self.size:
             del self._known[next(iter(self._known))]  # the oldest
-        self._known[digest] = (who.id, who.expires_at)
-        return who.id
+        self._known[digest] = who
+        return who
+
+    def user(self, token: str) -> str | None:
+        """The user id of a valid token, else None."""
+        who = self.who(token)
+        return None if who is None else who.id
 
 
 class Edge:
@@ -202,22 +205,42 @@ class Edge:
         self.users = Buckets(settings.rate_user, clock=clock) if settings.rate_user > 0 else None
         self.subjects = Subjects(settings)
         self.pending: Counter[str] = Counter()
+        self._key_ids: dict[str, str] = {}  # producer key -> its bucket id (few keys)
 
     @property
     def limits_requests(self) -> bool:
         return self.producers is not None or self.users is not None
 
+    def caller(self, credential: str | None) -> Checked | None:
+        """Who calls with this bearer credential, as far as the limits need to know: a
+        producer key, or a valid user token while users are limited; None otherwise
+        (no credential, or one that the endpoint will refuse with 401)."""
+        if not credential:
+            return None
+        if is_producer_key(self.settings, credential):
+            return Checked(credential, None)
+        if self.users is None:
+            return None
+        who = self.subjects.who(credential)
+        return None if who is None else Checked(credential, who)
+
+    def wait(self, caller: Checked | None) -> float:
+        """0.0 when ``caller`` may go ahead, else the seconds to wait."""
+        if caller is None:
+            return 0.0
+        if caller.user is not None:
+            return 0.0 if self.users is None else self.users.take("u:" + caller.user.id)
+        if self.producers is None:
+            return 0.0
+        bucket = self._key_ids.get(caller.credential)
+        if bucket is None:
+            bucket = self._key_ids[caller.credential] = key_id(caller.credential)
+        return self.producers.take(bucket)
+
     def request_wait(self, credential: str | None) -> float:
         """0.0 when a call with this bearer credential may go ahead, else the seconds to
         wait. Unknown or invalid credentials are not limited here (they get 401)."""
-        if not credential:
-            return 0.0
-        if is_producer_key(self.settings, credential):
-            return 0.0 if self.producers is None else self.producers.take(key_id(credential))
-        if self.users is None:
-            return 0.0
-        user = self.subjects.user(credential)
-        return 0.0 if user is None else self.users.take("u:" + user)
+        return self.wait(self.caller(credential))
 
     # ---------------------------------------------------------------- sockets
 
@@ -242,12 +265,10 @@ def edge(app: Any) -> Edge:
     return found
 
 
-def install(app: Starlette, settings: Settings) -> None:
-    """Give ``app`` its limits: the counts and the rate-limiting middleware. Call it
-    before adding ``WebSocketFastPath`` (so that ``/ws`` sockets do not carry this layer
-    for their whole life)."""
-    app.state.edge = Edge(settings)
-    app.add_middleware(RateLimit)
+def install(app: Starlette, settings: Settings) -> Edge:
+    """Give ``app`` its counts (``edge(app)``); the gate enforces the request rates."""
+    found = app.state.edge = Edge(settings)
+    return found
 
 
 # -------------------------------------------------------------------- the hooks
@@ -307,7 +328,7 @@ def message_meter(websocket: WebSocket) -> MessageMeter:
     return MessageMeter(edge(websocket.app).settings.ws_message_rate)
 
 
-# -------------------------------------------------------------------- the middleware
+# -------------------------------------------------------------------- what the gate reads
 
 # Paths whose calls are rate limited: the API (and the event stream's short alias).
 LIMITED_PREFIXES = ("/api/", "/events")
@@ -318,34 +339,19 @@ QUERY_TOKEN_PATHS = ("/events", "/api/v1/events", "/api/v1/tasks/")
 def credential(scope: Scope) -> str | None:
     """The bearer credential of an HTTP call (header, else ``?token=`` where the API
     accepts one), or None."""
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            scheme, _, rest = value.decode("latin-1").partition(" ")
-            if scheme.lower() != "bearer":
-                return None
-            return rest.strip() or None
-    path: str = scope.get("path", "")
-    if path.startswith(QUERY_TOKEN_PATHS) and scope.get("query_string"):
-        tokens = parse_qs(scope["query_string"].decode("latin-1")).get("token")
+    authorization = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), None)
+    return credential_from(authorization, scope.get("path", ""), scope.get("query_string"))
+
+
+def credential_from(authorization: bytes | None, path: str, query: bytes | None) -> str | None:
+    """``credential`` from the parts of a call: its first Authorization header (None:
+    none), its path and its query string."""
+    if authorization is not None:
+        scheme, _, rest = authorization.decode("latin-1").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        return rest.strip() or None
+    if query and path.startswith(QUERY_TOKEN_PATHS):
+        tokens = parse_qs(query.decode("latin-1")).get("token")
         return tokens[0] if tokens else None
     return None
-
-
-class RateLimit:
-    """429 ``rate_limited`` (JSON, ``Retry-After``) for calls over their caller's rate."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(LIMITED_PREFIXES):
-            limits = edge(scope["app"])
-            if limits.limits_requests:
-                wait = limits.request_wait(credential(scope))
-                if wait > 0:
-                    exc = TooManyRequests("too many requests; slow down")
-                    metrics.of(scope["app"]).rate_limited.inc()
-                    exc.headers["Retry-After"] = str(retry_after(wait))
-                    await send_error(send, exc)
-                    return
-        await self.app(scope, receive, send)

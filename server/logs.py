@@ -3,25 +3,24 @@ tokens travel in headers and WebSocket messages, which are not logged, and the p
 keeps its token in the URL fragment, which browsers do not send.
 
 Every line logged while a request is handled carries its ``request_id`` (and the
-``tenant`` where one is known): ``RequestLog``, the outermost ASGI middleware, takes the
-id from ``X-Request-ID`` when it is sane (at most 64 of ``[A-Za-z0-9._-]``) or makes one
-up, echoes it in the answer's ``X-Request-ID``, and writes one access line per HTTP
-request (``taskbell.access``: method, path without the query string, status, duration):
-never a header's value or a query string, where a token may travel."""
+``tenant`` where one is known): the ASGI gate (``server.gate``), in front of everything,
+takes the id from ``X-Request-ID`` when it is sane (at most 64 of ``[A-Za-z0-9._-]``) or
+makes one up, echoes it in the answer's ``X-Request-ID``, and writes one access line per
+HTTP request (``access``, logger ``taskbell.access``: method, path without the query
+string, status, duration): never a header's value or a query string, where a token may
+travel."""
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import random
 import re
-import secrets
 import sys
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "taskbell_request_id", default=None
@@ -39,10 +38,21 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {
 
 
 class JsonFormatter(logging.Formatter):
+    _second: tuple[int, str] = (-1, "")  # the last whole second formatted, one object
+
+    def _stamp(self, record: logging.LogRecord) -> str:
+        """``record.created`` as UTC ISO-8601 to the millisecond (the whole seconds are
+        formatted once per second)."""
+        second, text = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int(record.msecs):03d}Z"
+
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": self._stamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -121,57 +131,22 @@ def setup(level: str = "info") -> dict[str, Any]:
 
 def sane_request_id(raw: str | None) -> str:
     """``raw`` when it is a usable request id (1 to 64 of ``[A-Za-z0-9._-]``), else a
-    new one (16 hex digits)."""
+    new one (16 hex digits). New ids need to be unique, not unpredictable: they come from
+    ``random`` (reseeded in a forked child), not a system call each."""
     if raw is not None and _SANE_ID.fullmatch(raw):
         return raw
-    return secrets.token_hex(8)
+    return f"{random.getrandbits(64):016x}"
 
 
-class RequestLog:
-    """The request id of every HTTP request (a contextvar the log lines read), its echo
-    in ``X-Request-ID``, and one access line per HTTP request."""
-
-    def __init__(self, app: ASGIApp, access: bool = True) -> None:
-        self.app = app
-        self.access = access
-
-    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        # Sockets go straight through: a layer here would stay alive as long as each
-        # socket does (see app.WebSocketFastPath).
-        if scope["type"] != "http":
-            return self.app(scope, receive, send)
-        return self._http(scope, receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        given = next((v for k, v in scope["headers"] if k == b"x-request-id"), None)
-        rid = sane_request_id(given.decode("latin-1") if given is not None else None)
-        token = request_id.set(rid)
-        started = time.perf_counter()
-        status = 500
-
-        async def with_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k != b"x-request-id"]
-                headers.append((b"x-request-id", rid.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, receive, with_id)
-        finally:
-            if self.access:
-                access_log.info(
-                    "%s %s %s",
-                    scope["method"],
-                    scope["path"],
-                    status,
-                    extra={
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                    },
-                )
-            request_id.reset(token)
+def access(method: str, path: str, status: int, duration_ms: float) -> None:
+    """The access line of one HTTP request (``taskbell.access``, INFO). Made as
+    ``Logger.info`` would make it, without looking for the caller's frame: the line
+    names the request, not a line of code."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    extra = {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
+    record = access_log.makeRecord(
+        access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None,
+        "access", extra,
+    )  # fmt: skip
+    access_log.handle(record)

@@ -19,6 +19,21 @@ from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
 
+# Where the gate (``server.gate``) leaves the credential it checked, in the ASGI scope.
+CHECKED = "taskbell.checked"
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """Whom the gate found calling, so that the endpoint does not verify the same token
+    again: the bearer credential it read, and the person its token names (None: a
+    producer key). Only there when the gate checked the credential (rate-limited paths
+    while a limit is on); the endpoint still checks revocation, and uses it only for the
+    very credential it reads itself."""
+
+    credential: str
+    user: User | None
+
 
 @dataclass
 class Parts:
@@ -61,6 +76,12 @@ def parts(request: Request) -> Parts:
     return p
 
 
+def checked(request: Request, credential: str) -> Checked | None:
+    """The gate's ``Checked`` when it checked this very ``credential``, else None."""
+    found: Checked | None = request.scope.get(CHECKED)
+    return found if found is not None and found.credential == credential else None
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who calls: a producer of ``tenant`` (``user`` None), or that person."""
@@ -80,18 +101,27 @@ def producer(request: Request) -> str:
 
 
 def user(request: Request) -> User:
-    """Raises ``Unauthorized`` unless the caller holds a valid user token."""
-    return parts(request).authenticate(bearer(request.headers.get("authorization")))
+    """Raises ``Unauthorized`` unless the caller holds a valid user token (not revoked)."""
+    p = parts(request)
+    token = bearer(request.headers.get("authorization"))
+    known = checked(request, token)
+    if known is not None and known.user is not None:
+        return p.revocations.check(known.user)
+    return p.authenticate(token)
 
 
 def actor(request: Request) -> Caller:
     """A producer (``user`` None) or a person; raises ``Unauthorized`` otherwise."""
-    settings = parts(request).settings
+    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    tenant = producer_tenant(settings, token)
+    tenant = producer_tenant(p.settings, token)
     if tenant is not None:
         return Caller(tenant, None)
-    who = parts(request).authenticate(token)
+    known = checked(request, token)
+    if known is not None and known.user is not None:
+        who = p.revocations.check(known.user)
+    else:
+        who = p.authenticate(token)
     return Caller(who.tenant, who.id)
 
 

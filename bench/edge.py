@@ -1,0 +1,168 @@
+"""The HTTP edge alone, in process: server CPU per request through everything in front
+of an endpoint (the app's middleware, routing, authentication, body, JSON), no sockets.
+
+    python -m bench.edge                       # this tree
+    PYTHONPATH=/path/to/other/checkout python bench/edge.py   # another tree's server
+
+The app is ``create_app`` with its lifespan (a fresh SQLite file, the in-process
+broker), the access log on and written to a file as in production, and two endpoints
+added in front of the app's own that do what the real ones do before their first
+database call: ``POST /api/v1/bench-create`` (producer key, a task body parsed and
+validated) and ``GET /api/v1/bench-me`` (a user token, verified and checked for
+revocation). Requests are ASGI calls straight into the app, one after another; the
+figure is process CPU time per request, best of ``--rounds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from server.api.common import JSON, body, producer, user
+from server.app import create_app
+from server.auth import mint_token
+from server.logs import JsonFormatter
+from server.settings import Settings
+from server.wire import TaskCreate, parse_body
+
+SECRET = "bench-secret-0123456789abcdef0123456789abcdef"
+KEY = "bench-producer-key"
+TASK = (
+    b'{"id": "t-000123", "owner": "u00042", "title": "Approve invoice 4711: due today",'
+    b' "kind": "activity", "process": {"instance_id": "p-1", "name": "Invoices"},'
+    b' "record": {"entity": "invoice", "id": "4711", "title": "Invoice 4711"},'
+    b' "url": "https://erp.example.com/invoices/4711"}'
+)
+
+
+async def bench_create(request: Request) -> Response:
+    producer(request)
+    task = parse_body(await body(request), TaskCreate)
+    return JSON({"id": task.id}, status_code=201)
+
+
+async def bench_me(request: Request) -> Response:
+    return JSON({"user": user(request).id})
+
+
+def scope(method: str, path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "state": {},
+        "extensions": {},
+    }
+
+
+async def call(app: Any, request: dict[str, Any], content: bytes) -> int:
+    status = 0
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if sent:
+            await asyncio.sleep(3600)  # a client that stays connected
+        sent = True
+        return {"type": "http.request", "body": content, "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+
+    await app(dict(request), receive, send)
+    return status
+
+
+async def run(n: int, rounds: int) -> dict[str, float]:
+    work = Path(tempfile.mkdtemp(prefix="taskbell-edge-"))
+    handler = logging.FileHandler(work / "server.log")
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    settings = Settings(
+        database_url=f"sqlite+aiosqlite:///{work}/bench.db",
+        secret=SECRET,
+        producer_keys=frozenset({KEY}),
+        rate_user=1e9,  # on (the default is 20/s), but never in the way
+        rate_producer=1e9,
+    )
+    app = create_app(settings)
+    app.router.routes[:0] = [
+        Route("/api/v1/bench-create", bench_create, methods=["POST"]),
+        Route("/api/v1/bench-me", bench_me, methods=["GET"]),
+    ]
+    token = mint_token(SECRET, "alice", 3600).encode()
+    cases = {
+        "POST create (producer key, body)": (
+            scope(
+                "POST",
+                "/api/v1/bench-create",
+                [
+                    (b"host", b"127.0.0.1:8000"),
+                    (b"authorization", b"Bearer " + KEY.encode()),
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(TASK)).encode()),
+                ],
+            ),
+            TASK,
+            201,
+        ),
+        "GET me (user token)": (
+            scope(
+                "GET",
+                "/api/v1/bench-me",
+                [(b"host", b"127.0.0.1:8000"), (b"authorization", b"Bearer " + token)],
+            ),
+            b"",
+            200,
+        ),
+    }
+    out: dict[str, float] = {}
+    async with app.router.lifespan_context(app):
+        for name, (request, content, expected) in cases.items():
+            got = await call(app, request, content)
+            assert got == expected, f"{name}: {got}"
+            best = float("inf")
+            for _ in range(rounds):
+                began = time.process_time()
+                for _ in range(n):
+                    await call(app, request, content)
+                best = min(best, (time.process_time() - began) / n)
+            out[name] = best * 1e6
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.edge", description=__doc__.split("\n")[0])
+    p.add_argument("--requests", type=int, default=5000, help="requests per round")
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args(argv)
+    for name, us in asyncio.run(run(args.requests, args.rounds)).items():
+        print(f"{us:8.1f} µs CPU per request  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
