@@ -79,7 +79,8 @@ class Hub:
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
-        self._beater = asyncio.create_task(self._beat_forever(), name="hub-heartbeat")
+        if self.heartbeat_s > 0:  # 0: no heartbeat (benchmarks measuring without one)
+            self._beater = asyncio.create_task(self._beat_forever(), name="hub-heartbeat")
 
     async def stop(self) -> None:
         """Stop the sweeper, catch-ups and refollows. They are let finish their current

@@ -176,6 +176,11 @@ class Settings:
                 "TASKBELL_FRAME_ANCESTORS takes CSP sources separated by spaces, "
                 "such as 'self' https://crm.example.com"
             )
+        if not (self.heartbeat_s == 0 or 0.1 <= self.heartbeat_s <= 30):
+            raise ConfigError(
+                "TASKBELL_HEARTBEAT_SECONDS must be from 0.1 to 30 (clients count on a "
+                "heartbeat at least every 30 s), or 0 for none"
+            )
         if self.demo and not self.secret:
             return
         if not self.secret or any(len(s) < 32 for s in self.secrets):
