@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.clock import as_utc
@@ -87,26 +87,29 @@ class Substitution:
 async def feeds_of(conn: AsyncConnection, tenant: str, user: str) -> list[str]:
     """The feeds ``user`` follows now: own first, then roles (sorted), then the people
     they stand in for (sorted). Substitutions count while ``active`` (the clock moves
-    them at their times)."""
-    roles = await conn.execute(
-        select(member_t.c.role)
-        .where(and_(member_t.c.tenant == tenant, member_t.c.user_id == user))
-        .order_by(member_t.c.role)
-    )
-    absent = await conn.execute(
-        select(substitution_t.c.user_id)
-        .where(
+    them at their times). One statement: every connect asks this."""
+    query = union_all(
+        select(literal("role").label("kind"), member_t.c.role.label("name")).where(
+            and_(member_t.c.tenant == tenant, member_t.c.user_id == user)
+        ),
+        select(literal("user"), substitution_t.c.user_id).where(
             and_(
                 substitution_t.c.tenant == tenant,
                 substitution_t.c.substitute == user,
                 substitution_t.c.state == ACTIVE,
             )
-        )
-        .distinct()
-        .order_by(substitution_t.c.user_id)
+        ),
     )
-    others = [user_feed(str(r[0])) for r in absent if r[0] != user]
-    return [user_feed(user), *(role_feed(str(r[0])) for r in roles), *others]
+    roles: set[str] = set()
+    absent: set[str] = set()
+    for kind, name in await conn.execute(query):
+        (roles if kind == "role" else absent).add(str(name))
+    absent.discard(user)
+    return [
+        user_feed(user),
+        *(role_feed(r) for r in sorted(roles)),
+        *(user_feed(u) for u in sorted(absent)),
+    ]
 
 
 async def role(conn: AsyncConnection, tenant: str, role_id: str) -> RoleJSON | None:
