@@ -327,6 +327,15 @@ def main(argv: list[str] | None = None) -> int:
         help="what the sockets offer in scenarios b-d (browsers offer deflate)",
     )
     p.add_argument("--duration-scale", type=float, default=1.0, help="multiply phase lengths")
+    p.add_argument(
+        "--queue-rate", type=float, default=200, help="queue tasks created per second (queue)"
+    )
+    p.add_argument(
+        "--queue-members",
+        type=int,
+        default=0,
+        help="role members online in the queue scenario (default 1,000; --quick 100)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter for both processes")
     p.add_argument(
         "--server-cmd", default="", help="command to start the server instead of python -m server"
@@ -364,6 +373,18 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     chosen = scenarios(args.quick, args.compression, args.duration_scale)
+    chosen = [
+        replace(
+            s,
+            rate=args.queue_rate,
+            connections=args.queue_members or s.connections,
+            owners=args.queue_members or s.owners,
+            what=s.what.replace("200/s", f"{args.queue_rate:g}/s"),
+        )
+        if s.kind == "queue"
+        else s
+        for s in chosen
+    ]
     if args.only:
         wanted = set(args.only.split(","))
         chosen = [s for s in chosen if s.name in wanted]
@@ -406,13 +427,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
 
     print("\n=== Taskbell benchmark" + (" (quick)" if args.quick else ""))
-    print(
-        "latency = from the change's HTTP request being written to the event being read on "
-        "the socket; e2e ch/s = acknowledged changes / time until their last delivery;\n"
-        "srv ms/op = server CPU ms per change incl. its deliveries (per connect in a- rows); "
-        "op/s/core = 1000 / srv ms/op"
-    )
     if rows:
+        print(
+            "latency = from the change's HTTP request being written to the event being read on "
+            "the socket; e2e ch/s = acknowledged changes / time until their last delivery;\n"
+            "srv ms/op = server CPU ms per change incl. its deliveries (per connect in a- rows); "
+            "op/s/core = 1000 / srv ms/op"
+        )
         print(table(rows))
         print()
     if queue_rows:
