@@ -336,6 +336,12 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="role members online in the queue scenario (default 1,000; --quick 100)",
     )
+    p.add_argument(
+        "--queue-claimers",
+        type=int,
+        default=3,
+        help="members racing to claim each queue task (0: nobody claims)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter for both processes")
     p.add_argument(
         "--server-cmd", default="", help="command to start the server instead of python -m server"
@@ -378,8 +384,11 @@ def main(argv: list[str] | None = None) -> int:
             s,
             rate=args.queue_rate,
             connections=args.queue_members or s.connections,
+            claimers=args.queue_claimers,
             owners=args.queue_members or s.owners,
-            what=s.what.replace("200/s", f"{args.queue_rate:g}/s"),
+            what=s.what.replace("200/s", f"{args.queue_rate:g}/s").replace(
+                "3 claimers", f"{args.queue_claimers} claimers"
+            ),
         )
         if s.kind == "queue"
         else s
