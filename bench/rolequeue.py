@@ -112,6 +112,7 @@ class QueueResult:
     claim_p50_ms: float = math.nan
     claim_p99_ms: float = math.nan
     claim_max_ms: float = math.nan
+    claim_pool_wait_max_ms: float = math.nan  # load generator side, not in the latency
     tasks_claimed: int = 0
     tasks_unclaimed: int = 0  # acked creates no claim won
     tasks_several_winners: int = 0
@@ -259,24 +260,39 @@ class Shared:
 
 
 class ClaimPool:
-    """Keep-alive connections for members' claims, each request with its own token."""
+    """Keep-alive connections for members' claims (opened when first needed), each
+    request with its own token. A claim waiting for a free connection is the load
+    generator's limit, not the server's: that wait is kept apart (``max_wait_ns``)."""
 
     def __init__(self, api: str, size: int) -> None:
         self._idle: asyncio.Queue[Connection] = asyncio.Queue()
         self._all = [Connection(api) for _ in range(size)]
         for c in self._all:
             self._idle.put_nowait(c)
+        self.max_wait_ns = 0
 
-    async def claim(self, task_id: str, auth: bytes) -> tuple[int, bytes]:
+    async def claim(self, task_id: str, auth: bytes) -> tuple[int, bytes, int]:
+        """(status, body, when the request was written); raises ClaimFailed."""
+        asked = time.monotonic_ns()
         connection = await self._idle.get()
+        sent = time.monotonic_ns()
+        self.max_wait_ns = max(self.max_wait_ns, sent - asked)
         try:
             response = await connection.request("POST", f"/tasks/{task_id}/claim", None, auth)
-            return response.status, response.body
+            return response.status, response.body, sent
+        except HttpError as exc:
+            raise ClaimFailed(str(exc), sent) from exc
         finally:
             self._idle.put_nowait(connection)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._all))
+
+
+class ClaimFailed(Exception):
+    def __init__(self, text: str, sent_ns: int) -> None:
+        super().__init__(text)
+        self.sent_ns = sent_ns
 
 
 @dataclass(slots=True)
@@ -356,12 +372,11 @@ def spawn_claim(
     spawn: set[asyncio.Task[None]],
 ) -> None:
     async def go() -> None:
-        sent = time.monotonic_ns()
-        track.claim_sent_ns[member.index] = sent
         try:
-            status, body = await claims.claim(task_id, member.auth)
-        except HttpError as exc:
-            status, body = 0, str(exc).encode()
+            status, body, sent = await claims.claim(task_id, member.auth)
+        except ClaimFailed as exc:
+            status, body, sent = 0, str(exc).encode(), exc.sent_ns
+        track.claim_sent_ns[member.index] = sent
         shared.claim_latency_ns.append(time.monotonic_ns() - sent)
         track.claim_status[member.index] = status
         label = str(status)
@@ -675,6 +690,7 @@ async def run(options: QueueOptions) -> QueueResult:
     result.cores_drive, result.others_cpu_drive_pct = cpu.cores_text(), cpu.others_pct
     result.server_cpu_s = cpu.server_cpu_s
     check(shared, members, result, start_ns)
+    result.claim_pool_wait_max_ms = claims.max_wait_ns / 1e6
     if result.events_delivered:
         result.server_cpu_us_per_event = cpu.server_cpu_s * 1e6 / result.events_delivered
     if result.creates_acked:
@@ -724,7 +740,8 @@ def describe(r: QueueResult) -> str:
         f"{r.late_slots}, max lag {_f(r.max_lag_ms)} ms",
         f"claims    {r.claims_sent} answered {r.claim_statuses}; race latency (request -> "
         f"answer) p50 {_f(r.claim_p50_ms, 2)} ms, p99 {_f(r.claim_p99_ms, 2)} ms, max "
-        f"{_f(r.claim_max_ms, 2)} ms; tasks claimed {r.tasks_claimed}, unclaimed "
+        f"{_f(r.claim_max_ms, 2)} ms (longest wait for a free client connection before "
+        f"that {_f(r.claim_pool_wait_max_ms, 1)} ms); tasks claimed {r.tasks_claimed}, unclaimed "
         f"{r.tasks_unclaimed}, with several winners {r.tasks_several_winners}, other answers "
         f"{r.claims_other_answer}",
         f"delivery  {r.events_delivered} events in {_f(r.delivery_s, 2)} s = "
@@ -844,7 +861,9 @@ def parse_args(argv: list[str] | None = None) -> QueueOptions:
     p.add_argument("--duration", type=float, default=10, help="seconds of creates")
     p.add_argument("--claimers", type=int, default=3, help="members racing to claim each task")
     p.add_argument("--concurrency", type=int, default=16, help="create requests in flight")
-    p.add_argument("--claim-concurrency", type=int, default=64, help="claim requests in flight")
+    p.add_argument(
+        "--claim-concurrency", type=int, default=256, help="claim requests in flight (at most)"
+    )
     p.add_argument("--connect-concurrency", type=int, default=200)
     p.add_argument("--producer-key", default=os.environ.get("TASKBELL_PRODUCER_KEY", ""))
     p.add_argument("--secret", default=os.environ.get("TASKBELL_SECRET", ""))
