@@ -113,6 +113,7 @@ class QueueResult:
     claim_p99_ms: float = math.nan
     claim_max_ms: float = math.nan
     claim_pool_wait_max_ms: float = math.nan  # load generator side, not in the latency
+    claim_retries: int = 0  # sent again: the idle keep-alive connection had been closed
     tasks_claimed: int = 0
     tasks_unclaimed: int = 0  # acked creates no claim won
     tasks_several_winners: int = 0
@@ -262,28 +263,42 @@ class Shared:
 class ClaimPool:
     """Keep-alive connections for members' claims (opened when first needed), each
     request with its own token. A claim waiting for a free connection is the load
-    generator's limit, not the server's: that wait is kept apart (``max_wait_ns``)."""
+    generator's limit, not the server's: that wait is kept apart (``max_wait_ns``).
+
+    The most recently used connection is taken first, so the rest go idle and the
+    server's keep-alive timeout closes them; a request that finds its connection closed
+    that way (nothing read back) is sent once more on a new one, as HTTP clients do (a
+    repeated claim is harmless: the winner claiming again gets 200). ``retries`` counts
+    them; the latency still runs from the first write."""
 
     def __init__(self, api: str, size: int) -> None:
-        self._idle: asyncio.Queue[Connection] = asyncio.Queue()
-        self._all = [Connection(api) for _ in range(size)]
-        for c in self._all:
-            self._idle.put_nowait(c)
+        self._gate = asyncio.Semaphore(size)
+        self._idle = [Connection(api) for _ in range(size)]
+        self._all = list(self._idle)
         self.max_wait_ns = 0
+        self.retries = 0
 
     async def claim(self, task_id: str, auth: bytes) -> tuple[int, bytes, int]:
         """(status, body, when the request was written); raises ClaimFailed."""
         asked = time.monotonic_ns()
-        connection = await self._idle.get()
-        sent = time.monotonic_ns()
-        self.max_wait_ns = max(self.max_wait_ns, sent - asked)
-        try:
-            response = await connection.request("POST", f"/tasks/{task_id}/claim", None, auth)
-            return response.status, response.body, sent
-        except HttpError as exc:
-            raise ClaimFailed(str(exc), sent) from exc
-        finally:
-            self._idle.put_nowait(connection)
+        async with self._gate:
+            connection = self._idle.pop()
+            sent = time.monotonic_ns()
+            self.max_wait_ns = max(self.max_wait_ns, sent - asked)
+            path = f"/tasks/{task_id}/claim"
+            try:
+                try:
+                    response = await connection.request("POST", path, None, auth)
+                except HttpError as exc:
+                    if not isinstance(exc.__cause__, asyncio.IncompleteReadError):
+                        raise
+                    self.retries += 1
+                    response = await connection.request("POST", path, None, auth)
+                return response.status, response.body, sent
+            except HttpError as exc:
+                raise ClaimFailed(str(exc), sent) from exc
+            finally:
+                self._idle.append(connection)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.close() for c in self._all))
@@ -691,6 +706,7 @@ async def run(options: QueueOptions) -> QueueResult:
     result.server_cpu_s = cpu.server_cpu_s
     check(shared, members, result, start_ns)
     result.claim_pool_wait_max_ms = claims.max_wait_ns / 1e6
+    result.claim_retries = claims.retries
     if result.events_delivered:
         result.server_cpu_us_per_event = cpu.server_cpu_s * 1e6 / result.events_delivered
     if result.creates_acked:
@@ -741,7 +757,8 @@ def describe(r: QueueResult) -> str:
         f"claims    {r.claims_sent} answered {r.claim_statuses}; race latency (request -> "
         f"answer) p50 {_f(r.claim_p50_ms, 2)} ms, p99 {_f(r.claim_p99_ms, 2)} ms, max "
         f"{_f(r.claim_max_ms, 2)} ms (longest wait for a free client connection before "
-        f"that {_f(r.claim_pool_wait_max_ms, 1)} ms); tasks claimed {r.tasks_claimed}, unclaimed "
+        f"that {_f(r.claim_pool_wait_max_ms, 1)} ms; sent again on a new connection "
+        f"{r.claim_retries}); tasks claimed {r.tasks_claimed}, unclaimed "
         f"{r.tasks_unclaimed}, with several winners {r.tasks_several_winners}, other answers "
         f"{r.claims_other_answer}",
         f"delivery  {r.events_delivered} events in {_f(r.delivery_s, 2)} s = "
