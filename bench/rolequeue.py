@@ -690,7 +690,9 @@ async def run(options: QueueOptions) -> QueueResult:
     members = await connect_members(options, result, users)
     shared = Shared()
     api = options.url.rstrip("/") + "/api/v1"
-    claims = ClaimPool(api, options.claim_concurrency)
+    # As many claim connections as members by default (each browser has its own);
+    # only as many as are ever in flight at once get opened.
+    claims = ClaimPool(api, options.claim_concurrency or options.members)
     spawned: set[asyncio.Task[None]] = set()
     readers = [asyncio.create_task(m.run(shared, claims, spawned)) for m in members]
     await asyncio.sleep(2.0)
@@ -879,7 +881,10 @@ def parse_args(argv: list[str] | None = None) -> QueueOptions:
     p.add_argument("--claimers", type=int, default=3, help="members racing to claim each task")
     p.add_argument("--concurrency", type=int, default=16, help="create requests in flight")
     p.add_argument(
-        "--claim-concurrency", type=int, default=256, help="claim requests in flight (at most)"
+        "--claim-concurrency",
+        type=int,
+        default=0,
+        help="claim requests in flight at most (0: one connection per member)",
     )
     p.add_argument("--connect-concurrency", type=int, default=200)
     p.add_argument("--producer-key", default=os.environ.get("TASKBELL_PRODUCER_KEY", ""))
@@ -893,8 +898,8 @@ def parse_args(argv: list[str] | None = None) -> QueueOptions:
     a = p.parse_args(argv)
     if not a.secret or not a.producer_key:
         p.error("--secret and --producer-key (or TASKBELL_SECRET, TASKBELL_PRODUCER_KEY) needed")
-    if a.members < 1 or a.concurrency < 1 or a.claim_concurrency < 1 or a.rate <= 0:
-        p.error("--members, --concurrency, --claim-concurrency and --rate must be > 0")
+    if a.members < 1 or a.concurrency < 1 or a.claim_concurrency < 0 or a.rate <= 0:
+        p.error("--members, --concurrency and --rate must be > 0, --claim-concurrency >= 0")
     return QueueOptions(
         url=a.url,
         members=a.members,
