@@ -690,9 +690,9 @@ async def run(options: QueueOptions) -> QueueResult:
     members = await connect_members(options, result, users)
     shared = Shared()
     api = options.url.rstrip("/") + "/api/v1"
-    # As many claim connections as members by default (each browser has its own);
-    # only as many as are ever in flight at once get opened.
-    claims = ClaimPool(api, options.claim_concurrency or options.members)
+    # By default one claim connection per member and at least 256 (a browser has
+    # several); only as many as are ever in flight at once get opened.
+    claims = ClaimPool(api, options.claim_concurrency or max(256, options.members))
     spawned: set[asyncio.Task[None]] = set()
     readers = [asyncio.create_task(m.run(shared, claims, spawned)) for m in members]
     await asyncio.sleep(2.0)
@@ -884,7 +884,7 @@ def parse_args(argv: list[str] | None = None) -> QueueOptions:
         "--claim-concurrency",
         type=int,
         default=0,
-        help="claim requests in flight at most (0: one connection per member)",
+        help="claim requests in flight at most (0: one per member, at least 256)",
     )
     p.add_argument("--connect-concurrency", type=int, default=200)
     p.add_argument("--producer-key", default=os.environ.get("TASKBELL_PRODUCER_KEY", ""))
