@@ -53,8 +53,11 @@ class Connection:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
-    async def request(self, method: str, path: str, payload: object = None) -> Response:
-        """Send one request and read its whole response.
+    async def request(
+        self, method: str, path: str, payload: object = None, headers: bytes = b""
+    ) -> Response:
+        """Send one request and read its whole response. ``headers``: extra header
+        lines for this request only, each ending in CRLF (a per-user token, say).
 
         Raises HttpError if the connection fails; the next call opens a new one.
         """
@@ -62,6 +65,7 @@ class Connection:
         head = (
             f"{method} {self._prefix}{path} HTTP/1.1\r\n".encode()
             + self._fixed_headers
+            + headers
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
         )
         reader, writer = await self._ensure_open()

@@ -8,6 +8,7 @@ open-files limit is raised to the hard limit first: both processes inherit it, a
 
     python -m bench.run            # the full run (5,000 sockets over 1,000 owners)
     python -m bench.run --quick    # 500 sockets over 100 owners, short phases
+    python -m bench.run --only queue [--quick]   # the role-queue scenario (opt-in)
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from bench import rolequeue
 from bench.report import LoadgenResult, per_core
+from bench.rolequeue import QueueResult
 from bench.serverproc import (
     LOADGEN_CORE,
     REPO,
@@ -48,10 +51,16 @@ class Scenario:
     batch_size: int = 100
     concurrency: int = 32
     compression: str = "deflate"
+    # "feed": bench.loadgen (owners' own feeds); "queue": bench.rolequeue (one role queue,
+    # `connections` members, `claimers` of them racing for each task). Queue scenarios
+    # run only when named in --only.
+    kind: str = "feed"
+    claimers: int = 0
 
 
 def scenarios(quick: bool, compression: str, duration_scale: float) -> list[Scenario]:
     n, u = (500, 100) if quick else (5000, 1000)
+    m = 100 if quick else 1000  # queue members
     short, long = (5.0, 8.0) if quick else (20.0, 30.0)
     short, long = short * duration_scale, long * duration_scale
     return [
@@ -66,6 +75,9 @@ def scenarios(quick: bool, compression: str, duration_scale: float) -> list[Scen
                  compression=compression),
         Scenario("e-latency-100", "one change per request at 100/s (unloaded latency)", n, u,
                  "single", 100, short, compression=compression),
+        Scenario("queue", "1 role queue, one socket per member, creates at 200/s, 3 claimers "
+                 "racing per task", m, m, "single", 200, short, compression=compression,
+                 kind="queue", claimers=3),
     ]  # fmt: skip
 
 
@@ -78,9 +90,43 @@ def raise_open_files_limit() -> int:
     return soft
 
 
+def loadgen_argv(
+    scenario: Scenario, args: argparse.Namespace, server: Server, out: Path
+) -> list[str]:
+    if scenario.kind == "queue":
+        return [
+            args.python, "-m", "bench.rolequeue",
+            "--url", server.url,
+            "--members", str(scenario.connections),
+            "--rate", str(scenario.rate),
+            "--duration", str(scenario.duration_s),
+            "--claimers", str(scenario.claimers),
+            "--concurrency", str(scenario.concurrency),
+            "--compression", scenario.compression,
+            "--server-pid", str(server.process.pid),
+            "--label", scenario.name,
+            "--json", str(out),
+        ]  # fmt: skip
+    return [
+        args.python, "-m", "bench.loadgen",
+        "--url", server.url,
+        "--connections", str(scenario.connections),
+        "--owners", str(scenario.owners),
+        "--rate", str(scenario.rate),
+        "--duration", str(scenario.duration_s),
+        "--mode", scenario.mode,
+        "--batch-size", str(scenario.batch_size),
+        "--concurrency", str(scenario.concurrency),
+        "--compression", scenario.compression,
+        "--server-pid", str(server.process.pid),
+        "--label", scenario.name,
+        "--json", str(out),
+    ]  # fmt: skip
+
+
 def run_scenario(
     scenario: Scenario, args: argparse.Namespace, root: Path, pin: bool
-) -> tuple[LoadgenResult | None, list[str]]:
+) -> tuple[LoadgenResult | QueueResult | None, list[str]]:
     workdir = root / scenario.name
     workdir.mkdir()
     server = Server(workdir, args, pin)
@@ -88,21 +134,7 @@ def run_scenario(
     try:
         server.wait_healthy()
         out = workdir / "result.json"
-        argv = [
-            args.python, "-m", "bench.loadgen",
-            "--url", server.url,
-            "--connections", str(scenario.connections),
-            "--owners", str(scenario.owners),
-            "--rate", str(scenario.rate),
-            "--duration", str(scenario.duration_s),
-            "--mode", scenario.mode,
-            "--batch-size", str(scenario.batch_size),
-            "--concurrency", str(scenario.concurrency),
-            "--compression", scenario.compression,
-            "--server-pid", str(server.process.pid),
-            "--label", scenario.name,
-            "--json", str(out),
-        ]  # fmt: skip
+        argv = loadgen_argv(scenario, args, server, out)
         env = dict(os.environ, TASKBELL_SECRET=server.secret)
         env["TASKBELL_PRODUCER_KEY"] = server.producer_key
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
@@ -119,7 +151,8 @@ def run_scenario(
         finally:
             if profiler is not None:
                 notes.append(f"{scenario.name}: {stop_profiler(profiler, workdir)}")
-        result = LoadgenResult.from_json(out.read_bytes()) if out.exists() else None
+        parse = QueueResult.from_json if scenario.kind == "queue" else LoadgenResult.from_json
+        result = parse(out.read_bytes()) if out.exists() else None
         if result is None:
             notes.append(f"{scenario.name}: no result (see output above)")
         if server.process.poll() is not None:
@@ -294,6 +327,21 @@ def main(argv: list[str] | None = None) -> int:
         help="what the sockets offer in scenarios b-d (browsers offer deflate)",
     )
     p.add_argument("--duration-scale", type=float, default=1.0, help="multiply phase lengths")
+    p.add_argument(
+        "--queue-rate", type=float, default=200, help="queue tasks created per second (queue)"
+    )
+    p.add_argument(
+        "--queue-members",
+        type=int,
+        default=0,
+        help="role members online in the queue scenario (default 1,000; --quick 100)",
+    )
+    p.add_argument(
+        "--queue-claimers",
+        type=int,
+        default=3,
+        help="members racing to claim each queue task (0: nobody claims)",
+    )
     p.add_argument("--python", default=sys.executable, help="interpreter for both processes")
     p.add_argument(
         "--server-cmd", default="", help="command to start the server instead of python -m server"
@@ -336,9 +384,26 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     chosen = scenarios(args.quick, args.compression, args.duration_scale)
+    chosen = [
+        replace(
+            s,
+            rate=args.queue_rate,
+            connections=args.queue_members or s.connections,
+            claimers=args.queue_claimers,
+            owners=args.queue_members or s.owners,
+            what=s.what.replace("200/s", f"{args.queue_rate:g}/s").replace(
+                "3 claimers", f"{args.queue_claimers} claimers"
+            ),
+        )
+        if s.kind == "queue"
+        else s
+        for s in chosen
+    ]
     if args.only:
         wanted = set(args.only.split(","))
         chosen = [s for s in chosen if s.name in wanted]
+    else:
+        chosen = [s for s in chosen if s.kind != "queue"]
     needed = max((s.connections for s in chosen), default=0) * 2 + 100
     if fds < needed:
         print(f"WARNING open-files limit {fds} is below the {needed} this run needs")
@@ -346,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(tempfile.mkdtemp(prefix="taskbell-bench-"))
     rows: list[tuple[Scenario, LoadgenResult]] = []
+    queue_rows: list[QueueResult] = []
     peer_rows: dict[str, list[tuple[Scenario, LoadgenResult]]] = {peer: [] for peer in peers}
     notes: list[str] = []
     try:
@@ -354,8 +420,13 @@ def main(argv: list[str] | None = None) -> int:
             # state for each comparison.
             result, scenario_notes = run_scenario(scenario, args, root, pin)
             notes += scenario_notes
-            if result is not None:
+            if isinstance(result, QueueResult):
+                queue_rows.append(result)
+            elif result is not None:
                 rows.append((scenario, result))
+            if peers and scenario.kind == "queue":
+                notes.append(f"{scenario.name}: not run against the peers (no role queues)")
+                continue
             for peer in peers:
                 peer_args = copy.copy(args)
                 peer_args.server_cmd = f"{args.python} -m {PEERS[peer]}"
@@ -363,21 +434,31 @@ def main(argv: list[str] | None = None) -> int:
                 peer_root.mkdir(exist_ok=True)
                 result, scenario_notes = run_scenario(scenario, peer_args, peer_root, pin)
                 notes += [f"{peer}: {n}" for n in scenario_notes]
-                if result is not None:
+                if isinstance(result, LoadgenResult):
                     peer_rows[peer].append((scenario, result))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
 
     print("\n=== Taskbell benchmark" + (" (quick)" if args.quick else ""))
-    print(
-        "latency = from the change's HTTP request being written to the event being read on "
-        "the socket; e2e ch/s = acknowledged changes / time until their last delivery;\n"
-        "srv ms/op = server CPU ms per change incl. its deliveries (per connect in a- rows); "
-        "op/s/core = 1000 / srv ms/op"
-    )
-    print(table(rows))
-    print()
+    if rows:
+        print(
+            "latency = from the change's HTTP request being written to the event being read on "
+            "the socket; e2e ch/s = acknowledged changes / time until their last delivery;\n"
+            "srv ms/op = server CPU ms per change incl. its deliveries (per connect in a- rows); "
+            "op/s/core = 1000 / srv ms/op"
+        )
+        print(table(rows))
+        print()
+    if queue_rows:
+        print(
+            "queue: add = create request written -> task.added on role:desk read on each "
+            "member's socket; claim = claim request -> its 200/409;\n"
+            "rm = winning claim request -> task.removed on each member's socket; deliv/s = "
+            "events received by all sockets; srv µs/ev = server CPU per delivered event"
+        )
+        print(rolequeue.table(queue_rows))
+        print()
     for peer, prow in peer_rows.items():
         print(f"=== peer {peer} ({PEERS[peer]}: stores nothing)")
         print(table(prow))
@@ -391,13 +472,22 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print()
-    for line in verdicts({s.name: r for s, r in rows}, full=not args.quick):
-        print(line)
+    if rows or not queue_rows:
+        for line in verdicts({s.name: r for s, r in rows}, full=not args.quick):
+            print(line)
+    for q in queue_rows:
+        for line in rolequeue.verdicts(q):
+            print(line)
+        if q.machine_noisy:
+            print(f"other processes used >= 15% of a core in: {q.label}")
+        if q.loadgen_busy:
+            print(f"load generator busy (>= 85% of its core) in: {q.label}")
     for note in notes:
         print("NOTE", note)
     if args.keep:
         print(f"work directory kept: {root}")
-    return 0 if rows and len(rows) == len(chosen) else 1
+    done = len(rows) + len(queue_rows)
+    return 0 if done and done == len(chosen) else 1
 
 
 if __name__ == "__main__":
