@@ -88,28 +88,41 @@ async def feeds_of(conn: AsyncConnection, tenant: str, user: str) -> list[str]:
     """The feeds ``user`` follows now: own first, then roles (sorted), then the people
     they stand in for (sorted). Substitutions count while ``active`` (the clock moves
     them at their times). One statement: every connect asks this."""
+    return (await feeds_of_many(conn, tenant, [user]))[user]
+
+
+async def feeds_of_many(
+    conn: AsyncConnection, tenant: str, users: Sequence[str]
+) -> dict[str, list[str]]:
+    """``feeds_of`` for several people of one tenant, in one statement (the write path
+    asks it for everyone acting or claiming in a transaction)."""
+    wanted = sorted(set(users))
     query = union_all(
-        select(literal("role").label("kind"), member_t.c.role.label("name")).where(
-            and_(member_t.c.tenant == tenant, member_t.c.user_id == user)
-        ),
-        select(literal("user"), substitution_t.c.user_id).where(
+        select(
+            member_t.c.user_id.label("who"),
+            literal("role").label("kind"),
+            member_t.c.role.label("name"),
+        ).where(and_(member_t.c.tenant == tenant, member_t.c.user_id.in_(wanted))),
+        select(substitution_t.c.substitute, literal("user"), substitution_t.c.user_id).where(
             and_(
                 substitution_t.c.tenant == tenant,
-                substitution_t.c.substitute == user,
+                substitution_t.c.substitute.in_(wanted),
                 substitution_t.c.state == ACTIVE,
             )
         ),
     )
-    roles: set[str] = set()
-    absent: set[str] = set()
-    for kind, name in await conn.execute(query):
-        (roles if kind == "role" else absent).add(str(name))
-    absent.discard(user)
-    return [
-        user_feed(user),
-        *(role_feed(r) for r in sorted(roles)),
-        *(user_feed(u) for u in sorted(absent)),
-    ]
+    roles: dict[str, set[str]] = {u: set() for u in wanted}
+    absent: dict[str, set[str]] = {u: set() for u in wanted}
+    for who, kind, name in await conn.execute(query):
+        (roles if kind == "role" else absent)[str(who)].add(str(name))
+    return {
+        u: [
+            user_feed(u),
+            *(role_feed(r) for r in sorted(roles[u])),
+            *(user_feed(a) for a in sorted(absent[u] - {u})),
+        ]
+        for u in wanted
+    }
 
 
 async def role(conn: AsyncConnection, tenant: str, role_id: str) -> RoleJSON | None:

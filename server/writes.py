@@ -336,7 +336,12 @@ class Writes:
         # so a membership removed before it is already in force).
         people = {(op.tenant, op.actor) for op in ops if op.actor is not None}
         people |= {(op.tenant, op.user) for op in ops if isinstance(op, ClaimTask)}
-        feeds = {(t, u): frozenset(await audiences.feeds_of(conn, t, u)) for t, u in sorted(people)}
+        feeds: dict[tuple[str, str], frozenset[str]] = {}
+        for tenant in sorted({t for t, _ in people}):
+            found = await audiences.feeds_of_many(
+                conn, tenant, [u for t, u in people if t == tenant]
+            )
+            feeds.update({(tenant, u): frozenset(f) for u, f in found.items()})
         guards: dict[str, processes.Guard] = {}
         for tenant in sorted(per_tenant):
             creates = [op.body for op in ops if isinstance(op, CreateTask) and op.tenant == tenant]
