@@ -7,16 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import operator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.support.app import Live, make_settings, serve
+from tests.support.app import PRODUCER_KEY, SECRET, Live, make_settings, serve
 from tests.support.audiences import (
     at,
     feed_counts,
@@ -30,6 +32,7 @@ from tests.support.audiences import (
     two_servers,
     until,
 )
+from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisServer
 from tests.support.tasks import assert_error, task_body
 
@@ -415,3 +418,43 @@ async def test_deleting_a_substitution_the_clock_is_starting_ends_it_for_the_sub
         finally:
             await clock.dispose()
     assert logged == ["bob", "bob"], "the start, then the end"
+
+
+async def test_a_substitution_due_while_the_server_was_down_starts_and_ends_at_start(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/subs.db",
+        "TASKBELL_SECRET": SECRET,
+        "TASKBELL_PRODUCER_KEYS": PRODUCER_KEY,
+    }
+    server = ServerProcess(env)
+    await asyncio.to_thread(server.start)
+    headers = {"Authorization": f"Bearer {PRODUCER_KEY}"}
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, headers=headers) as p:
+            now = datetime.now(UTC)
+            for sid, start, end in (("s-start", 1, 3600), ("s-over", 1, 2)):
+                body = {
+                    "id": sid,
+                    "user": "ann",
+                    "substitute": "ben",
+                    "starts_at": (now + timedelta(seconds=start)).isoformat(),
+                    "ends_at": (now + timedelta(seconds=end)).isoformat(),
+                }
+                assert (await p.post("/api/v1/substitutions", json=body)).status_code == 201
+            await asyncio.to_thread(server.stop)
+            # Start again only once both times have passed, however long the stop took.
+            await asyncio.sleep(max(0.0, (now - datetime.now(UTC)).total_seconds() + 2.2))
+            await asyncio.to_thread(server.start)
+            states: dict[str, str] = {}
+            for _ in range(100):
+                listed = (await p.get("/api/v1/substitutions")).json()["substitutions"]
+                states = {s["id"]: s["state"] for s in listed}
+                if states == {"s-start": "active"}:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        await asyncio.to_thread(server.stop)
+    # the one still in force started; the one whose time is over ended (not listed)
+    assert states == {"s-start": "active"}
