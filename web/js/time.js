@@ -64,7 +64,10 @@ function ahead(ms, now) {
   const left = ms - now;
   if (left < HOUR) return `in ${Math.max(1, Math.round(left / MINUTE))} min`;
   if (left < 36 * HOUR) return `in ${Math.round(left / HOUR)} h`;
-  return `in ${Math.round(left / (24 * HOUR))} days`;
+  const days = Math.round(left / (24 * HOUR));
+  if (days < 14) return `in ${days} days`;
+  if (days < 60) return `in ${Math.round(days / 7)} weeks`;
+  return `in ${Math.round(days / 30.44)} months`;
 }
 
 /** A due time as a person reads it: "due in 2 h · 14:00", or once passed (or flagged by
