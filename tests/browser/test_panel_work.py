@@ -137,6 +137,14 @@ def test_a_required_comment_is_asked_for_and_everything_works_by_keyboard(
     expect(items(page)).to_have_count(0, timeout=8000)
     done = producer.get(task["id"])
     assert (done["outcome"], done["comment"]) == ("reject", "The amount does not match the order")
+    page.evaluate("() => { window.location.hash = '#/activities'; }")
+    row = page.locator(f'[data-testid="activity-item"][data-task-id="{task["id"]}"]')
+    expect(row.get_by_test_id("status")).to_have_text("Completed: Reject")
+    expect(row.get_by_test_id("status")).to_have_attribute(
+        "title", "The amount does not match the order"
+    )
+    settle(page)
+    page.screenshot(path=str(output_dir / "work-activities-outcome.png"))
 
 
 def test_an_optional_comment_may_stay_empty(
@@ -162,9 +170,14 @@ def test_a_refused_decision_is_an_error_toast_and_the_card_comes_back(
     """The page never sends a blank required comment, so the request is crafted on its way:
     the comment is taken out and the server answers 422 ``comment_required``."""
     task = producer.create(user, "Approve invoice INV-11", actions=APPROVE_REJECT)
-    refused = person.complete(task["id"], {"outcome": "reject"})
-    assert refused.status_code == 422 and refused.json()["error"]["code"] == "comment_required"
-    assert person.complete(task["id"], {})
+    for body, code in [
+        ({"outcome": "reject"}, "comment_required"),
+        ({"outcome": "reject", "comment": "   "}, "comment_required"),
+        ({}, "outcome_required"),
+        ({"outcome": "maybe"}, "unknown_outcome"),
+    ]:
+        refused = person.complete(task["id"], body)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (422, code), body
     page = browsing.open(user)
 
     def strip_comment(route: Route) -> None:

@@ -221,10 +221,15 @@ export function updateCard(li, task) {
     setText(r.time, time.relative(at));
   }
 
+  const outcome = task.outcome ? (task.actions?.find((a) => a.id === task.outcome)?.label ?? task.outcome) : null;
   const statusText =
     task.status === Status.POSTPONED && task.postponedUntil
       ? `Postponed until ${time.when(task.postponedUntil)}`
-      : STATUS_LABEL[task.status];
+      : task.status === Status.COMPLETED && outcome
+        ? `Completed: ${outcome}`
+        : STATUS_LABEL[task.status];
+  if (task.comment) r.status.title = task.comment;
+  else r.status.removeAttribute("title");
   setText(r.status, statusText);
   r.status.className = `status-chip status-chip--${task.status}`;
 
