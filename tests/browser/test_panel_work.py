@@ -97,6 +97,20 @@ def test_undo_restores_the_card_and_sends_nothing(
     expect(items(page)).to_have_count(1)
 
 
+def test_a_step_the_process_cancels_in_the_undo_window_is_not_sent(
+    browsing: Browsing, producer: Producer, user: str
+) -> None:
+    task = producer.create(user, "Approve the budget", actions=APPROVE_REJECT)
+    page = browsing.open(user)
+    decide_button(item(page, task["id"]), "Approve").click()
+    producer.cancel(task["id"])
+    expect(items(page)).to_have_count(0)
+    page.wait_for_timeout(6000)
+    expect(page.get_by_test_id("toast").filter(has_text="Couldn't")).to_have_count(0)
+    done = producer.get(task["id"])
+    assert (done["status"], done["outcome"]) == ("canceled", None)
+
+
 def test_a_required_comment_is_asked_for_and_everything_works_by_keyboard(
     browsing: Browsing, producer: Producer, user: str, output_dir: Path
 ) -> None:
@@ -276,6 +290,7 @@ def test_cards_are_sorted_by_attention_and_marked_with_words(
 
     # The server's clock flags the lapsing one: a live task.updated re-sorts and re-marks it.
     lapsing_card = item(page, lapsing["id"])
+    lapsing_card.get_by_role("button", name="Complete").focus()
     expect(lapsing_card.get_by_test_id("flag-overdue")).to_contain_text(
         "Overdue since", timeout=8000
     )
@@ -290,6 +305,7 @@ def test_cards_are_sorted_by_attention_and_marked_with_words(
     )
     assert producer.get(lapsing["id"])["overdue"] is True
     assert shown_ids(page)[:3] == [lapsing["id"], urgent["id"], high["id"]]
+    expect(lapsing_card.get_by_role("button", name="Complete")).to_be_focused()
     settle(page)
     page.screenshot(path=str(output_dir / "work-attention.png"))
 

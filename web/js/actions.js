@@ -93,6 +93,11 @@ export class Actions {
     const send = () => {
       window.clearTimeout(timer);
       this.#pending.delete(task.id);
+      if (card && (!card.isConnected || card.dataset.leaving)) {
+        // The process took the step away meanwhile (canceled, reassigned): nothing to send.
+        this.announcer.say(`“${task.title}” is no longer yours to decide.`);
+        return;
+      }
       clearPending(card, { sending: true });
       this.handoff?.completing(task.id);
       void this.#run(
