@@ -5,6 +5,8 @@ works), run by a person on their desktop.
 It keeps one WebSocket to the server (``/ws``, resuming with ``since``), raises a desktop
 notification for each new task (title, process; clicking opens the task's page) and
 closes it when the task leaves the panel (completed, canceled, postponed, reassigned).
+A completed step's notification waits ``--handoff-seconds`` (10) for the step that
+``follows`` it, which then replaces it: one notification that changes, not two.
 It reconnects with backoff through network loss and server restarts, and keeps its last
 seq and the notifications it raised in a state file, so a restart of the bridge itself
 neither repeats nor misses a notification.

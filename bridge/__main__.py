@@ -83,6 +83,12 @@ def main(argv: list[str] | None = None) -> int:
         help="freedesktop (D-Bus, Linux) or portable (desktop-notifier)",
     )
     parser.add_argument("--max-backoff", type=float, default=30.0, help="seconds, at most")
+    parser.add_argument(
+        "--handoff-seconds",
+        type=float,
+        default=10.0,
+        help="how long a completed step's notification waits for its next step (0: none)",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -94,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("a token is needed: --token, --token-file or TASKBELL_TOKEN")
     state = Path(args.state) if args.state else default_state_path(args.url, _user_of(token()))
     desktop = make_desktop(args.backend, _open, args.url.rstrip("/") + "/")
-    bridge = Bridge(args.url, token, state, desktop, max_backoff_s=args.max_backoff)
+    bridge = Bridge(
+        args.url,
+        token,
+        state,
+        desktop,
+        max_backoff_s=args.max_backoff,
+        handoff_s=args.handoff_seconds,
+    )
     return asyncio.run(_run(bridge))
 
 

@@ -3,7 +3,11 @@ person (own, role queues, people stood in for), resumed with ``since`` and
 ``since_feeds`` after every disconnect (network loss, server restart, 4008), with
 exponential backoff and jitter between attempts. Each message is applied to a copy of
 the state; the copy replaces the state (and the file) only after its desktop actions were
-done, so a failed action is retried from the replay instead of being lost."""
+done, so a failed action is retried from the replay instead of being lost.
+
+A completed step's notification waits for its next step (``Close`` with ``after``): the
+bridge keeps a timer per such notification, which the next step's ``Show`` cancels (it
+replaces the notification instead); when the bridge stops, the waiting ones are closed."""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from bridge.desktop import Desktop
-from bridge.state import BridgeState, Close, Show, Verdict
+from bridge.state import HANDOFF_SECONDS, BridgeState, NotificationId, Show, Verdict
 
 log = logging.getLogger("taskbell.bridge")
 
@@ -81,6 +85,7 @@ class Bridge:
         desktop: Desktop,
         *,
         max_backoff_s: float = 30.0,
+        handoff_s: float = HANDOFF_SECONDS,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
@@ -88,7 +93,12 @@ class Bridge:
         self.desktop = desktop
         self.max_backoff_s = max_backoff_s
         self.state = BridgeState.load(state_path, own_feed(token()))
+        self.state.handoff_s = handoff_s
         self._desktop_up = False
+        # Notifications of completed steps waiting for the next one: id → its closing timer.
+        self._closing: dict[NotificationId, asyncio.TimerHandle] = {}
+        self._closers: set[asyncio.Task[None]] = set()
+        self._lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set. Raises ``TokenRejected``."""
@@ -99,6 +109,10 @@ class Bridge:
                 if not self._desktop_up:
                     await self.desktop.start()
                     self._desktop_up = True
+                    # Left waiting by a bridge that stopped before their window ended.
+                    for task_id, nid in list(self.state.handoff.items()):
+                        if nid not in self._closing:
+                            self._close_later(task_id, nid, self.state.handoff_s)
                 synced = await self._session(stop)
             except TokenRejected:
                 raise
@@ -116,7 +130,38 @@ class Bridge:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
         with contextlib.suppress(Exception):
+            await self._close_waiting()
+        with contextlib.suppress(Exception):
             await self.desktop.stop()
+
+    def _close_later(self, task_id: str, nid: NotificationId, after: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._closing.pop(nid, None)
+            closer = asyncio.ensure_future(self._close_handoff(task_id, nid))
+            self._closers.add(closer)
+            closer.add_done_callback(self._closers.discard)
+
+        self._closing[nid] = loop.call_later(after, fire)
+
+    async def _close_handoff(self, task_id: str, nid: NotificationId) -> None:
+        """The window ended with no next step: close the notification."""
+        async with self._lock:
+            if self.state.handoff.get(task_id) != nid:
+                return
+            with contextlib.suppress(Exception):
+                await self.desktop.close(nid)
+            self.state.closed(task_id)
+            self.state.save(self.state_path)
+
+    async def _close_waiting(self) -> None:
+        """Stopping: no next step will replace the waiting notifications any more."""
+        for timer in self._closing.values():
+            timer.cancel()
+        self._closing.clear()
+        for task_id, nid in list(self.state.handoff.items()):
+            await self._close_handoff(task_id, nid)
 
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection; True when it got as far as being in sync (so the next attempt
@@ -172,20 +217,29 @@ class Bridge:
     async def _apply(self, message: dict[str, Any]) -> Verdict:
         """Apply one message; ``"gap"`` (reconnect with ``since``) or ``"resync"``
         (reconnect for a snapshot) end the connection."""
-        state = copy.deepcopy(self.state)
-        verdict, actions = state.apply(message)
-        if verdict == "gap":
+        async with self._lock:
+            state = copy.deepcopy(self.state)
+            verdict, actions = state.apply(message)
+            if verdict == "gap":
+                return verdict
+            if verdict == "ignored":
+                return verdict
+            for action in actions:
+                if isinstance(action, Show):
+                    if action.replaces is not None and (
+                        timer := self._closing.pop(action.replaces, None)
+                    ):
+                        timer.cancel()  # the next step takes this notification over
+                    url = action.task.get("url") or self.server_url + "/"
+                    nid = await self.desktop.show(action.task, url, action.replaces)
+                    state.shown_as(action.task["id"], nid)
+                elif action.after > 0:
+                    self._close_later(action.task_id, action.notification, action.after)
+                else:
+                    if timer := self._closing.pop(action.notification, None):
+                        timer.cancel()
+                    await self.desktop.close(action.notification)
+                    state.closed(action.task_id)
+            state.save(self.state_path)
+            self.state = state
             return verdict
-        if verdict == "ignored":
-            return verdict
-        for action in actions:
-            if isinstance(action, Show):
-                url = action.task.get("url") or self.server_url + "/"
-                nid = await self.desktop.show(action.task, url, action.replaces)
-                state.shown_as(action.task["id"], nid)
-            elif isinstance(action, Close):
-                await self.desktop.close(action.notification)
-                state.closed(action.task_id)
-        state.save(self.state_path)
-        self.state = state
-        return verdict

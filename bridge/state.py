@@ -17,6 +17,11 @@ id (``shown``). So after a restart:
   had when they started the bridge is not news;
 - ``feed.joined`` brings a feed's tasks (new ones are notified), ``feed.left`` closes the
   notifications of that feed's tasks (unless another feed still has them);
+- the next step (docs/protocol.md, "Work-surface fields"): a shown task that is
+  completed keeps its notification for a hand-off window (``Close`` with ``after``,
+  remembered in ``handoff``); a ``task.added`` whose ``follows`` names it in that time
+  replaces that notification (one notification that changes, not two); else the client
+  closes it when the window ends;
 - a server heartbeat (``ping`` with ``feeds``) that disagrees with any feed's saved seq
   or with how many of its tasks are ``known`` (a state file from another time, a bug)
   asks for a snapshot: the next connection goes without ``since`` and the snapshot
@@ -59,6 +64,8 @@ class Task(TypedDict):
     url: NotRequired[str | None]
     process: NotRequired[ProcessRef | None]
     record: NotRequired[RecordRef | None]
+    status: NotRequired[str]
+    follows: NotRequired[str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +78,16 @@ class Show:
 
 @dataclass(frozen=True, slots=True)
 class Close:
+    """Close the notification of ``task_id``; with ``after`` (seconds), only when no
+    next step has replaced it by then (the client keeps the timer)."""
+
     task_id: str
     notification: NotificationId
+    after: float = 0.0
+
+
+HANDOFF_SECONDS = 10.0
+"""How long a completed step's notification waits for the step that follows it."""
 
 
 Action = Show | Close
@@ -105,6 +120,9 @@ class BridgeState:
     primed: bool = False
     shown: dict[str, NotificationId] = field(default_factory=dict)
     resync: bool = False  # the next connection asks for a snapshot
+    # Completed steps whose notification waits for the next step: task id → its id.
+    handoff: dict[str, NotificationId] = field(default_factory=dict)
+    handoff_s: float = HANDOFF_SECONDS
 
     @property
     def seq(self) -> int:
@@ -161,11 +179,20 @@ class BridgeState:
                 # It moves to a feed followed here (the person's own, say), where its
                 # task.added updates this same notification: nothing to close.
                 return "applied", []
+            completed = message.get("reason") == "completed" or task.get("status") == "completed"
+            waits = completed and self.handoff_s > 0 and task_id in self.shown
+            if waits and task_id not in self.known:
+                nid = self.shown.pop(task_id)
+                self.handoff[task_id] = nid
+                return "applied", [Close(task_id, nid, after=self.handoff_s)]
             return "applied", self._close_if_gone([task_id])
         was_known = task_id in self.known
         feed.known.add(task_id)
         if task_id in self.shown:
             return "applied", [Show(task, replaces=self.shown[task_id])]
+        follows = task.get("follows")
+        if kind == "task.added" and not was_known and follows in self.handoff:
+            return "applied", [Show(task, replaces=self.handoff.pop(str(follows)))]
         if kind == "task.added" and not was_known:
             return "applied", [Show(task)]
         return "applied", []
@@ -211,6 +238,8 @@ class BridgeState:
             before = self.known
             actions += [Show(t) for i, t in tasks.items() if i not in before]
         actions += [Close(i, nid) for i, nid in self.shown.items() if i not in tasks]
+        actions += [Close(i, nid) for i, nid in self.handoff.items()]
+        self.handoff = {}
         self.feeds = feeds
         self.primed = True
         self.resync = False
@@ -251,6 +280,7 @@ class BridgeState:
 
     def closed(self, task_id: str) -> None:
         self.shown.pop(task_id, None)
+        self.handoff.pop(task_id, None)
 
     # ------------------------------------------------------------------ file
 
@@ -264,6 +294,7 @@ class BridgeState:
             "primed": self.primed,
             "shown": self.shown,
             "resync": self.resync,
+            "handoff": self.handoff,
         }
 
     @classmethod
@@ -289,6 +320,7 @@ class BridgeState:
                 primed=bool(data["primed"]),
                 shown={str(k): v for k, v in dict(data["shown"]).items()},
                 resync=bool(data.get("resync", False)),
+                handoff={str(k): v for k, v in dict(data.get("handoff") or {}).items()},
             )
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return cls(own=own or "user:")

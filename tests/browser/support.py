@@ -53,7 +53,11 @@ class Producer:
         instance: str | None = None,
         record: tuple[str, str, str] | None = ("Account", "acc-1", "Acme"),
         url: str | None = None,
+        **work: Any,
     ) -> TaskBody:
+        """``work``: work-surface fields as the wire names them (``due_at``,
+        ``priority``, ``actions``, ``follows``); a ``datetime`` due time is sent as
+        ISO-8601."""
         body = self.task_body(
             owner,
             title,
@@ -64,7 +68,9 @@ class Producer:
             record=record,
             url=url,
         )
-        created: TaskBody = self._ok(self.client.post("/tasks", json=body))
+        if isinstance(work.get("due_at"), datetime):
+            work["due_at"] = work["due_at"].isoformat()
+        created: TaskBody = self._ok(self.client.post("/tasks", json={**body, **work}))
         return created
 
     @staticmethod
@@ -98,6 +104,26 @@ class Producer:
         done: TaskBody = self._ok(self.client.post(f"/tasks/{task_id}/complete"))
         return done
 
+    def start_process(self, name: str = "Invoice approval") -> str:
+        """``POST /processes`` with ``expect_more``: an instance whose steps come one after
+        the other (it does not end when one is done). Returns its id."""
+        instance = new_id("p")
+        body = {"id": instance, "name": name, "expect_more": True}
+        self._ok(self.client.post("/processes", json=body))
+        return instance
+
+    def next_step(self, after: TaskBody, owner: str, title: str, **fields: Any) -> TaskBody:
+        """The step of ``after``'s instance that comes after it (``follows``)."""
+        process = after.get("process") or {}
+        return self.create(
+            owner,
+            title,
+            instance=process.get("instance_id"),
+            process=str(process.get("name", "Invoice approval")),
+            follows=after["id"],
+            **fields,
+        )
+
     def cancel(self, task_id: str) -> TaskBody:
         canceled: TaskBody = self._ok(self.client.post(f"/tasks/{task_id}/cancel"))
         return canceled
@@ -118,9 +144,17 @@ class Producer:
         """``PUT /roles/{role}/members``: who sees the role's queue."""
         return self._ok(self.client.put(f"/roles/{role}/members", json={"members": members}))
 
-    def create_for_role(self, role: str, title: str, **fields: Any) -> TaskBody:
-        """A task offered to a role's queue (no owner until someone claims it)."""
-        body = {**self.task_body("nobody", title, **fields), "owner": None, "role": role}
+    def create_for_role(
+        self, role: str, title: str, *, work: dict[str, Any] | None = None, **fields: Any
+    ) -> TaskBody:
+        """A task offered to a role's queue (no owner until someone claims it);
+        ``work``: work-surface fields (``actions``, ``follows`` …)."""
+        body = {
+            **self.task_body("nobody", title, **fields),
+            **(work or {}),
+            "owner": None,
+            "role": role,
+        }
         created: TaskBody = self._ok(self.client.post("/tasks", json=body))
         return created
 
@@ -157,6 +191,13 @@ class Producer:
         self.close()
 
 
+APPROVE_REJECT: list[dict[str, str]] = [
+    {"id": "approve", "label": "Approve", "comment": "none"},
+    {"id": "reject", "label": "Reject", "comment": "required"},
+]
+"""The decisions of an approval step: Reject needs a comment."""
+
+
 class Person:
     """What the server says a person has: the truth the page is compared with."""
 
@@ -170,6 +211,11 @@ class Person:
     def counter(self) -> tuple[int, int]:
         body = self.client.get("/me/counter").raise_for_status().json()
         return int(body["count"]), int(body["seq"])
+
+    def complete(self, task_id: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """``POST /tasks/{id}/complete`` as the person, with ``body`` as given (to see
+        the server refuse a decision that does not fit)."""
+        return self.client.post(f"/tasks/{task_id}/complete", json=body)
 
     def running_ids(self) -> set[str]:
         body = self.client.get("/me/tasks", params={"limit": 200}).raise_for_status().json()

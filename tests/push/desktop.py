@@ -161,10 +161,22 @@ async def notification_service(bus: SessionBus) -> AsyncIterator[Notifications]:
 class BridgeProcess:
     """``python -m bridge`` as a child process on the test's session bus."""
 
-    def __init__(self, bus: SessionBus, url: str, token: str, state: Path, opened: Path) -> None:
+    def __init__(
+        self,
+        bus: SessionBus,
+        url: str,
+        token: str,
+        state: Path,
+        opened: Path,
+        *,
+        handoff_s: float = 1.0,
+    ) -> None:
+        """``handoff_s``: how long a completed step's notification waits for the next
+        step (short, so that tests which complete a task do not wait ten seconds)."""
         self.bus = bus
         self.argv = [sys.executable, "-m", "bridge", "--url", url, "--token", token]
         self.argv += ["--state", str(state), "--max-backoff", "0.5", "--log-level", "debug"]
+        self.argv += ["--handoff-seconds", str(handoff_s)]
         self.state = state
         self.opened = opened
         self.log = state.parent / "bridge.log"

@@ -43,9 +43,16 @@ async def desktop(bus: SessionBus) -> AsyncIterator[Notifications]:
         yield service
 
 
-def bridge_for(bus: SessionBus, url: str, tmp_path: Path, user: str = "alice") -> BridgeProcess:
+def bridge_for(
+    bus: SessionBus, url: str, tmp_path: Path, user: str = "alice", *, handoff_s: float = 1.0
+) -> BridgeProcess:
     return BridgeProcess(
-        bus, url, token(user), tmp_path / "state" / "bridge.json", tmp_path / "opened.txt"
+        bus,
+        url,
+        token(user),
+        tmp_path / "state" / "bridge.json",
+        tmp_path / "opened.txt",
+        handoff_s=handoff_s,
     )
 
 
@@ -152,6 +159,78 @@ async def test_a_queue_task_is_notified_to_members_and_stays_one_notification_wh
         await bridge.stop()
 
 
+async def test_the_next_step_replaces_the_completed_steps_notification(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    """One notification that changes, not two: the step that ``follows`` a completed one
+    takes its notification over; a completed step with no next one closes when the
+    hand-off window ends."""
+    bridge = bridge_for(bus, embedded.base_url, tmp_path, handoff_s=5.0)
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        async with embedded.producer() as c:
+            made = await c.post(
+                "/api/v1/processes",
+                json={"id": "p-on", "name": "Onboarding", "expect_more": True},
+            )
+            assert made.status_code == 201, made.text
+            process = {"instance_id": "p-on", "name": "Onboarding"}
+            await c.post("/api/v1/tasks", json=task_body("s-1", "alice", process=process))
+        await desktop.wait(lambda: len(desktop.notified) == 1)
+        first = desktop.notified[0].id
+        async with embedded.person("alice") as c:
+            done = await c.post("/api/v1/tasks/s-1/complete")
+            assert done.status_code == 200, done.text
+        await until(lambda: "s-1" in BridgeState.load(bridge.state).handoff)
+        assert desktop.closed == [], "the completed step waits for its next one"
+        nxt = task_body("s-2", "alice", process=process, title="Send the contract")
+        async with embedded.producer() as c:
+            created = await c.post("/api/v1/tasks", json={**nxt, "follows": "s-1"})
+            assert created.status_code == 201, created.text
+        await desktop.wait(lambda: len(desktop.notified) == 2)
+        second = desktop.notified[1]
+        assert (second.id, second.replaces_id, second.summary) == (
+            first,
+            first,
+            "Send the contract",
+        )
+        assert desktop.open.keys() == {first}
+        await until(lambda: BridgeState.load(bridge.state).shown == {"s-2": first})
+        assert BridgeState.load(bridge.state).handoff == {}
+        await asyncio.sleep(5.5)
+        assert desktop.closed == [], "the window's timer was canceled by the next step"
+
+        async with embedded.person("alice") as c:
+            await c.post("/api/v1/tasks/s-2/complete")
+        await until(lambda: "s-2" in BridgeState.load(bridge.state).handoff)
+        assert desktop.closed == []
+        await desktop.wait(lambda: desktop.closed == [first], timeout=10)
+        await until(lambda: BridgeState.load(bridge.state).handoff == {})
+    finally:
+        await bridge.stop()
+    assert len(desktop.notified) == 2, bridge.log_text()
+
+
+async def test_a_stopping_bridge_closes_the_notifications_that_wait_for_a_next_step(
+    embedded: Live, bus: SessionBus, desktop: Notifications, tmp_path: Path
+) -> None:
+    bridge = bridge_for(bus, embedded.base_url, tmp_path, handoff_s=60.0)
+    bridge.start()
+    try:
+        await until(lambda: embedded.parts.hub.connection_count == 1)
+        async with embedded.producer() as c:
+            await c.post("/api/v1/tasks", json=task_body("w-1", "alice"))
+        await desktop.wait(lambda: len(desktop.notified) == 1)
+        async with embedded.person("alice") as c:
+            await c.post("/api/v1/tasks/w-1/complete")
+        await until(lambda: "w-1" in BridgeState.load(bridge.state).handoff)
+    finally:
+        await bridge.stop()
+    assert desktop.closed == [desktop.notified[0].id], bridge.log_text()
+    assert BridgeState.load(bridge.state).handoff == {}
+
+
 @pytest.mark.slow
 async def test_the_bridge_rides_through_server_restarts_and_crashes(
     bus: SessionBus, desktop: Notifications, tmp_path: Path
@@ -222,6 +301,42 @@ def test_events_notify_update_and_close() -> None:
     assert state.apply(_event("task.removed", 4, "a")) == ("ignored", [])
     assert state.apply(_event("task.added", 9, "b")) == ("gap", [])
     assert state.seq == 4
+
+
+def test_a_completed_step_waits_for_the_step_that_follows_it() -> None:
+    state = alice(user_alice=1)
+    state.apply(_event("task.added", 2, "a"))
+    state.shown_as("a", 7)
+    done = {**_event("task.removed", 3, "a"), "reason": "completed"}
+    assert state.apply(done)[1] == [Close("a", 7, after=10.0)]
+    assert (state.shown, state.handoff) == ({}, {"a": 7})
+    nxt = {**_event("task.added", 4, "b"), "task": {"id": "b", "title": "b", "follows": "a"}}
+    assert state.apply(nxt)[1] == [Show({"id": "b", "title": "b", "follows": "a"}, replaces=7)]
+    assert state.handoff == {}
+
+
+def test_a_canceled_step_or_one_without_a_window_closes_at_once() -> None:
+    state = alice(user_alice=1)
+    state.apply(_event("task.added", 2, "a"))
+    state.shown_as("a", 7)
+    assert state.apply({**_event("task.removed", 3, "a"), "reason": "canceled"})[1] == [
+        Close("a", 7)
+    ]
+    state.handoff_s = 0
+    state.apply(_event("task.added", 4, "b"))
+    state.shown_as("b", 8)
+    assert state.apply({**_event("task.removed", 5, "b"), "reason": "completed"})[1] == [
+        Close("b", 8)
+    ]
+
+
+def test_a_snapshot_closes_what_waited_for_a_next_step() -> None:
+    state = alice()
+    state.feeds["user:alice"] = FeedState(5, set())
+    state.handoff = {"a": 3}
+    _, actions = state.apply({"type": "snapshot", "seq": 6, "count": 0, "tasks": []})
+    assert actions == [Close("a", 3)]
+    assert state.handoff == {}
 
 
 def test_a_later_snapshot_notifies_the_new_and_closes_the_gone() -> None:

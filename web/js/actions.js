@@ -1,5 +1,6 @@
 /**
- * What a person can do to a task: complete, postpone, resume, claim, open.
+ * What a person can do to a task: complete, decide (complete with an outcome, after an
+ * undo window), postpone, resume, claim, open.
  *
  * The page never removes or counts a task itself after an action: it asks the server,
  * keeps the card marked busy, and the feed event that follows moves the list and the
@@ -7,16 +8,34 @@
  */
 
 import * as time from "./time.js";
-import { setBusy } from "./views/card.js";
+import { clearPending, setBusy, showPending } from "./views/card.js";
 import { Status } from "./wire.js";
+
+/** How long a decision can be taken back before it is sent. */
+export const UNDO_MS = 5000;
+
+/** "Approved", "Rejected", "Sent back": the past tense of an action's label, as the
+ * undo line says it; labels that are not a simple verb read "Done: <label>". */
+export function decided(label) {
+  const word = label.trim();
+  if (/^[A-Za-z]+$/.test(word)) {
+    if (/e$/i.test(word)) return `${word}d`;
+    if (/[^aeiou]y$/i.test(word)) return `${word.slice(0, -1)}ied`;
+    return `${word}ed`;
+  }
+  return `Done: ${word}`;
+}
 
 export class Actions {
   #busy = new Set();
+  /** task id → {send, cancel} of decisions in their undo window. */
+  #pending = new Map();
 
-  constructor({ api, toasts, announcer, onChanged }) {
+  constructor({ api, toasts, announcer, onChanged, handoff = null }) {
     this.api = api;
     this.toasts = toasts;
     this.announcer = announcer;
+    this.handoff = handoff;
     /** Called after any successful action (lists that are not fed live refresh). */
     this.onChanged = onChanged;
   }
@@ -41,13 +60,73 @@ export class Actions {
   }
 
   complete(task, card) {
+    this.handoff?.completing(task.id);
     return this.#run(
       task,
       card,
       "complete",
       () => this.api.complete(task.id),
       () => this.announcer.say(`Completed: ${task.title}`),
+      () => {
+        this.handoff?.failed(task.id);
+        return null;
+      },
     );
+  }
+
+  /**
+   * Take the decision `action` (one of `task.actions`) with `comment`: the card shows
+   * "Approved — Undo" for UNDO_MS, then the completion is sent. Undo restores the card
+   * and sends nothing; a refusal (422 comment_required …) is an error toast and the card
+   * comes back as it was.
+   */
+  decide(task, card, action, comment) {
+    if (this.#busy.has(task.id) || this.#pending.has(task.id)) return;
+    const said = decided(action.label);
+    let timer = 0;
+    const cancel = () => {
+      window.clearTimeout(timer);
+      this.#pending.delete(task.id);
+      clearPending(card);
+      this.announcer.say(`Undone: ${task.title} is open again.`);
+    };
+    const send = () => {
+      window.clearTimeout(timer);
+      this.#pending.delete(task.id);
+      if (card && (!card.isConnected || card.dataset.leaving)) {
+        // The process took the step away meanwhile (canceled, reassigned): nothing to send.
+        this.announcer.say(`“${task.title}” is no longer yours to decide.`);
+        return;
+      }
+      clearPending(card, { sending: true });
+      this.handoff?.completing(task.id);
+      void this.#run(
+        task,
+        card,
+        "decide",
+        () => this.api.complete(task.id, { outcome: action.id, comment }),
+        () => this.announcer.say(`${said}: ${task.title}`),
+        (err) => {
+          this.handoff?.failed(task.id);
+          clearPending(card);
+          return `Couldn't ${action.label.toLowerCase()} “${task.title}”: ${err.message}`;
+        },
+      );
+    };
+    this.#pending.set(task.id, { send, cancel });
+    showPending(card, `${said} — ${task.title}`, cancel);
+    this.announcer.say(`${said}. Undo within ${UNDO_MS / 1000} seconds.`);
+    timer = window.setTimeout(send, UNDO_MS);
+  }
+
+  /** Send every decision still in its undo window now (the page is going away). */
+  flushPending() {
+    for (const { send } of [...this.#pending.values()]) send();
+  }
+
+  /** The person opened this task's page from a card. */
+  opened(taskId) {
+    this.handoff?.opened(taskId);
   }
 
   postpone(task, card, untilMs) {

@@ -24,18 +24,18 @@ export class Api {
     this.session = null;
   }
 
-  async #request(method, path, { body, auth = true, retry = true } = {}) {
+  async #request(method, path, { body, auth = true, retry = true, keepalive = false } = {}) {
     const headers = { Accept: "application/json" };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (auth && this.session?.token) headers.Authorization = `Bearer ${this.session.token}`;
     let response;
     try {
-      response = await fetch(this.base + path, { method, headers, body, cache: "no-store" });
+      response = await fetch(this.base + path, { method, headers, body, cache: "no-store", keepalive });
     } catch {
       throw new ApiError(0, "unreachable", "The server can't be reached right now.");
     }
     if (response.status === 401 && auth && retry && (await this.session?.renew())) {
-      return this.#request(method, path, { body, auth, retry: false });
+      return this.#request(method, path, { body, auth, retry: false, keepalive });
     }
     let json = null;
     try {
@@ -60,8 +60,12 @@ export class Api {
     return wire.parseRecordTasks(await this.#request("GET", `/records/${enc(entity)}/${enc(id)}/tasks`));
   }
 
-  async complete(id) {
-    return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/complete`));
+  /** Complete a task; for a task with actions, `outcome` names the one taken (and
+   * `comment` goes with it). 422 `outcome_required` / `unknown_outcome` /
+   * `comment_required` when the decision does not fit the task. */
+  async complete(id, { outcome = null, comment = null } = {}) {
+    const body = wire.encodeComplete(outcome, comment);
+    return wire.parseTaskResponse(await this.#request("POST", `/tasks/${enc(id)}/complete`, { body, keepalive: true }));
   }
 
   /** Take a task of one of the person's role queues; 409 `already_claimed` when someone

@@ -15,8 +15,21 @@
 
 import { feedOfTask } from "./wire.js";
 
-/** Panel order, the same as the server's snapshot: newest first, then by id. */
+const PRIORITY_RANK = Object.freeze({ urgent: 0, high: 1, normal: 2, low: 3 });
+
+/** Panel order, by what needs attention: overdue first, then priority (urgent, high,
+ * normal, low), then the soonest due (a task with a due time before one without), then
+ * newest, then by id. Tasks with none of these fields keep the server's newest-first. */
 export function compareTasks(a, b) {
+  if (a.overdue !== b.overdue) return a.overdue ? -1 : 1;
+  const pa = PRIORITY_RANK[a.priority] ?? 2;
+  const pb = PRIORITY_RANK[b.priority] ?? 2;
+  if (pa !== pb) return pa - pb;
+  if (a.dueAt !== b.dueAt) {
+    if (a.dueAt === null || a.dueAt === undefined) return 1;
+    if (b.dueAt === null || b.dueAt === undefined) return -1;
+    return a.dueAt - b.dueAt;
+  }
   if (a.createdAt !== b.createdAt) return b.createdAt - a.createdAt;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }

@@ -9,6 +9,7 @@ import { Api } from "./api.js";
 import { Connection, ConnState } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
+import { Handoff } from "./handoff.js";
 import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
 import { registerPush } from "./push.js";
@@ -91,15 +92,19 @@ function start({ api, session, demo }) {
 
   const shell = new Shell({ app, feed, session, demo, toasts, api });
   let current = null;
+  const handoff = new Handoff({ feed, toasts, announcer, open: (task) => void actions.open(task) });
   const actions = new Actions({
     api,
     toasts,
     announcer,
+    handoff,
     onChanged: () => {
       current?.refresh?.();
       panel.refreshPostponed();
     },
   });
+  // A decision still in its undo window is sent when the page goes away, not lost.
+  window.addEventListener("pagehide", () => actions.flushPending());
   const notifier = new DesktopNotifier({
     feed,
     onOpen: (taskId) => {

@@ -43,6 +43,40 @@ export function when(ms, now = Date.now()) {
   return `${dayFmt.format(ms)}, ${time}`;
 }
 
+const yearFmt = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+});
+
+/** A moment as a wall-clock time: "14:00" today, "Thu, Dec 3, 14:00" this year, "Dec 3,
+ * 2027, 14:00" in another year. */
+export function absolute(ms, now = Date.now()) {
+  if (startOfDay(ms) === startOfDay(now)) return timeFmt.format(ms);
+  if (new Date(ms).getFullYear() !== new Date(now).getFullYear()) return yearFmt.format(ms);
+  return `${dayFmt.format(ms)}, ${timeFmt.format(ms)}`;
+}
+
+/** How far away a future moment is: "in 5 min", "in 2 h", "in 3 days". */
+function ahead(ms, now) {
+  const left = ms - now;
+  if (left < HOUR) return `in ${Math.max(1, Math.round(left / MINUTE))} min`;
+  if (left < 36 * HOUR) return `in ${Math.round(left / HOUR)} h`;
+  const days = Math.round(left / (24 * HOUR));
+  if (days < 14) return `in ${days} days`;
+  if (days < 60) return `in ${Math.round(days / 7)} weeks`;
+  return `in ${Math.round(days / 30.44)} months`;
+}
+
+/** A due time as a person reads it: "due in 2 h · 14:00", or once passed (or flagged by
+ * the server's clock) "overdue since 09:00". */
+export function due(ms, { overdue = false, now = Date.now() } = {}) {
+  if (overdue || ms <= now) return `Overdue since ${absolute(ms, now)}`;
+  return `Due ${ahead(ms, now)} · ${absolute(ms, now)}`;
+}
+
 export const clock = (ms) => timeFmt.format(ms);
 /** "Sat 09:00". */
 export const dayClock = (ms) =>
@@ -80,12 +114,16 @@ export function fromLocalInput(value) {
   return new Date(y, mo - 1, d, h, mi, 0, 0).getTime();
 }
 
-/** Refresh every `<time data-relative>` under `root` twice a minute. */
+/** Refresh every `<time data-relative>` (and `data-due`) under `root` twice a minute. */
 export function startRelativeClock(root) {
   const tick = () => {
     const now = Date.now();
     for (const el of root.querySelectorAll("time[data-relative]")) {
       const text = relative(Number(el.dataset.relative), now);
+      if (el.textContent !== text) el.textContent = text;
+    }
+    for (const el of root.querySelectorAll("[data-due]")) {
+      const text = due(Number(el.dataset.due), { overdue: el.dataset.overdue === "true", now });
       if (el.textContent !== text) el.textContent = text;
     }
   };

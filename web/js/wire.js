@@ -80,10 +80,35 @@ function instant(value, what) {
 
 // ---------------------------------------------------------------- task objects
 
+export const Priority = Object.freeze({ LOW: "low", NORMAL: "normal", HIGH: "high", URGENT: "urgent" });
+const PRIORITIES = new Set(Object.values(Priority));
+const COMMENT_RULES = new Set(["none", "optional", "required"]);
+
+const optionalInstant = (value, what) => (value === null || value === undefined ? null : instant(value, what));
+
+/** `actions` → `[{id, label, comment: "none" | "optional" | "required"}]` or null. */
+function taskActions(value) {
+  if (value === null || value === undefined) return null;
+  if (!Array.isArray(value)) throw new WireError("task.actions is not a list");
+  return Object.freeze(
+    value.map((raw) => {
+      const a = object(raw, "task.actions[]");
+      const comment = optionalString(a.comment, "action.comment") ?? "none";
+      return Object.freeze({
+        id: string(a.id, "action.id"),
+        label: string(a.label, "action.label"),
+        comment: COMMENT_RULES.has(comment) ? comment : "optional",
+      });
+    }),
+  );
+}
+
 /**
  * A task object → `{id, owner, role, actedBy, title, kind, status, process, record, url,
- * postponedUntil, createdAt, updatedAt}` (times in epoch milliseconds).
- * An unknown `kind` is kept (the page shows a generic icon); an unknown status is an error.
+ * postponedUntil, createdAt, updatedAt, dueAt, priority, actions, overdue, outcome,
+ * comment, completedBy, follows}` (times in epoch milliseconds).
+ * An unknown `kind` is kept (the page shows a generic icon), an unknown priority reads as
+ * `normal`; an unknown status is an error.
  */
 export function parseTask(raw) {
   const t = object(raw, "task");
@@ -125,6 +150,14 @@ export function parseTask(raw) {
         : instant(t.postponed_until, "task.postponed_until"),
     createdAt: instant(t.created_at, "task.created_at"),
     updatedAt: instant(t.updated_at, "task.updated_at"),
+    dueAt: optionalInstant(t.due_at, "task.due_at"),
+    priority: PRIORITIES.has(t.priority) ? t.priority : Priority.NORMAL,
+    actions: taskActions(t.actions),
+    overdue: t.overdue === true,
+    outcome: optionalString(t.outcome, "task.outcome"),
+    comment: optionalString(t.comment, "task.comment"),
+    completedBy: optionalString(t.completed_by, "task.completed_by"),
+    follows: optionalString(t.follows, "task.follows"),
   });
 }
 
@@ -293,6 +326,15 @@ export function parseError(json, status) {
     return { code: typeof err.code === "string" ? err.code : `http_${status}`, message: err.message };
   }
   return { code: `http_${status}`, message: `The server answered ${status}.` };
+}
+
+/** `POST /tasks/{id}/complete` body: the decision taken (an action id) and its comment,
+ * or nothing for a task without actions. */
+export function encodeComplete(outcome = null, comment = null) {
+  if (outcome === null) return undefined;
+  const body = { outcome };
+  if (comment !== null && comment.trim() !== "") body.comment = comment;
+  return JSON.stringify(body);
 }
 
 /** `POST /tasks/{id}/claim` (no body: the token says who claims). */

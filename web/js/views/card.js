@@ -1,6 +1,8 @@
 /**
- * One task as a card: kind icon, title (a link to the page that completes it), kind and
- * process, connected record, time, status and the actions its status allows.
+ * One task as a card: kind icon, title (a link to the page that completes it), what needs
+ * attention (Overdue, Urgent, the due time), kind and process, connected record, time,
+ * status and the actions its status allows: a task with `actions` shows its decisions
+ * (Approve, Reject …) instead of Complete.
  *
  * `createCard` builds it once; `updateCard` changes only the text and attributes that
  * differ, so focus, hover and animations survive updates. Buttons carry `data-action`;
@@ -47,9 +49,33 @@ function actionButton(action, label, iconName, cls, titleId) {
   );
 }
 
+/** One button per decision of the task; `data-outcome` names the action id. */
+function decisionButton(action, index, titleId) {
+  return h(
+    "button",
+    {
+      class: `btn btn--sm btn--decide ${index === 0 ? "btn--complete" : "btn--quiet"}`,
+      type: "button",
+      "data-action": "decide",
+      "data-testid": "decide",
+      "data-outcome": action.id,
+      "aria-describedby": titleId,
+      ...(action.comment === "none" ? {} : { "aria-haspopup": "dialog", "aria-expanded": "false" }),
+    },
+    index === 0 ? icon("check") : null,
+    h("span", {}, action.label),
+  );
+}
+
 function actionsFor(task, titleId, mode) {
   if (mode === "queue" && task.status === Status.RUNNING) {
     return [actionButton("claim", "Claim", "check", "btn--claim", titleId)];
+  }
+  if (task.status === Status.RUNNING && task.actions?.length) {
+    return [
+      ...task.actions.map((a, i) => decisionButton(a, i, titleId)),
+      actionButton("postpone", "Postpone", "clock", "btn--quiet", titleId),
+    ];
   }
   if (task.status === Status.RUNNING) {
     return [
@@ -74,8 +100,10 @@ function panelLayout(r, titleId) {
       "div",
       { class: "card__body" },
       h("div", { class: "card__head" }, r.title),
+      r.attention,
       h("p", { class: "card__meta" }, r.kind, r.kindLabel, r.process, r.recordWrap),
       h("div", { class: "card__foot" }, r.actions, r.time),
+      r.decide,
     ),
   );
 }
@@ -91,9 +119,11 @@ function listLayout(r, titleId) {
       "div",
       { class: "card__body" },
       h("div", { class: "card__head" }, r.title),
+      r.attention,
       h("p", { class: "card__meta" }, r.kindLabel, r.process, r.time),
       r.recordWrap,
       h("div", { class: "card__foot" }, r.status, r.actions),
+      r.decide,
     ),
   );
 }
@@ -117,6 +147,8 @@ export function createCard(task, { variant = "panel", testid = "task-item", mode
     time: h("time", { class: "card__time" }),
     status: h("span", { class: "status-chip", "data-testid": "status" }),
     actions: h("div", { class: "card__actions" }),
+    attention: h("p", { class: "card__attention", "data-testid": "attention" }),
+    decide: h("div", { class: "card__decide-slot" }),
     state: null,
     key: "",
     titleId,
@@ -173,21 +205,35 @@ export function updateCard(li, task) {
     r.recordWrap.hidden = true;
   }
 
-  // Panel cards say when the task arrived; list cards when it last changed.
-  const at = li.classList.contains("card--panel") ? task.createdAt : task.updatedAt;
-  r.time.dateTime = new Date(at).toISOString();
-  r.time.dataset.relative = String(at);
-  r.time.title = time.full(at);
-  setText(r.time, time.relative(at));
+  renderAttention(r, task, li);
 
+  // Panel cards say when the task arrived (a postponed one: when it comes back); list
+  // cards when it last changed.
+  const back = task.status === Status.POSTPONED && task.postponedUntil;
+  const at = back ? task.postponedUntil : li.classList.contains("card--panel") ? task.createdAt : task.updatedAt;
+  r.time.dateTime = new Date(at).toISOString();
+  r.time.title = time.full(at);
+  if (back && li.classList.contains("card--panel")) {
+    delete r.time.dataset.relative;
+    setText(r.time, `Back ${time.when(at)}`);
+  } else {
+    r.time.dataset.relative = String(at);
+    setText(r.time, time.relative(at));
+  }
+
+  const outcome = task.outcome ? (task.actions?.find((a) => a.id === task.outcome)?.label ?? task.outcome) : null;
   const statusText =
     task.status === Status.POSTPONED && task.postponedUntil
       ? `Postponed until ${time.when(task.postponedUntil)}`
-      : STATUS_LABEL[task.status];
+      : task.status === Status.COMPLETED && outcome
+        ? `Completed: ${outcome}`
+        : STATUS_LABEL[task.status];
+  if (task.comment) r.status.title = task.comment;
+  else r.status.removeAttribute("title");
   setText(r.status, statusText);
   r.status.className = `status-chip status-chip--${task.status}`;
 
-  const key = `${task.status}`;
+  const key = `${task.status}|${(task.actions ?? []).map((a) => `${a.id}:${a.label}:${a.comment}`).join(",")}`;
   if (r.key !== key) {
     r.key = key;
     r.actions.replaceChildren(...actionsFor(task, r.titleId, r.mode));
@@ -198,6 +244,194 @@ export function updateCard(li, task) {
     void li.offsetWidth; // restart the highlight
     li.classList.add("is-updated");
   }
+}
+
+const PRIORITY_FLAG = Object.freeze({ urgent: "Urgent", high: "High priority" });
+
+/** Overdue and Urgent as an icon and a word (colour is never the only signal), then the
+ * due time: "Due in 2 h · 14:00", "Overdue since 09:00". Empty lines stay hidden. */
+function renderAttention(r, task, li) {
+  const open = task.status === Status.RUNNING || task.status === Status.POSTPONED;
+  const overdue = open && (task.overdue || (task.dueAt !== null && task.dueAt <= Date.now()));
+  const priority = open ? (PRIORITY_FLAG[task.priority] ?? null) : null;
+  li.dataset.priority = task.priority ?? "normal";
+  li.dataset.overdue = String(overdue);
+  const key = `${overdue}|${priority}|${task.dueAt}|${open}`;
+  if (r.attentionKey === key) return;
+  r.attentionKey = key;
+  const parts = [];
+  const dueText =
+    open && task.dueAt !== null
+      ? h(
+          "span",
+          {
+            class: "card__due",
+            "data-testid": "due",
+            "data-due": String(task.dueAt),
+            "data-overdue": String(overdue),
+            title: time.full(task.dueAt),
+          },
+          time.due(task.dueAt, { overdue }),
+        )
+      : null;
+  if (overdue) {
+    // One flag: the icon and "Overdue since 09:00" (or just "Overdue" without a due time).
+    parts.push(
+      h("span", { class: "flag flag--overdue", "data-testid": "flag-overdue" }, icon("alert"), dueText ?? "Overdue"),
+    );
+  }
+  if (priority) {
+    parts.push(
+      h(
+        "span",
+        { class: `flag flag--${task.priority}`, "data-testid": `flag-${task.priority}` },
+        icon(task.priority === "urgent" ? "flame" : "arrowUp"),
+        priority,
+      ),
+    );
+  }
+  if (dueText && !overdue) parts.push(dueText);
+  r.attention.replaceChildren(...parts);
+  r.attention.hidden = parts.length === 0;
+}
+
+const COMMENT_WORD = Object.freeze({ optional: "Comment (optional)", required: "Comment (required)" });
+let formNumber = 0;
+
+/**
+ * Ask for the comment of a decision inside the card: a labelled text box, the decision's
+ * own button to send it and Cancel (Escape too). A required comment cannot go blank: the
+ * form says so and keeps focus in the box. `onSubmit(comment)` gets the text (null when
+ * left empty). Focus goes back to `opener` when the form closes without a decision.
+ */
+export function openDecision(li, action, opener, onSubmit) {
+  const r = refs.get(li);
+  closeDecision(li);
+  formNumber += 1;
+  const boxId = `decide-box-${formNumber}`;
+  const errId = `decide-err-${formNumber}`;
+  const required = action.comment === "required";
+  const box = h("textarea", {
+    id: boxId,
+    class: "card__decide-box",
+    rows: 2,
+    maxlength: 4000,
+    "data-testid": "decide-comment",
+    "aria-required": required ? "true" : null,
+  });
+  const err = h(
+    "p",
+    { id: errId, class: "card__decide-error", "data-testid": "decide-error", hidden: true },
+    icon("alert"),
+    `Write why before you choose “${action.label}”.`,
+  );
+  const cancel = () => {
+    closeDecision(li);
+    opener.focus();
+  };
+  const form = h(
+    "form",
+    {
+      class: "card__decide",
+      "data-testid": "decide-form",
+      "aria-label": `${action.label}: ${r.task.title}`,
+      novalidate: true,
+      onsubmit: (event) => {
+        event.preventDefault();
+        const text = box.value.trim();
+        if (required && !text) {
+          err.hidden = false;
+          box.setAttribute("aria-invalid", "true");
+          box.setAttribute("aria-describedby", errId);
+          box.focus();
+          return;
+        }
+        closeDecision(li);
+        onSubmit(text || null);
+      },
+      onkeydown: (event) => {
+        if (event.key === "Escape") {
+          event.preventDefault();
+          event.stopPropagation();
+          cancel();
+        } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+          event.preventDefault();
+          form.requestSubmit();
+        }
+      },
+    },
+    h("label", { class: "card__decide-label", for: boxId }, COMMENT_WORD[action.comment] ?? "Comment"),
+    box,
+    err,
+    h(
+      "div",
+      { class: "card__decide-buttons" },
+      h("button", { class: "btn btn--sm btn--complete", type: "submit", "data-testid": "decide-submit" }, action.label),
+      h(
+        "button",
+        { class: "btn btn--sm btn--quiet", type: "button", "data-testid": "decide-cancel", onclick: cancel },
+        "Cancel",
+      ),
+    ),
+  );
+  r.decide.replaceChildren(form);
+  opener.setAttribute("aria-expanded", "true");
+  r.opener = opener;
+  box.focus();
+}
+
+export function closeDecision(li) {
+  const r = refs.get(li);
+  if (!r) return;
+  r.decide.replaceChildren();
+  r.opener?.setAttribute("aria-expanded", "false");
+  r.opener = null;
+}
+
+/**
+ * The undo window of a decision: the card's content gives way to "Approved — Undo" (focus
+ * on Undo) until `clearPending`. The card stays where it is, so Undo puts it back as it was.
+ */
+export function showPending(li, text, onUndo) {
+  const r = refs.get(li);
+  if (!r) return;
+  clearPending(li);
+  const undo = h(
+    "button",
+    { class: "btn btn--sm btn--quiet", type: "button", "data-testid": "undo", onclick: onUndo },
+    icon("resume"),
+    h("span", {}, "Undo"),
+  );
+  r.pending = h(
+    "div",
+    { class: "card__pending", role: "status", tabindex: "-1", "data-testid": "pending" },
+    icon("check"),
+    h("span", { class: "card__pending-text", "data-testid": "pending-text" }, text),
+    undo,
+  );
+  li.dataset.pending = "1";
+  li.firstElementChild.hidden = true;
+  li.append(r.pending);
+  undo.focus();
+}
+
+/** End the undo window; `sending` keeps the line (without Undo) while the request runs. */
+export function clearPending(li, { sending = false } = {}) {
+  const r = li ? refs.get(li) : null;
+  if (!r?.pending) return;
+  if (sending) {
+    const undo = r.pending.querySelector("[data-testid=undo]");
+    const hadFocus = undo === document.activeElement;
+    undo?.remove();
+    if (hadFocus) r.pending.focus();
+    return;
+  }
+  const hadFocus = r.pending.contains(document.activeElement);
+  r.pending.remove();
+  r.pending = null;
+  delete li.dataset.pending;
+  li.firstElementChild.hidden = false;
+  if (hadFocus) (r.actions.querySelector("button") ?? focusTarget(li))?.focus();
 }
 
 /** Mark a card as waiting for the server (after Complete / Postpone / Resume). Buttons
@@ -220,8 +454,15 @@ export const cardTask = (li) => refs.get(li)?.task ?? null;
  * Postpone (opens the menu under the button), Resume, Claim. One listener per list.
  */
 export function delegateCardActions(container, actions, postponeMenu) {
+  const decide = (task, card, button) => {
+    const action = task.actions?.find((a) => a.id === button.dataset.outcome);
+    if (!action) return;
+    if (action.comment === "none") actions.decide(task, card, action, null);
+    else openDecision(card, action, button, (comment) => actions.decide(task, card, action, comment));
+  };
   const handlers = {
     complete: (task, card) => void actions.complete(task, card),
+    decide,
     postpone: (task, card, button) => postponeMenu.open(button, (until) => void actions.postpone(task, card, until)),
     resume: (task, card) => void actions.resume(task, card),
     claim: (task, card) => void actions.claim(task, card),
@@ -233,6 +474,13 @@ export function delegateCardActions(container, actions, postponeMenu) {
     const task = card ? cardTask(card) : null;
     if (!task || button.getAttribute("aria-disabled") === "true") return;
     handlers[button.dataset.action]?.(task, card, button);
+  });
+  // Opening a task's page from the card (its title link): the hand-off opens the next
+  // step directly after this one is done.
+  container.addEventListener("click", (event) => {
+    const link = event.target.closest("a.card__title[href]");
+    const card = link?.closest("[data-task-id]");
+    if (card && container.contains(card)) actions.opened(card.dataset.taskId);
   });
 }
 

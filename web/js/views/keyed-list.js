@@ -68,6 +68,9 @@ export class KeyedList {
     });
     for (const el of gone) this.#leave(el, animate);
 
+    // Moving a node takes focus from what is inside it: a card that moves (re-sorted by
+    // the server's overdue flag, say) keeps the keyboard user's place.
+    const focused = this.container.contains(document.activeElement) ? document.activeElement : null;
     let prev = null;
     const entered = [];
     for (const item of items) {
@@ -83,6 +86,7 @@ export class KeyedList {
       if (ref !== el) this.container.insertBefore(el, ref);
       prev = el;
     }
+    if (focused?.isConnected && document.activeElement !== focused) focused.focus({ preventScroll: true });
     if (animate) for (const el of entered) this.#enter(el);
   }
 
