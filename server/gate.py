@@ -92,6 +92,7 @@ class Gate:
         rid = logs.sane_request_id(given.decode("latin-1") if given is not None else None)
         rid_header = rid.encode()
         context = logs.request_id.set(rid)
+        tenant_context = logs.tenant.set(None)  # the endpoint names it once it knows
         began = time.perf_counter()
         path: str = scope["path"]
         api = path.startswith("/api/")
@@ -150,6 +151,7 @@ class Gate:
                 duration_ms = round((time.perf_counter() - began) * 1000, 1)
                 logs.access(scope["method"], path, status, duration_ms)
             logs.request_id.reset(context)
+            logs.tenant.reset(tenant_context)
 
     def _body(self, receive: Receive) -> Receive:
         """``receive`` for the app: the body within the size limit and on time."""

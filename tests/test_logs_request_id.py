@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from server.logs import JsonFormatter, sane_request_id
-from tests.support.app import PRODUCER_KEY, SECRET, Live, token
+from tests.support.app import PRODUCER_KEY, SECRET, Live, make_settings, serve, token
 from tests.support.server_proc import ServerProcess
 from tests.support.tasks import task_body
 
@@ -145,3 +145,25 @@ async def test_python_m_server_writes_access_lines_with_ids_and_no_tokens(tmp_pa
         "/api/v1/me/counter",
         200,
     )
+
+
+async def test_lines_name_the_tenant_once_the_caller_is_known(
+    sqlite_url: str, log_lines: io.StringIO
+) -> None:
+    settings = make_settings(
+        sqlite_url, producer_keys=frozenset({PRODUCER_KEY, "acme=pk-acme-0123"})
+    )
+    async with serve(settings) as live, httpx.AsyncClient(base_url=live.base_url) as http:
+        for rid, key in (
+            ("acme-1", "pk-acme-0123"),
+            ("default-1", PRODUCER_KEY),
+            ("nobody-1", "x"),
+        ):
+            await http.get(
+                "/api/v1/tasks/t-none",
+                headers={"Authorization": f"Bearer {key}", "X-Request-ID": rid},
+            )
+    access = {e["request_id"]: e for e in entries(log_lines) if e["logger"] == "taskbell.access"}
+    assert access["acme-1"]["tenant"] == "acme" and access["acme-1"]["status"] == 404
+    assert access["default-1"]["tenant"] == "default"
+    assert access["nobody-1"]["status"] == 401 and "tenant" not in access["nobody-1"]

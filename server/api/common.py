@@ -10,6 +10,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from server import logs
 from server.auth import User, bearer, producer_tenant, verify_token
 from server.broker import Broker
 from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
@@ -97,6 +98,7 @@ def producer(request: Request) -> str:
     tenant = producer_tenant(settings, bearer(request.headers.get("authorization")))
     if tenant is None:
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
+    logs.tenant.set(tenant)
     return tenant
 
 
@@ -106,8 +108,11 @@ def user(request: Request) -> User:
     token = bearer(request.headers.get("authorization"))
     known = checked(request, token)
     if known is not None and known.user is not None:
-        return p.revocations.check(known.user)
-    return p.authenticate(token)
+        who = p.revocations.check(known.user)
+    else:
+        who = p.authenticate(token)
+    logs.tenant.set(who.tenant)
+    return who
 
 
 def actor(request: Request) -> Caller:
@@ -116,12 +121,14 @@ def actor(request: Request) -> Caller:
     token = bearer(request.headers.get("authorization"))
     tenant = producer_tenant(p.settings, token)
     if tenant is not None:
+        logs.tenant.set(tenant)
         return Caller(tenant, None)
     known = checked(request, token)
     if known is not None and known.user is not None:
         who = p.revocations.check(known.user)
     else:
         who = p.authenticate(token)
+    logs.tenant.set(who.tenant)
     return Caller(who.tenant, who.id)
 
 
