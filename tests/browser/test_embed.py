@@ -6,6 +6,7 @@ says plainly when the server's Origin allow-list refuses the host."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -173,6 +174,9 @@ def test_the_bell_follows_every_feed_live_on_a_host_page(
     expect(badge).to_have_count(0)
     expect(bell(page)).to_have_attribute("aria-label", "Process tasks")
     assert_no_violation(page, console)
+    # The check can fail: an inline style on the host page is reported.
+    page.evaluate("document.getElementById('content').setAttribute('style', 'color: red')")
+    page.wait_for_function("window.violations.length > 0")
 
 
 def test_the_popover_opens_the_panel_and_escape_or_a_click_outside_closes_it(
@@ -253,6 +257,52 @@ def test_a_token_provider_stands_in_for_the_attribute(
     assert_no_violation(page, console)
 
 
+def test_a_token_provider_renews_a_refused_token(
+    browsing: Browsing, host: HostSite, producer: Producer, user: str
+) -> None:
+    producer.create(user, "Approve invoice INV-12")
+    stale = user_token(user, "not-the-servers-secret-0123456789abcdef-01234567")
+    page, console = open_host(browsing, host, None)
+    page.wait_for_function("customElements.get('taskbell-bell') !== undefined")
+    page.evaluate(
+        """([stale, fresh]) => {
+          const el = document.querySelector("taskbell-bell");
+          el.tokenProvider = async () => fresh;
+          el.setAttribute("token", stale);
+        }""",
+        [stale, user_token(user)],
+    )
+    wait_live(page)
+    expect(bell(page)).to_have_attribute("aria-label", "1 process task")
+    assert_no_violation(page, console)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_a_host_origin_on_the_allow_list_gets_its_badge(
+    browsing: Browsing, make_server: Callable[..., ServerProcess], user: str
+) -> None:
+    port = free_port()
+    site = HostSite(f"http://127.0.0.1:{port}")
+    try:
+        srv = make_server(
+            port=port, TASKBELL_ALLOWED_ORIGINS=f"https://crm.example.com,{site.origin}"
+        )
+        with Producer(srv.base_url) as producer:
+            producer.create(user, "Approve invoice INV-13")
+        page, console = open_host(browsing, site, user)
+        wait_live(page)
+        expect(bell(page)).to_have_attribute("aria-label", "1 process task")
+        assert not [m for m in console if "TASKBELL_ALLOWED_ORIGINS" in m], console
+        assert_no_violation(page, console)
+    finally:
+        site.close()
+
+
 def test_a_host_origin_not_on_the_allow_list_gets_no_badge_and_a_clear_message(
     browsing: Browsing, make_server: Callable[..., ServerProcess], user: str, output_dir: Path
 ) -> None:
@@ -269,6 +319,18 @@ def test_a_host_origin_not_on_the_allow_list_gets_no_badge_and_a_clear_message(
         messages = [m for m in console if "TASKBELL_ALLOWED_ORIGINS" in m]
         assert messages and messages[0].startswith("error:"), console
         assert site.origin in messages[0]
+        # What the browser cannot show the page: the server answered the handshake 403.
+        handshake = httpx.get(
+            f"{srv.base_url}/ws",
+            headers={
+                "Origin": site.origin,
+                "Connection": "Upgrade",
+                "Upgrade": "websocket",
+                "Sec-WebSocket-Version": "13",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+        )
+        assert handshake.status_code == 403
         page.screenshot(path=str(output_dir / "embed-refused-origin.png"))
         assert_no_violation(page, console)
     finally:
