@@ -49,6 +49,10 @@ svg { width: 22px; height: 22px; }
   background: #fff; box-shadow: 0 12px 32px rgb(0 0 0 / 0.18);
 }
 .popover[hidden] { display: none; }
+.sr {
+  position: absolute; width: 1px; height: 1px; margin: -1px; padding: 0; border: 0;
+  overflow: hidden; clip-path: inset(50%); white-space: nowrap;
+}
 iframe { display: block; width: 100%; height: 100%; border: 0; }
 @media (prefers-color-scheme: dark) {
   :host { color: #e6e9f0; }
@@ -145,8 +149,10 @@ export class TaskbellBell extends HTMLElement {
   #button;
   #badge = null;
   #popover;
+  #live;
   #frame = null;
   #refused = false;
+  #shown = 0;
   #onOutside = (event) => {
     if (!event.composedPath().includes(this)) this.close({ focus: false });
   };
@@ -188,7 +194,12 @@ export class TaskbellBell extends HTMLElement {
     this.#popover.setAttribute("role", "dialog");
     this.#popover.setAttribute("aria-label", "Process tasks");
     this.#popover.hidden = true;
-    root.append(this.#button, this.#popover);
+    // New work is announced politely (not the count at load, nor on catching up).
+    this.#live = document.createElement("span");
+    this.#live.className = "sr";
+    this.#live.setAttribute("aria-live", "polite");
+    this.#live.dataset.testid = "announcer";
+    root.append(this.#button, this.#live, this.#popover);
     this.#button.addEventListener("click", () => (this.open ? this.close() : this.show()));
     this.#popover.addEventListener("keydown", this.#onKey);
     this.#button.addEventListener("keydown", this.#onKey);
@@ -243,7 +254,11 @@ export class TaskbellBell extends HTMLElement {
       return;
     }
     this.#feed = new Feed(`user:${user}`);
-    this.#feed.subscribe(() => this.#render());
+    this.#feed.subscribe(({ source }) => {
+      const before = this.#shown;
+      this.#render();
+      if (source === "live" && this.#shown > before) this.#live.textContent = badgeLabel(this.#shown);
+    });
     this.#connection = new Connection({ url: WS_URL, feed: this.#feed, session: this.#session });
     this.#connection.onState((state) => this.#onState(state));
     this.#session.onChange((fresh) => this.#handOn(fresh));
@@ -273,6 +288,7 @@ export class TaskbellBell extends HTMLElement {
    * accessible name carries the count too. */
   #render() {
     const n = this.#connection?.state === ConnState.STOPPED ? 0 : (this.count ?? 0);
+    this.#shown = n;
     if (n > 0) {
       const label = badgeLabel(n);
       if (!this.#badge) {

@@ -166,6 +166,9 @@ def test_the_bell_follows_every_feed_live_on_a_host_page(
     queued = producer.create_for_role(role, "Check the delivery note")
     expect(bell(page)).to_have_attribute("aria-label", "2 process tasks")
     expect(badge).to_have_attribute("aria-label", "2 process tasks")
+    announcer = page.locator("taskbell-bell").get_by_test_id("announcer")
+    expect(announcer).to_have_text("2 process tasks")
+    expect(announcer).to_have_attribute("aria-live", "polite")
     page.screenshot(path=str(output_dir / "embed-bell-2-tasks.png"))
 
     producer.complete(own["id"])
@@ -215,7 +218,7 @@ def test_the_popover_opens_the_panel_and_escape_or_a_click_outside_closes_it(
 
 
 def test_the_bell_works_from_the_keyboard_alone(
-    browsing: Browsing, host: HostSite, producer: Producer, user: str
+    browsing: Browsing, host: HostSite, producer: Producer, user: str, output_dir: Path
 ) -> None:
     producer.create(user, "Approve invoice INV-9")
     page, console = open_host(browsing, host, user)
@@ -224,6 +227,7 @@ def test_the_bell_works_from_the_keyboard_alone(
     page.locator("#search").focus()
     page.keyboard.press("Tab")
     assert focused_in_bell(page)
+    page.locator("header").screenshot(path=str(output_dir / "embed-bell-focused.png"))
 
     page.keyboard.press("Enter")
     expect(button).to_have_attribute("aria-expanded", "true")
