@@ -163,7 +163,25 @@ class WebFiles(StaticFiles):
         response = super().file_response(*args, **kwargs)
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Content-Type-Options"] = "nosniff"
+        if response.media_type and "javascript" in response.media_type:
+            # The embeddable bell (``/embed.js``) imports the panel's modules from a host
+            # page of another origin, and module scripts need CORS: public files only.
+            response.headers["Access-Control-Allow-Origin"] = "*"
         return response
+
+
+EMBED_HEADERS = {
+    # Public, the same for everyone: any host page may load it (module scripts need CORS);
+    # cached briefly, so an upgrade reaches host pages within minutes.
+    "Access-Control-Allow-Origin": "*",
+    "Cache-Control": "public, max-age=300",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def embed(request: Request) -> Response:
+    """The embeddable bell, ``<taskbell-bell token="...">`` (web/embed.js)."""
+    return FileResponse(WEB_DIR / "embed.js", media_type="text/javascript", headers=EMBED_HEADERS)
 
 
 async def index(request: Request) -> Response:
@@ -257,6 +275,7 @@ def create_app(settings: Settings) -> Starlette:
         *docs.routes,
         *metrics_api.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
+        Route("/embed.js", embed, methods=["GET", "HEAD"]),
         Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),
     ]
     handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {

@@ -784,6 +784,14 @@ OPERATIONS: tuple[Op, ...] = (
         "none",
         {200: Answer("JavaScript", media="text/javascript")},
     ),
+    Op(
+        "GET",
+        "/embed.js",
+        "The embeddable bell (`<taskbell-bell token>`), for host pages of any origin",
+        "pages",
+        "none",
+        {200: Answer("JavaScript", media="text/javascript")},
+    ),
 )
 
 _ERROR_TEXT = {
