@@ -208,6 +208,7 @@ export default Object.freeze({
     "Die Kommunikationsleiste zeigt die Prozessaufgaben der Person, die in deiner Geschäftsanwendung angemeldet ist. Diese Anwendung öffnet die Seite mit einem Anmelde-Token; hier selbst gibt es keine Anmeldung.",
   "gate.devHint": "Für Entwickler: Öffne {url}. {command} gibt eines aus.",
   "gate.userToken": "Benutzer-Token",
+  "gate.userArg": "BENUTZER",
   "gate.invalid": "Dieser Anmeldelink funktioniert nicht",
   "gate.invalidText":
     "Das Token, mit dem diese Leiste geöffnet wurde, gilt hier nicht: Es ist vielleicht beschädigt oder für einen anderen Taskbell-Server ausgestellt.",

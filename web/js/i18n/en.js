@@ -225,6 +225,7 @@ export default Object.freeze({
     "The communication panel shows the process tasks of the person signed in to your business application. That application opens this page with a sign-in token; there is nothing to sign in to here.",
   "gate.devHint": "For developers: open {url}. {command} prints one.",
   "gate.userToken": "user token",
+  "gate.userArg": "USER",
   "gate.invalid": "This sign-in link doesn't work",
   "gate.invalidText":
     "The token this panel was opened with isn't valid here: it may be damaged, or made for another Taskbell server.",

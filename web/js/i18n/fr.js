@@ -208,6 +208,7 @@ export default Object.freeze({
     "Le panneau de communication montre les tâches de processus de la personne connectée à votre application métier. Cette application ouvre cette page avec un jeton de connexion ; il n’y a rien à quoi se connecter ici.",
   "gate.devHint": "Pour les développeurs : ouvrez {url}. {command} en affiche un.",
   "gate.userToken": "jeton utilisateur",
+  "gate.userArg": "UTILISATEUR",
   "gate.invalid": "Ce lien de connexion ne fonctionne pas",
   "gate.invalidText":
     "Le jeton avec lequel ce panneau a été ouvert n’est pas valable ici : il est peut-être abîmé, ou fait pour un autre serveur Taskbell.",

@@ -125,7 +125,7 @@ function developerHint() {
     { class: "gate__text gate__text--small" },
     ...tParts("gate.devHint", {
       url: h("code", {}, `/#token=<${t("gate.userToken")}>`),
-      command: h("code", {}, "python -m server token USER"),
+      command: h("code", {}, `python -m server token ${t("gate.userArg")}`),
     }),
   );
 }
