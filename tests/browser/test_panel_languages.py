@@ -236,6 +236,7 @@ def test_the_main_views_speak_the_tokens_language(
     refused.goto(f"{browsing.base_url}/#token={token(user, language, issued_ago=7200)}")
     expect(refused.get_by_test_id("token-refused")).to_be_visible()
     expect_no_english(refused, english, language, names)
+    refused.screenshot(path=str(output_dir / f"panel-lang-{language}-refused.png"))
 
 
 @pytest.mark.parametrize(
