@@ -7,6 +7,7 @@
  * badge. Failures become a toast and the card is usable again.
  */
 
+import { locale, t } from "./i18n.js";
 import * as time from "./time.js";
 import { clearPending, setBusy, showPending } from "./views/card.js";
 import { Status } from "./wire.js";
@@ -15,15 +16,16 @@ import { Status } from "./wire.js";
 export const UNDO_MS = 5000;
 
 /** "Approved", "Rejected", "Sent back": the past tense of an action's label, as the
- * undo line says it; labels that are not a simple verb read "Done: <label>". */
+ * undo line says it; labels that are not a simple verb read "Done: <label>". Only English
+ * verbs are conjugated: other languages say "Entschieden: <label>". */
 export function decided(label) {
   const word = label.trim();
-  if (/^[A-Za-z]+$/.test(word)) {
+  if (locale().startsWith("en") && /^[A-Za-z]+$/.test(word)) {
     if (/e$/i.test(word)) return `${word}d`;
     if (/[^aeiou]y$/i.test(word)) return `${word.slice(0, -1)}ied`;
     return `${word}ed`;
   }
-  return `Done: ${word}`;
+  return t("act.decidedAs", { label: word });
 }
 
 export class Actions {
@@ -50,7 +52,8 @@ export class Actions {
       this.onChanged?.(result);
       return result;
     } catch (err) {
-      this.toasts.show(explain(err) ?? `Couldn't ${action} “${task.title}”: ${err.message}`, { tone: "error" });
+      const text = explain(err) ?? t(`act.failed.${action}`, { title: task.title, message: err.message });
+      this.toasts.show(text, { tone: "error" });
       return null;
     } finally {
       this.#busy.delete(task.id);
@@ -66,7 +69,7 @@ export class Actions {
       card,
       "complete",
       () => this.api.complete(task.id),
-      () => this.announcer.say(`Completed: ${task.title}`),
+      () => this.announcer.say(t("act.completed", { title: task.title })),
       () => {
         this.handoff?.failed(task.id);
         return null;
@@ -88,14 +91,14 @@ export class Actions {
       window.clearTimeout(timer);
       this.#pending.delete(task.id);
       clearPending(card);
-      this.announcer.say(`Undone: ${task.title} is open again.`);
+      this.announcer.say(t("act.undone", { title: task.title }));
     };
     const send = () => {
       window.clearTimeout(timer);
       this.#pending.delete(task.id);
       if (card && (!card.isConnected || card.dataset.leaving)) {
         // The process took the step away meanwhile (canceled, reassigned): nothing to send.
-        this.announcer.say(`“${task.title}” is no longer yours to decide.`);
+        this.announcer.say(t("act.gone", { title: task.title }));
         return;
       }
       clearPending(card, { sending: true });
@@ -105,17 +108,17 @@ export class Actions {
         card,
         "decide",
         () => this.api.complete(task.id, { outcome: action.id, comment }),
-        () => this.announcer.say(`${said}: ${task.title}`),
+        () => this.announcer.say(t("act.decided", { said, title: task.title })),
         (err) => {
           this.handoff?.failed(task.id);
           clearPending(card);
-          return `Couldn't ${action.label.toLowerCase()} “${task.title}”: ${err.message}`;
+          return t("act.failed.decide", { label: action.label.toLowerCase(), title: task.title, message: err.message });
         },
       );
     };
     this.#pending.set(task.id, { send, cancel });
-    showPending(card, `${said} — ${task.title}`, cancel);
-    this.announcer.say(`${said}. Undo within ${UNDO_MS / 1000} seconds.`);
+    showPending(card, t("act.pending", { said, title: task.title }), cancel);
+    this.announcer.say(t("act.undoWithin", { said, n: UNDO_MS / 1000 }));
     timer = window.setTimeout(send, UNDO_MS);
   }
 
@@ -137,8 +140,8 @@ export class Actions {
       () => this.api.postpone(task.id, untilMs),
       (result) => {
         const until = time.when(result.postponedUntil ?? untilMs);
-        this.toasts.show(`Postponed until ${until}: “${task.title}”`, {
-          action: { label: "Undo", run: () => void this.resume(result, null) },
+        this.toasts.show(t("act.postponed", { until, title: task.title }), {
+          action: { label: t("card.undo"), run: () => void this.resume(result, null) },
         });
       },
     );
@@ -150,7 +153,7 @@ export class Actions {
       card,
       "resume",
       () => this.api.resume(task.id),
-      () => this.toasts.show(`Back in your process tasks: “${task.title}”`),
+      () => this.toasts.show(t("act.resumed", { title: task.title })),
     );
   }
 
@@ -162,9 +165,9 @@ export class Actions {
       card,
       "claim",
       () => this.api.claim(task.id),
-      () => this.announcer.say(`Claimed: ${task.title}. It is in your tasks now.`),
+      () => this.announcer.say(t("act.claimed", { title: task.title })),
       (err) =>
-        err.code === "already_claimed" || err.status === 404 ? `Someone else claimed “${task.title}” first.` : null,
+        err.code === "already_claimed" || err.status === 404 ? t("act.claimedFirst", { title: task.title }) : null,
     );
   }
 

@@ -4,6 +4,7 @@
  * message. A 401 in demo mode re-mints the token once and retries.
  */
 
+import { t } from "./i18n.js";
 import * as wire from "./wire.js";
 
 export class ApiError extends Error {
@@ -32,7 +33,7 @@ export class Api {
     try {
       response = await fetch(this.base + path, { method, headers, body, cache: "no-store", keepalive });
     } catch {
-      throw new ApiError(0, "unreachable", "The server can't be reached right now.");
+      throw new ApiError(0, "unreachable", t("api.unreachable"));
     }
     if (response.status === 401 && auth && retry && (await this.session?.renew())) {
       return this.#request(method, path, { body, auth, retry: false, keepalive });

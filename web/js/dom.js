@@ -3,6 +3,7 @@
  * motion preference. Text always goes in as text nodes, never as HTML.
  */
 
+import { t } from "./i18n.js";
 import { icon } from "./icons.js";
 
 /** `h("button", {class: "btn", onclick}, "Text", child)`. `null`/`false` children are skipped. */
@@ -170,7 +171,11 @@ export class Toasts {
       h("span", { class: "toast__text" }, message),
       counter,
       actionBtn,
-      h("button", { class: "toast__close", type: "button", "aria-label": "Dismiss", onclick: close }, icon("x")),
+      h(
+        "button",
+        { class: "toast__close", type: "button", "aria-label": t("page.dismiss"), onclick: close },
+        icon("x"),
+      ),
     );
     const repeat = (again) => {
       times += 1;

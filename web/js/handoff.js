@@ -9,6 +9,8 @@
  * usually takes this very page away, and it is back (history) by the time the step is done.
  */
 
+import { t } from "./i18n.js";
+
 export const HANDOFF_MS = 10_000;
 const OPENED_KEY = "taskbell.opened";
 const OPENED_AT_MOST = 50;
@@ -77,14 +79,14 @@ export class Handoff {
     const verdict = handoffFor(task, this.#completed, Date.now());
     if (!verdict) return;
     this.#completed.delete(task.follows);
-    this.announcer.say(`Next step: ${task.title}.`);
+    this.announcer.say(t("act.nextStep", { title: task.title }));
     if (verdict === "open") {
       this.#openNext(task);
       return;
     }
-    this.toasts.show(`Next: ${task.title}`, {
+    this.toasts.show(t("act.next", { title: task.title }), {
       timeout: 12_000,
-      action: task.url ? { label: "Open", run: () => this.#openNext(task) } : null,
+      action: task.url ? { label: t("act.open"), run: () => this.#openNext(task) } : null,
     });
   }
 }

@@ -10,6 +10,7 @@ import { Connection, ConnState } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
 import { Handoff } from "./handoff.js";
+import { setLocale, t, translateDom, wantedLocale } from "./i18n.js";
 import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
 import { registerPush } from "./push.js";
@@ -26,7 +27,14 @@ import { Shell } from "./views/shell.js";
 
 const fragmentToken = takeTokenFromFragment();
 
+/** The person's language: the token's `locale` claim, else the browser's (i18n.js). */
+function followLanguage(session) {
+  setLocale(wantedLocale(session?.locale ?? null));
+  translateDom(document);
+}
+
 async function boot() {
+  followLanguage(null);
   const api = new Api();
   const info = await api.demoInfo();
   const session = new Session({ demo: info.demo, api });
@@ -36,7 +44,9 @@ async function boot() {
   // A host application may hand over a token at any time (also while a gate shows).
   session.listenToHost();
   const usableToken = () => new Promise((resolve) => session.onChange(() => session.user !== null && resolve()));
-  if (!session.restore(fragmentToken)) {
+  const restored = session.restore(fragmentToken);
+  followLanguage(session);
+  if (!restored) {
     if (info.demo) {
       await pickDemoUser(gate, { users: info.users, session, lastUser: Session.lastDemoUser() });
     } else {
@@ -79,6 +89,7 @@ function unrefuse() {
 }
 
 function start({ api, session, demo }) {
+  followLanguage(session);
   const app = document.getElementById("app");
   hydrateIcons(app);
   const feed = new Feed(`user:${session.user}`);
@@ -140,7 +151,7 @@ function start({ api, session, demo }) {
     current = views[route.name];
     current.mount(main, route);
     shell.route(route);
-    shell.setPageName(route.name === "activities" ? "Activities" : route.name === "record" ? route.id : "");
+    shell.setPageName(route.name === "activities" ? t("page.activities") : route.name === "record" ? route.id : "");
     if (!firstRoute) main.focus({ preventScroll: true });
     firstRoute = false;
     window.scrollTo(0, 0);
@@ -174,20 +185,20 @@ function announceChanges(feed, announcer) {
     }
     for (const { change, task, reason } of changes) {
       if (change === "added") {
-        announcer.say(`New process task: ${task.title}.`, {
-          group: { key: "added", many: (n) => `${n} new process tasks.` },
+        announcer.say(t("live.added", { title: task.title }), {
+          group: { key: "added", many: (n) => t("live.addedMany", { n }) },
         });
       } else if (change === "removed" && (reason === "canceled" || task.status === "canceled")) {
-        announcer.say(`Canceled by the process: ${task.title}.`, {
-          group: { key: "canceled", many: (n) => `${n} process tasks were canceled.` },
+        announcer.say(t("live.canceled", { title: task.title }), {
+          group: { key: "canceled", many: (n) => t("live.canceledMany", { n }) },
         });
       } else if (change === "removed" && reason === "claimed" && `user:${task.owner}` !== feed.own) {
-        announcer.say(`Claimed by ${task.owner ?? "someone else"}: ${task.title}.`, {
-          group: { key: "claimed", many: (n) => `${n} queue tasks were claimed by others.` },
+        announcer.say(t("live.claimed", { who: task.owner ?? t("live.someoneElse"), title: task.title }), {
+          group: { key: "claimed", many: (n) => t("live.claimedMany", { n }) },
         });
       } else if (change === "removed" && reason === "reassigned") {
-        announcer.say(`Reassigned to someone else: ${task.title}.`, {
-          group: { key: "reassigned", many: (n) => `${n} process tasks were reassigned.` },
+        announcer.say(t("live.reassigned", { title: task.title }), {
+          group: { key: "reassigned", many: (n) => t("live.reassignedMany", { n }) },
         });
       }
     }
@@ -197,6 +208,6 @@ function announceChanges(feed, announcer) {
 boot().catch((err) => {
   console.error(err);
   const gate = document.getElementById("gate");
-  gate.textContent = `Taskbell couldn't start: ${err.message}`;
+  gate.textContent = t("page.cantStart", { message: err.message });
   gate.hidden = false;
 });

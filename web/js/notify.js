@@ -11,6 +11,8 @@
  * already was): main.js registers Web Push there (push.js).
  */
 
+import { t } from "./i18n.js";
+
 const MAX_AT_ONCE = 3;
 
 export class DesktopNotifier {
@@ -73,7 +75,7 @@ export class DesktopNotifier {
     let n;
     try {
       n = new window.Notification(task.title, {
-        body: details || "A process needs you.",
+        body: details || t("notify.body"),
         tag: task.id,
         renotify: false,
         silent: !fresh,

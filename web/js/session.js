@@ -23,7 +23,8 @@ export function takeTokenFromFragment() {
   return token;
 }
 
-/** The `sub` claim, for display only: the server is the one that checks the token. */
+/** The `sub`, `exp` and `locale` claims, for display only (the server is the one that
+ * checks the token): who is shown, when to renew, which language to speak. */
 function subjectOf(token) {
   try {
     const part = token.split(".")[1] ?? "";
@@ -32,9 +33,10 @@ function subjectOf(token) {
     return {
       user: typeof claims.sub === "string" ? claims.sub : null,
       expiresAt: typeof claims.exp === "number" ? claims.exp * 1000 : null,
+      locale: typeof claims.locale === "string" ? claims.locale : null,
     };
   } catch {
-    return { user: null, expiresAt: null };
+    return { user: null, expiresAt: null, locale: null };
   }
 }
 
@@ -48,6 +50,8 @@ export class Session {
     this.api = api;
     this.user = null;
     this.expiresAt = null;
+    /** The token's `locale` claim ("de", "fr-CA"), or null. */
+    this.locale = null;
   }
 
   get token() {
@@ -70,9 +74,10 @@ export class Session {
 
   set(token) {
     this.#token = token;
-    const { user, expiresAt } = subjectOf(token);
+    const { user, expiresAt, locale } = subjectOf(token);
     this.user = user;
     this.expiresAt = expiresAt;
+    this.locale = locale;
     try {
       window.sessionStorage.setItem(TOKEN_KEY, token);
     } catch {

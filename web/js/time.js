@@ -1,16 +1,29 @@
 /**
- * Times as a person reads them, in their own time zone and locale: "2 min ago",
- * "Tomorrow 09:00", and the postpone presets. Pure functions of (ms, now).
+ * Times as a person reads them, in their own time zone and the panel's language
+ * (i18n.js): "2 min ago", "tomorrow 09:00", and the postpone presets. Pure functions of
+ * (ms, now) and the language shown.
  */
+
+import { dateFormat, has, relativeFormat, t } from "./i18n.js";
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
-const timeFmt = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
-const dayFmt = new Intl.DateTimeFormat(undefined, { weekday: "short", month: "short", day: "numeric" });
-const fullFmt = new Intl.DateTimeFormat(undefined, { dateStyle: "full", timeStyle: "short" });
+const timeFmt = () => dateFormat({ hour: "2-digit", minute: "2-digit" });
+const dayFmt = () => dateFormat({ weekday: "short", month: "short", day: "numeric" });
+const fullFmt = () => dateFormat({ dateStyle: "full", timeStyle: "short" });
 
-export const timeZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+/** `n` `unit`s from now (negative: ago), in the catalogue's own words when it has them
+ * (English: "5 min ago"), else as `Intl.RelativeTimeFormat` says it ("vor 5 Min."). */
+function distance(key, n, unit) {
+  if (has(key)) return t(key, { n: Math.abs(n) });
+  return relativeFormat({ style: "short" }).format(n, unit);
+}
+
+/** "today", "tomorrow", "yesterday" in the language shown. */
+const dayWord = (offset) => relativeFormat({ numeric: "auto" }).format(offset, "day");
+
+export const timeZone = () => Intl.DateTimeFormat().resolvedOptions().timeZone || t("time.zoneUnknown");
 
 function startOfDay(ms) {
   const d = new Date(ms);
@@ -21,11 +34,13 @@ function startOfDay(ms) {
 /** "just now", "5 min ago", "3 h ago", "yesterday", "Mon, Nov 3". */
 export function relative(ms, now = Date.now()) {
   const ago = now - ms;
-  if (ago < 45_000) return "just now";
-  if (ago < HOUR) return `${Math.max(1, Math.round(ago / MINUTE))} min ago`;
-  if (ago < 12 * HOUR || startOfDay(ms) === startOfDay(now)) return `${Math.floor(ago / HOUR)} h ago`;
-  if (dayAfter(ms) === startOfDay(now)) return "yesterday";
-  return dayFmt.format(ms);
+  if (ago < 45_000) return t("time.justNow");
+  if (ago < HOUR) return distance("time.minutesAgo", -Math.max(1, Math.round(ago / MINUTE)), "minute");
+  if (ago < 12 * HOUR || startOfDay(ms) === startOfDay(now)) {
+    return distance("time.hoursAgo", -Math.floor(ago / HOUR), "hour");
+  }
+  if (dayAfter(ms) === startOfDay(now)) return dayWord(-1);
+  return dayFmt().format(ms);
 }
 
 function dayAfter(ms) {
@@ -37,51 +52,51 @@ function dayAfter(ms) {
 /** "today 09:00", "tomorrow 09:00", "Sat, Nov 29, 09:00": a moment in the future. */
 export function when(ms, now = Date.now()) {
   const day = startOfDay(ms);
-  const time = timeFmt.format(ms);
-  if (day === startOfDay(now)) return `today ${time}`;
-  if (day === dayAfter(now)) return `tomorrow ${time}`;
-  return `${dayFmt.format(ms)}, ${time}`;
+  const time = timeFmt().format(ms);
+  if (day === startOfDay(now)) return t("time.dayAt", { day: dayWord(0), time });
+  if (day === dayAfter(now)) return t("time.dayAt", { day: dayWord(1), time });
+  return t("time.dateAt", { date: dayFmt().format(ms), time });
 }
 
-const yearFmt = new Intl.DateTimeFormat(undefined, {
-  year: "numeric",
-  month: "short",
-  day: "numeric",
-  hour: "2-digit",
-  minute: "2-digit",
-});
+const yearFmt = () =>
+  dateFormat({
+    year: "numeric",
+    month: "short",
+    day: "numeric",
+    hour: "2-digit",
+    minute: "2-digit",
+  });
 
 /** A moment as a wall-clock time: "14:00" today, "Thu, Dec 3, 14:00" this year, "Dec 3,
  * 2027, 14:00" in another year. */
 export function absolute(ms, now = Date.now()) {
-  if (startOfDay(ms) === startOfDay(now)) return timeFmt.format(ms);
-  if (new Date(ms).getFullYear() !== new Date(now).getFullYear()) return yearFmt.format(ms);
-  return `${dayFmt.format(ms)}, ${timeFmt.format(ms)}`;
+  if (startOfDay(ms) === startOfDay(now)) return timeFmt().format(ms);
+  if (new Date(ms).getFullYear() !== new Date(now).getFullYear()) return yearFmt().format(ms);
+  return t("time.dateAt", { date: dayFmt().format(ms), time: timeFmt().format(ms) });
 }
 
 /** How far away a future moment is: "in 5 min", "in 2 h", "in 3 days". */
 function ahead(ms, now) {
   const left = ms - now;
-  if (left < HOUR) return `in ${Math.max(1, Math.round(left / MINUTE))} min`;
-  if (left < 36 * HOUR) return `in ${Math.round(left / HOUR)} h`;
+  if (left < HOUR) return distance("time.inMinutes", Math.max(1, Math.round(left / MINUTE)), "minute");
+  if (left < 36 * HOUR) return distance("time.inHours", Math.round(left / HOUR), "hour");
   const days = Math.round(left / (24 * HOUR));
-  if (days < 14) return `in ${days} days`;
-  if (days < 60) return `in ${Math.round(days / 7)} weeks`;
-  return `in ${Math.round(days / 30.44)} months`;
+  if (days < 14) return distance("time.inDays", days, "day");
+  if (days < 60) return distance("time.inWeeks", Math.round(days / 7), "week");
+  return distance("time.inMonths", Math.round(days / 30.44), "month");
 }
 
 /** A due time as a person reads it: "due in 2 h · 14:00", or once passed (or flagged by
  * the server's clock) "overdue since 09:00". */
 export function due(ms, { overdue = false, now = Date.now() } = {}) {
-  if (overdue || ms <= now) return `Overdue since ${absolute(ms, now)}`;
-  return `Due ${ahead(ms, now)} · ${absolute(ms, now)}`;
+  if (overdue || ms <= now) return t("time.overdueSince", { at: absolute(ms, now) });
+  return t("time.due", { in: ahead(ms, now), at: absolute(ms, now) });
 }
 
-export const clock = (ms) => timeFmt.format(ms);
+export const clock = (ms) => timeFmt().format(ms);
 /** "Sat 09:00". */
-export const dayClock = (ms) =>
-  `${new Intl.DateTimeFormat(undefined, { weekday: "short" }).format(ms)} ${timeFmt.format(ms)}`;
-export const full = (ms) => fullFmt.format(ms);
+export const dayClock = (ms) => t("time.dayAt", { day: dateFormat({ weekday: "short" }).format(ms), time: clock(ms) });
+export const full = (ms) => fullFmt().format(ms);
 
 /** One hour from now, to the minute. */
 export function inOneHour(now = Date.now()) {

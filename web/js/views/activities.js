@@ -5,17 +5,29 @@
  */
 
 import { h } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
 import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
 
+/** `label` and `none` are catalogue keys (i18n.js). */
 const FILTERS = [
-  { id: "all", label: "All", statuses: Object.values(Status) },
-  { id: Status.RUNNING, label: "Running", statuses: [Status.RUNNING] },
-  { id: Status.POSTPONED, label: "Postponed", statuses: [Status.POSTPONED] },
-  { id: Status.COMPLETED, label: "Completed", statuses: [Status.COMPLETED] },
-  { id: Status.CANCELED, label: "Canceled", statuses: [Status.CANCELED] },
+  { id: "all", label: "activities.all", none: "activities.none", statuses: Object.values(Status) },
+  { id: Status.RUNNING, label: "status.running", none: "activities.noneRunning", statuses: [Status.RUNNING] },
+  {
+    id: Status.POSTPONED,
+    label: "status.postponed",
+    none: "activities.nonePostponed",
+    statuses: [Status.POSTPONED],
+  },
+  {
+    id: Status.COMPLETED,
+    label: "status.completed",
+    none: "activities.noneCompleted",
+    statuses: [Status.COMPLETED],
+  },
+  { id: Status.CANCELED, label: "status.canceled", none: "activities.noneCanceled", statuses: [Status.CANCELED] },
 ];
 const PAGE = 50;
 
@@ -39,7 +51,7 @@ export class ActivitiesView {
     this.listEl = h("ul", {
       class: "task-list task-list--wide",
       "data-testid": "activity-list",
-      "aria-label": "Activities",
+      "aria-label": t("activities.title"),
       tabindex: "-1",
     });
     this.list = new KeyedList(this.listEl, {
@@ -52,13 +64,13 @@ export class ActivitiesView {
     this.more = h(
       "button",
       { class: "btn btn--quiet load-more", type: "button", hidden: true, onclick: () => void this.#load(false) },
-      "Show more",
+      t("activities.more"),
     );
     this.status = h("p", { class: "view__status", role: "status" });
 
     const filters = h(
       "div",
-      { class: "segmented", role: "group", "aria-label": "Filter by status" },
+      { class: "segmented", role: "group", "aria-label": t("activities.filter") },
       FILTERS.map((f) =>
         h(
           "a",
@@ -68,7 +80,7 @@ export class ActivitiesView {
             "data-testid": `filter-${f.id}`,
             "aria-current": f === this.#filter ? "true" : null,
           },
-          f.label,
+          t(f.label),
         ),
       ),
     );
@@ -83,12 +95,8 @@ export class ActivitiesView {
           h(
             "div",
             {},
-            h("h1", { class: "view__title", id: "view-title" }, "Activities"),
-            h(
-              "p",
-              { class: "view__lede" },
-              "Every step a process gave you. Find a postponed one and pick it up early.",
-            ),
+            h("h1", { class: "view__title", id: "view-title" }, t("activities.title")),
+            h("p", { class: "view__lede" }, t("activities.lede")),
           ),
         ),
         filters,
@@ -139,16 +147,12 @@ export class ActivitiesView {
       if (!this.#shown.length) {
         this.empty.replaceChildren(
           h("span", { class: "empty__art", "aria-hidden": "true" }, icon("inbox")),
-          h(
-            "p",
-            { class: "empty__title" },
-            this.#filter.id === "all" ? "No activities yet" : `No ${this.#filter.label.toLowerCase()} activities`,
-          ),
-          h("p", { class: "empty__text" }, "Steps that processes give you are listed here, whatever became of them."),
+          h("p", { class: "empty__title" }, t(this.#filter.none)),
+          h("p", { class: "empty__text" }, t("activities.noneText")),
         );
       }
     } catch (err) {
-      if (generation === this.#generation) this.status.textContent = `Couldn't load activities: ${err.message}`;
+      if (generation === this.#generation) this.status.textContent = t("activities.failed", { message: err.message });
     }
   }
 }

@@ -10,24 +10,15 @@
  */
 
 import { h, setText } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
 
-export const KIND_LABEL = Object.freeze({
-  activity: "Activity",
-  email: "Email",
-  edit_record: "Record edit",
-  page: "Page",
-  other: "Task",
-});
+const KINDS = new Set(["activity", "email", "edit_record", "page", "other"]);
 
-const STATUS_LABEL = Object.freeze({
-  [Status.RUNNING]: "Running",
-  [Status.POSTPONED]: "Postponed",
-  [Status.COMPLETED]: "Completed",
-  [Status.CANCELED]: "Canceled",
-});
+/** "Activity", "Email", "Record edit", "Page", "Task" in the language shown. */
+export const kindLabel = (kind) => t(`kind.${KINDS.has(kind) ? kind : "other"}`);
 
 export const recordHref = (record) => `#/records/${encodeURIComponent(record.entity)}/${encodeURIComponent(record.id)}`;
 
@@ -69,22 +60,22 @@ function decisionButton(action, index, titleId) {
 
 function actionsFor(task, titleId, mode) {
   if (mode === "queue" && task.status === Status.RUNNING) {
-    return [actionButton("claim", "Claim", "check", "btn--claim", titleId)];
+    return [actionButton("claim", t("card.claim"), "check", "btn--claim", titleId)];
   }
   if (task.status === Status.RUNNING && task.actions?.length) {
     return [
       ...task.actions.map((a, i) => decisionButton(a, i, titleId)),
-      actionButton("postpone", "Postpone", "clock", "btn--quiet", titleId),
+      actionButton("postpone", t("card.postpone"), "clock", "btn--quiet", titleId),
     ];
   }
   if (task.status === Status.RUNNING) {
     return [
-      actionButton("complete", "Complete", "check", "btn--complete", titleId),
-      actionButton("postpone", "Postpone", "clock", "btn--quiet", titleId),
+      actionButton("complete", t("card.complete"), "check", "btn--complete", titleId),
+      actionButton("postpone", t("card.postpone"), "clock", "btn--quiet", titleId),
     ];
   }
   if (task.status === Status.POSTPONED) {
-    return [actionButton("resume", "Resume now", "resume", "btn--quiet", titleId)];
+    return [actionButton("resume", t("card.resume"), "resume", "btn--quiet", titleId)];
   }
   return [];
 }
@@ -188,7 +179,7 @@ export function updateCard(li, task) {
     r.title.removeAttribute("href");
   }
 
-  setText(r.kindLabel, KIND_LABEL[task.kind]);
+  setText(r.kindLabel, kindLabel(task.kind));
   setText(r.process, task.process ? task.process.name : "");
   r.process.hidden = !task.process;
 
@@ -215,7 +206,7 @@ export function updateCard(li, task) {
   r.time.title = time.full(at);
   if (back && li.classList.contains("card--panel")) {
     delete r.time.dataset.relative;
-    setText(r.time, `Back ${time.when(at)}`);
+    setText(r.time, t("card.back", { when: time.when(at) }));
   } else {
     r.time.dataset.relative = String(at);
     setText(r.time, time.relative(at));
@@ -224,10 +215,10 @@ export function updateCard(li, task) {
   const outcome = task.outcome ? (task.actions?.find((a) => a.id === task.outcome)?.label ?? task.outcome) : null;
   const statusText =
     task.status === Status.POSTPONED && task.postponedUntil
-      ? `Postponed until ${time.when(task.postponedUntil)}`
+      ? t("status.postponedUntil", { when: time.when(task.postponedUntil) })
       : task.status === Status.COMPLETED && outcome
-        ? `Completed: ${outcome}`
-        : STATUS_LABEL[task.status];
+        ? t("status.completedAs", { outcome })
+        : t(`status.${task.status}`);
   if (task.comment) r.status.title = task.comment;
   else r.status.removeAttribute("title");
   setText(r.status, statusText);
@@ -246,14 +237,14 @@ export function updateCard(li, task) {
   }
 }
 
-const PRIORITY_FLAG = Object.freeze({ urgent: "Urgent", high: "High priority" });
+const PRIORITY_FLAG = Object.freeze({ urgent: "card.urgent", high: "card.high" });
 
 /** Overdue and Urgent as an icon and a word (colour is never the only signal), then the
  * due time: "Due in 2 h · 14:00", "Overdue since 09:00". Empty lines stay hidden. */
 function renderAttention(r, task, li) {
   const open = task.status === Status.RUNNING || task.status === Status.POSTPONED;
   const overdue = open && (task.overdue || (task.dueAt !== null && task.dueAt <= Date.now()));
-  const priority = open ? (PRIORITY_FLAG[task.priority] ?? null) : null;
+  const priority = open && PRIORITY_FLAG[task.priority] ? t(PRIORITY_FLAG[task.priority]) : null;
   li.dataset.priority = task.priority ?? "normal";
   li.dataset.overdue = String(overdue);
   const key = `${overdue}|${priority}|${task.dueAt}|${open}`;
@@ -277,7 +268,12 @@ function renderAttention(r, task, li) {
   if (overdue) {
     // One flag: the icon and "Overdue since 09:00" (or just "Overdue" without a due time).
     parts.push(
-      h("span", { class: "flag flag--overdue", "data-testid": "flag-overdue" }, icon("alert"), dueText ?? "Overdue"),
+      h(
+        "span",
+        { class: "flag flag--overdue", "data-testid": "flag-overdue" },
+        icon("alert"),
+        dueText ?? t("card.overdue"),
+      ),
     );
   }
   if (priority) {
@@ -295,7 +291,7 @@ function renderAttention(r, task, li) {
   r.attention.hidden = parts.length === 0;
 }
 
-const COMMENT_WORD = Object.freeze({ optional: "Comment (optional)", required: "Comment (required)" });
+const COMMENT_WORD = Object.freeze({ optional: "card.commentOptional", required: "card.commentRequired" });
 let formNumber = 0;
 
 /**
@@ -323,7 +319,7 @@ export function openDecision(li, action, opener, onSubmit) {
     "p",
     { id: errId, class: "card__decide-error", "data-testid": "decide-error", hidden: true },
     icon("alert"),
-    `Write why before you choose “${action.label}”.`,
+    t("card.commentMissing", { label: action.label }),
   );
   const cancel = () => {
     closeDecision(li);
@@ -334,7 +330,7 @@ export function openDecision(li, action, opener, onSubmit) {
     {
       class: "card__decide",
       "data-testid": "decide-form",
-      "aria-label": `${action.label}: ${r.task.title}`,
+      "aria-label": t("card.decideForm", { label: action.label, title: r.task.title }),
       novalidate: true,
       onsubmit: (event) => {
         event.preventDefault();
@@ -360,7 +356,7 @@ export function openDecision(li, action, opener, onSubmit) {
         }
       },
     },
-    h("label", { class: "card__decide-label", for: boxId }, COMMENT_WORD[action.comment] ?? "Comment"),
+    h("label", { class: "card__decide-label", for: boxId }, t(COMMENT_WORD[action.comment] ?? "card.comment")),
     box,
     err,
     h(
@@ -370,7 +366,7 @@ export function openDecision(li, action, opener, onSubmit) {
       h(
         "button",
         { class: "btn btn--sm btn--quiet", type: "button", "data-testid": "decide-cancel", onclick: cancel },
-        "Cancel",
+        t("card.cancel"),
       ),
     ),
   );
@@ -400,7 +396,7 @@ export function showPending(li, text, onUndo) {
     "button",
     { class: "btn btn--sm btn--quiet", type: "button", "data-testid": "undo", onclick: onUndo },
     icon("resume"),
-    h("span", {}, "Undo"),
+    h("span", {}, t("card.undo")),
   );
   r.pending = h(
     "div",

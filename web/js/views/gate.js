@@ -5,6 +5,7 @@
  */
 
 import { h } from "../dom.js";
+import { t, tParts } from "../i18n.js";
 import { icon } from "../icons.js";
 
 const initials = (name) => name.charAt(0).toUpperCase();
@@ -29,7 +30,7 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
         await session.signInDemo(user);
         resolve(user);
       } catch (err) {
-        error.textContent = `Couldn't sign in as ${user}: ${err.message}`;
+        error.textContent = t("gate.signInFailed", { user, message: err.message });
         button?.removeAttribute("aria-busy");
       }
     };
@@ -38,7 +39,7 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
       id: "who-name",
       name: "user",
       autocomplete: "username",
-      placeholder: "e.g. dana",
+      placeholder: t("gate.example"),
       pattern: "[A-Za-z0-9_.@-]{1,64}",
       "data-testid": "who-name",
       "aria-describedby": "who-error",
@@ -58,7 +59,7 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
           },
           h("span", { class: `avatar avatar--${users.indexOf(user) % 5}`, "aria-hidden": "true" }, initials(user)),
           h("span", { class: "person__name" }, user),
-          user === lastUser ? h("span", { class: "person__hint" }, "last time") : null,
+          user === lastUser ? h("span", { class: "person__hint" }, t("gate.lastTime")) : null,
           icon("arrowRight", "icon person__go"),
         ),
       ),
@@ -68,12 +69,8 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
         "main",
         { class: "gate__card", "aria-labelledby": "who-title" },
         brand(),
-        h("h1", { class: "gate__title", id: "who-title" }, "Who are you?"),
-        h(
-          "p",
-          { class: "gate__text" },
-          "This is a demo: pick a person and Taskbell signs you in. Each tab can be someone else.",
-        ),
+        h("h1", { class: "gate__title", id: "who-title" }, t("gate.who")),
+        h("p", { class: "gate__text" }, t("gate.demoText")),
         h("ul", { class: "people" }, people),
         h(
           "form",
@@ -83,19 +80,19 @@ export function pickDemoUser(gate, { users, session, lastUser }) {
               event.preventDefault();
               const name = field.value.trim();
               if (!/^[\w.@-]{1,64}$/.test(name)) {
-                error.textContent = "Use letters, digits and . _ @ - (at most 64).";
+                error.textContent = t("gate.badName");
                 field.focus();
                 return;
               }
               void choose(name, event.submitter);
             },
           },
-          h("label", { class: "form__label", for: "who-name" }, "Someone else"),
+          h("label", { class: "form__label", for: "who-name" }, t("gate.someoneElse")),
           h(
             "div",
             { class: "gate__row" },
             field,
-            h("button", { class: "btn btn--primary", type: "submit", "data-testid": "who-submit" }, "Continue"),
+            h("button", { class: "btn btn--primary", type: "submit", "data-testid": "who-submit" }, t("gate.continue")),
           ),
           error,
         ),
@@ -114,12 +111,8 @@ export function showNeedsToken(gate) {
       { class: "gate__card", "aria-labelledby": "gate-title", "data-testid": "needs-token" },
       brand(),
       h("span", { class: "gate__art", "aria-hidden": "true" }, icon("key")),
-      h("h1", { class: "gate__title", id: "gate-title" }, "Open Taskbell from your application"),
-      h(
-        "p",
-        { class: "gate__text" },
-        "The communication panel shows the process tasks of the person signed in to your business application. That application opens this page with a sign-in token; there is nothing to sign in to here.",
-      ),
+      h("h1", { class: "gate__title", id: "gate-title" }, t("gate.needsToken")),
+      h("p", { class: "gate__text" }, t("gate.needsTokenText")),
       developerHint(),
     ),
   );
@@ -130,27 +123,18 @@ function developerHint() {
   return h(
     "p",
     { class: "gate__text gate__text--small" },
-    "For developers: open ",
-    h("code", {}, "/#token=<user token>"),
-    ". ",
-    h("code", {}, "python -m server token USER"),
-    " prints one.",
+    ...tParts("gate.devHint", {
+      url: h("code", {}, `/#token=<${t("gate.userToken")}>`),
+      command: h("code", {}, `python -m server token ${t("gate.userArg")}`),
+    }),
   );
 }
 
+/** Catalogue keys of the title and text for each reason. */
 const REFUSED = Object.freeze({
-  invalid: {
-    title: "This sign-in link doesn't work",
-    text: "The token this panel was opened with isn't valid here: it may be damaged, or made for another Taskbell server.",
-  },
-  expired: {
-    title: "Your session has ended",
-    text: "The sign-in this panel was opened with is no longer valid.",
-  },
-  revoked: {
-    title: "You were signed out",
-    text: "Your sign-in was withdrawn by your organisation.",
-  },
+  invalid: { title: "gate.invalid", text: "gate.invalidText" },
+  expired: { title: "gate.expired", text: "gate.expiredText" },
+  revoked: { title: "gate.revoked", text: "gate.revokedText" },
 });
 
 /**
@@ -170,26 +154,18 @@ export function showTokenRefused(gate, { why, demo, onPickAgain }) {
           "button",
           { class: "btn btn--primary", type: "button", "data-testid": "pick-again", onclick: () => onPickAgain() },
           icon("arrowRight"),
-          h("span", {}, "Pick a person again"),
+          h("span", {}, t("gate.pickAgain")),
         ),
       )
-    : h(
-        "p",
-        { class: "gate__text" },
-        "Open the communication panel again from your application; it signs you in afresh.",
-      );
+    : h("p", { class: "gate__text" }, t("gate.openAgain"));
   gate.replaceChildren(
     h(
       "main",
       { class: "gate__card", "aria-labelledby": "gate-title", "data-testid": "token-refused", "data-why": why },
       brand(),
       h("span", { class: "gate__art gate__art--alert", "aria-hidden": "true" }, icon("alert")),
-      h("h1", { class: "gate__title", id: "gate-title" }, say.title),
-      h(
-        "p",
-        { class: "gate__text" },
-        demo ? `${say.text} This is a demo: pick a person and Taskbell signs you in.` : say.text,
-      ),
+      h("h1", { class: "gate__title", id: "gate-title" }, t(say.title)),
+      h("p", { class: "gate__text" }, demo ? t("gate.demoAgain", { text: t(say.text) }) : t(say.text)),
       next,
       demo ? null : developerHint(),
     ),

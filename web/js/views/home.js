@@ -5,23 +5,18 @@
  */
 
 import { h, renderSoon, setText } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
-import { KIND_LABEL, recordHref } from "./card.js";
-
-const STATUS_WORD = {
-  [Status.POSTPONED]: "Postponed",
-  [Status.COMPLETED]: "Completed",
-  [Status.CANCELED]: "Canceled",
-};
+import { kindLabel, recordHref } from "./card.js";
 
 function greeting(now = new Date()) {
   const hour = now.getHours();
-  if (hour < 5) return "Good evening";
-  if (hour < 12) return "Good morning";
-  if (hour < 18) return "Good afternoon";
-  return "Good evening";
+  if (hour < 5) return t("home.evening");
+  if (hour < 12) return t("home.morning");
+  if (hour < 18) return t("home.afternoon");
+  return t("home.evening");
 }
 
 const displayName = (user) => (user ? user.charAt(0).toUpperCase() + user.slice(1) : "");
@@ -42,13 +37,9 @@ export class HomeView {
     this.runningValue = h("span", { class: "tile__value" }, "–");
     this.postponedValue = h("span", { class: "tile__value" }, "–");
     this.records = h("ul", { class: "records" });
-    this.recordsEmpty = h(
-      "p",
-      { class: "muted" },
-      "When a process step is connected to a record, the record shows up here.",
-    );
+    this.recordsEmpty = h("p", { class: "muted" }, t("home.recordsEmpty"));
     this.recent = h("ul", { class: "recent", "data-testid": "recent" });
-    this.recentEmpty = h("p", { class: "muted", hidden: true }, "Nothing finished or postponed yet.");
+    this.recentEmpty = h("p", { class: "muted", hidden: true }, t("home.recentEmpty"));
 
     main.replaceChildren(
       h(
@@ -63,7 +54,9 @@ export class HomeView {
             h(
               "h1",
               { class: "view__title", id: "view-title" },
-              this.session.user ? `${greeting()}, ${displayName(this.session.user)}` : greeting(),
+              this.session.user
+                ? t("home.greetingName", { greeting: greeting(), name: displayName(this.session.user) })
+                : greeting(),
             ),
             this.lede,
           ),
@@ -75,13 +68,23 @@ export class HomeView {
             "a",
             { class: "tile tile--running", href: "#/activities?status=running" },
             h("span", { class: "tile__icon", "aria-hidden": "true" }, icon("bell")),
-            h("span", { class: "tile__text" }, this.runningValue, h("span", { class: "tile__label" }, "Running tasks")),
+            h(
+              "span",
+              { class: "tile__text" },
+              this.runningValue,
+              h("span", { class: "tile__label" }, t("home.runningTasks")),
+            ),
           ),
           h(
             "a",
             { class: "tile tile--postponed", href: "#/activities?status=postponed" },
             h("span", { class: "tile__icon", "aria-hidden": "true" }, icon("clock")),
-            h("span", { class: "tile__text" }, this.postponedValue, h("span", { class: "tile__label" }, "Postponed")),
+            h(
+              "span",
+              { class: "tile__text" },
+              this.postponedValue,
+              h("span", { class: "tile__label" }, t("home.postponed")),
+            ),
           ),
           h(
             "a",
@@ -90,8 +93,8 @@ export class HomeView {
             h(
               "span",
               { class: "tile__text" },
-              h("span", { class: "tile__value tile__value--text" }, "All activities"),
-              h("span", { class: "tile__label" }, "Completed, canceled and more"),
+              h("span", { class: "tile__value tile__value--text" }, t("home.allActivities")),
+              h("span", { class: "tile__label" }, t("home.allActivitiesHint")),
             ),
           ),
         ),
@@ -99,7 +102,7 @@ export class HomeView {
         h(
           "section",
           { class: "card-section", "aria-labelledby": "records-title" },
-          h("h2", { class: "section-title", id: "records-title" }, "Records with open steps"),
+          h("h2", { class: "section-title", id: "records-title" }, t("home.records")),
           this.records,
           this.recordsEmpty,
         ),
@@ -109,8 +112,8 @@ export class HomeView {
           h(
             "div",
             { class: "section-head" },
-            h("h2", { class: "section-title", id: "recent-title" }, "Recently finished or postponed"),
-            h("a", { class: "section-link", href: "#/activities" }, "All activities", icon("arrowRight")),
+            h("h2", { class: "section-title", id: "recent-title" }, t("home.recent")),
+            h("a", { class: "section-link", href: "#/activities" }, t("home.allActivities"), icon("arrowRight")),
           ),
           this.recent,
           this.recentEmpty,
@@ -136,18 +139,14 @@ export class HomeView {
       h(
         "div",
         { class: "demo-card__text" },
-        h("h2", { class: "demo-card__title", id: "demo-title" }, "Sample process engine"),
-        h(
-          "p",
-          {},
-          "Starts a “Customer onboarding” process that hands out five steps to the demo people, one every 0.6 s. Open a second tab as someone else to watch both.",
-        ),
+        h("h2", { class: "demo-card__title", id: "demo-title" }, t("demo.title")),
+        h("p", {}, t("demo.text")),
       ),
       h(
         "button",
         { class: "btn btn--primary", type: "button", "data-action": "start-demo", "data-testid": "demo-start-home" },
         icon("play"),
-        h("span", {}, "Start sample process"),
+        h("span", {}, t("demo.start")),
       ),
     );
   }
@@ -156,14 +155,7 @@ export class HomeView {
     const count = this.feed.count;
     if (this.feed.known) {
       setText(this.runningValue, String(count));
-      setText(
-        this.lede,
-        count === 0
-          ? "Nothing is waiting for you right now."
-          : count === 1
-            ? "One process task is waiting for you."
-            : `${count} process tasks are waiting for you.`,
-      );
+      setText(this.lede, t("home.waiting", { n: count }));
     }
     const byRecord = new Map();
     for (const task of this.feed.all()) {
@@ -190,7 +182,7 @@ export class HomeView {
                 h("span", { class: "record-link__title" }, record.title || record.id),
                 h("span", { class: "record-link__entity" }, record.entity),
               ),
-              h("span", { class: "record-link__count" }, n === 1 ? "1 step" : `${n} steps`),
+              h("span", { class: "record-link__count" }, t("home.steps", { n })),
             ),
           ),
         ),
@@ -232,15 +224,15 @@ export class HomeView {
             h(
               "span",
               { class: "recent__meta" },
-              [KIND_LABEL[task.kind], task.process?.name].filter(Boolean).join(" · "),
+              [kindLabel(task.kind), task.process?.name].filter(Boolean).join(" · "),
             ),
           ),
           h(
             "span",
             { class: `status-chip status-chip--${task.status}` },
             task.status === Status.POSTPONED && task.postponedUntil
-              ? `Until ${time.when(task.postponedUntil)}`
-              : STATUS_WORD[task.status],
+              ? t("home.until", { when: time.when(task.postponedUntil) })
+              : t(`status.${task.status}`),
           ),
           h(
             "time",

@@ -7,6 +7,7 @@
  */
 
 import { h, renderSoon, setText } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import { Status } from "../wire.js";
 import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
@@ -19,7 +20,7 @@ const displayName = (user) => user.charAt(0).toUpperCase() + user.slice(1);
 /** A feed's section heading: "Queue: approvers" or "Standing in for Bob". */
 export function feedTitle(name) {
   const [kind, id] = [name.slice(0, name.indexOf(":")), name.slice(name.indexOf(":") + 1)];
-  return kind === "role" ? `Queue: ${id}` : `Standing in for ${displayName(id)}`;
+  return kind === "role" ? t("panel.queue", { role: id }) : t("panel.standingIn", { name: displayName(id) });
 }
 
 function emptyState(iconName, title, text) {
@@ -60,12 +61,8 @@ export class PanelView {
     this.running = new KeyedList(this.runningEl, render);
     this.postponed = new KeyedList(this.postponedEl, render);
 
-    this.runningEmpty.append(
-      ...emptyState("done", "You're all caught up", "New process tasks appear here the moment a process needs you."),
-    );
-    this.postponedEmpty.append(
-      ...emptyState("clock", "Nothing postponed", "Tasks you postpone wait here until their time comes."),
-    );
+    this.runningEmpty.append(...emptyState("done", t("panel.caughtUp"), t("panel.caughtUpText")));
+    this.postponedEmpty.append(...emptyState("clock", t("panel.nothingPostponed"), t("panel.nothingPostponedText")));
 
     delegateCardActions(this.runningEl, actions, postponeMenu);
     delegateCardActions(this.postponedEl, actions, postponeMenu);
@@ -126,11 +123,7 @@ export class PanelView {
     const titleId = `feed-title-${sectionNumber}`;
     const count = h("span", { class: "feed-head__count", "data-testid": "feed-count" });
     const listEl = h("ul", { class: "task-list", "data-testid": "feed-list", "aria-labelledby": titleId });
-    const empty = h(
-      "p",
-      { class: "feed-empty", hidden: true },
-      queue ? "Nothing waits in this queue." : "Nothing of theirs is waiting.",
-    );
+    const empty = h("p", { class: "feed-empty", hidden: true }, t(queue ? "panel.queueEmpty" : "panel.standInEmpty"));
     const section = h(
       "section",
       {
@@ -169,7 +162,7 @@ export class PanelView {
     for (const [name, s] of this.#sections) {
       const n = this.feed.countOf(name);
       setText(s.count, String(n));
-      s.count.setAttribute("aria-label", n === 1 ? "1 task" : `${n} tasks`);
+      s.count.setAttribute("aria-label", t("count.tasks", { n }));
       s.empty.hidden = this.feed.list(name).length > 0;
     }
     const ownEmpty = this.feed.list().length === 0;
@@ -226,10 +219,10 @@ export class PanelView {
       const state = this.notifier.state();
       let content;
       if (state === "unsupported") {
-        content = [h("span", { class: "foot__text" }, "Desktop notifications aren't available in this browser.")];
+        content = [h("span", { class: "foot__text" }, t("notify.unsupported"))];
       } else if (state === "default") {
         content = [
-          h("span", { class: "foot__text" }, "Desktop alerts while this tab is hidden"),
+          h("span", { class: "foot__text" }, t("notify.offer")),
           h(
             "button",
             {
@@ -242,20 +235,18 @@ export class PanelView {
               },
             },
             icon("bell"),
-            h("span", {}, "Turn on"),
+            h("span", {}, t("notify.turnOn")),
           ),
         ];
       } else if (state === "denied") {
-        content = [
-          h("span", { class: "foot__text" }, "Desktop notifications are blocked in your browser's site settings."),
-        ];
+        content = [h("span", { class: "foot__text" }, t("notify.blocked"))];
       } else {
         content = [
           h(
             "span",
             { class: "foot__text foot__text--on", "data-testid": "notify-on" },
             icon("bell"),
-            " Desktop notifications are on.",
+            ` ${t("notify.on")}`,
           ),
         ];
       }

@@ -5,6 +5,7 @@
  */
 
 import { h } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 
@@ -72,15 +73,15 @@ export class PostponeMenu {
     const hour = time.inOneHour(now);
     const tomorrow = time.tomorrowNine(now);
     this.el.replaceChildren(
-      h("p", { class: "menu__title", id: "postpone-menu-title" }, "Postpone until"),
+      h("p", { class: "menu__title", id: "postpone-menu-title" }, t("postpone.title")),
       h(
         "div",
         { class: "menu", role: "menu", "aria-labelledby": "postpone-menu-title" },
-        this.#item("postpone-1h", "clock", "In 1 hour", time.clock(hour), () => this.#pick(hour)),
-        this.#item("postpone-tomorrow", "sunrise", "Tomorrow morning", time.dayClock(tomorrow), () =>
+        this.#item("postpone-1h", "clock", t("postpone.hour"), time.clock(hour), () => this.#pick(hour)),
+        this.#item("postpone-tomorrow", "sunrise", t("postpone.tomorrow"), time.dayClock(tomorrow), () =>
           this.#pick(tomorrow),
         ),
-        this.#item("postpone-custom", "calendar", "Pick a date and time…", null, () => this.#renderForm()),
+        this.#item("postpone-custom", "calendar", t("postpone.pick"), null, () => this.#renderForm()),
       ),
     );
   }
@@ -106,9 +107,9 @@ export class PostponeMenu {
           event.preventDefault();
           const at = time.fromLocalInput(input.value);
           if (at === null) {
-            error.textContent = "Choose a date and a time.";
+            error.textContent = t("postpone.noDate");
           } else if (at <= Date.now()) {
-            error.textContent = "Choose a moment in the future.";
+            error.textContent = t("postpone.past");
           } else {
             this.#pick(at);
             return;
@@ -117,9 +118,9 @@ export class PostponeMenu {
           input.focus();
         },
       },
-      h("label", { class: "form__label", for: "postpone-at" }, "Date and time"),
+      h("label", { class: "form__label", for: "postpone-at" }, t("postpone.dateTime")),
       input,
-      h("p", { class: "form__hint" }, `Your time zone: ${time.timeZone()}`),
+      h("p", { class: "form__hint" }, t("postpone.zone", { zone: time.timeZone() })),
       error,
       h(
         "div",
@@ -134,17 +135,17 @@ export class PostponeMenu {
               this.el.querySelector("[role=menuitem]")?.focus();
             },
           },
-          "Back",
+          t("postpone.back"),
         ),
         h(
           "button",
           { class: "btn btn--sm btn--primary", type: "submit", "data-testid": "postpone-confirm" },
-          "Postpone",
+          t("postpone.confirm"),
         ),
       ),
     );
     input.setAttribute("aria-describedby", "postpone-error");
-    this.el.replaceChildren(h("p", { class: "menu__title" }, "Postpone until"), form);
+    this.el.replaceChildren(h("p", { class: "menu__title" }, t("postpone.title")), form);
     this.#place();
     input.focus();
   }

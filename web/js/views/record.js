@@ -5,10 +5,11 @@
  */
 
 import { h } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 import * as time from "../time.js";
 import { Status } from "../wire.js";
-import { createCard, delegateCardActions, focusTarget, KIND_LABEL, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, kindLabel, updateCard } from "./card.js";
 import { KeyedList } from "./keyed-list.js";
 
 export class RecordView {
@@ -29,7 +30,7 @@ export class RecordView {
     this.entity = route.entity;
     this.id = route.id;
     this.titleEl = h("h1", { class: "view__title", id: "view-title", "data-testid": "record-title" }, route.id);
-    this.summary = h("p", { class: "view__lede", "data-testid": "record-summary" }, "Looking for open process steps…");
+    this.summary = h("p", { class: "view__lede", "data-testid": "record-summary" }, t("record.looking"));
     this.button = h(
       "button",
       {
@@ -41,12 +42,12 @@ export class RecordView {
         onclick: () => this.#process(),
       },
       icon("process"),
-      h("span", {}, "Process"),
+      h("span", {}, t("record.process")),
     );
     this.listEl = h("ul", {
       class: "task-list task-list--wide",
       "data-testid": "record-steps",
-      "aria-label": "Open process steps of this record",
+      "aria-label": t("record.stepsLabel"),
     });
     this.list = new KeyedList(this.listEl, {
       create: (t) => createCard(t, { variant: "list", testid: "record-step" }),
@@ -61,8 +62,8 @@ export class RecordView {
         { class: "view view--record", "aria-labelledby": "view-title" },
         h(
           "nav",
-          { class: "crumbs", "aria-label": "Breadcrumb" },
-          h("a", { href: "#/" }, "Overview"),
+          { class: "crumbs", "aria-label": t("record.breadcrumb") },
+          h("a", { href: "#/" }, t("page.overview")),
           h("span", { "aria-hidden": "true" }, "/"),
           h("span", {}, route.entity),
         ),
@@ -79,7 +80,7 @@ export class RecordView {
           h("div", { class: "record-head__actions" }, this.button),
         ),
         this.summary,
-        h("h2", { class: "section-title" }, "Open process steps"),
+        h("h2", { class: "section-title" }, t("record.steps")),
         this.listEl,
       ),
     );
@@ -109,8 +110,7 @@ export class RecordView {
     try {
       result = await this.api.recordTasks(this.entity, this.id);
     } catch (err) {
-      if (generation === this.#generation)
-        this.summary.textContent = `Couldn't load this record's process steps: ${err.message}`;
+      if (generation === this.#generation) this.summary.textContent = t("record.failed", { message: err.message });
       return;
     }
     if (generation !== this.#generation) return;
@@ -121,12 +121,7 @@ export class RecordView {
     const n = this.#tasks.length;
     this.button.setAttribute("aria-disabled", String(n === 0));
     this.button.dataset.count = String(n);
-    this.summary.textContent =
-      n === 0
-        ? "No process is waiting on this record."
-        : n === 1
-          ? "One process step is waiting on this record. Process opens it."
-          : `${n} process steps are waiting on this record. Process lets you choose one.`;
+    this.summary.textContent = t("record.waiting", { n });
     this.list.set(this.#tasks, { animate: this.list.size > 0 });
   }
 
@@ -167,16 +162,16 @@ export class RecordView {
             h(
               "span",
               { class: "choice__meta" },
-              [KIND_LABEL[task.kind], task.process?.name].filter(Boolean).join(" · "),
+              [kindLabel(task.kind), task.process?.name].filter(Boolean).join(" · "),
             ),
           ),
           task.status === Status.POSTPONED
             ? h(
                 "span",
                 { class: "status-chip status-chip--postponed" },
-                `Postponed · ${time.when(task.postponedUntil ?? Date.now())}`,
+                t("record.postponed", { when: time.when(task.postponedUntil ?? Date.now()) }),
               )
-            : h("span", { class: "status-chip status-chip--running" }, "Running"),
+            : h("span", { class: "status-chip status-chip--running" }, t("status.running")),
           icon("arrowRight", "icon choice__go"),
         ),
       );
@@ -187,18 +182,14 @@ export class RecordView {
         h(
           "header",
           { class: "dialog__head" },
-          h("h2", { class: "dialog__title", id: "dialog-title" }, "Move down the process"),
+          h("h2", { class: "dialog__title", id: "dialog-title" }, t("record.choose")),
           h(
             "button",
-            { class: "icon-btn", type: "button", "aria-label": "Close", onclick: () => dialog.close() },
+            { class: "icon-btn", type: "button", "aria-label": t("record.close"), onclick: () => dialog.close() },
             icon("x"),
           ),
         ),
-        h(
-          "p",
-          { class: "dialog__lede" },
-          `${tasks.length} steps are open for ${this.titleEl.textContent}. Which one do you want to continue?`,
-        ),
+        h("p", { class: "dialog__lede" }, t("record.chooseText", { n: tasks.length, title: this.titleEl.textContent })),
         h("ul", { class: "choices" }, tasks.map(choice)),
       ),
     );

@@ -7,16 +7,18 @@
 
 import { ConnState } from "../connection.js";
 import { h, motionAllowed, renderSoon, setText } from "../dom.js";
+import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 
 const CONN_TEXT = {
-  [ConnState.CONNECTING]: "Connecting…",
-  [ConnState.LIVE]: "Live",
-  [ConnState.RECONNECTING]: "Reconnecting…",
-  [ConnState.STOPPED]: "Offline",
+  [ConnState.CONNECTING]: "conn.connecting",
+  [ConnState.LIVE]: "conn.live",
+  [ConnState.RECONNECTING]: "conn.reconnecting",
+  [ConnState.STOPPED]: "conn.offline",
 };
 
-export const tasksLabel = (n) => (n === 1 ? "1 process task" : `${n} process tasks`);
+/** The badge's aria-label: "1 process task", "3 process tasks", "3 Prozessaufgaben". */
+export const tasksLabel = (n) => t("count.processTasks", { n });
 
 /** Below this width the panel covers the page instead of sitting beside it. */
 const DOCKED = window.matchMedia("(min-width: 64em)");
@@ -131,19 +133,18 @@ export class Shell {
 
   connection(state, stopReason) {
     this.conn.dataset.state = state;
-    setText(this.conn.querySelector(".conn__text"), CONN_TEXT[state]);
+    setText(this.conn.querySelector(".conn__text"), t(CONN_TEXT[state]));
     this.conn.title =
       state === ConnState.LIVE
-        ? "Connected: changes appear as they happen"
+        ? t("conn.liveHint")
         : state === ConnState.RECONNECTING
-          ? "The connection was lost. Taskbell reconnects by itself and catches up."
+          ? t("conn.reconnectingHint")
           : "";
     this.app.dataset.conn = state;
     if (state === ConnState.STOPPED && stopReason) {
-      const why = stopReason === "revoked" ? "You were signed out" : "Your session has ended";
       this.banner.replaceChildren(
         icon("alert"),
-        h("span", {}, `${why}, so this list no longer updates. Open the panel again from your application.`),
+        h("span", {}, t(stopReason === "revoked" ? "conn.revoked" : "conn.ended")),
       );
       this.banner.hidden = false;
     } else {
@@ -169,7 +170,7 @@ export class Shell {
                 window.location.reload();
               },
             },
-            "Switch",
+            t("who.switch"),
           )
         : null,
     ];
@@ -179,12 +180,12 @@ export class Shell {
   #renderDemoControls() {
     const box = this.app.querySelector("#demo-controls");
     box.replaceChildren(
-      h("span", { class: "demo-pill" }, "Demo"),
+      h("span", { class: "demo-pill" }, t("demo.pill")),
       h(
         "button",
         { class: "btn btn--sm btn--accent", type: "button", "data-action": "start-demo", "data-testid": "demo-start" },
         icon("play"),
-        h("span", { class: "demo-controls__label" }, "Start sample process"),
+        h("span", { class: "demo-controls__label" }, t("demo.start")),
       ),
     );
     box.hidden = false;
@@ -195,9 +196,9 @@ export class Shell {
     button.setAttribute("aria-busy", "true");
     try {
       const started = await this.api.startDemoProcess();
-      this.toasts.show(`Sample process started: ${started.taskIds.length} steps on their way.`);
+      this.toasts.show(t("demo.started", { n: started.taskIds.length }));
     } catch (err) {
-      this.toasts.show(`Couldn't start the sample process: ${err.message}`, { tone: "error" });
+      this.toasts.show(t("demo.failed", { message: err.message }), { tone: "error" });
     } finally {
       button.removeAttribute("aria-busy");
     }
