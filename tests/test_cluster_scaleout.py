@@ -19,7 +19,13 @@ from tests.support.client import FeedClient
 from tests.support.server_proc import ServerProcess
 from tests.support.services import PostgresServer, RedisCluster
 from tests.support.tasks import task_body
-from tests.test_scaleout import producer_for, running_in_db, server_env, until_not_ready
+from tests.test_scaleout import (
+    produce_mixed,
+    producer_for,
+    running_in_db,
+    server_env,
+    until_not_ready,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -70,24 +76,8 @@ async def test_two_processes_on_a_cluster_show_every_client_the_same_events(
             for c in group:
                 await c.connect()
 
-        async def produce(server: ServerProcess, worker: int) -> None:
-            rng = random.Random(worker)
-            async with producer_for(server) as p:
-                for i in range(25):
-                    owner = rng.choice(OWNERS)
-                    tid = f"w{worker}-{i}"
-                    resp = await p.post("/api/v1/tasks", json=task_body(tid, owner))
-                    assert resp.status_code == 201
-                    roll = rng.random()
-                    if roll < 0.3:
-                        resp = await p.post(f"/api/v1/tasks/{tid}/complete")
-                        assert resp.status_code == 200
-                    elif roll < 0.5:
-                        other = rng.choice(OWNERS)
-                        resp = await p.patch(f"/api/v1/tasks/{tid}", json={"owner": other})
-                        assert resp.status_code == 200
-
-        await asyncio.gather(*(produce(s, w) for w, s in enumerate([a, b, a, b])))
+        workers = enumerate([a, b, a, b])
+        await asyncio.gather(*(produce_mixed(s, w, list(OWNERS)) for w, s in workers))
 
         # Sharded channels on the masters, only ones of held owners' partitions.
         held = {channel_of(user_key("default", o)) for o in OWNERS}
