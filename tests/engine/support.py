@@ -25,7 +25,7 @@ from engine.app import SAMPLES, Config, Runtime, create_app
 from server.settings import Settings
 from tests.support.app import PRODUCER_KEY, SECRET, token
 from tests.support.processes import ChildProcess, Managed, free_port, track, untrack, wait_until
-from tests.support.server_proc import http_status
+from tests.support.server_proc import REPO_ROOT, http_status
 
 # Taskbell with quick webhook retries and loopback receivers allowed.
 FAST = {
@@ -156,6 +156,8 @@ class EngineProcess(Managed):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKBELL_", "ENGINE_"))}
         env.update(
             PYTHONUNBUFFERED="1",
+            # This checkout's engine, not whichever one the editable install points at.
+            PYTHONPATH=str(REPO_ROOT),
             TASKBELL_URL=self.config.taskbell_url,
             TASKBELL_PRODUCER_KEY=self.config.producer_key,
             ENGINE_PORT=str(self.config.port),
