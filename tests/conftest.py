@@ -14,6 +14,19 @@ from tests.support.app import Live, make_settings, serve
 from tests.support.services import PostgresServer, RedisServer
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, as scripts/test runs it) each test file
+    runs on one worker, so a module-scoped fixture (a Redis Cluster, say) starts once;
+    the browser tests all stay together, as their Playwright fixtures are package-scoped
+    (see tests/browser/conftest.py): split, they would start Chromium once per worker and
+    put asyncio tests between them."""
+    here = Path(__file__).parent
+    browser = here / "browser"
+    for item in items:
+        group = "browser" if browser in item.path.parents else str(item.path.relative_to(here))
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
