@@ -12,6 +12,8 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import TIMEZONE, Browsing
 from tests.browser.support import Person, Producer
+from tests.browser.test_panel_languages import WORK, english_words, expect_no_english
+from tests.browser.test_panel_languages import token as lang_token
 
 pytestmark = pytest.mark.browser
 
@@ -98,3 +100,23 @@ def test_an_empty_quiet_window_is_not_saved(browsing: Browsing, person: Person, 
         "Quiet hours need a start and an end that differ."
     )
     assert saved(person)["quiet_hours"] is None
+
+
+@pytest.mark.parametrize(
+    ("language", "heading"), [("de", "Benachrichtigungen"), ("fr", "Notifications")]
+)
+def test_the_settings_view_speaks_the_tokens_language(
+    browsing: Browsing, producer: Producer, user: str, language: str, heading: str, output_dir: Path
+) -> None:
+    process, title = str(WORK[language]["process"]), str(WORK[language]["own"])
+    producer.create(user, title, process=process)
+    page = browsing.page()
+    page.goto(f"{browsing.base_url}/#token={lang_token(user, language)}&route=/settings")
+    expect(page.get_by_role("heading", level=1, name=heading)).to_be_visible()
+    page.get_by_test_id("pref-quiet").check()
+    expect(page.get_by_test_id("settings-form").get_by_label(process)).to_be_visible()
+    # The zone list holds IANA names (place names, not the panel's words): left out here.
+    page.get_by_test_id("pref-zone").evaluate("(el) => { el.hidden = true; }")
+    expect_no_english(page, english_words(page, language), language, [user, process])
+    page.get_by_test_id("pref-zone").evaluate("(el) => { el.hidden = false; }")
+    page.screenshot(path=str(output_dir / f"settings-{language}.png"), full_page=True)
