@@ -12,8 +12,9 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import and_, delete, insert, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db import Engines
@@ -44,23 +45,19 @@ class PreferenceStore:
         return found.get((tenant, user), DEFAULT)
 
     async def put(self, tenant: str, user: str, prefs: Preferences, now: datetime) -> None:
-        """Replace the person's preferences (one transaction: delete, insert)."""
-        try:
-            await self._put(tenant, user, prefs, now)
-        except IntegrityError:
-            # A concurrent first PUT of the same person inserted between our delete and
-            # insert: the row exists now, so a second pass deletes it and wins.
-            await self._put(tenant, user, prefs, now)
-
-    async def _put(self, tenant: str, user: str, prefs: Preferences, now: datetime) -> None:
+        """Replace the person's preferences: one upsert (``INSERT ... ON CONFLICT DO
+        UPDATE``, on SQLite and PostgreSQL alike), so concurrent first saves of one
+        person neither fail nor leave two rows: the last to commit wins."""
+        dialect_insert = sqlite_insert if self.engines.is_sqlite else pg_insert
+        stmt = dialect_insert(preference_t).values(
+            tenant=tenant, user_id=user, body=prefs.model_dump_json(), updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[preference_t.c.tenant, preference_t.c.user_id],
+            set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
+        )
         async with self.engines.writer.begin() as conn:
-            where = and_(preference_t.c.tenant == tenant, preference_t.c.user_id == user)
-            await conn.execute(delete(preference_t).where(where))
-            await conn.execute(
-                insert(preference_t).values(
-                    tenant=tenant, user_id=user, body=prefs.model_dump_json(), updated_at=now
-                )
-            )
+            await conn.execute(stmt)
 
     async def of_people(
         self, conn: AsyncConnection, people: Iterable[Person]

@@ -4,6 +4,7 @@ with its JSON error; another tenant's person is another person."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -146,3 +147,24 @@ async def test_a_user_id_that_could_name_nobody_is_404(tenants: Live) -> None:
     async with producer(tenants) as c:
         resp = await c.get("/api/v1/users/a%20b/preferences")
     assert_error(resp, 404, "user_not_found")
+
+
+async def test_concurrent_first_puts_all_succeed_and_one_wins(tenants: Live) -> None:
+    """Out of order: many first PUTs of one person at once (no row yet) all answer 200,
+    and what is stored is exactly one of them."""
+    bodies = [{**DEFAULTS, "muted_processes": [f"process {i}"]} for i in range(8)]
+    async with person(tenants, "carol") as c:
+        answers = await asyncio.gather(*(c.put(ME, json=b) for b in bodies))
+        stored = (await c.get(ME)).json()
+    assert [a.status_code for a in answers] == [200] * len(bodies), [a.text for a in answers]
+    assert stored in bodies
+
+
+async def test_a_revoked_token_may_not_read_or_write(tenants: Live) -> None:
+    async with person(tenants, "dave") as c:
+        async with producer(tenants) as p:
+            assert (await p.post("/api/v1/users/dave/revoke")).status_code == 200
+        read = await c.get(ME)
+        write = await c.put(ME, json=NIGHTS)
+    assert_error(read, 401, "token_revoked")
+    assert_error(write, 401, "token_revoked")
