@@ -89,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10.0,
         help="how long a completed step's notification waits for its next step (0: none)",
     )
+    parser.add_argument(
+        "--preferences-seconds",
+        type=float,
+        default=60.0,
+        help="how often to read the person's notification preferences again while connected",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -107,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         desktop,
         max_backoff_s=args.max_backoff,
         handoff_s=args.handoff_seconds,
+        prefs_refresh_s=args.preferences_seconds,
     )
     return asyncio.run(_run(bridge))
 

@@ -5,6 +5,12 @@ exponential backoff and jitter between attempts. Each message is applied to a co
 the state; the copy replaces the state (and the file) only after its desktop actions were
 done, so a failed action is retried from the replay instead of being lost.
 
+The person's notification preferences (``bridge.quiet``) are fetched over HTTP before
+every connection and again every ``prefs_refresh_s`` while connected: a desktop
+notification they silence (desktop switched off, the process muted, quiet hours unless
+the task is urgent) is not raised. The panel and the state's bookkeeping go on as before:
+a silenced task is known, just never shown (so nothing is closed for it later either).
+
 A completed step's notification waits for its next step (``Close`` with ``after``): the
 bridge keeps a timer per such notification, which the next step's ``Show`` cancels (it
 replaces the notification instead); when the bridge stops, the waiting ones are closed."""
@@ -18,15 +24,18 @@ import copy
 import logging
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, NotRequired, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import orjson
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from bridge.desktop import Desktop
+from bridge.quiet import DesktopPrefs, may_notify, read
 from bridge.state import HANDOFF_SECONDS, BridgeState, NotificationId, Show, Verdict
 
 log = logging.getLogger("taskbell.bridge")
@@ -46,6 +55,9 @@ class AuthMessage(TypedDict):
 
 
 PONG = '{"type":"pong"}'
+PREFERENCES_PATH = "/api/v1/me/preferences"
+PREFERENCES_SECONDS = 60.0
+"""How often a connected bridge reads the person's preferences again."""
 
 
 def own_feed(token: str) -> str | None:
@@ -86,6 +98,7 @@ class Bridge:
         *,
         max_backoff_s: float = 30.0,
         handoff_s: float = HANDOFF_SECONDS,
+        prefs_refresh_s: float = PREFERENCES_SECONDS,
     ) -> None:
         self.server_url = server_url.rstrip("/")
         self.token = token
@@ -99,6 +112,8 @@ class Bridge:
         self._closing: dict[NotificationId, asyncio.TimerHandle] = {}
         self._closers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
+        self.prefs = DesktopPrefs()
+        self.prefs_refresh_s = prefs_refresh_s
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop`` is set. Raises ``TokenRejected``."""
@@ -163,9 +178,33 @@ class Bridge:
         for task_id, nid in list(self.state.handoff.items()):
             await self._close_handoff(task_id, nid)
 
+    async def fetch_prefs(self) -> None:
+        """Read the person's preferences; on any failure keep the last ones read (the
+        defaults at first: notify, as a bridge without preferences does)."""
+        url = self.server_url + PREFERENCES_PATH
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as http:
+                resp = await http.get(url, headers={"Authorization": f"Bearer {self.token()}"})
+            if resp.status_code != 200:
+                log.info("preferences not read: the server answered %d", resp.status_code)
+                return
+            prefs = read(resp.json())
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("preferences not read: %s", exc or type(exc).__name__)
+            return
+        if prefs != self.prefs:
+            log.info("preferences changed: %s", prefs)
+            self.prefs = prefs
+
+    async def _refresh_prefs(self) -> None:
+        while True:
+            await asyncio.sleep(self.prefs_refresh_s)
+            await self.fetch_prefs()
+
     async def _session(self, stop: asyncio.Event) -> bool:
         """One connection; True when it got as far as being in sync (so the next attempt
         starts with a short delay)."""
+        await self.fetch_prefs()
         token = self.token()
         synced = False
         async with connect(
@@ -178,6 +217,7 @@ class Bridge:
                     auth["since_feeds"] = others
             await ws.send(orjson.dumps(auth).decode())
             closing = asyncio.create_task(stop.wait())
+            refreshing = asyncio.create_task(self._refresh_prefs())
             try:
                 while True:
                     receiving = asyncio.create_task(ws.recv())
@@ -213,6 +253,7 @@ class Bridge:
                         return synced
             finally:
                 closing.cancel()
+                refreshing.cancel()
 
     async def _apply(self, message: dict[str, Any]) -> Verdict:
         """Apply one message; ``"gap"`` (reconnect with ``since``) or ``"resync"``
@@ -224,8 +265,11 @@ class Bridge:
                 return verdict
             if verdict == "ignored":
                 return verdict
+            now = datetime.now(UTC)
             for action in actions:
-                if isinstance(action, Show):
+                if isinstance(action, Show) and not may_notify(self.prefs, action.task, now):
+                    await self._silenced(state, action)
+                elif isinstance(action, Show):
                     if action.replaces is not None and (
                         timer := self._closing.pop(action.replaces, None)
                     ):
@@ -243,3 +287,16 @@ class Bridge:
             state.save(self.state_path)
             self.state = state
             return verdict
+
+    async def _silenced(self, state: BridgeState, action: Show) -> None:
+        """The preferences silence ``action``: raise nothing. An update of a notification
+        already shown leaves it as it is; a next step that would have taken over a
+        completed step's waiting notification closes that one now (its window's timer
+        no longer would: the state handed it to the next step)."""
+        log.debug("silenced by the preferences: %s", action.task["id"])
+        replaced = action.replaces
+        if replaced is None or state.shown.get(action.task["id"]) == replaced:
+            return
+        if timer := self._closing.pop(replaced, None):
+            timer.cancel()
+        await self.desktop.close(replaced)

@@ -66,6 +66,7 @@ class Task(TypedDict):
     record: NotRequired[RecordRef | None]
     status: NotRequired[str]
     follows: NotRequired[str | None]
+    priority: NotRequired[str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from server.api import (
     ws,
 )
 from server.api import metrics as metrics_api
+from server.api import preferences as preferences_api
 from server.api.common import JSON, Parts
 from server.audiences import Audiences
 from server.broker import Broker
@@ -227,6 +228,8 @@ def create_app(settings: Settings) -> Starlette:
         await audience_poller.start()
         timers = Timers(p.service, interval_s=settings.timer_interval_s)
         hub.metrics = service.metrics = timers.metrics = delivery.worker.metrics = app.state.metrics
+        if delivery.push_hook is not None:
+            delivery.push_hook.metrics = app.state.metrics
         timers.start()
         delivery.start()
         p.ready = True
@@ -274,6 +277,7 @@ def create_app(settings: Settings) -> Starlette:
         *ws.routes,
         *docs.routes,
         *metrics_api.routes,
+        *preferences_api.routes,
         Route("/favicon.ico", favicon, methods=["GET", "HEAD"]),
         Route("/embed.js", embed, methods=["GET", "HEAD"]),
         Mount("/static", app=WebFiles(directory=WEB_DIR, check_dir=False), name="static"),

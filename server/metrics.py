@@ -94,6 +94,14 @@ class Metrics:
             namespace=ns,
             registry=r,
         )
+        self.suppressed = Counter(
+            "notifications_suppressed",
+            "Web Push notifications not sent because of the person's preferences, by reason "
+            "(channel_off, muted, quiet_hours)",
+            ["channel", "reason"],
+            namespace=ns,
+            registry=r,
+        )
         self.rate_limited = Counter(
             "rate_limited",
             "Requests refused 429 rate_limited (over TASKBELL_RATE_PRODUCER or _USER)",

@@ -13,6 +13,8 @@
   ended as the clock passes its times (each move claimed once, in the database).
 - ``audience_change``: a log of "this person's feeds may have changed" (a membership
   or a substitution), which every instance polls to move its open sockets.
+- ``preference``: one row per person who saved notification preferences
+  (``server.preferences``), the validated value as JSON.
 
 Every row carries its ``tenant``; ids are unique per tenant. Timestamps are stored as UTC.
 """
@@ -193,6 +195,17 @@ class TaskChange(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
 
 
+class Preference(SQLModel, table=True):
+    """A person's notification preferences (``PUT /me/preferences``); no row: defaults."""
+
+    __tablename__ = "preference"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=200)
+    body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: server.preferences
+    updated_at: datetime = Field(sa_column=_ts())
+
+
 task_t = Task.__table__  # type: ignore[attr-defined]
 feed_t = Feed.__table__  # type: ignore[attr-defined]
 event_t = FeedEvent.__table__  # type: ignore[attr-defined]
@@ -204,3 +217,4 @@ member_t = RoleMember.__table__  # type: ignore[attr-defined]
 substitution_t = Substitution.__table__  # type: ignore[attr-defined]
 audience_t = AudienceChange.__table__  # type: ignore[attr-defined]
 change_t = TaskChange.__table__  # type: ignore[attr-defined]
+preference_t = Preference.__table__  # type: ignore[attr-defined]

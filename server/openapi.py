@@ -35,6 +35,7 @@ from server.delivery.wire import (
     PushSubscriptionBody,
     SubscriptionJSON,
 )
+from server.preferences import Preferences
 from server.processes import InstanceJSON
 from server.reads import ChangeJSON, DefinitionJSON, InstanceDetailJSON
 from server.stats import ProcessStatsJSON
@@ -457,6 +458,47 @@ OPERATIONS: tuple[Op, ...] = (
         "people",
         "producer",
         {200: Answer("When", RevokedJSON)},
+    ),
+    # ------------------------------------------------------------ notification preferences
+    Op(
+        "GET",
+        "/api/v1/me/preferences",
+        "The caller's notification preferences (the defaults if never set)",
+        "preferences",
+        "user",
+        {200: Answer("The preferences", Preferences)},
+    ),
+    Op(
+        "PUT",
+        "/api/v1/me/preferences",
+        "Replace the caller's notification preferences",
+        "preferences",
+        "user",
+        {200: Answer("What is now stored", Preferences)},
+        Preferences,
+        errors=(422,),
+        description="Channels that may interrupt (desktop bridge, Web Push), muted process "
+        "names (at most 100) and quiet hours (`HH:MM` to `HH:MM` in an IANA time zone; "
+        "urgent tasks still interrupt). A field left out takes its default. 422 "
+        "`bad_time`, `bad_time_zone` or `invalid`.",
+    ),
+    Op(
+        "GET",
+        "/api/v1/users/{user}/preferences",
+        "A person's notification preferences",
+        "preferences",
+        "producer",
+        {200: Answer("The preferences", Preferences)},
+    ),
+    Op(
+        "PUT",
+        "/api/v1/users/{user}/preferences",
+        "Replace a person's notification preferences",
+        "preferences",
+        "producer",
+        {200: Answer("What is now stored", Preferences)},
+        Preferences,
+        errors=(422,),
     ),
     Op(
         "GET",

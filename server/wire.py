@@ -36,7 +36,7 @@ from server.fields import Entity, Id, Instant, Owner, RecordTitle, Text, Title, 
 _M = TypeVar("_M", bound=BaseModel)
 
 # Error types that are answered with their own code rather than ``invalid``.
-_OWN_CODES = frozenset({"bad_time"})
+_OWN_CODES = frozenset({"bad_time", "bad_time_zone"})
 
 
 class Status(StrEnum):

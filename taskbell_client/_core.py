@@ -314,6 +314,32 @@ class Calls(Generic[R]):
         """Refuse the person's tokens issued until now and close their sockets."""
         return self._call(Call("POST", f"/api/v1/users/{seg(user)}/revoke"))
 
+    def get_preferences(self, user: str) -> R:
+        """The person's notification preferences (the defaults until set)."""
+        return self._call(Call("GET", f"/api/v1/users/{seg(user)}/preferences"))
+
+    def set_preferences(
+        self,
+        user: str,
+        *,
+        desktop: bool = True,
+        push: bool = True,
+        muted_processes: Sequence[str] = (),
+        quiet_hours: tuple[str, str, str] | None = None,
+    ) -> R:
+        """Replace the person's notification preferences; ``quiet_hours`` is
+        ``(start "HH:MM", end "HH:MM", IANA zone)`` or None (docs/protocol.md,
+        "Notification preferences")."""
+        body: JSONObject = {
+            "channels": {"desktop": desktop, "push": push},
+            "muted_processes": list(muted_processes),
+            "quiet_hours": None,
+        }
+        if quiet_hours is not None:
+            start, end, tz = quiet_hours
+            body["quiet_hours"] = {"start": start, "end": end, "tz": tz}
+        return self._call(Call("PUT", f"/api/v1/users/{seg(user)}/preferences", body))
+
 
 class Op:
     """The ops of ``batch``."""

@@ -25,6 +25,7 @@ from server.delivery.webpush.keys import VapidKeys
 from server.delivery.webpush.sender import PushSender
 from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.worker import ChannelSender, OutboxWorker
+from server.preference_store import PreferenceStore
 from server.service import Service
 from server.settings import Settings
 
@@ -36,7 +37,9 @@ class Delivery:
     vapid: VapidKeys | None
     outbox: Outbox
     worker: OutboxWorker
+    preferences: PreferenceStore
     sessions: list[aiohttp.ClientSession] = field(default_factory=list)
+    push_hook: PushHook | None = None  # None without VAPID keys
 
     @classmethod
     def build(cls, settings: Settings, engines: Engines, service: Service) -> Delivery:
@@ -56,6 +59,7 @@ class Delivery:
             max_age_s=settings.webhook_max_age_s,
         )
         subscriptions = Subscriptions(engines)
+        preferences = PreferenceStore(engines)
         vapid = VapidKeys.from_settings(settings)
         outbox = Outbox(engines, lease_s=settings.outbox_lease_s)
         hooks_session = egress.session(
@@ -76,10 +80,21 @@ class Delivery:
         per_target = int(settings.outbox_lease_s // (settings.webhook_timeout_s * 1.5))
         worker = OutboxWorker(outbox, senders, poll_s=settings.outbox_poll_s, per_target=per_target)
         service.writes.hooks.append(WebhookHook(endpoints, webhook_retry))
+        push_hook = None
         if vapid is not None:
-            service.writes.hooks.append(PushHook(subscriptions, push_retry))
+            push_hook = PushHook(subscriptions, push_retry, preferences)
+            service.writes.hooks.append(push_hook)
         service.on_commit(worker.kick)
-        return cls(endpoints, subscriptions, vapid, outbox, worker, [hooks_session, push_session])
+        return cls(
+            endpoints,
+            subscriptions,
+            vapid,
+            outbox,
+            worker,
+            preferences,
+            [hooks_session, push_session],
+            push_hook,
+        )
 
     def start(self) -> None:
         self.worker.start()

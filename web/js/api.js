@@ -85,6 +85,17 @@ export class Api {
     );
   }
 
+  /** The person's notification preferences (the defaults until they save any). */
+  async preferences() {
+    return wire.parsePreferences(await this.#request("GET", "/me/preferences"));
+  }
+
+  /** Replace them; 422 `bad_time` / `bad_time_zone` / `invalid` for what the server refuses. */
+  async savePreferences(prefs) {
+    const body = wire.encodePreferences(prefs);
+    return wire.parsePreferences(await this.#request("PUT", "/me/preferences", { body }));
+  }
+
   async demoInfo() {
     try {
       return wire.parseDemoInfo(await this.#request("GET", "/demo", { auth: false }));

@@ -23,6 +23,7 @@ import { HomeView } from "./views/home.js";
 import { PanelView } from "./views/panel.js";
 import { PostponeMenu } from "./views/postpone.js";
 import { RecordView } from "./views/record.js";
+import { SettingsView } from "./views/settings.js";
 import { Shell } from "./views/shell.js";
 
 const fragmentToken = takeTokenFromFragment();
@@ -141,6 +142,7 @@ function start({ api, session, demo }) {
     home: new HomeView({ feed, api, session, demo }),
     activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
+    settings: new SettingsView({ api }),
   };
   views.record.onTitle = (title) => shell.setPageName(title);
   const main = document.getElementById("main");
@@ -151,7 +153,8 @@ function start({ api, session, demo }) {
     current = views[route.name];
     current.mount(main, route);
     shell.route(route);
-    shell.setPageName(route.name === "activities" ? t("page.activities") : route.name === "record" ? route.id : "");
+    const names = { activities: t("page.activities"), record: route.id, settings: t("settings.title") };
+    shell.setPageName(names[route.name] ?? "");
     if (!firstRoute) main.focus({ preventScroll: true });
     firstRoute = false;
     window.scrollTo(0, 0);

@@ -368,3 +368,41 @@ export function parseDemoProcess(json) {
     taskIds: Array.isArray(body.tasks) ? Object.freeze(body.tasks.map(String)) : Object.freeze([]),
   });
 }
+
+/** `GET/PUT /api/v1/me/preferences` → `{channels: {desktop, push}, mutedProcesses,
+ * quietHours: {start, end, tz} | null}` (docs/protocol.md, "Notification preferences"). */
+export function parsePreferences(json) {
+  const body = object(json, "preferences");
+  const channels = object(body.channels, "channels");
+  const bool = (value, what) => {
+    if (typeof value !== "boolean") throw new WireError(`${what} must be true or false`);
+    return value;
+  };
+  if (!Array.isArray(body.muted_processes)) throw new WireError("muted_processes must be a list");
+  let quietHours = null;
+  if (body.quiet_hours !== null && body.quiet_hours !== undefined) {
+    const q = object(body.quiet_hours, "quiet_hours");
+    quietHours = Object.freeze({
+      start: string(q.start, "quiet_hours.start"),
+      end: string(q.end, "quiet_hours.end"),
+      tz: string(q.tz, "quiet_hours.tz"),
+    });
+  }
+  return Object.freeze({
+    channels: Object.freeze({
+      desktop: bool(channels.desktop, "channels.desktop"),
+      push: bool(channels.push, "channels.push"),
+    }),
+    mutedProcesses: Object.freeze(body.muted_processes.map((m) => string(m, "muted_processes[]"))),
+    quietHours,
+  });
+}
+
+/** The `PUT /api/v1/me/preferences` body for what `parsePreferences` gives. */
+export function encodePreferences({ channels, mutedProcesses, quietHours }) {
+  return JSON.stringify({
+    channels: { desktop: channels.desktop, push: channels.push },
+    muted_processes: [...mutedProcesses],
+    quiet_hours: quietHours ? { start: quietHours.start, end: quietHours.end, tz: quietHours.tz } : null,
+  });
+}

@@ -10,6 +10,13 @@ but gets no pushes of it: pushes go to the feed's own person only.
 
 A newer push for the same task supersedes one still queued and not yet tried: only the
 latest state of a task matters on a lock screen.
+
+The person's preferences (``server.preferences``) are read in the same transaction and
+decide, at the moment of the change, whether a ``task.added`` or ``task.updated`` (what
+shows a notification) is queued at all: a push the person's channel switch, process mute
+or quiet hours silence is not queued (not an error; counted in
+``taskbell_notifications_suppressed_total``). A ``task.removed`` is always queued: it
+only retracts a notification shown before and keeps the device's badge right.
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ from server.delivery.tables import outbox_t
 from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.wire import PushPayload
 from server.feeds import USER, split_key
+from server.metrics import UNCOUNTED
 from server.ops import TaskOp
+from server.preference_store import PreferenceStore
+from server.preferences import DEFAULT, silence
+from server.preferences import Channel as PrefChannel
 from server.transitions import Outcome
 from server.wire import EventMessage, dumps
 
@@ -85,9 +96,13 @@ class PushHook:
     """Write hook (a ``TxHook``, see ``server.changes``): queue one push per event of a
     person's own feed and subscription of that person (tenant and user id)."""
 
-    def __init__(self, subscriptions: Subscriptions, retry: RetryPolicy) -> None:
+    def __init__(
+        self, subscriptions: Subscriptions, retry: RetryPolicy, preferences: PreferenceStore
+    ) -> None:
         self.subscriptions = subscriptions
         self.retry = retry
+        self.preferences = preferences
+        self.metrics = UNCOUNTED  # the app sets its own
 
     async def __call__(
         self,
@@ -102,11 +117,20 @@ class PushHook:
         subs = await self.subscriptions.of_people(conn, {who for _, who in people})
         if not subs:
             return False
+        prefs = await self.preferences.of_people(conn, {(s.tenant, s.owner) for s in subs})
         rows: list[Queued] = []
         for env, (tenant, owner) in people:
             mine = [s for s in subs if s.tenant == tenant and s.owner == owner]
             if not mine:
                 continue
+            event = cast(EventMessage, orjson.loads(env.message))
+            if event["type"] != "task.removed":
+                why = silence(
+                    prefs.get((tenant, owner), DEFAULT), PrefChannel.PUSH, event["task"], now
+                )
+                if why is not None:
+                    self.metrics.suppressed.labels("webpush", why.value).inc()
+                    continue
             payload = push_payload(env.message)
             body = dumps(payload)
             task_id = payload["task"]["id"]

@@ -219,4 +219,31 @@ export default Object.freeze({
   "gate.demoAgain": "{text} Das ist eine Demo: Wähle eine Person und Taskbell meldet dich an.",
   "gate.pickAgain": "Erneut eine Person wählen",
   "gate.openAgain": "Öffne die Kommunikationsleiste erneut aus deiner Anwendung; sie meldet dich neu an.",
+
+  // settings
+  "settings.open": "Benachrichtigungseinstellungen",
+  "settings.title": "Benachrichtigungen",
+  "settings.lede": "Legen Sie fest, was Sie unterbrechen darf. Dieses Panel bleibt immer aktuell.",
+  "settings.loading": "Ihre Einstellungen werden geladen…",
+  "settings.failed": "Ihre Einstellungen konnten nicht geladen oder gespeichert werden: {message}",
+  "settings.saved": "Gespeichert. Ihre Geräte folgen ab jetzt diesen Einstellungen.",
+  "settings.channels": "Was Sie unterbrechen darf",
+  "settings.panelAlways":
+    "Das Panel und sein Zähler werden immer aktualisiert; diese Schalter gelten für Benachrichtigungen.",
+  "settings.desktop": "Desktop-Benachrichtigungen",
+  "settings.desktopHint": "Von der Taskbell-Desktop-App auf Ihrem Computer.",
+  "settings.push": "Push-Benachrichtigungen",
+  "settings.pushHint": "In Browsern und auf Telefonen, wo Sie sie erlaubt haben, auch ohne offenes Panel.",
+  "settings.mutes": "Stummgeschaltete Prozesse",
+  "settings.mutesHint":
+    "Keine Benachrichtigungen für Aufgaben der angekreuzten Prozesse; im Panel erscheinen sie weiterhin.",
+  "settings.mutesNone": "Prozesse erscheinen hier, sobald Sie Aufgaben aus ihnen haben.",
+  "settings.quiet": "Ruhezeiten",
+  "settings.quietOn": "Nachts Ruhe halten",
+  "settings.quietHint": "In dieser Zeit keine Desktop- oder Push-Benachrichtigungen, außer für dringende Aufgaben.",
+  "settings.from": "Von",
+  "settings.to": "Bis",
+  "settings.zone": "Zeitzone",
+  "settings.badWindow": "Ruhezeiten brauchen einen Beginn und ein Ende, die sich unterscheiden.",
+  "settings.save": "Einstellungen speichern",
 });

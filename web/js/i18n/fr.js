@@ -219,4 +219,33 @@ export default Object.freeze({
   "gate.demoAgain": "{text} Ceci est une démo : choisissez une personne et Taskbell vous connecte.",
   "gate.pickAgain": "Choisir à nouveau une personne",
   "gate.openAgain": "Rouvrez le panneau de communication depuis votre application ; il vous reconnecte.",
+
+  // settings
+  "settings.open": "Paramètres des notifications",
+  "settings.title": "Notifications",
+  "settings.lede": "Choisissez ce qui peut vous interrompre. Ce panneau reste toujours à jour.",
+  "settings.loading": "Chargement de vos paramètres…",
+  "settings.failed": "Impossible de charger ou d’enregistrer vos paramètres : {message}",
+  "settings.saved": "Enregistré. Vos appareils suivent désormais ces paramètres.",
+  "settings.channels": "Ce qui peut vous interrompre",
+  "settings.panelAlways":
+    "Le panneau et son compteur se mettent toujours à jour ; ces réglages concernent les notifications.",
+  "settings.desktop": "Notifications sur l’ordinateur",
+  "settings.desktopHint": "Depuis l’application de bureau Taskbell sur votre ordinateur.",
+  "settings.push": "Notifications push",
+  "settings.pushHint":
+    "Dans les navigateurs et sur les téléphones où vous les avez autorisées, même sans panneau ouvert.",
+  "settings.mutes": "Processus en sourdine",
+  "settings.mutesHint":
+    "Aucune notification pour les tâches des processus cochés ; elles restent visibles dans le panneau.",
+  "settings.mutesNone": "Les processus apparaissent ici dès que vous avez des tâches qui en viennent.",
+  "settings.quiet": "Heures calmes",
+  "settings.quietOn": "Rester au calme la nuit",
+  "settings.quietHint":
+    "Aucune notification sur l’ordinateur ni push pendant ces heures, sauf pour les tâches urgentes.",
+  "settings.from": "De",
+  "settings.to": "À",
+  "settings.zone": "Fuseau horaire",
+  "settings.badWindow": "Les heures calmes demandent un début et une fin différents.",
+  "settings.save": "Enregistrer les paramètres",
 });

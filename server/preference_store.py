@@ -1,0 +1,85 @@
+"""People's notification preferences in SQL: one ``preference`` row per (tenant, user)
+who saved any; a person without one has the defaults (``server.preferences.DEFAULT``).
+
+The body is stored as the validated value's JSON and validated again when read, so a
+row is always a ``Preferences`` (a row that no longer validates, e.g. a time zone the
+machine's database dropped, reads as the defaults rather than failing a write)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import ValidationError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from server.db import Engines
+from server.models import preference_t
+from server.preferences import DEFAULT, Preferences
+
+log = logging.getLogger("taskbell.preferences")
+
+Person = tuple[str, str]  # (tenant, user id)
+
+
+def _load(body: str) -> Preferences:
+    try:
+        return Preferences.model_validate_json(body)
+    except ValidationError:
+        log.warning("stored preferences no longer valid: using the defaults")
+        return DEFAULT
+
+
+class PreferenceStore:
+    def __init__(self, engines: Engines) -> None:
+        self.engines = engines
+
+    async def get(self, tenant: str, user: str) -> Preferences:
+        """The person's preferences, or the defaults when they never saved any."""
+        async with self.engines.reader.connect() as conn:
+            found = await self.of_people(conn, [(tenant, user)])
+        return found.get((tenant, user), DEFAULT)
+
+    async def put(self, tenant: str, user: str, prefs: Preferences, now: datetime) -> None:
+        """Replace the person's preferences: one upsert (``INSERT ... ON CONFLICT DO
+        UPDATE``, on SQLite and PostgreSQL alike), so concurrent first saves of one
+        person neither fail nor leave two rows: the last to commit wins."""
+        dialect_insert = sqlite_insert if self.engines.is_sqlite else pg_insert
+        stmt = dialect_insert(preference_t).values(
+            tenant=tenant, user_id=user, body=prefs.model_dump_json(), updated_at=now
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[preference_t.c.tenant, preference_t.c.user_id],
+            set_={"body": stmt.excluded.body, "updated_at": stmt.excluded.updated_at},
+        )
+        async with self.engines.writer.begin() as conn:
+            await conn.execute(stmt)
+
+    async def of_people(
+        self, conn: AsyncConnection, people: Iterable[Person]
+    ) -> dict[Person, Preferences]:
+        """The saved preferences of ``(tenant, user)`` pairs, read on ``conn`` (inside a
+        write transaction, for the push hook); people without a row are left out."""
+        by_tenant: dict[str, set[str]] = {}
+        for tenant, user in people:
+            by_tenant.setdefault(tenant, set()).add(user)
+        if not by_tenant:
+            return {}
+        rows = await conn.execute(
+            select(preference_t.c.tenant, preference_t.c.user_id, preference_t.c.body).where(
+                or_(
+                    *(
+                        and_(
+                            preference_t.c.tenant == tenant,
+                            preference_t.c.user_id.in_(sorted(users)),
+                        )
+                        for tenant, users in sorted(by_tenant.items())
+                    )
+                )
+            )
+        )
+        return {(r.tenant, r.user_id): _load(r.body) for r in rows}
