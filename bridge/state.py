@@ -66,6 +66,9 @@ class Task(TypedDict):
     record: NotRequired[RecordRef | None]
     status: NotRequired[str]
     follows: NotRequired[str | None]
+    priority: NotRequired[str]
+    due_at: NotRequired[str | None]
+    overdue: NotRequired[bool]
 
 
 @dataclass(frozen=True, slots=True)

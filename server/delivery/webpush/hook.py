@@ -10,6 +10,10 @@ but gets no pushes of it: pushes go to the feed's own person only.
 
 A newer push for the same task supersedes one still queued and not yet tried: only the
 latest state of a task matters on a lock screen.
+
+Each push carries its notification's words in the language of its subscription (the
+``locale`` claim of the token that registered it; ``notification``), so one event
+becomes one payload per language among the person's browsers.
 """
 
 from __future__ import annotations
@@ -25,20 +29,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.changes import Envelope
 from server.delivery.queue import Channel, Queued, RetryPolicy, RowStatus, enqueue, new_id
 from server.delivery.tables import outbox_t
+from server.delivery.webpush.notification import TITLE_MAX, notification
 from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.wire import PushPayload
 from server.feeds import USER, split_key
+from server.i18n import Texts, texts_for
 from server.ops import TaskOp
 from server.transitions import Outcome
 from server.wire import EventMessage, dumps
 
-TITLE_MAX = 200
 URL_MAX = 1000
 
 
-def push_payload(message: str) -> PushPayload:
+def push_payload(message: str, texts: Texts, now: datetime) -> PushPayload:
     """The push for one feed event (the stored WebSocket message), trimmed to what a
-    notification shows so it stays far below the push services' 4 KiB limit."""
+    notification shows so it stays far below the push services' 4 KiB limit, with the
+    notification's words in ``texts``' language."""
     event = cast(EventMessage, orjson.loads(message))
     task = event["task"]
     url = task["url"]
@@ -55,6 +61,7 @@ def push_payload(message: str) -> PushPayload:
             "process": process["name"] if process else None,
             "url": url if url is not None and len(url) <= URL_MAX else None,
         },
+        "notification": notification(task, event["count"], texts, now),
     }
 
 
@@ -107,10 +114,13 @@ class PushHook:
             mine = [s for s in subs if s.tenant == tenant and s.owner == owner]
             if not mine:
                 continue
-            payload = push_payload(env.message)
-            body = dumps(payload)
-            task_id = payload["task"]["id"]
+            bodies: dict[str, tuple[PushPayload, str]] = {}  # language tag → its push
             for sub in mine:
+                texts = texts_for(sub.locale)
+                if texts.tag not in bodies:
+                    made = push_payload(env.message, texts, now)
+                    bodies[texts.tag] = (made, dumps(made))
+                payload, body = bodies[texts.tag]
                 rows.append(
                     Queued(
                         new_id("psh"),
@@ -118,7 +128,7 @@ class PushHook:
                         Channel.WEBPUSH,
                         sub.id,
                         payload["type"],
-                        task_id,
+                        payload["task"]["id"],
                         body,
                     )
                 )
