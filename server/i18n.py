@@ -3,7 +3,8 @@
 ``Plural-Forms``, and dates and times through ``babel.dates``.
 
 Which language: the token's ``locale`` claim (a BCP 47 tag, "de-AT"), kept with whatever
-the server later writes for that person (a push subscription stores it). ``negotiate``
+the server later writes for that person (a push subscription stores it); a page opened
+without a token (the demo's task page) follows the browser's ``Accept-Language``. ``negotiate``
 picks the catalogue by the tag's language and keeps the whole tag for dates, so "de-AT"
 reads German with Austrian dates; a tag that is malformed or of a language without a
 catalogue is English. The same languages as the panel (``web/js/i18n/``), with the
@@ -49,6 +50,29 @@ def negotiate(tag: str | None) -> str:
     if parsed.language not in LANGUAGES:
         return FALLBACK
     return "-".join(p for p in (parsed.language, parsed.script, parsed.territory) if p)
+
+
+ACCEPT_MAX = 500  # characters of an Accept-Language header read (browsers send ~100)
+
+
+def from_accept_language(header: str | None) -> str:
+    """The most wanted language of an ``Accept-Language`` header that has texts (by
+    ``q``, then order), as ``negotiate`` gives it; English when none has."""
+    wanted: list[tuple[float, int, str]] = []
+    for i, item in enumerate((header or "")[:ACCEPT_MAX].split(",")):
+        tag, _, params = item.strip().partition(";")
+        q = 1.0
+        if params.strip().startswith("q="):
+            try:
+                q = float(params.strip()[2:])
+            except ValueError:
+                continue
+        if tag and tag != "*" and q > 0:
+            wanted.append((-q, i, tag))
+    for _, _, tag in sorted(wanted):
+        if (chosen := negotiate(tag)) != FALLBACK or tag.lower().startswith(FALLBACK):
+            return chosen
+    return FALLBACK
 
 
 def catalogue_path(language: str) -> Path:
