@@ -7,17 +7,19 @@ dates) on their own."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from babel.messages.extract import extract_from_file
 from babel.messages.pofile import read_po
 
-from server.auth import mint_token
+from server.auth import ALGORITHM, mint_token, verify_token
 from server.delivery.webpush.notification import notification
 from server.i18n import LANGUAGES, Texts, catalogue_path, negotiate
 from server.settings import Settings
@@ -314,3 +316,18 @@ def test_every_server_text_is_translated_with_its_placeholders(language: str) ->
         wanted = {p for s in sources for p in PLACEHOLDER.findall(s)} - {"{n}"}
         for target in targets:
             assert set(PLACEHOLDER.findall(target)) - {"{n}"} == wanted, (language, target)
+
+
+@pytest.mark.parametrize(
+    ("claim", "kept"),
+    [("de-AT", "de-AT"), ("not a locale!", "not a locale!"), (42, None), ("x" * 36, None)],
+)
+def test_the_tokens_locale_claim_is_kept_only_as_a_short_string(
+    sqlite_url: str, claim: object, kept: str | None
+) -> None:
+    """A wish, not a credential: a claim of another type or length is ignored (and the
+    token still works); a short string is kept as sent and negotiated when used."""
+    now = int(time.time())
+    claims = {"sub": "alice", "iat": now, "exp": now + 600, "locale": claim}
+    token = jwt.encode(claims, SECRET, algorithm=ALGORITHM)
+    assert verify_token(make_settings(sqlite_url), token).locale == kept
