@@ -1,9 +1,11 @@
-"""``python -m bridge --url URL [--token TOKEN | --token-file PATH]``
+"""``python -m bridge --url URL [--token TOKEN | --token-file PATH] [--locale TAG]``
 
 The token may also come from ``TASKBELL_TOKEN``. ``--token-file`` is read again on every
 reconnect, so a host application can refresh it. The state file defaults to
 ``$XDG_STATE_HOME/taskbell/bridge-<user>@<host>.json``. Exit status: 0 on SIGTERM or
-Ctrl-C, 2 for bad arguments, 3 when the server refuses the token.
+Ctrl-C, 2 for bad arguments, 3 when the server refuses the token. The notifications'
+words are in ``--locale``, else the token's ``locale`` claim, else the desktop's language
+(``LC_ALL``, ``LC_MESSAGES``, ``LANG``), else English.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import jwt
 
 from bridge.client import Bridge, TokenRejected
 from bridge.desktop import make_desktop
+from bridge.i18n import Texts, choose, desktop_locale, token_locale
 from bridge.state import default_state_path
 
 log = logging.getLogger("taskbell.bridge")
@@ -95,6 +98,12 @@ def main(argv: list[str] | None = None) -> int:
         default=60.0,
         help="how often to read the person's notification preferences again while connected",
     )
+    parser.add_argument(
+        "--locale",
+        default=None,
+        help="language of the notifications, e.g. de-AT (default: "
+        "the token's locale claim, else LANG)",
+    )
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -105,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     if token is None:
         parser.error("a token is needed: --token, --token-file or TASKBELL_TOKEN")
     state = Path(args.state) if args.state else default_state_path(args.url, _user_of(token()))
-    desktop = make_desktop(args.backend, _open, args.url.rstrip("/") + "/")
+    texts = Texts(choose([args.locale, token_locale(token()), desktop_locale(os.environ)]))
+    desktop = make_desktop(args.backend, _open, args.url.rstrip("/") + "/", texts)
     bridge = Bridge(
         args.url,
         token,

@@ -7,7 +7,9 @@
 - ``Portable`` (macOS, Windows): desktop-notifier. Its ids live only as long as the
   process, so notifications from before a bridge restart are not closed there.
 
-Clicking a notification (its default action, "Open task") calls ``on_open(url)``.
+Clicking a notification (its default action, "Open task") calls ``on_open(url)``. The
+words are in the person's language (``bridge.i18n``); the task's own (title, process,
+record) are the producer's.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import contextlib
 import logging
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Protocol
 
+from bridge.i18n import Texts
 from bridge.state import NotificationId, RecordRef, Task
 
 log = logging.getLogger("taskbell.bridge")
@@ -28,16 +32,32 @@ BUS_NAME = "org.freedesktop.Notifications"
 OBJECT_PATH = "/org/freedesktop/Notifications"
 
 
-def summary_and_body(task: Task) -> tuple[str, str]:
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def summary_and_body(task: Task, texts: Texts) -> tuple[str, str]:
     """Title, and the process and record it belongs to (and the queue it waits in, for an
-    unclaimed task of a role)."""
+    unclaimed task of a role), or "A process needs you."; then urgent and overdue."""
     process = task.get("process")
     record: RecordRef = task.get("record") or {}
     name = process.get("name") if process else None
     role = task.get("role") if task.get("owner", "") is None else None
-    queue = f"queue {role}" if role else None
-    parts = [p for p in (name, record.get("title") or record.get("id"), queue) if p]
-    return str(task["title"]), " · ".join(str(p) for p in parts)
+    queue = texts.gettext("Queue: {role}", role=role) if role else None
+    parts = [str(p) for p in (name, record.get("title") or record.get("id"), queue) if p]
+    if not parts:
+        parts.append(texts.gettext("A process needs you."))
+    if task.get("priority") == "urgent":
+        parts.append(texts.gettext("Urgent"))
+    due = _instant(task.get("due_at"))
+    if due is not None and task.get("overdue"):
+        parts.append(texts.gettext("Overdue since {at}", at=texts.when(due)))
+    return str(task["title"]), " · ".join(parts)
 
 
 class Desktop(Protocol):
@@ -58,9 +78,12 @@ class Desktop(Protocol):
 class Freedesktop:
     """org.freedesktop.Notifications over the session bus (``DBUS_SESSION_BUS_ADDRESS``)."""
 
-    def __init__(self, on_open: Callable[[str], None], fallback_url: str) -> None:
+    def __init__(
+        self, on_open: Callable[[str], None], fallback_url: str, texts: Texts | None = None
+    ) -> None:
         self.on_open = on_open
         self.fallback_url = fallback_url
+        self.texts = texts or Texts()
         self._bus: Any = None
         self._iface: Any = None
         self._urls: dict[int, str] = {}
@@ -81,7 +104,8 @@ class Freedesktop:
     async def show(self, task: Task, url: str, replaces: NotificationId | None) -> NotificationId:
         from dbus_fast import Variant
 
-        summary, body = summary_and_body(task)
+        summary, body = summary_and_body(task, self.texts)
+        actions = ["default", self.texts.gettext("Open task")]
         replaces_id = replaces if isinstance(replaces, int) else 0
         hints = {
             "urgency": Variant("y", 1),
@@ -90,7 +114,7 @@ class Freedesktop:
         }
         nid = int(
             await self._iface.call_notify(
-                APP_NAME, replaces_id, "", summary, body, ["default", "Open task"], hints, -1
+                APP_NAME, replaces_id, "", summary, body, actions, hints, -1
             )
         )
         self._urls[nid] = url
@@ -126,8 +150,9 @@ class Freedesktop:
 class Portable:
     """desktop-notifier, for the platforms without freedesktop notifications."""
 
-    def __init__(self, on_open: Callable[[str], None]) -> None:
+    def __init__(self, on_open: Callable[[str], None], texts: Texts | None = None) -> None:
         self.on_open = on_open
+        self.texts = texts or Texts()
         self._notifier: Any = None
 
     async def start(self) -> None:
@@ -138,7 +163,7 @@ class Portable:
     async def show(self, task: Task, url: str, replaces: NotificationId | None) -> NotificationId:
         if replaces is not None:
             await self.close(replaces)
-        summary, body = summary_and_body(task)
+        summary, body = summary_and_body(task, self.texts)
         identifier: str = await self._notifier.send(
             title=summary, message=body, on_clicked=lambda: self.on_open(url)
         )
@@ -152,10 +177,12 @@ class Portable:
         return None
 
 
-def make_desktop(kind: str, on_open: Callable[[str], None], panel_url: str) -> Desktop:
+def make_desktop(
+    kind: str, on_open: Callable[[str], None], panel_url: str, texts: Texts | None = None
+) -> Desktop:
     """``kind``: "freedesktop", "portable", or "auto" (freedesktop on Linux)."""
     if kind == "auto":
         kind = "freedesktop" if sys.platform.startswith("linux") else "portable"
     if kind == "freedesktop":
-        return Freedesktop(on_open, panel_url)
-    return Portable(on_open)
+        return Freedesktop(on_open, panel_url, texts)
+    return Portable(on_open, texts)

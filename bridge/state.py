@@ -67,6 +67,8 @@ class Task(TypedDict):
     status: NotRequired[str]
     follows: NotRequired[str | None]
     priority: NotRequired[str]
+    due_at: NotRequired[str | None]
+    overdue: NotRequired[bool]
 
 
 @dataclass(frozen=True, slots=True)

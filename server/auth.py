@@ -26,6 +26,7 @@ from server.feeds import DEFAULT_TENANT, is_tenant, user_feed, user_key
 from server.settings import Settings
 
 ALGORITHM = "HS256"
+LOCALE_MAX = 35  # the longest ``locale`` claim kept (a BCP 47 tag is far shorter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,7 @@ class User:
     expires_at: float
     issued_at: float = 0.0
     tenant: str = DEFAULT_TENANT  # the ``tid`` claim
+    locale: str | None = None  # the ``locale`` claim, as sent (``server.i18n`` reads it)
 
     @property
     def feed(self) -> str:
@@ -55,9 +57,10 @@ def mint_token(
     audience: str = "",
     issuer: str = "",
     tenant: str = DEFAULT_TENANT,
+    locale: str | None = None,
 ) -> str:
     """A user token for ``user`` valid for ``ttl_s`` seconds, with ``iat`` (and ``tid``
-    when the tenant is not the default one)."""
+    when the tenant is not the default one, ``locale`` when given)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {"sub": user, "iat": issued, "exp": issued + ttl_s}
     if tenant != DEFAULT_TENANT:
@@ -66,6 +69,8 @@ def mint_token(
         claims["aud"] = audience
     if issuer:
         claims["iss"] = issuer
+    if locale is not None:
+        claims["locale"] = locale
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -139,7 +144,12 @@ def verify_token(settings: Settings, token: str) -> User:
     tid = claims.get("tid", DEFAULT_TENANT)
     if not isinstance(tid, str) or not is_tenant(tid):
         raise Unauthorized("the token's tid claim is not a tenant name", code="invalid_token")
-    return User(sub, float(exp), float(iat) if isinstance(iat, int | float) else 0.0, tid)
+    # The language is a wish, not a credential: a claim that is no short string is ignored.
+    locale = claims.get("locale")
+    if not isinstance(locale, str) or len(locale) > LOCALE_MAX:
+        locale = None
+    issued = float(iat) if isinstance(iat, int | float) else 0.0
+    return User(sub, float(exp), issued, tid, locale)
 
 
 def bearer(header: str | None) -> str:

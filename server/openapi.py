@@ -757,7 +757,7 @@ OPERATIONS: tuple[Op, ...] = (
         "Demo mode only: the page a demo task opens",
         "demo",
         "none",
-        {200: Answer("A page", media="text/html")},
+        {200: Answer("A page in the browser's language (Accept-Language)", media="text/html")},
     ),
     # ------------------------------------------------------------ operations and pages
     Op(

@@ -8,7 +8,11 @@
  * the token, and handed on to the open panel). The element shows a real `<button>` whose
  * badge counts every feed the person follows (`aria-label="N process tasks"`, no badge at
  * 0) and, on click, Enter or Space, the panel from Taskbell's own origin in a popover frame
- * (`/#token=...`), closed with Escape or a click outside, focus back on the bell.
+ * (`/#token=...`), closed with Escape (also inside the panel: it asks with
+ * `{type: "taskbell.close"}` once the bell has said `{type: "taskbell.bell"}` to it) or a
+ * click outside, focus back on the bell. Its words are in the person's language like the
+ * panel's (the token's `locale` claim, else the browser's; i18n.js), without touching the
+ * host page's own `lang`.
  *
  * Everything lives in an open shadow root styled by a constructable stylesheet: nothing
  * inline is added to the host document, so a strict host CSP (`style-src 'self'`) holds.
@@ -20,6 +24,7 @@
 
 import { Connection, ConnState } from "./static/js/connection.js";
 import { Feed } from "./static/js/feed.js";
+import { translator, wantedLocale } from "./static/js/i18n.js";
 
 const BASE = new URL(".", import.meta.url);
 const WS_URL = `${BASE.protocol === "https:" ? "wss" : "ws"}://${BASE.host}/ws`;
@@ -70,19 +75,23 @@ function styles() {
   return sheet;
 }
 
-/** The `sub` claim (to name the own feed): the server is the one that checks the token. */
-function subjectOf(token) {
+/** A claim of the token (`sub` names the own feed, `locale` the language), or null: the
+ * server is the one that checks the token. */
+function claimOf(token, name) {
   try {
     const part = token.split(".")[1] ?? "";
     const claims = JSON.parse(atob(part.replace(/-/g, "+").replace(/_/g, "/")));
-    return typeof claims.sub === "string" ? claims.sub : null;
+    return typeof claims[name] === "string" ? claims[name] : null;
   } catch {
     return null;
   }
 }
 
-export function badgeLabel(n) {
-  return n === 1 ? "1 process task" : `${n} process tasks`;
+const ENGLISH = translator("en");
+
+/** "3 process tasks" in the language of `t` (English by default). */
+export function badgeLabel(n, t = ENGLISH) {
+  return t("count.processTasks", { n });
 }
 
 function bellIcon() {
@@ -153,6 +162,7 @@ export class TaskbellBell extends HTMLElement {
   #frame = null;
   #refused = false;
   #shown = 0;
+  #t = ENGLISH;
   #onOutside = (event) => {
     if (!event.composedPath().includes(this)) this.close({ focus: false });
   };
@@ -184,7 +194,7 @@ export class TaskbellBell extends HTMLElement {
     this.#button.setAttribute("aria-expanded", "false");
     this.#button.setAttribute("aria-controls", id);
     this.#button.setAttribute("aria-haspopup", "dialog");
-    this.#button.setAttribute("aria-label", "Process tasks");
+    this.#button.setAttribute("aria-label", ENGLISH("page.processTasks"));
     this.#button.dataset.testid = "bell";
     this.#button.append(bellIcon());
     this.#popover = document.createElement("div");
@@ -192,7 +202,7 @@ export class TaskbellBell extends HTMLElement {
     this.#popover.className = "popover";
     this.#popover.part = "popover";
     this.#popover.setAttribute("role", "dialog");
-    this.#popover.setAttribute("aria-label", "Process tasks");
+    this.#popover.setAttribute("aria-label", ENGLISH("page.processTasks"));
     this.#popover.hidden = true;
     // New work is announced politely (not the count at load, nor on catching up).
     this.#live = document.createElement("span");
@@ -245,10 +255,22 @@ export class TaskbellBell extends HTMLElement {
     this.#start();
   }
 
+  /** The person's language: the token's `locale` claim, else the browser's. */
+  #speak() {
+    const token = this.#session.token;
+    this.#t = translator(wantedLocale(token ? claimOf(token, "locale") : null));
+    for (const el of [this.#button, this.#popover, this.#live, this.#frame]) el?.setAttribute("lang", this.#t.locale);
+    this.#popover.setAttribute("aria-label", this.#t("page.processTasks"));
+    if (this.#frame) this.#frame.title = this.#t("page.processTasks");
+    this.#render();
+  }
+
   #start() {
     const token = this.#session.token;
-    if (this.#connection || !token) return;
-    const user = subjectOf(token);
+    if (!token) return;
+    this.#speak();
+    if (this.#connection) return;
+    const user = claimOf(token, "sub");
     if (!user) {
       console.error("taskbell-bell: the token names no person (no sub claim)");
       return;
@@ -257,11 +279,14 @@ export class TaskbellBell extends HTMLElement {
     this.#feed.subscribe(({ source }) => {
       const before = this.#shown;
       this.#render();
-      if (source === "live" && this.#shown > before) this.#live.textContent = badgeLabel(this.#shown);
+      if (source === "live" && this.#shown > before) this.#live.textContent = badgeLabel(this.#shown, this.#t);
     });
     this.#connection = new Connection({ url: WS_URL, feed: this.#feed, session: this.#session });
     this.#connection.onState((state) => this.#onState(state));
-    this.#session.onChange((fresh) => this.#handOn(fresh));
+    this.#session.onChange((fresh) => {
+      this.#speak();
+      this.#handOn(fresh);
+    });
     this.#connection.start();
   }
 
@@ -290,7 +315,7 @@ export class TaskbellBell extends HTMLElement {
     const n = this.#connection?.state === ConnState.STOPPED ? 0 : (this.count ?? 0);
     this.#shown = n;
     if (n > 0) {
-      const label = badgeLabel(n);
+      const label = badgeLabel(n, this.#t);
       if (!this.#badge) {
         this.#badge = document.createElement("span");
         this.#badge.className = "badge";
@@ -305,9 +330,13 @@ export class TaskbellBell extends HTMLElement {
     } else {
       this.#badge?.remove();
       this.#badge = null;
-      this.#button.setAttribute("aria-label", "Process tasks");
-      this.#button.title = "Process tasks";
+      this.#button.setAttribute("aria-label", this.#t("page.processTasks"));
+      this.#button.title = this.#t("page.processTasks");
     }
+  }
+
+  #hello() {
+    this.#frame?.contentWindow?.postMessage({ type: "taskbell.bell" }, BASE.origin);
   }
 
   /** A fresh token reaches the open panel too (it re-authenticates its own socket). */
@@ -319,9 +348,12 @@ export class TaskbellBell extends HTMLElement {
     if (this.open || !this.#session.token) return;
     if (!this.#frame) {
       this.#frame = document.createElement("iframe");
-      this.#frame.title = "Process tasks";
+      this.#frame.title = this.#t("page.processTasks");
+      this.#frame.lang = this.#t.locale;
       this.#frame.dataset.testid = "panel-frame";
       this.#frame.referrerPolicy = "no-referrer";
+      // Tell the panel who frames it (each load): then its Escape asks this bell to close.
+      this.#frame.addEventListener("load", () => this.#hello());
       this.#frame.src = `${BASE.origin}/#token=${encodeURIComponent(this.#session.token)}`;
       this.#popover.append(this.#frame);
     }

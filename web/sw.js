@@ -1,7 +1,9 @@
 /**
  * Taskbell's service worker: Web Push notifications for people with no panel open.
  *
- * Each push is one change of the person's feed (server/delivery/webpush/, `PushPayload`):
+ * Each push is one change of the person's feed (server/delivery/webpush/, `PushPayload`),
+ * with the notification's words (`notification`: title, body, lang) in the person's
+ * language, written by the server:
  *   task.added   → show a notification tagged with the task id (the same tag the panel's
  *                  own notifications use, so the browser keeps one per task);
  *   task.updated → replace it, if it is still shown;
@@ -37,10 +39,10 @@ async function handle(message) {
   switch (message.type) {
     case "task.added":
       if (await panelIsVisible()) return; // the open panel shows it already
-      return show(task, message.seq, true);
+      return show(message, true);
     case "task.updated": {
       const shown = await self.registration.getNotifications({ tag: task.id });
-      if (shown.length > 0) return show(task, message.seq, false);
+      if (shown.length > 0) return show(message, false);
       return;
     }
     case "task.removed":
@@ -55,15 +57,22 @@ async function panelIsVisible() {
   return windows.some((client) => client.visibilityState === "visible");
 }
 
-function show(task, seq, fresh) {
-  const body = [task.process, statusNote(task.status)].filter(Boolean).join(" · ");
-  return self.registration.showNotification(task.title, {
+/** The server writes the words in the person's language (`notification`); a payload without
+ * them (from an older server) shows the task title and process as before. */
+function show(message, fresh) {
+  const task = message.task;
+  const words = message.notification;
+  const title = typeof words?.title === "string" ? words.title : task.title;
+  const body =
+    typeof words?.body === "string" ? words.body : [task.process, statusNote(task.status)].filter(Boolean).join(" · ");
+  return self.registration.showNotification(title, {
     tag: task.id,
     body,
+    lang: typeof words?.lang === "string" ? words.lang : "",
     renotify: fresh,
     silent: !fresh,
     timestamp: Date.now(),
-    data: { taskId: task.id, url: task.url || PANEL_URL, seq },
+    data: { taskId: task.id, url: task.url || PANEL_URL, seq: message.seq },
   });
 }
 

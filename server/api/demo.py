@@ -29,6 +29,7 @@ from starlette.routing import Route
 from server.api.common import JSON, Parts, body, parts
 from server.auth import mint_for
 from server.errors import ApiError, NotFound, Unavailable
+from server.i18n import from_accept_language, texts_for
 from server.ops import CreateTask, SetMembers
 from server.wire import Kind, ProcessRef, RecordRef, TaskCreate, parse_body
 
@@ -170,18 +171,27 @@ async def _trickle(p: Parts, tasks: list[TaskCreate], interval: float) -> None:
 
 
 async def demo_task_page(request: Request) -> Response:
-    """The page a demo task's url points at (a real product would open the CRM page)."""
+    """The page a demo task's url points at (a real product would open the CRM page), in
+    the browser's language (``Accept-Language``: the link carries no token)."""
     tid = request.path_params["task_id"]
+    _demo(request)
+    texts = texts_for(from_accept_language(request.headers.get("accept-language")))
+    code = f"<code>{_escape(tid)}</code>"
+    # The task id is the only markup in the sentence: escape the words, then put it in.
+    mark = "\x00"  # survives escaping and is in no translation
+    sentence = _escape(
+        texts.gettext("This is where the CRM would open the page for task {task}.", task=mark)
+    ).replace(mark, code)
     html = (
-        "<!doctype html><meta charset=utf-8><title>Demo task</title>"
+        f"<!doctype html><html lang={texts.tag}><meta charset=utf-8>"
+        f"<title>{_escape(texts.gettext('Demo task'))}</title>"
         "<link rel=icon href=/favicon.ico>"
         "<link rel=stylesheet href=/static/panel.css>"
-        f"<main class=demo-page><h1>Demo task page</h1><p>This is where the CRM would "
-        f"open the page for task <code>{_escape(tid)}</code>.</p>"
-        "<p><a href='/'>Back to the panel</a></p></main>"
+        f"<main class=demo-page><h1>{_escape(texts.gettext('Demo task page'))}</h1>"
+        f"<p>{sentence}</p>"
+        f"<p><a href='/'>{_escape(texts.gettext('Back to the panel'))}</a></p></main>"
     )
-    _demo(request)
-    return Response(html, media_type="text/html")
+    return Response(html, media_type="text/html", headers={"Vary": "Accept-Language"})
 
 
 def _escape(text: str) -> str:

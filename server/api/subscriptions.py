@@ -174,7 +174,7 @@ async def add_subscription(request: Request) -> Response:
             "keys.p256dh must be a P-256 public key and keys.auth 16 bytes (base64url)",
             code="bad_keys",
         ) from None
-    sub, created = await push.subscriptions.upsert(me.tenant, me.id, payload)
+    sub, created = await push.subscriptions.upsert(me.tenant, me.id, payload, me.locale)
     return JSON(sub.to_json(), status_code=201 if created else 200)
 
 

@@ -58,6 +58,8 @@ class PushSubscription(SQLModel, table=True):
     auth: str = Field(max_length=100)
     created_at: datetime = Field(sa_column=_ts())
     last_success_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The registering token's ``locale`` claim: the language its pushes are written in.
+    locale: str | None = Field(default=None, max_length=35)
 
 
 class OutboxRow(SQLModel, table=True):

@@ -112,6 +112,14 @@ class PushTask(TypedDict):
     url: str | None
 
 
+class PushNotification(TypedDict):
+    """The words the service worker shows, in the subscriber's language (``lang``)."""
+
+    title: str
+    body: str
+    lang: str
+
+
 class PushPayload(TypedDict):
     """What the service worker receives (kept well under the 4 KiB push limit)."""
 
@@ -120,3 +128,4 @@ class PushPayload(TypedDict):
     count: int
     reason: str | None
     task: PushTask
+    notification: PushNotification

@@ -17,8 +17,9 @@ import httpx
 import pytest
 from playwright.sync_api import ConsoleMessage, Locator, Page, expect
 
-from tests.browser.conftest import Browsing
-from tests.browser.support import Producer, new_id, user_token
+from server.auth import mint_token
+from tests.browser.conftest import DESKTOP, TIMEZONE, Browsing
+from tests.browser.support import SECRET, Producer, new_id, user_token
 from tests.support.server_proc import ServerProcess
 
 HOST_CSS = b"""
@@ -114,16 +115,32 @@ def host(server: ServerProcess) -> Iterator[HostSite]:
     site.close()
 
 
-def open_host(browsing: Browsing, site: HostSite, user: str | None) -> tuple[Page, list[str]]:
-    """The host page with the bell; returns it and its console messages."""
-    page = browsing.page()
+def open_host(
+    browsing: Browsing,
+    site: HostSite,
+    user: str | None,
+    *,
+    token: str | None = None,
+    browser_locale: str | None = None,
+) -> tuple[Page, list[str]]:
+    """The host page with the bell (``token``, else one of ``user``; in a browser of
+    ``browser_locale`` when given); returns it and its console messages."""
+    ctx = None
+    if browser_locale is not None:
+        ctx = browsing.browser.new_context(
+            viewport=DESKTOP,  # type: ignore[arg-type]
+            timezone_id=TIMEZONE,
+            locale=browser_locale,
+        )
+        browsing.contexts.append(ctx)
+    page = browsing.page(ctx)
     console: list[str] = []
 
     def keep(msg: ConsoleMessage) -> None:
         console.append(f"{msg.type}: {msg.text}")
 
     page.on("console", keep)
-    page.goto(site.url(user_token(user) if user else None))
+    page.goto(site.url(token or (user_token(user) if user else None)))
     return page, console
 
 
@@ -354,3 +371,168 @@ def test_embed_js_is_served_as_a_public_cross_origin_module(server: ServerProces
     assert "customElements.define" in embed.text
     assert module.status_code == 200 and module.headers["access-control-allow-origin"] == "*"
     assert "access-control-allow-origin" not in css.headers
+
+
+def locale_token(user: str, locale: str | None) -> str:
+    return mint_token(SECRET, user, 3600, locale=locale)
+
+
+@pytest.mark.parametrize(
+    ("claim", "lang", "one", "three", "none"),
+    [
+        ("de", "de", "1 Prozessaufgabe", "3 Prozessaufgaben", "Prozessaufgaben"),
+        ("fr-CA", "fr-CA", "1 tâche de processus", "3 tâches de processus", "Tâches de processus"),
+    ],
+)
+def test_the_bells_label_is_in_the_tokens_language(
+    browsing: Browsing,
+    host: HostSite,
+    producer: Producer,
+    user: str,
+    output_dir: Path,
+    claim: str,
+    lang: str,
+    one: str,
+    three: str,
+    none: str,
+) -> None:
+    page, console = open_host(browsing, host, None, token=locale_token(user, claim))
+    wait_live(page)
+    button = bell(page)
+    expect(button).to_have_attribute("aria-label", none)
+    expect(button).to_have_attribute("lang", lang)
+    first = producer.create(user, "INV-20")
+    expect(button).to_have_attribute("aria-label", one)
+    producer.create(user, "INV-21")
+    producer.create(user, "INV-22")
+    expect(button).to_have_attribute("aria-label", three)
+    badge = page.locator("taskbell-bell").get_by_test_id("badge")
+    expect(badge).to_have_attribute("aria-label", three)
+    expect(page.locator("taskbell-bell").get_by_test_id("announcer")).to_have_text(three)
+    button.click()
+    popover = page.locator("taskbell-bell").locator("[role=dialog]")
+    expect(popover).to_have_attribute("aria-label", none)
+    expect(page.locator("taskbell-bell").locator("iframe")).to_have_attribute("title", none)
+    page.keyboard.press("Escape")
+    page.screenshot(path=str(output_dir / f"embed-bell-{lang}.png"))
+    producer.complete(first["id"])
+    expect(button).to_have_attribute("aria-label", three.replace("3", "2"))
+    assert page.evaluate("document.documentElement.lang") == "en", "the host page keeps its own"
+    assert_no_violation(page, console)
+
+
+@pytest.mark.parametrize(
+    ("claim", "browser_locale", "label"),
+    [
+        ("xx-YY", "fr-FR", "1 tâche de processus"),  # a claim of no language: the browser's
+        (None, "de-DE", "1 Prozessaufgabe"),
+        ("not a locale!", "es-ES", "1 process task"),  # neither: English
+    ],
+)
+def test_without_a_known_locale_claim_the_bell_speaks_the_browsers_language_or_english(
+    browsing: Browsing,
+    host: HostSite,
+    producer: Producer,
+    user: str,
+    claim: str | None,
+    browser_locale: str,
+    label: str,
+) -> None:
+    producer.create(user, "INV-23")
+    token = locale_token(user, claim)
+    page, console = open_host(browsing, host, None, token=token, browser_locale=browser_locale)
+    expect(bell(page)).to_have_attribute("aria-label", label)
+    assert_no_violation(page, console)
+
+
+def focused_in_panel_frame(page: Page) -> bool:
+    """Whether the keyboard focus is inside the bell's panel frame."""
+    return bool(
+        page.evaluate(
+            "document.activeElement?.localName === 'taskbell-bell' && "
+            "document.activeElement.shadowRoot.activeElement?.localName === 'iframe'"
+        )
+    )
+
+
+def test_escape_inside_the_panel_closes_the_popover_and_returns_to_the_bell(
+    browsing: Browsing, host: HostSite, producer: Producer, user: str
+) -> None:
+    producer.create(user, "Approve invoice INV-24")
+    page, console = open_host(browsing, host, user)
+    button = bell(page)
+    expect(button).to_have_attribute("aria-label", "1 process task")
+    page.locator("#search").focus()
+    page.keyboard.press("Tab")
+    assert focused_in_bell(page)
+    page.keyboard.press("Enter")
+    expect(button).to_have_attribute("aria-expanded", "true")
+    panel = page.frame_locator("taskbell-bell >> iframe[data-testid=panel-frame]")
+    expect(panel.get_by_text("Approve invoice INV-24").first).to_be_visible()
+    # Into the panel with the keyboard, and on into its task list.
+    page.keyboard.press("Tab")
+    page.wait_for_function(
+        "document.activeElement?.shadowRoot?.activeElement?.localName === 'iframe'"
+    )
+    page.keyboard.press("Tab")
+    assert focused_in_panel_frame(page)
+    page.keyboard.press("Escape")
+    expect(button).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("taskbell-bell").locator("[role=dialog]")).to_be_hidden()
+    assert focused_in_bell(page)
+    # Open again: the panel still answers Escape (the bell greets every load of it).
+    page.keyboard.press("Enter")
+    expect(button).to_have_attribute("aria-expanded", "true")
+    page.keyboard.press("Tab")
+    page.wait_for_function(
+        "document.activeElement?.shadowRoot?.activeElement?.localName === 'iframe'"
+    )
+    page.keyboard.press("Escape")
+    expect(button).to_have_attribute("aria-expanded", "false")
+    assert focused_in_bell(page)
+    assert_no_violation(page, console)
+
+
+def test_a_panel_framed_without_the_bell_posts_nothing_until_greeted(
+    browsing: Browsing, host: HostSite, server: ServerProcess, user: str
+) -> None:
+    """The panel asks to be closed only once a bell said hello, and only to its origin."""
+    page, _ = open_host(browsing, host, None)
+    page.evaluate(
+        """([src]) => {
+          window.received = [];
+          window.addEventListener("message", (e) => {
+            window.received.push([e.origin, e.data]);
+            document.body.dataset.received = String(window.received.length);
+          });
+          const frame = document.createElement("iframe");
+          frame.id = "plain";
+          frame.src = src;
+          document.querySelector("main").append(frame);
+        }""",
+        [f"{server.base_url}/#token={user_token(user)}"],
+    )
+    plain = page.frame_locator("#plain")
+    expect(plain.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
+    frame = next(f for f in page.frames if f.url.startswith(server.base_url))
+    inside = plain.get_by_role("button").first  # the keyboard's focus inside the panel
+    inside.press("Escape")  # not greeted: nothing is posted
+    # Messages of one frame arrive in order: a close would come before this marker.
+    frame.evaluate("() => window.parent.postMessage('marker', '*')")
+    expect(page.locator("body")).to_have_attribute("data-received", "1")
+    assert page.evaluate("window.received") == [[server.base_url, "marker"]]
+
+    page.evaluate(
+        "(origin) => document.getElementById('plain').contentWindow"
+        ".postMessage({type: 'taskbell.bell'}, origin)",
+        server.base_url,
+    )
+    greeted = "() => import('/static/js/framed.js').then((m) => m.framedByBell())"
+    for _ in range(200):  # the greeting crosses to the frame on its own
+        if frame.evaluate(greeted):
+            break
+        page.wait_for_timeout(25)
+    inside.press("Escape")
+    expect(page.locator("body")).to_have_attribute("data-received", "2")
+    received = page.evaluate("window.received")
+    assert received[1] == [server.base_url, {"type": "taskbell.close"}]

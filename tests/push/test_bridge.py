@@ -145,7 +145,7 @@ async def test_a_queue_task_is_notified_to_members_and_stays_one_notification_wh
             created = await c.post("/api/v1/tasks", json=queued)
             assert created.status_code == 201, created.text
         await desktop.wait(lambda: len(desktop.notified) == 1)
-        assert desktop.notified[0].body.endswith("queue approvers")
+        assert desktop.notified[0].body.endswith("Queue: approvers")
         async with embedded.person("alice") as c:
             claimed = await c.post("/api/v1/tasks/q-1/claim")
             assert claimed.status_code == 200, claimed.text

@@ -71,10 +71,10 @@ export const locale = () => current;
 /** Whether the language shown has its own text for `key` (else `t` falls back to English). */
 export const has = (key) => Object.hasOwn(messages, key);
 
-function pick(entry, n) {
+function pick(entry, n, rules = pluralRules) {
   if (typeof entry === "string") return entry;
   const count = Number(n);
-  return entry[`=${count}`] ?? entry[pluralRules.select(count)] ?? entry.other;
+  return entry[`=${count}`] ?? entry[rules.select(count)] ?? entry.other;
 }
 
 function fill(text, params) {
@@ -88,6 +88,20 @@ export function t(key, params = {}) {
   const entry = messages[key] ?? en[key];
   if (entry === undefined) return key;
   return fill(pick(entry, params.n), params);
+}
+
+/** A `t` of its own for `tag` (negotiated; `.locale` says which) that leaves the page's
+ * language alone: for the embeddable bell, which lives on a host page. */
+export function translator(tag) {
+  const chosen = negotiate([tag]);
+  const table = CATALOGUES[languageOf(chosen)];
+  const rules = new Intl.PluralRules(chosen);
+  const translate = (key, params = {}) => {
+    const entry = table[key] ?? en[key];
+    return entry === undefined ? key : fill(pick(entry, params.n, rules), params);
+  };
+  translate.locale = chosen;
+  return translate;
 }
 
 /**

@@ -9,6 +9,7 @@ import { Api } from "./api.js";
 import { Connection, ConnState } from "./connection.js";
 import { Announcer, Toasts } from "./dom.js";
 import { Feed } from "./feed.js";
+import { followBell } from "./framed.js";
 import { Handoff } from "./handoff.js";
 import { setLocale, t, translateDom, wantedLocale } from "./i18n.js";
 import { hydrateIcons } from "./icons.js";
@@ -27,6 +28,7 @@ import { SettingsView } from "./views/settings.js";
 import { Shell } from "./views/shell.js";
 
 const fragmentToken = takeTokenFromFragment();
+followBell();
 
 /** The person's language: the token's `locale` claim, else the browser's (i18n.js). */
 function followLanguage(session) {

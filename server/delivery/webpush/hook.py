@@ -17,6 +17,10 @@ shows a notification) is queued at all: a push the person's channel switch, proc
 or quiet hours silence is not queued (not an error; counted in
 ``taskbell_notifications_suppressed_total``). A ``task.removed`` is always queued: it
 only retracts a notification shown before and keeps the device's badge right.
+
+Each push carries its notification's words in the language of its subscription (the
+``locale`` claim of the token that registered it; ``notification``), so one event
+becomes one payload per language among the person's browsers.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.changes import Envelope
 from server.delivery.queue import Channel, Queued, RetryPolicy, RowStatus, enqueue, new_id
 from server.delivery.tables import outbox_t
+from server.delivery.webpush.notification import TITLE_MAX, notification
 from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.wire import PushPayload
 from server.feeds import USER, split_key
+from server.i18n import Texts, texts_for
 from server.metrics import UNCOUNTED
 from server.ops import TaskOp
 from server.preference_store import PreferenceStore
@@ -43,13 +49,13 @@ from server.preferences import Channel as PrefChannel
 from server.transitions import Outcome
 from server.wire import EventMessage, dumps
 
-TITLE_MAX = 200
 URL_MAX = 1000
 
 
-def push_payload(message: str) -> PushPayload:
+def push_payload(message: str, texts: Texts, now: datetime) -> PushPayload:
     """The push for one feed event (the stored WebSocket message), trimmed to what a
-    notification shows so it stays far below the push services' 4 KiB limit."""
+    notification shows so it stays far below the push services' 4 KiB limit, with the
+    notification's words in ``texts``' language."""
     event = cast(EventMessage, orjson.loads(message))
     task = event["task"]
     url = task["url"]
@@ -66,6 +72,7 @@ def push_payload(message: str) -> PushPayload:
             "process": process["name"] if process else None,
             "url": url if url is not None and len(url) <= URL_MAX else None,
         },
+        "notification": notification(task, event["count"], texts, now),
     }
 
 
@@ -131,10 +138,13 @@ class PushHook:
                 if why is not None:
                     self.metrics.suppressed.labels("webpush", why.value).inc()
                     continue
-            payload = push_payload(env.message)
-            body = dumps(payload)
-            task_id = payload["task"]["id"]
+            bodies: dict[str, tuple[PushPayload, str]] = {}  # language tag → its push
             for sub in mine:
+                texts = texts_for(sub.locale)
+                if texts.tag not in bodies:
+                    made = push_payload(env.message, texts, now)
+                    bodies[texts.tag] = (made, dumps(made))
+                payload, body = bodies[texts.tag]
                 rows.append(
                     Queued(
                         new_id("psh"),
@@ -142,7 +152,7 @@ class PushHook:
                         Channel.WEBPUSH,
                         sub.id,
                         payload["type"],
-                        task_id,
+                        payload["task"]["id"],
                         body,
                     )
                 )

@@ -37,6 +37,7 @@ class Subscription:
     p256dh: str
     auth: str
     created_at: datetime
+    locale: str | None = None  # the registering token's ``locale`` claim
 
     def to_json(self) -> SubscriptionJSON:
         return {"id": self.id, "endpoint": self.endpoint, "created_at": iso(self.created_at) or ""}
@@ -51,7 +52,14 @@ def _subscription(row: Any) -> Subscription:
     created = as_utc(m["created_at"])
     assert created is not None
     return Subscription(
-        m["tenant"], m["id"], m["owner"], m["endpoint"], m["p256dh"], m["auth"], created
+        m["tenant"],
+        m["id"],
+        m["owner"],
+        m["endpoint"],
+        m["p256dh"],
+        m["auth"],
+        created,
+        m["locale"],
     )
 
 
@@ -82,10 +90,12 @@ class Subscriptions:
         self.engines = engines
 
     async def upsert(
-        self, tenant: str, owner: str, body: PushSubscriptionBody
+        self, tenant: str, owner: str, body: PushSubscriptionBody, locale: str | None = None
     ) -> tuple[Subscription, bool]:
         """Store a browser's subscription for ``owner`` of ``tenant``; True when it is
-        new to them.
+        new to them. ``locale`` (the token's claim) is the language of its pushes; every
+        registration updates it, so a person who changed language gets the new one the
+        next time their panel starts.
 
         A push endpoint is one browser profile's, and its row belongs to whoever
         registered it. The same owner registering it again updates the keys. Another
@@ -95,15 +105,15 @@ class Subscriptions:
         (``subscription_taken``) and the row stays untouched. A takeover moves the row
         to the new owner's tenant and drops the pushes still queued for the old one."""
         try:
-            return await self._upsert(tenant, owner, body)
+            return await self._upsert(tenant, owner, body, locale)
         except IntegrityError:
             # Another registration of the endpoint committed between the look and the
             # insert (the unique endpoint_hash refused ours): the row exists now, and
             # the rules for an existing row decide.
-            return await self._upsert(tenant, owner, body)
+            return await self._upsert(tenant, owner, body, locale)
 
     async def _upsert(
-        self, tenant: str, owner: str, body: PushSubscriptionBody
+        self, tenant: str, owner: str, body: PushSubscriptionBody, locale: str | None
     ) -> tuple[Subscription, bool]:
         digest = endpoint_hash(body.endpoint)
         now = now_utc()
@@ -117,6 +127,7 @@ class Subscriptions:
                 "owner": owner,
                 "p256dh": body.keys.p256dh,
                 "auth": body.keys.auth,
+                "locale": locale,
             }
             if row is None:
                 sub_id = new_id("sub")

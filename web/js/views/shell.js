@@ -7,6 +7,7 @@
 
 import { ConnState } from "../connection.js";
 import { h, motionAllowed, renderSoon, setText } from "../dom.js";
+import { framedByBell } from "../framed.js";
 import { t } from "../i18n.js";
 import { icon } from "../icons.js";
 
@@ -47,7 +48,8 @@ export class Shell {
       this.bell.focus();
     });
     this.panel.addEventListener("keydown", (event) => {
-      if (event.key === "Escape" && !DOCKED.matches && this.panelOpen) {
+      // Framed by the embeddable bell, Escape closes the bell's popover instead (framed.js).
+      if (event.key === "Escape" && !DOCKED.matches && this.panelOpen && !framedByBell()) {
         this.setPanel(false);
         this.bell.focus();
       }
