@@ -44,7 +44,7 @@ async def mixed(taskbell: Live, tmp_path: Path) -> AsyncIterator[EngineHandle]:
 
 def test_load_errors_name_the_file() -> None:
     library = load_dir(HERE / "bpmn")
-    assert sorted(library.definitions) == ["fails_later", "gives_up", "handoff"]
+    assert sorted(library.definitions) == ["caught_error", "fails_later", "gives_up", "handoff"]
     errors = {e.file: e.message for e in library.errors}
     assert sorted(errors) == ["broken.bpmn", "not_bpmn.bpmn", "unrunnable.bpmn"]
     assert errors["broken.bpmn"].startswith("XMLSyntaxError: Opening and ending tag mismatch")
@@ -82,6 +82,7 @@ async def test_the_other_processes_still_run(mixed: EngineHandle, people: People
     async with mixed.client() as c:
         listed = (await c.get("/processes")).json()
         assert sorted(p["id"] for p in listed["processes"]) == [
+            "caught_error",
             "customer_onboarding",
             "escalation",
             "fails_later",
