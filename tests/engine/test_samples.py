@@ -177,8 +177,13 @@ async def test_onboarding_parallel_steps_a_due_date_then_a_timer(
     assert {s["task"]: s["due_at"] for s in view["steps"]}["check_documents"] is not None
 
     await people.complete("alice", account["id"])
+    # Her branch goes on with a step for her again: it follows the one she completed.
+    contract = await people.wait_task("alice", iid, "send_contract")
+    assert contract["title"] == "Send Globex the contract"
+    assert contract["follows"] == account["id"]
+    await people.complete("alice", contract["id"])
     # One branch done: the join waits for the other, nothing new appears.
-    await eventually(lambda: _step_status(engine, iid, account["id"], "completed"))
+    await eventually(lambda: _step_status(engine, iid, contract["id"], "completed"))
     await asyncio.sleep(0.5)
     assert await people.running("alice") == []
 
@@ -192,7 +197,7 @@ async def test_onboarding_parallel_steps_a_due_date_then_a_timer(
     assert call["follows"] is None  # a timer made it, not alice's completion
     await people.complete("alice", call["id"])
     done = await people.wait_process(iid, "completed")
-    assert len(done["steps"]) == 3
+    assert len(done["steps"]) == 4
 
 
 async def _step_status(engine: EngineHandle, iid: str, step_id: str, status: str) -> bool:
