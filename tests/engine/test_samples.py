@@ -270,3 +270,15 @@ async def test_a_manager_resolves_the_escalation(engine: EngineHandle, people: P
     view = await eventually(lambda: _ended(engine, iid), what="engine ended")
     assert view["data"]["resolution"] == "resolved"
     assert view["data"]["comment"] == "called the customer"
+
+
+async def test_the_record_comes_from_the_instance_data(
+    engine: EngineHandle, people: People
+) -> None:
+    record = {"entity": "Invoice", "id": "inv-13", "title": "INV-13 from Acme"}
+    iid = await engine.start("invoice_approval", invoice_id="INV-13", record=record)
+    approve = await people.wait_task("bob", iid, "approve_invoice")
+    assert approve["record"] == record
+    # Without one (or with one that names no entity), the step has no record.
+    bare = await engine.start("invoice_approval", record={"id": "x"})
+    assert (await people.wait_task("bob", bare, "approve_invoice"))["record"] is None
