@@ -101,9 +101,12 @@ async def test_the_page_after_complete_opens_the_next_step_for_the_same_person(
     done_url = engine.base_url + answer.headers["location"]
     async with httpx.AsyncClient(trust_env=False) as c:
         page = (await c.get(done_url)).text
+        next_page = (await c.get(contract["url"])).text
     assert "Next: Send Globex the contract" in page
     assert f'<meta http-equiv="refresh" content="1;url={contract["url"]}">' in page
-    assert "None" not in page  # no empty instance data shown as Python's None
+    # The next page shows the instance data, but not what is None (no comment given).
+    assert "<dt>completed_by</dt><dd>alice</dd>" in next_page
+    assert "<dt>comment</dt>" not in next_page and "None" not in next_page
 
     # carol's step is followed by nothing of hers: her page just says it is done.
     answer = await submit_step(docs["url"], {})
