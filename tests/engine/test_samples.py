@@ -42,6 +42,22 @@ async def test_invoice_approved_through_the_approvers_queue(
     assert approve["follows"] is None
     assert approve["process"] == {"instance_id": iid, "name": "Invoice approval"}
     assert approve["url"].startswith(engine.base_url + f"/steps/{approve['id']}?sig=")
+    # The engine's own view: running, and the step it waits for now.
+    view = await engine.view(iid)
+    assert (view["status"], view["process"], view["name"]) == (
+        "running",
+        "invoice_approval",
+        "Invoice approval",
+    )
+    assert view["current"] == [
+        {
+            "id": approve["id"],
+            "owner": None,
+            "role": "approvers",
+            "title": approve["title"],
+            "url": approve["url"],
+        }
+    ]
     # Every member sees it in the queue; alice (not a member) does not.
     assert [t["id"] for t in await people.running("carol")] == [approve["id"]]
     assert await people.running("alice") == []
@@ -81,7 +97,7 @@ async def test_invoice_approved_through_the_approvers_queue(
     ]
     assert ended["duration_ms"] > 0
     view = await eventually(lambda: _ended(engine, iid), what="engine ended")
-    assert view["status"] == "completed"
+    assert view["status"] == "completed" and view["current"] == []
     assert view["data"]["payment_scheduled"] is True  # the script task ran
     assert view["data"]["completed_by"] == "alice" and view["data"]["actor"] == "alice"
     assert [s["completed_by"] for s in view["steps"]] == ["bob", "alice"]
