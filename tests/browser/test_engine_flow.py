@@ -122,9 +122,10 @@ def poll(check: Callable[[], bool], what: str, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
-def demo_panel(browsing: Browsing, stack: Stack, who: str) -> Page:
-    """The panel in demo mode, in a browser of its own, as ``who`` (the person picker)."""
-    page = browsing.page()
+def demo_panel(browsing: Browsing, stack: Stack, who: str, beside: Page | None = None) -> Page:
+    """The panel in demo mode as ``who`` (the person picker): in a browser of its own, or
+    in another tab of ``beside``'s."""
+    page = browsing.page(beside.context if beside is not None else None)
     page.goto(stack.taskbell.base_url + "/")
     page.locator(f'[data-testid="who-user"][data-user="{who}"]').click()
     expect(page.get_by_test_id("conn-state")).to_have_attribute("data-state", "live")
@@ -168,8 +169,10 @@ def claim_approval(bob: Page) -> Locator:
 def test_start_sample_process_then_an_approver_approves_and_the_requester_is_told(
     browsing: Browsing, stack: Stack, output_dir: Path
 ) -> None:
-    alice = demo_panel(browsing, stack, "alice")  # the sample's requester
-    bob = demo_panel(browsing, stack, "bob")  # an approver
+    # As the README's walkthrough: alice (the sample's requester) in one tab, bob (an
+    # approver) in a second tab of the same browser.
+    alice = demo_panel(browsing, stack, "alice")
+    bob = demo_panel(browsing, stack, "bob", beside=alice)
     alice.get_by_test_id("demo-start").click()
     expect(alice.get_by_test_id("toast").filter(has_text="Sample process started")).to_be_visible()
     # The approval waits in the approvers' queue, for every member (demo mode puts the
