@@ -10,6 +10,8 @@ keeping the webhook endpoint registered).
 | ``POST /instances`` ``{"process", "data"?, "id"?}`` | 201 the instance (200 when ``id`` exists) |
 | ``GET /instances``, ``GET /instances/{id}`` | the instances; one with its steps and data |
 | ``GET /steps/{id}?sig=``, ``POST /steps/{id}`` | the step's page; Save / Complete |
+| ``GET /steps/{id}?sig=&done=n`` | after Complete: the step that follows it, if any, |
+| | opens once Taskbell's webhook is in (``_done_page``) |
 | ``POST /webhooks/taskbell`` | Taskbell's signed deliveries (401 on a bad signature) |
 """
 
