@@ -305,7 +305,15 @@ def _done_page(rt: Runtime, step_id: str, sig: str, done: str) -> Response:
         if looks < DONE_LOOKS:
             again = f"/steps/{step_id}?" + urlencode({"sig": sig, "done": str(looks + 1)})
         return _page(rt, step_id, message=message, refresh=again)
-    after = [s for s in rt.store.steps(step.instance_id) if s.follows == step_id]
+    # The link is a capability: only a step for the same audience (the same person, or
+    # the same queue) is shown, so whoever holds this step's link sees nothing they
+    # could not see in Taskbell anyway (a queue step followed by one for the person who
+    # took it must not hand that person's page to the rest of the queue).
+    after = [
+        s
+        for s in rt.store.steps(step.instance_id)
+        if s.follows == step_id and (s.owner, s.role) == (step.owner, step.role)
+    ]
     nxt = next((s for s in after if s.status == "open"), None)
     if nxt is None:
         return _page(rt, step_id, message=message)

@@ -137,3 +137,22 @@ async def test_the_page_looks_again_while_the_completion_is_on_its_way(
     assert f'content="1;url=/steps/{approve["id"]}?sig={sig}&amp;done=2"' in first
     assert "http-equiv" not in last and "http-equiv" not in odd
     assert "Completed: the process moves on." in last
+
+
+async def test_the_page_of_a_queue_step_does_not_hand_on_a_persons_next_step(
+    engine: EngineHandle, people: People
+) -> None:
+    """bob takes the approval from the queue and decides it on its page; the next step
+    is his (it follows), but the approval's link was the whole queue's: its done page
+    does not lead to bob's page."""
+    iid = await engine.start("invoice_approval", invoice_id="INV-14", requester="bob")
+    approve = await people.wait_task("carol", iid, "approve_invoice")
+    await people.claim("bob", approve["id"])
+    answer = await submit_step(approve["url"], {"decision": "reject", "comment": "late"})
+    assert answer.status_code == 303
+    told = await people.wait_task("bob", iid, "tell_rejected", feeds="own")
+    assert told["follows"] == approve["id"]
+    async with httpx.AsyncClient(trust_env=False) as c:
+        page = (await c.get(engine.base_url + answer.headers["location"])).text
+    assert "Completed: the process moves on." in page
+    assert told["url"] not in page and "http-equiv" not in page
