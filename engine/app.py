@@ -10,6 +10,8 @@ keeping the webhook endpoint registered).
 | ``POST /instances`` ``{"process", "data"?, "id"?}`` | 201 the instance (200 when ``id`` exists) |
 | ``GET /instances``, ``GET /instances/{id}`` | the instances; one with its steps and data |
 | ``GET /steps/{id}?sig=``, ``POST /steps/{id}`` | the step's page; Save / Complete |
+| ``GET /steps/{id}?sig=&done=n`` | after Complete: the step that follows it, if any, |
+| | opens once Taskbell's webhook is in (``_done_page``) |
 | ``POST /webhooks/taskbell`` | Taskbell's signed deliveries (401 on a bad signature) |
 """
 
@@ -241,7 +243,13 @@ def _fields(task: Any) -> list[Any]:
 
 
 def _page(
-    rt: Runtime, step_id: str, *, message: str | None = None, error: str | None = None
+    rt: Runtime,
+    step_id: str,
+    *,
+    message: str | None = None,
+    error: str | None = None,
+    refresh: str | None = None,
+    next_step: tuple[str, str] | None = None,
 ) -> Response:
     step = rt.store.step(step_id)
     assert step is not None
@@ -256,6 +264,8 @@ def _page(
         open_=step.status == "open" and message is None,
         message=message,
         error=error,
+        refresh=refresh,
+        next_step=next_step,
     )
     return HTMLResponse(html, status_code=422 if error else 200)
 
@@ -271,8 +281,44 @@ async def get_step(request: Request) -> Response:
     if not _allowed(rt, step_id, request.query_params.get("sig", "")):
         return HTMLResponse("<h1>Not found</h1>", status_code=404)
     done = request.query_params.get("done")
-    message = "Completed: the process moves on. You can close this page." if done else None
-    return _page(rt, step_id, message=message)
+    if not done:
+        return _page(rt, step_id)
+    return _done_page(rt, step_id, request.query_params.get("sig", ""), done)
+
+
+# How many times the page after a completion looks again (once a second) for the step
+# the process gives the same person next, while Taskbell's webhook is on its way.
+DONE_LOOKS = 10
+
+
+def _done_page(rt: Runtime, step_id: str, sig: str, done: str) -> Response:
+    """After Complete on a step's page: once the engine has the completion (Taskbell's
+    webhook), the step that ``follows`` it, if any, opens by itself (the person works
+    from the pages, so the next page is theirs: the hand-off of docs/protocol.md); until
+    then the page looks again every second, at most ``DONE_LOOKS`` times."""
+    step = rt.store.step(step_id)
+    assert step is not None
+    message = "Completed: the process moves on. You can close this page."
+    if step.status == "open":
+        looks = int(done) if done.isdigit() else DONE_LOOKS
+        again = None
+        if looks < DONE_LOOKS:
+            again = f"/steps/{step_id}?" + urlencode({"sig": sig, "done": str(looks + 1)})
+        return _page(rt, step_id, message=message, refresh=again)
+    # The link is a capability: only a step for the same audience (the same person, or
+    # the same queue) is shown, so whoever holds this step's link sees nothing they
+    # could not see in Taskbell anyway (a queue step followed by one for the person who
+    # took it must not hand that person's page to the rest of the queue).
+    after = [
+        s
+        for s in rt.store.steps(step.instance_id)
+        if s.follows == step_id and (s.owner, s.role) == (step.owner, step.role)
+    ]
+    nxt = next((s for s in after if s.status == "open"), None)
+    if nxt is None:
+        return _page(rt, step_id, message=message)
+    url = rt.engine.step_url(nxt.id)
+    return _page(rt, step_id, message="Completed.", refresh=url, next_step=(nxt.title, url))
 
 
 def _values(task: Any, form: dict[str, list[str]]) -> dict[str, Any]:

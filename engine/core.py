@@ -428,10 +428,12 @@ class Engine:
 
     def _end_kind(self, workflow: BpmnWorkflow) -> tuple[str, str | None]:
         """How a finished workflow ended: a terminate (or cancel) end event cancels the
-        instance, an error end event fails it, any other end completes it."""
+        instance, an error end event fails it, any other end completes it. Only the
+        process's own end events count: one inside a subprocess ends that subprocess (an
+        error there is the subprocess's, which an error boundary may have caught)."""
         for task in workflow.get_tasks(state=TaskState.COMPLETED):
             spec = task.task_spec
-            if not isinstance(spec, EndEvent):
+            if not isinstance(spec, EndEvent) or task.workflow is not workflow:
                 continue
             definition = spec.event_definition
             label = spec.bpmn_name or spec.name

@@ -59,18 +59,30 @@ def step_page(
     open_: bool,
     message: str | None = None,
     error: str | None = None,
+    refresh: str | None = None,
+    next_step: tuple[str, str] | None = None,
 ) -> str:
+    """The step's page. ``refresh``: a url the page goes to after a second (no script);
+    ``next_step``: the title and url of the step that follows this one, offered."""
     title = escape(step.title)
     rows = "".join(
         f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>"
         for k, v in data.items()
-        if not str(k).startswith("_") and not isinstance(v, dict | list)
+        # None: nothing to show (the engine's own keys, e.g. no comment yet).
+        if not str(k).startswith("_") and v is not None and not isinstance(v, dict | list)
     )
     notes = ""
     if message:
         notes += f'<p class="note">{escape(message)}</p>'
     if error:
         notes += f'<p class="note error">{escape(error)}</p>'
+    if next_step is not None:
+        next_title, next_url = next_step
+        notes += (
+            f'<p class="note next">Next: {escape(next_title)} '
+            f'<a href="{escape(next_url)}">Open</a></p>'
+        )
+    head = f'<meta http-equiv="refresh" content="1;url={escape(refresh)}">' if refresh else ""
     if open_:
         values = {**{f.id: f.default_value for f in fields}, **step.form}
         inputs = "".join(_field(f, values.get(f.id)) for f in fields)
@@ -87,7 +99,7 @@ def step_page(
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{title}</title><style>{_STYLE}</style></head><body><main>"
+        f"{head}<title>{title}</title><style>{_STYLE}</style></head><body><main>"
         f'<div class="meta">{escape(process_name)} · step for {escape(step.audience)}</div>'
         f"<h1>{title}</h1>{notes}<dl>{rows}</dl>{form}</main></body></html>"
     )

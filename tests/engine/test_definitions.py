@@ -4,7 +4,9 @@ Taskbell's process statistics match the engine's own view of its instances."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -44,7 +46,7 @@ async def mixed(taskbell: Live, tmp_path: Path) -> AsyncIterator[EngineHandle]:
 
 def test_load_errors_name_the_file() -> None:
     library = load_dir(HERE / "bpmn")
-    assert sorted(library.definitions) == ["fails_later", "gives_up", "handoff"]
+    assert sorted(library.definitions) == ["caught_error", "fails_later", "gives_up", "handoff"]
     errors = {e.file: e.message for e in library.errors}
     assert sorted(errors) == ["broken.bpmn", "not_bpmn.bpmn", "unrunnable.bpmn"]
     assert errors["broken.bpmn"].startswith("XMLSyntaxError: Opening and ending tag mismatch")
@@ -82,6 +84,7 @@ async def test_the_other_processes_still_run(mixed: EngineHandle, people: People
     async with mixed.client() as c:
         listed = (await c.get("/processes")).json()
         assert sorted(p["id"] for p in listed["processes"]) == [
+            "caught_error",
             "customer_onboarding",
             "escalation",
             "fails_later",
@@ -151,24 +154,38 @@ async def test_a_start_with_its_own_id_is_idempotent(engine: EngineHandle, peopl
 
 
 async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, people: People) -> None:
-    approved = await mixed.start("invoice_approval")
-    rejected = await mixed.start("invoice_approval")
-    failing = await mixed.start("gives_up", owner="alice", thing="it")
-    still_running = await mixed.start("invoice_approval")
+    """Counts match exactly. Durations: Taskbell's clock starts when the engine's call
+    lands and stops when its end call lands, so the two differ by the engine's sending
+    lag; both must lie in the window the test itself sees for the instance, from before
+    its first step was seen (after the start was asked) to after its last completion
+    was sent (before Taskbell showed it ended). Causal bounds, no tolerance."""
+    windows: dict[str, list[float]] = {}  # id: [asked, first step seen, last sent, ended]
 
-    step = await people.wait_task("bob", approved, "approve_invoice")
-    await people.complete("bob", step["id"], "approve")
-    step = await people.wait_task("carol", rejected, "approve_invoice")
-    answer = await submit_step(step["url"], {"decision": "reject", "comment": "no"})
+    async def start(process: str, spec: str, user: str, **data: Any) -> tuple[str, Any]:
+        asked = time.time()
+        iid = await mixed.start(process, **data)
+        step = await people.wait_task(user, iid, spec)
+        windows[iid] = [asked, time.time()]
+        return iid, step
+
+    approved, step_a = await start("invoice_approval", "approve_invoice", "bob")
+    rejected, step_r = await start("invoice_approval", "approve_invoice", "carol")
+    failing, step_f = await start("gives_up", "try_it", "alice", owner="alice", thing="it")
+    await start("invoice_approval", "approve_invoice", "bob")  # still running at the end
+    await asyncio.sleep(0.3)  # every ended instance lasts at least this long
+
+    await people.complete("bob", step_a["id"], "approve")
+    answer = await submit_step(step_r["url"], {"decision": "reject", "comment": "no"})
     assert answer.status_code == 303
-    step = await people.wait_task("alice", failing, "try_it")
-    await people.complete("alice", step["id"])
+    windows[failing].append(time.time())
+    await people.complete("alice", step_f["id"])
     for iid, spec in ((approved, "tell_approved"), (rejected, "tell_rejected")):
         step = await people.wait_task("alice", iid, spec)
+        windows[iid].append(time.time())
         await people.complete("alice", step["id"])
     for iid, status in ((approved, "completed"), (rejected, "completed"), (failing, "error")):
         await people.wait_process(iid, status)
-    await people.wait_task("bob", still_running, "approve_invoice")
+        windows[iid].append(time.time())
 
     async def settled() -> list[dict[str, Any]] | None:
         async with mixed.client() as c:
@@ -177,17 +194,22 @@ async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, peop
         return found if all(v["pending_calls"] == 0 for v in views) else None
 
     instances = await eventually(settled, what="the engine sent everything")
+    theirs_ms: dict[str, int] = {}
     async with people.producer() as c:
         stats = (await c.get("/api/v1/processes/stats")).json()["processes"]
         by_name = {s["name"]: s for s in stats}
         for instance in instances:
             theirs = (await c.get(f"/api/v1/processes/{instance['id']}")).json()
             assert theirs["status"] == instance["status"]
-            if instance["duration_ms"] is None:
-                assert theirs["duration_ms"] is None
-            else:
-                assert theirs["duration_ms"] > 0 and instance["duration_ms"] > 0
-                assert abs(theirs["duration_ms"] - instance["duration_ms"]) < 1500
+            if instance["status"] == "running":
+                assert theirs["duration_ms"] is None and instance["duration_ms"] is None
+                continue
+            asked, seen, last_sent, ended = windows[instance["id"]]
+            shortest = (last_sent - seen) * 1000 - 2  # 2: the two sides round differently
+            longest = (ended - asked) * 1000 + 2
+            for ms in (theirs["duration_ms"], instance["duration_ms"]):
+                assert shortest <= ms <= longest, (instance, theirs, windows[instance["id"]])
+            theirs_ms[instance["id"]] = theirs["duration_ms"]
     ours: dict[str, Counter[str]] = {}
     for instance in instances:
         ours.setdefault(instance["name"], Counter())[instance["status"]] += 1
@@ -198,8 +220,11 @@ async def test_statistics_in_taskbell_match_the_engine(mixed: EngineHandle, peop
     assert by_name["Invoice approval"]["counts"]["completed"] == 2
     assert by_name["Invoice approval"]["counts"]["running"] == 1
     assert by_name["Gives up"]["counts"]["error"] == 1
-    completed_ms = [i["duration_ms"] for i in instances if i["status"] == "completed"]
-    assert by_name["Invoice approval"]["duration_ms"]["max"] >= 0.5 * max(completed_ms)
+    # Taskbell's duration statistics are of the completed instances it measured.
+    durations = by_name["Invoice approval"]["duration_ms"]
+    completed = sorted(theirs_ms[i] for i in (approved, rejected))
+    assert (durations["completed"], durations["max"]) == (2, completed[-1])
+    assert by_name["Gives up"]["duration_ms"]["completed"] == 0
 
 
 async def test_an_api_key_guards_the_instance_api(

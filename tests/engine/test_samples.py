@@ -42,6 +42,22 @@ async def test_invoice_approved_through_the_approvers_queue(
     assert approve["follows"] is None
     assert approve["process"] == {"instance_id": iid, "name": "Invoice approval"}
     assert approve["url"].startswith(engine.base_url + f"/steps/{approve['id']}?sig=")
+    # The engine's own view: running, and the step it waits for now.
+    view = await engine.view(iid)
+    assert (view["status"], view["process"], view["name"]) == (
+        "running",
+        "invoice_approval",
+        "Invoice approval",
+    )
+    assert view["current"] == [
+        {
+            "id": approve["id"],
+            "owner": None,
+            "role": "approvers",
+            "title": approve["title"],
+            "url": approve["url"],
+        }
+    ]
     # Every member sees it in the queue; alice (not a member) does not.
     assert [t["id"] for t in await people.running("carol")] == [approve["id"]]
     assert await people.running("alice") == []
@@ -81,7 +97,7 @@ async def test_invoice_approved_through_the_approvers_queue(
     ]
     assert ended["duration_ms"] > 0
     view = await eventually(lambda: _ended(engine, iid), what="engine ended")
-    assert view["status"] == "completed"
+    assert view["status"] == "completed" and view["current"] == []
     assert view["data"]["payment_scheduled"] is True  # the script task ran
     assert view["data"]["completed_by"] == "alice" and view["data"]["actor"] == "alice"
     assert [s["completed_by"] for s in view["steps"]] == ["bob", "alice"]
@@ -177,8 +193,13 @@ async def test_onboarding_parallel_steps_a_due_date_then_a_timer(
     assert {s["task"]: s["due_at"] for s in view["steps"]}["check_documents"] is not None
 
     await people.complete("alice", account["id"])
+    # Her branch goes on with a step for her again: it follows the one she completed.
+    contract = await people.wait_task("alice", iid, "send_contract")
+    assert contract["title"] == "Send Globex the contract"
+    assert contract["follows"] == account["id"]
+    await people.complete("alice", contract["id"])
     # One branch done: the join waits for the other, nothing new appears.
-    await eventually(lambda: _step_status(engine, iid, account["id"], "completed"))
+    await eventually(lambda: _step_status(engine, iid, contract["id"], "completed"))
     await asyncio.sleep(0.5)
     assert await people.running("alice") == []
 
@@ -192,7 +213,7 @@ async def test_onboarding_parallel_steps_a_due_date_then_a_timer(
     assert call["follows"] is None  # a timer made it, not alice's completion
     await people.complete("alice", call["id"])
     done = await people.wait_process(iid, "completed")
-    assert len(done["steps"]) == 3
+    assert len(done["steps"]) == 4
 
 
 async def _step_status(engine: EngineHandle, iid: str, step_id: str, status: str) -> bool:
@@ -265,3 +286,15 @@ async def test_a_manager_resolves_the_escalation(engine: EngineHandle, people: P
     view = await eventually(lambda: _ended(engine, iid), what="engine ended")
     assert view["data"]["resolution"] == "resolved"
     assert view["data"]["comment"] == "called the customer"
+
+
+async def test_the_record_comes_from_the_instance_data(
+    engine: EngineHandle, people: People
+) -> None:
+    record = {"entity": "Invoice", "id": "inv-13", "title": "INV-13 from Acme"}
+    iid = await engine.start("invoice_approval", invoice_id="INV-13", record=record)
+    approve = await people.wait_task("bob", iid, "approve_invoice")
+    assert approve["record"] == record
+    # Without one (or with one that names no entity), the step has no record.
+    bare = await engine.start("invoice_approval", record={"id": "x"})
+    assert (await people.wait_task("bob", bare, "approve_invoice"))["record"] is None
