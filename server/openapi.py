@@ -176,6 +176,7 @@ class ReadyJSON(TypedDict):
 class DemoInfoJSON(TypedDict):
     demo: bool
     users: list[str]
+    engine: bool
 
 
 class DemoTokenJSON(TypedDict):

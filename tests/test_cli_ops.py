@@ -111,7 +111,7 @@ async def test_demo_routes_are_404_outside_demo_mode(embedded: object) -> None:
     assert isinstance(embedded, Live)
     async with httpx.AsyncClient(base_url=embedded.base_url) as c:
         assert_error(await c.post("/api/v1/demo/token", json={"user": "a"}), 404)
-        assert (await c.get("/api/v1/demo")).json() == {"demo": False, "users": []}
+        assert (await c.get("/api/v1/demo")).json() == {"demo": False, "users": [], "engine": False}
 
 
 async def test_readyz_and_clean_503s_while_postgres_is_down(redis_server: object) -> None:

@@ -5,6 +5,7 @@ the operator configured is ever logged."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -34,7 +35,7 @@ async def test_demo_routes_are_404_when_a_real_secret_or_keys_are_configured(
         assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=0, count=0)
     assert_error(tok, 404, "not_found")
     assert_error(process, 404, "not_found")
-    assert info.json() == {"demo": False, "users": []}
+    assert info.json() == {"demo": False, "users": [], "engine": False}
 
 
 async def test_demo_routes_run_when_demo_mode_made_up_both(sqlite_url: str) -> None:
@@ -44,6 +45,16 @@ async def test_demo_routes_run_when_demo_mode_made_up_both(sqlite_url: str) -> N
         info = await c.get("/api/v1/demo")
     assert tok.status_code == 200 and tok.json()["token"]
     assert info.json()["demo"] is True
+    assert info.json()["engine"] is False  # the made-up process, not a BPMN engine
+
+
+async def test_demo_info_says_when_the_button_starts_a_real_engine(sqlite_url: str) -> None:
+    settings = replace(
+        make_settings(sqlite_url, demo=True, made_up=BOTH), engine_url="http://127.0.0.1:9"
+    )
+    async with serve(settings) as live, httpx.AsyncClient(base_url=live.base_url) as c:
+        info = await c.get("/api/v1/demo")
+    assert info.json()["engine"] is True
 
 
 def test_a_short_secret_is_refused_in_demo_mode_too() -> None:

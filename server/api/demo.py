@@ -84,7 +84,15 @@ def _demo(request: Request) -> Parts:
 
 async def info(request: Request) -> Response:
     on = parts(request).settings.demo_routes
-    return JSON({"demo": on, "users": list(parts(request).settings.demo_users) if on else []})
+    settings = parts(request).settings
+    return JSON(
+        {
+            "demo": on,
+            "users": list(settings.demo_users) if on else [],
+            # Whether "Start sample process" starts a real BPMN instance (the engine).
+            "engine": on and bool(settings.engine_url),
+        }
+    )
 
 
 async def token(request: Request) -> Response:

@@ -173,6 +173,8 @@ def test_start_sample_process_then_an_approver_approves_and_the_requester_is_tol
     # approver) in a second tab of the same browser.
     alice = demo_panel(browsing, stack, "alice")
     bob = demo_panel(browsing, stack, "bob", beside=alice)
+    # The demo card says what the button starts: the engine's invoice approval.
+    expect(alice.locator(".demo-card")).to_contain_text("Invoice approval")
     alice.get_by_test_id("demo-start").click()
     expect(alice.get_by_test_id("toast").filter(has_text="Sample process started")).to_be_visible()
     # The approval waits in the approvers' queue, for every member (demo mode puts the

@@ -65,7 +65,7 @@ async function boot() {
     await usableToken();
     unrefuse();
   }
-  start({ api, session, demo: info.demo });
+  start({ api, session, demo: info.demo, engine: info.engine });
 }
 
 /** The token is no good and the panel never showed anything: a page that says so (and in
@@ -91,7 +91,7 @@ function unrefuse() {
   document.getElementById("app").hidden = false;
 }
 
-function start({ api, session, demo }) {
+function start({ api, session, demo, engine }) {
   followLanguage(session);
   const app = document.getElementById("app");
   hydrateIcons(app);
@@ -141,7 +141,7 @@ function start({ api, session, demo }) {
   });
 
   const views = {
-    home: new HomeView({ feed, api, session, demo }),
+    home: new HomeView({ feed, api, session, demo, engine }),
     activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
     settings: new SettingsView({ api }),

@@ -349,7 +349,7 @@ export function encodePostpone(untilMs) {
 export function parseDemoInfo(json) {
   const body = object(json, "demo info");
   const users = Array.isArray(body.users) ? body.users.filter((u) => typeof u === "string") : [];
-  return Object.freeze({ demo: body.demo === true, users: Object.freeze(users) });
+  return Object.freeze({ demo: body.demo === true, engine: body.engine === true, users: Object.freeze(users) });
 }
 
 /** `POST /api/v1/demo/token` → `{user, token}`. */

@@ -42,6 +42,8 @@ export default Object.freeze({
   "demo.title": "Beispiel-Prozess-Engine",
   "demo.text":
     "Startet einen Prozess „Kundenaufnahme“, der den Demo-Personen fünf Schritte zuteilt, alle 0,6 s einen. Öffne einen zweiten Tab als jemand anderes, um beide zu sehen.",
+  "demo.textEngine":
+    "Startet eine echte BPMN-„Rechnungsfreigabe“ in der Prozess-Engine: Die Warteschlange der Freigebenden erhält sie, jemand übernimmt und entscheidet sie auf der Karte, und die anfragende Person wird informiert. Öffne einen zweiten Tab als jemand anderes, um beide zu sehen.",
 
   "time.zoneUnknown": "Ortszeit",
   "time.justNow": "gerade eben",

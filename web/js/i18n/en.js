@@ -48,6 +48,8 @@ export default Object.freeze({
   "demo.title": "Sample process engine",
   "demo.text":
     "Starts a “Customer onboarding” process that hands out five steps to the demo people, one every 0.6 s. Open a second tab as someone else to watch both.",
+  "demo.textEngine":
+    "Starts a real BPMN “Invoice approval” on the process engine: the approvers' queue gets it, someone claims and decides it on the card, and the requester is told. Open a second tab as someone else to watch both.",
 
   // Times
   "time.zoneUnknown": "local time",

@@ -42,6 +42,8 @@ export default Object.freeze({
   "demo.title": "Moteur de processus d’exemple",
   "demo.text":
     "Lance un processus « Accueil d’un client » qui distribue cinq étapes aux personnes de la démo, une toutes les 0,6 s. Ouvrez un second onglet sous un autre nom pour voir les deux.",
+  "demo.textEngine":
+    "Lance une vraie « Approbation de facture » BPMN sur le moteur de processus : la file des approbateurs la reçoit, quelqu’un la prend et décide sur la carte, et le demandeur est prévenu. Ouvrez un second onglet sous un autre nom pour voir les deux.",
 
   "time.zoneUnknown": "heure locale",
   "time.justNow": "à l’instant",

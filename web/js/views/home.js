@@ -25,11 +25,12 @@ export class HomeView {
   #unsubscribe = null;
   #timer = 0;
 
-  constructor({ feed, api, session, demo }) {
+  constructor({ feed, api, session, demo, engine = false }) {
     this.feed = feed;
     this.api = api;
     this.session = session;
     this.demo = demo;
+    this.engine = engine; // the demo's button starts a real BPMN process on the engine
   }
 
   mount(main) {
@@ -140,7 +141,7 @@ export class HomeView {
         "div",
         { class: "demo-card__text" },
         h("h2", { class: "demo-card__title", id: "demo-title" }, t("demo.title")),
-        h("p", {}, t("demo.text")),
+        h("p", {}, t(this.engine ? "demo.textEngine" : "demo.text")),
       ),
       h(
         "button",
