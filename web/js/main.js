@@ -22,6 +22,7 @@ import { pickDemoUser, showNeedsToken, showTokenRefused } from "./views/gate.js"
 import { HomeView } from "./views/home.js";
 import { PanelView } from "./views/panel.js";
 import { PostponeMenu } from "./views/postpone.js";
+import { ProcessesView } from "./views/processes.js";
 import { RecordView } from "./views/record.js";
 import { Shell } from "./views/shell.js";
 
@@ -141,6 +142,7 @@ function start({ api, session, demo }) {
     home: new HomeView({ feed, api, session, demo }),
     activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
+    processes: new ProcessesView({ api, dialog, toasts, announcer }),
   };
   views.record.onTitle = (title) => shell.setPageName(title);
   const main = document.getElementById("main");
@@ -151,7 +153,8 @@ function start({ api, session, demo }) {
     current = views[route.name];
     current.mount(main, route);
     shell.route(route);
-    shell.setPageName(route.name === "activities" ? t("page.activities") : route.name === "record" ? route.id : "");
+    const names = { activities: t("page.activities"), processes: t("processes.title"), record: route.id };
+    shell.setPageName(names[route.name] ?? "");
     if (!firstRoute) main.focus({ preventScroll: true });
     firstRoute = false;
     window.scrollTo(0, 0);
