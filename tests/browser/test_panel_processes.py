@@ -249,6 +249,7 @@ def test_keyboard_only_switch_filter_and_cancel_with_confirmation(
     page.keyboard.press("Enter")
     expect(page.get_by_test_id("toast")).to_contain_text(f"{world.running} canceled, with 2 open")
     expect(instance(page, world.running)).to_have_count(0)  # no longer running
+    expect(page.get_by_test_id("proc-instances-title")).to_be_focused()  # not lost to <body>
     assert world.call("GET", f"/processes/{world.running}")["status"] == "canceled"
     alice = Person(world.server.base_url, "alice")
     try:

@@ -228,7 +228,7 @@ export default Object.freeze({
   "processes.failed": "Die Prozessansicht konnte nicht geladen werden: {message}",
   "processes.refused": "Diese Seite ist für Prozess-Admins",
   "processes.refusedText":
-    "Deine Anmeldung trägt das Recht process-admin nicht. Frag, wer in deiner Organisation die Zugänge verwaltet.",
+    "Deine Anmeldung gibt dir nicht das Recht, Prozesse zu verwalten. Frag, wer in deiner Organisation die Zugänge verwaltet.",
   "processes.stats": "Statistik",
   "processes.period.label": "Zeitraum",
   "processes.period.day": "Letzte 24 Stunden",

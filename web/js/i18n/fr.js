@@ -229,7 +229,7 @@ export default Object.freeze({
   "processes.failed": "Impossible de charger la vue des processus : {message}",
   "processes.refused": "Cette page est réservée aux administrateurs de processus",
   "processes.refusedText":
-    "Votre connexion ne porte pas le droit process-admin. Demandez à la personne qui gère les accès de votre organisation.",
+    "Votre connexion ne vous donne pas le droit d’administrer les processus. Demandez à la personne qui gère les accès de votre organisation.",
   "processes.stats": "Statistiques",
   "processes.period.label": "Période",
   "processes.period.day": "24 dernières heures",

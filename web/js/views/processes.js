@@ -168,7 +168,16 @@ export class ProcessesView {
       h(
         "section",
         { class: "proc-section", "aria-labelledby": "proc-inst-title" },
-        h("h2", { class: "proc-section__title", id: "proc-inst-title" }, t("processes.instances")),
+        h(
+          "h2",
+          {
+            class: "proc-section__title",
+            id: "proc-inst-title",
+            tabindex: "-1",
+            "data-testid": "proc-instances-title",
+          },
+          t("processes.instances"),
+        ),
         this.filters,
         this.listEl,
         this.emptyEl,
@@ -630,7 +639,9 @@ export class ProcessesView {
       this.toasts.show(t("processes.canceled", { id: inst.id, n: ended.canceledSteps }));
       void this.#loadStats();
       await this.#loadInstances(true);
-      this.#item(inst.id)?.querySelector(".proc-item__steps")?.focus();
+      // Focus stays near: on the instance, or (filtered out now) on the list's heading.
+      const item = this.#item(inst.id);
+      (item?.querySelector(".proc-item__steps") ?? this.root.querySelector("#proc-inst-title"))?.focus();
     } catch (err) {
       this.toasts.show(t("processes.cancelFailed", { id: inst.id, message: err.message }), { tone: "error" });
     }
