@@ -314,7 +314,13 @@ def test_the_view_speaks_the_person_s_language(
     now = int(time.time())
     claims = {"sub": ADMIN, "iat": now, "exp": now + 3600, "locale": "de-DE"}
     token = jwt.encode({**claims, "roles": [PROCESS_ADMIN]}, SECRET, algorithm="HS256")
-    page = open_view(browsing, world.server.base_url, token)
+    # In dark colours too: the charts take their colours from the page's variables.
+    page = open_view(
+        browsing,
+        world.server.base_url,
+        token,
+        browsing.page(browsing.context(color_scheme="dark")),
+    )
     expect(page.get_by_role("heading", level=1)).to_have_text("Prozesse")
     expect(page.get_by_test_id("nav-processes")).to_have_text("Prozesse")
     expect(page.get_by_test_id("chart-counts")).to_have_accessible_name(
@@ -326,4 +332,4 @@ def test_the_view_speaks_the_person_s_language(
     expect(instance(page, world.running)).to_contain_text("2 von 2 Schritten offen")
     page.set_viewport_size({"width": DESKTOP["width"], "height": 2000})
     settle(page)
-    page.screenshot(path=str(output_dir / "processes-desktop-de.png"))
+    page.screenshot(path=str(output_dir / "processes-desktop-de-dark.png"))
