@@ -1,7 +1,8 @@
 """Command line: ``python -m server [serve|token|migrate|demo|vapid]``.
 
 - ``serve`` (the default): applies migrations, then serves with uvicorn on HOST:PORT.
-- ``token USER [--ttl SECONDS] [--tenant TENANT]``: prints a user token on its last line.
+- ``token USER [--ttl SECONDS] [--tenant TENANT] [--role ROLE ...]``: prints a user
+  token on its last line (``--role process-admin`` for the process view).
 - ``migrate``: applies migrations and exits.
 - ``demo [--url URL]``: starts a sample process on a running demo server.
 - ``vapid [--subject mailto:...]``: prints a new Web Push (VAPID) key pair as the
@@ -94,6 +95,12 @@ def main(argv: list[str] | None = None) -> int:
     tok.add_argument("user")
     tok.add_argument("--ttl", type=int, default=None, help="lifetime in seconds")
     tok.add_argument("--tenant", default=DEFAULT_TENANT, help="the tenant (default: default)")
+    tok.add_argument(
+        "--role",
+        action="append",
+        default=[],
+        help="a right in the token's roles claim, e.g. process-admin (repeatable)",
+    )
     sub.add_parser("migrate", help="apply database migrations and exit")
     demo = sub.add_parser("demo", help="start a sample process on a running demo server")
     demo.add_argument("--url", default=None, help="server base URL (default from HOST/PORT)")
@@ -119,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     if args.command == "token":
-        from server.auth import mint_for
+        from server.auth import is_role_name, mint_for
 
         if "TASKBELL_SECRET" in settings.made_up:
             print(
@@ -138,7 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         if not is_tenant(args.tenant):
             print(f"taskbell: {args.tenant!r} is not a tenant name", file=sys.stderr)
             return 2
-        print(mint_for(settings, args.user, ttl, tenant=args.tenant))
+        bad = [r for r in args.role if not is_role_name(r)]
+        if bad:
+            print(f"taskbell: {bad[0]!r} is not a role name", file=sys.stderr)
+            return 2
+        roles = list(dict.fromkeys(args.role))
+        print(mint_for(settings, args.user, ttl, tenant=args.tenant, roles=roles))
         return 0
     if args.command == "migrate":
         from server.migrate import upgrade

@@ -8,7 +8,11 @@ Token rules (settings in ``server/settings.py``):
   be good for a year;
 - ``aud`` and ``iss`` must match ``token_audience`` / ``token_issuer`` when those are set;
 - ``token_leeway_s`` (30 s) of clock difference is tolerated on ``exp``, ``iat``, ``nbf``;
-- key rotation: the first secret signs, every configured secret verifies.
+- key rotation: the first secret signs, every configured secret verifies;
+- ``roles`` (optional) is a list of rights the host application grants the person:
+  ``process-admin`` (``PROCESS_ADMIN``) lets them read and steer their tenant's process
+  instances and definitions (``api.common.process_admin``). Anything but a list of names
+  is refused, so a mistyped claim never passes for "no rights" unnoticed.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import functools
 import hmac
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +32,8 @@ from server.settings import Settings
 
 ALGORITHM = "HS256"
 LOCALE_MAX = 35  # the longest ``locale`` claim kept (a BCP 47 tag is far shorter)
+PROCESS_ADMIN = "process-admin"  # the ``roles`` entry of people who steer processes
+MAX_ROLES = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +43,11 @@ class User:
     issued_at: float = 0.0
     tenant: str = DEFAULT_TENANT  # the ``tid`` claim
     locale: str | None = None  # the ``locale`` claim, as sent (``server.i18n`` reads it)
+    roles: frozenset[str] = frozenset()  # the ``roles`` claim
+
+    @property
+    def is_process_admin(self) -> bool:
+        return PROCESS_ADMIN in self.roles
 
     @property
     def feed(self) -> str:
@@ -58,13 +70,17 @@ def mint_token(
     issuer: str = "",
     tenant: str = DEFAULT_TENANT,
     locale: str | None = None,
+    roles: Sequence[str] = (),
 ) -> str:
     """A user token for ``user`` valid for ``ttl_s`` seconds, with ``iat`` (and ``tid``
-    when the tenant is not the default one, ``locale`` when given)."""
+    when the tenant is not the default one, ``locale`` when given, ``roles`` when there
+    are any)."""
     issued = int(now if now is not None else time.time())
     claims: dict[str, Any] = {"sub": user, "iat": issued, "exp": issued + ttl_s}
     if tenant != DEFAULT_TENANT:
         claims["tid"] = tenant
+    if roles:
+        claims["roles"] = list(roles)
     if audience:
         claims["aud"] = audience
     if issuer:
@@ -75,7 +91,11 @@ def mint_token(
 
 
 def mint_for(
-    settings: Settings, user: str, ttl_s: int | None = None, tenant: str = DEFAULT_TENANT
+    settings: Settings,
+    user: str,
+    ttl_s: int | None = None,
+    tenant: str = DEFAULT_TENANT,
+    roles: Sequence[str] = (),
 ) -> str:
     """A token this server accepts: signed with the first secret, carrying the
     configured audience and issuer."""
@@ -86,7 +106,26 @@ def mint_for(
         audience=settings.token_audience,
         issuer=settings.token_issuer,
         tenant=tenant,
+        roles=roles,
     )
+
+
+def is_role_name(value: object) -> bool:
+    """A ``roles`` entry: 1 to 64 characters of letters, digits, ``-``, ``_``, ``.``, ``:``."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 64
+        and all(c.isascii() and (c.isalnum() or c in "-_.:") for c in value)
+    )
+
+
+def _roles(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("roles", [])
+    if not isinstance(raw, list) or len(raw) > MAX_ROLES or not all(map(is_role_name, raw)):
+        raise Unauthorized(
+            "the token's roles claim is not a list of role names", code="invalid_token"
+        )
+    return frozenset(raw)
 
 
 def _decode(settings: Settings, token: str) -> dict[str, Any]:
@@ -149,7 +188,7 @@ def verify_token(settings: Settings, token: str) -> User:
     if not isinstance(locale, str) or len(locale) > LOCALE_MAX:
         locale = None
     issued = float(iat) if isinstance(iat, int | float) else 0.0
-    return User(sub, float(exp), issued, tid, locale)
+    return User(sub, float(exp), issued, tid, locale, _roles(claims))
 
 
 def bearer(header: str | None) -> str:

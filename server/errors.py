@@ -8,7 +8,8 @@
         ├── BadRequest          400    malformed JSON, bad query or path values
         ├── Unauthorized        401    missing, expired or wrong credentials; carries
         │                              WWW-Authenticate: Bearer
-        ├── Forbidden           403    a browser page from an origin not allowed
+        ├── Forbidden           403    a browser page from an origin not allowed; a person
+        │                              without the right a call needs (process-admin)
         ├── NotFound            404    no such thing, or not yours (never 403)
         ├── Conflict            409    illegal transition, id reused with another body,
         │                              disabled process

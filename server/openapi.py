@@ -35,10 +35,11 @@ from server.delivery.wire import (
     PushSubscriptionBody,
     SubscriptionJSON,
 )
+from server.instances import InstanceDetailJSON, InstancePageJSON
 from server.preferences import Preferences
 from server.processes import InstanceJSON
-from server.reads import ChangeJSON, DefinitionJSON, InstanceDetailJSON
-from server.stats import ProcessStatsJSON
+from server.reads import ChangeJSON, DefinitionJSON
+from server.stats import OverallJSON, ProcessStatsJSON
 from server.wire import (
     Batch,
     Claim,
@@ -54,7 +55,8 @@ from server.wire import (
 
 VERSION = "0.1.0"
 
-Auth = Literal["producer", "user", "either", "metrics", "none"]
+# ``admin``: a producer, or a person whose token carries the ``process-admin`` role.
+Auth = Literal["producer", "user", "either", "admin", "metrics", "none"]
 
 # ---------------------------------------------------------------- answers without a class
 
@@ -128,6 +130,7 @@ class InstanceEndedJSON(InstanceJSON):
 
 class StatsJSON(TypedDict):
     processes: list[ProcessStatsJSON]
+    overall: OverallJSON
 
 
 class DefinitionsJSON(TypedDict):
@@ -232,6 +235,16 @@ TASK_OR_NEW = {201: Answer("Created", TaskJSON), 200: Answer("Unchanged or chang
 NO_BODY = "Takes no body (or `{}`)."
 LIMIT = Query("limit", "Page size, 1 to 200 (default 50)", kind="integer")
 CURSOR = Query("cursor", "The `next_cursor` of the previous page")
+ADMIN = (
+    'A producer, or a person whose user token carries `roles: ["process-admin"]` (in '
+    "the token's tenant); any other person gets 403 `process_admin_required`."
+)
+
+_ENDINGS: tuple[tuple[str, str, Auth], ...] = (
+    ("complete", "Complete an instance", "producer"),
+    ("fail", "End an instance in error", "producer"),
+    ("cancel", "Cancel an instance and its open tasks", "admin"),
+)
 
 OPERATIONS: tuple[Op, ...] = (
     # ------------------------------------------------------------ tasks (producer)
@@ -541,9 +554,9 @@ OPERATIONS: tuple[Op, ...] = (
     Op(
         "GET",
         "/api/v1/processes/stats",
-        "Instances by status and durations, per process",
+        "Instances by status and durations, per process and overall",
         "processes",
-        "producer",
+        "admin",
         {200: Answer("Statistics", StatsJSON)},
         query=(
             Query("name", "Only this process"),
@@ -551,14 +564,38 @@ OPERATIONS: tuple[Op, ...] = (
             Query("to", "Started before (ISO-8601 with a zone)"),
         ),
         errors=(400,),
+        description="Durations count completed instances only. " + ADMIN,
+    ),
+    Op(
+        "GET",
+        "/api/v1/processes",
+        "A page of process instances, newest start first",
+        "processes",
+        "admin",
+        {200: Answer("Instances and the next page's cursor", InstancePageJSON)},
+        query=(
+            Query(
+                "status",
+                "`all` (default) or a comma-separated list of running, completed, canceled, error",
+            ),
+            Query("definition", "Only instances of this process"),
+            Query("from", "Started at or after (ISO-8601 with a zone)"),
+            Query("to", "Started before (ISO-8601 with a zone)"),
+            LIMIT,
+            CURSOR,
+        ),
+        errors=(400,),
+        description="Unknown or repeated query parameters are 400 `bad_query`, a cursor "
+        "not handed out by this server 400 `bad_cursor`. " + ADMIN,
     ),
     Op(
         "GET",
         "/api/v1/processes/{instance_id}",
-        "An instance with its steps",
+        "An instance with its steps (owners, times, durations)",
         "processes",
-        "producer",
+        "admin",
         {200: Answer("The instance", InstanceDetailJSON)},
+        description=ADMIN,
     ),
     Op(
         "PATCH",
@@ -576,26 +613,24 @@ OPERATIONS: tuple[Op, ...] = (
             f"/api/v1/processes/{{instance_id}}/{verb}",
             summary,
             "processes",
-            "producer",
+            auth,
             {200: Answer("The ended instance", InstanceEndedJSON)},
             ProcessEnd,
             body_optional=True,
             errors=(409, 422),
-            description="Cancels the instance's open steps.",
+            description="Cancels the instance's open steps."
+            + (f" {ADMIN}" if auth == "admin" else ""),
         )
-        for verb, summary in (
-            ("complete", "Complete an instance"),
-            ("fail", "End an instance in error"),
-            ("cancel", "Cancel an instance and its open tasks"),
-        )
+        for verb, summary, auth in _ENDINGS
     ),
     Op(
         "GET",
         "/api/v1/process-definitions",
         "Every process name seen, with its switch",
         "processes",
-        "producer",
+        "admin",
         {200: Answer("The definitions", DefinitionsJSON)},
+        description=ADMIN,
     ),
     *(
         Op(
@@ -603,8 +638,9 @@ OPERATIONS: tuple[Op, ...] = (
             f"/api/v1/process-definitions/{{name}}/{verb}",
             f"{verb.capitalize()} a process: new instances are {word}",
             "processes",
-            "producer",
+            "admin",
             {200: Answer("The switch", DefinitionSwitchJSON)},
+            description=ADMIN,
         )
         for verb, word in (("disable", "refused"), ("enable", "accepted"))
     ),
@@ -840,6 +876,7 @@ OPERATIONS: tuple[Op, ...] = (
 _ERROR_TEXT = {
     400: "Bad request (not JSON, a repeated key, a bad query)",
     401: "No valid credentials",
+    403: "Not allowed: a right the token lacks (process-admin), or a browser origin",
     404: "Not found (or not the caller's)",
     409: "Conflicts with the current state",
     413: "Body too large",
@@ -853,6 +890,7 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
     "producer": [{"producerKey": []}],
     "user": [{"userToken": []}],
     "either": [{"producerKey": []}, {"userToken": []}],
+    "admin": [{"producerKey": []}, {"userToken": []}],
     "metrics": [{}, {"metricsToken": []}, {"producerKey": []}],
     "none": [],
 }
@@ -944,8 +982,10 @@ def _operation(op: Op, refs: dict[tuple[str, JsonSchemaMode], dict[str, Any]]) -
             entry["headers"] = {h: {"schema": {"type": "string"}} for h in answer.headers}
         responses[str(status)] = entry
     errors = set(op.errors) | {429, 503}
-    if op.auth in ("producer", "user", "either", "metrics"):
+    if op.auth in ("producer", "user", "either", "admin", "metrics"):
         errors.add(401)
+    if op.auth == "admin":
+        errors.add(403)
     if _PARAM.search(op.path):
         errors.add(404)
     if op.body is not None:

@@ -12,7 +12,7 @@ import orjson
 from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
-from server import paging
+from server import instances, paging
 from server.audiences import RoleJSON, Substitution, feeds_of
 from server.audiences import role as read_role
 from server.audiences import substitutions as read_substitutions
@@ -21,27 +21,10 @@ from server.clock import as_utc
 from server.db import Engines, unavailable
 from server.feedlog import Snapshot, read_pos, read_snapshot
 from server.feeds import ROLE, USER
+from server.instances import InstanceDetailJSON, InstancePageJSON
 from server.models import change_t, definition_t, instance_t, task_t
-from server.processes import Instance, InstanceJSON
 from server.transitions import TaskState
 from server.wire import Status, iso
-
-
-class StepJSON(TypedDict):
-    id: str
-    owner: str | None
-    role: str | None
-    title: str
-    kind: str
-    status: str
-    created_at: str | None
-    updated_at: str | None
-    ended_at: str | None
-    postponed_until: str | None
-
-
-class InstanceDetailJSON(InstanceJSON):
-    steps: list[StepJSON]
 
 
 class ChangeJSON(TypedDict):
@@ -169,38 +152,14 @@ class Reads:
     async def instance(self, tenant: str, instance_id: str) -> InstanceDetailJSON | None:
         """An instance with its steps in creation order, or None."""
         async with self._conn() as conn:
-            row = (
-                await conn.execute(
-                    select(instance_t).where(
-                        and_(instance_t.c.tenant == tenant, instance_t.c.id == instance_id)
-                    )
-                )
-            ).first()
-            if row is None:
-                return None
-            rows = await conn.execute(
-                select(task_t)
-                .where(and_(task_t.c.tenant == tenant, task_t.c.process_instance_id == instance_id))
-                .order_by(task_t.c.created_at, task_t.c.id)
-            )
-        steps: list[StepJSON] = []
-        for r in rows:
-            m = r._mapping
-            steps.append(
-                {
-                    "id": m["id"],
-                    "owner": m["owner"],
-                    "role": m["role"],
-                    "title": m["title"],
-                    "kind": m["kind"],
-                    "status": m["status"],
-                    "created_at": iso(as_utc(m["created_at"])),
-                    "updated_at": iso(as_utc(m["updated_at"])),
-                    "ended_at": iso(as_utc(m["ended_at"])),
-                    "postponed_until": iso(as_utc(m["postponed_until"])),
-                }
-            )
-        return {**Instance.from_row(row._mapping).to_json(), "steps": steps}
+            return await instances.detail(conn, tenant, instance_id)
+
+    async def instance_page(
+        self, tenant: str, wanted: instances.InstanceFilter
+    ) -> InstancePageJSON:
+        """A page of instances, newest start first (``server.instances``)."""
+        async with self._conn() as conn:
+            return await instances.page(conn, tenant, wanted)
 
     async def definitions(self, tenant: str) -> list[DefinitionJSON]:
         """Every process name seen (in an instance or a definition), with its switch."""

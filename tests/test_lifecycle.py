@@ -342,7 +342,7 @@ async def test_statistics_from_and_to_narrow_by_start_time(live: Live) -> None:
     assert from_middle == {"running": 2, "completed": 1, "canceled": 0, "error": 1}
     assert to_late == {"running": 2, "completed": 0, "canceled": 1, "error": 1}
     assert only_middle == {"running": 1, "completed": 0, "canceled": 0, "error": 1}
-    assert empty == {"processes": []}
+    assert empty["processes"] == []
 
 
 async def test_open_redirects_to_the_task_page_then_to_the_record(live: Live) -> None:
@@ -378,8 +378,11 @@ async def test_process_endpoints_refuse_bad_input(embedded: Live) -> None:
         clash = await p.post("/api/v1/processes", json={"id": "p-1", "name": "B"})
         assert_error(clash, 409, "instance_id_conflict")
     async with embedded.person("alice") as me:
-        assert_error(await me.get("/api/v1/processes/stats"), 401)
-        assert_error(await me.post("/api/v1/process-definitions/A/disable"), 401)
+        # A valid token without the process-admin role (tests/test_process_admin.py).
+        assert_error(await me.get("/api/v1/processes/stats"), 403, "process_admin_required")
+        assert_error(
+            await me.post("/api/v1/process-definitions/A/disable"), 403, "process_admin_required"
+        )
 
 
 async def test_timers_survive_a_burst_of_postponements(sqlite_url: str) -> None:

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from server import logs
 from server.auth import User, bearer, producer_tenant, verify_token
 from server.broker import Broker
-from server.errors import PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from server.errors import Forbidden, PayloadTooLarge, Unauthorized, UnsupportedMediaType
 from server.hub import Hub
 from server.reads import Reads
 from server.revocations import Revocations
@@ -129,6 +129,31 @@ def actor(request: Request) -> Caller:
     else:
         who = p.authenticate(token)
     logs.tenant.set(who.tenant)
+    return Caller(who.tenant, who.id)
+
+
+def process_admin(request: Request) -> Caller:
+    """A producer (``user`` None), or a person whose token carries the ``process-admin``
+    role, each in their own tenant. Raises ``Unauthorized`` without valid credentials and
+    ``Forbidden`` (``process_admin_required``) for a person without the role: decided
+    from the token alone, before anything is looked up, so the answer is the same for
+    an instance that exists, one that does not and another tenant's: it tells nothing."""
+    p = parts(request)
+    token = bearer(request.headers.get("authorization"))
+    tenant = producer_tenant(p.settings, token)
+    if tenant is not None:
+        logs.tenant.set(tenant)
+        return Caller(tenant, None)
+    known = checked(request, token)
+    if known is not None and known.user is not None:
+        who = p.revocations.check(known.user)
+    else:
+        who = p.authenticate(token)
+    logs.tenant.set(who.tenant)
+    if not who.is_process_admin:
+        raise Forbidden(
+            "this needs the process-admin role in the user token", code="process_admin_required"
+        )
     return Caller(who.tenant, who.id)
 
 

@@ -10,6 +10,9 @@ starts the engine): ``POST {engine}/instances {"process", "data"}``, the sample
 ``invoice_approval`` unless the body names another. Without the setting it makes up a
 process of a few tasks. Either way the demo users are put into the samples' role queues
 (``approvers``, ``managers``) first, so the queues show in the panel.
+
+The demo person ``carol`` (``DEMO_PROCESS_ADMINS``) is also a process admin: her token
+carries ``roles: ["process-admin"]``, so the panel's process view can be tried.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from server.api.common import JSON, Parts, body, parts
-from server.auth import mint_for
+from server.auth import PROCESS_ADMIN, mint_for
 from server.errors import ApiError, NotFound, Unavailable
 from server.i18n import from_accept_language, texts_for
 from server.ops import CreateTask, SetMembers
@@ -39,6 +42,7 @@ _counter = itertools.count(1)
 
 DEMO_ROLES = ("approvers", "managers")  # the role queues of the engine's samples
 ENGINE_PROCESS = "invoice_approval"  # what the panel's button starts on the engine
+DEMO_PROCESS_ADMINS = ("carol",)  # demo people whose tokens carry the process-admin role
 
 SAMPLE_STEPS: list[tuple[Kind, str, str, str]] = [
     (Kind.ACTIVITY, "Call {record} about the renewal", "Account", "Acme Corp"),
@@ -98,7 +102,8 @@ async def info(request: Request) -> Response:
 async def token(request: Request) -> Response:
     p = _demo(request)
     req = parse_body(await body(request), TokenRequest)
-    return JSON({"user": req.user, "token": mint_for(p.settings, req.user)})
+    roles = [PROCESS_ADMIN] if req.user in DEMO_PROCESS_ADMINS else []
+    return JSON({"user": req.user, "token": mint_for(p.settings, req.user, roles=roles)})
 
 
 async def _demo_roles(p: Parts) -> None:

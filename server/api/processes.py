@@ -1,8 +1,14 @@
 """Process endpoints: instances, their end, definitions (enable/disable), statistics,
-and the "open the right page" redirect for a task."""
+and the "open the right page" redirect for a task.
+
+Producers may call all of them. A person whose token carries the ``process-admin`` role
+may call the reads (list, one instance, statistics, definitions), cancel an instance and
+switch a definition, in their own tenant (``api.common.process_admin``); anyone else
+with a user token gets 403 ``process_admin_required``, whatever the path names."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,14 +17,20 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from server.api.common import JSON, body, parts, producer
+from server.api.common import JSON, body, parts, process_admin, producer
 from server.api.tasks import path_id
 from server.auth import bearer, producer_tenant
-from server.errors import NotFound
+from server.errors import BadRequest, NotFound
 from server.fields import Id, Text, is_name, query_instant
+from server.instances import MAX_PAGE, PAGE, InstanceFilter
 from server.ops import EndInstance, InstanceStatus, SetDisabled, SetExpectMore, StartInstance
-from server.stats import summarize
+from server.paging import decode_cursor
+from server.stats import overall, summarize
 from server.wire import FINAL_STATUSES, _Strict, parse_body
+
+log = logging.getLogger("taskbell.processes")
+
+INSTANCE_STATUSES = tuple(s.value for s in InstanceStatus)
 
 
 class InstanceCreate(_Strict):
@@ -44,7 +56,7 @@ async def create_instance(request: Request) -> Response:
 
 
 async def get_instance(request: Request) -> Response:
-    tenant = producer(request)
+    tenant = process_admin(request).tenant
     instance_id = path_id(request, "instance_id", "process")
     found = await parts(request).reads.instance(tenant, instance_id)
     if found is None:
@@ -62,13 +74,22 @@ async def patch_instance(request: Request) -> Response:
 
 
 def _ender(status: InstanceStatus) -> Any:
+    """``/complete`` and ``/fail`` are the engine's; ``/cancel`` a process admin may call too."""
+
     async def endpoint(request: Request) -> Response:
-        tenant = producer(request)
+        if status is InstanceStatus.CANCELED:
+            caller = process_admin(request)
+            tenant, who = caller.tenant, caller.user
+        else:
+            tenant, who = producer(request), None
         instance_id = path_id(request, "instance_id", "process")
         raw = await body(request)
         if raw.strip():
             parse_body(raw, ProcessEnd)
         ended = await parts(request).service.run(EndInstance(instance_id, status, tenant))
+        if who is not None and ended.canceled_steps:
+            # The steps' own history says "producer"; the log says which person it was.
+            log.info("process admin %s canceled instance %s", who, instance_id)
         canceled = ended.canceled_steps
         return JSON({**ended.instance.to_json(), "canceled_steps": canceled, "canceled": canceled})
 
@@ -77,27 +98,86 @@ def _ender(status: InstanceStatus) -> Any:
 
 
 async def stats(request: Request) -> Response:
-    """Per process: instances by status, and durations of completed ones only.
-    ``?name=``, ``?from=`` and ``?to=`` (ISO-8601, on the start time) narrow it."""
-    tenant = producer(request)
-    q = request.query_params
+    """Per process and overall: instances by status, and durations of completed ones
+    only. ``?name=``, ``?from=`` and ``?to=`` (ISO-8601, on the start time) narrow it."""
+    tenant = process_admin(request).tenant
+    q = request.query_params  # lenient, as it always was: engines already call it
     since, until = _time(q.get("from"), "from"), _time(q.get("to"), "to")
     rows = await parts(request).reads.stats_rows(tenant, q.get("name") or None, since, until)
-    return JSON({"processes": summarize(rows)})
+    return JSON({"processes": summarize(rows), "overall": overall(rows)})
+
+
+async def list_instances(request: Request) -> Response:
+    """A page of instances, newest start first: ``?status=`` (comma list, or ``all``),
+    ``?definition=``, ``?from=``/``?to=`` on the start time, ``?limit=``, ``?cursor=``."""
+    tenant = process_admin(request).tenant
+    q = _query(request, {"status", "definition", "from", "to", "limit", "cursor"})
+    wanted = InstanceFilter(
+        statuses=_statuses(q.get("status")),
+        name=_name(q.get("definition"), "definition"),
+        since=_time(q.get("from"), "from"),
+        until=_time(q.get("to"), "to"),  # before ``from``: an empty page, as in /stats
+        limit=_limit(q.get("limit")),
+        cursor=decode_cursor(q.get("cursor")),
+    )
+    return JSON(await parts(request).reads.instance_page(tenant, wanted))
+
+
+def _query(request: Request, known: set[str]) -> dict[str, str]:
+    """The query string as one value per name; a name not in ``known``, or one given
+    twice, is 400 ``bad_query`` (a typo must not widen a list silently)."""
+    items = request.query_params.multi_items()
+    names = [k for k, _ in items]
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise BadRequest(f"unknown query parameter {unknown[0][:50]!r}", code="bad_query")
+    twice = sorted({k for k in names if names.count(k) > 1})
+    if twice:
+        raise BadRequest(f"query parameter {twice[0]!r} given twice", code="bad_query")
+    return dict(items)
 
 
 def _time(raw: str | None, name: str) -> datetime | None:
     return query_instant(raw, name) if raw else None
 
 
+def _name(raw: str | None, what: str) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not is_name(raw):
+        raise BadRequest(f"'{what}' is not a process name", code="bad_query")
+    return raw
+
+
+def _statuses(raw: str | None) -> tuple[str, ...]:
+    if raw is None or raw in ("", "all"):
+        return ()
+    wanted = tuple(dict.fromkeys(s.strip() for s in raw.split(",")))
+    if not all(s in INSTANCE_STATUSES for s in wanted):
+        raise BadRequest(
+            f"status must be 'all' or a comma-separated list of {', '.join(INSTANCE_STATUSES)}",
+            code="bad_query",
+        )
+    return wanted
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return PAGE
+    # Length first: int() of thousands of digits raises (and is slow) before any range test.
+    if not (len(raw) <= 3 and raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
+        raise BadRequest(f"limit must be a whole number from 1 to {MAX_PAGE}", code="bad_query")
+    return int(raw)
+
+
 async def list_definitions(request: Request) -> Response:
-    tenant = producer(request)
+    tenant = process_admin(request).tenant
     return JSON({"processes": await parts(request).reads.definitions(tenant)})
 
 
 def _toggle(disabled: bool) -> Any:
     async def endpoint(request: Request) -> Response:
-        tenant = producer(request)
+        tenant = process_admin(request).tenant
         name = request.path_params["name"]
         if not is_name(name):
             raise NotFound("no such process", code="process_not_found")
@@ -138,6 +218,7 @@ async def open_task(request: Request) -> Response:
 
 routes = [
     Route("/api/v1/processes", create_instance, methods=["POST"]),
+    Route("/api/v1/processes", list_instances, methods=["GET"]),
     Route("/api/v1/processes/stats", stats, methods=["GET"]),
     Route("/api/v1/processes/{instance_id}", get_instance, methods=["GET"]),
     Route("/api/v1/processes/{instance_id}", patch_instance, methods=["PATCH"]),

@@ -51,6 +51,11 @@ export class Api {
     return json;
   }
 
+  /** The raw JSON of a call, for the modules of other parts of the API (processes-api.js). */
+  request(method, path, options = {}) {
+    return this.#request(method, path, options);
+  }
+
   async myTasks({ statuses = ["running"], limit = 50, cursor = null } = {}) {
     const q = new URLSearchParams({ status: statuses.join(","), limit: String(limit) });
     if (cursor) q.set("cursor", cursor);

@@ -23,6 +23,7 @@ import { pickDemoUser, showNeedsToken, showTokenRefused } from "./views/gate.js"
 import { HomeView } from "./views/home.js";
 import { PanelView } from "./views/panel.js";
 import { PostponeMenu } from "./views/postpone.js";
+import { ProcessesView } from "./views/processes.js";
 import { RecordView } from "./views/record.js";
 import { SettingsView } from "./views/settings.js";
 import { Shell } from "./views/shell.js";
@@ -145,6 +146,7 @@ function start({ api, session, demo, engine }) {
     activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
     settings: new SettingsView({ api }),
+    processes: new ProcessesView({ api, dialog, toasts, announcer }),
   };
   views.record.onTitle = (title) => shell.setPageName(title);
   const main = document.getElementById("main");
@@ -155,7 +157,12 @@ function start({ api, session, demo, engine }) {
     current = views[route.name];
     current.mount(main, route);
     shell.route(route);
-    const names = { activities: t("page.activities"), record: route.id, settings: t("settings.title") };
+    const names = {
+      activities: t("page.activities"),
+      processes: t("processes.title"),
+      record: route.id,
+      settings: t("settings.title"),
+    };
     shell.setPageName(names[route.name] ?? "");
     if (!firstRoute) main.focus({ preventScroll: true });
     firstRoute = false;

@@ -1,7 +1,7 @@
 /**
  * Hash routes: `#/` (overview + process tasks), `#/activities[?status=...]`,
- * `#/records/{entity}/{id}`, `#/settings` (notification preferences). Anything else is
- * the overview.
+ * `#/records/{entity}/{id}`, `#/settings` (notification preferences),
+ * `#/processes[?status=...&period=...]` (process admins). Anything else is the overview.
  */
 
 export function parseRoute(hash = window.location.hash) {
@@ -12,6 +12,7 @@ export function parseRoute(hash = window.location.hash) {
   try {
     if (parts[0] === "activities" && parts.length === 1) return { name: "activities", params };
     if (parts[0] === "settings" && parts.length === 1) return { name: "settings", params };
+    if (parts[0] === "processes" && parts.length === 1) return { name: "processes", params };
     if (parts[0] === "records" && parts.length === 3) {
       return { name: "record", params, entity: decodeURIComponent(parts[1]), id: decodeURIComponent(parts[2]) };
     }

@@ -23,8 +23,9 @@ export function takeTokenFromFragment() {
   return token;
 }
 
-/** The `sub`, `exp` and `locale` claims, for display only (the server is the one that
- * checks the token): who is shown, when to renew, which language to speak. */
+/** The `sub`, `exp`, `locale` and `roles` claims, for display only (the server is the one
+ * that checks the token): who is shown, when to renew, which language to speak, whether
+ * to offer the process view. */
 function subjectOf(token) {
   try {
     const part = token.split(".")[1] ?? "";
@@ -34,9 +35,10 @@ function subjectOf(token) {
       user: typeof claims.sub === "string" ? claims.sub : null,
       expiresAt: typeof claims.exp === "number" ? claims.exp * 1000 : null,
       locale: typeof claims.locale === "string" ? claims.locale : null,
+      roles: Array.isArray(claims.roles) ? claims.roles.filter((r) => typeof r === "string") : [],
     };
   } catch {
-    return { user: null, expiresAt: null, locale: null };
+    return { user: null, expiresAt: null, locale: null, roles: [] };
   }
 }
 
@@ -52,6 +54,13 @@ export class Session {
     this.expiresAt = null;
     /** The token's `locale` claim ("de", "fr-CA"), or null. */
     this.locale = null;
+    /** The token's `roles` claim: rights such as `process-admin`. */
+    this.roles = [];
+  }
+
+  /** Whether to offer the process view (the server decides what the token may do). */
+  get isProcessAdmin() {
+    return this.roles.includes("process-admin");
   }
 
   get token() {
@@ -74,10 +83,11 @@ export class Session {
 
   set(token) {
     this.#token = token;
-    const { user, expiresAt, locale } = subjectOf(token);
+    const { user, expiresAt, locale, roles } = subjectOf(token);
     this.user = user;
     this.expiresAt = expiresAt;
     this.locale = locale;
+    this.roles = roles;
     try {
       window.sessionStorage.setItem(TOKEN_KEY, token);
     } catch {

@@ -60,6 +60,8 @@ export class Shell {
         if (!DOCKED.matches) this.setPanel(false);
       });
     }
+    // The process view's links, for process admins only (the server refuses anyone else).
+    for (const link of app.querySelectorAll("[data-admin-link]")) link.hidden = !session.isProcessAdmin;
     this.#renderWho(demo);
     if (demo) this.#renderDemoControls();
     app.addEventListener("click", (event) => {
