@@ -84,18 +84,24 @@ async def churn(live: Live, seconds: float, concurrency: int = 40) -> dict[str, 
         stdout=asyncio.subprocess.PIPE,
     )
     n = 0
-    async with live.producer() as p:
-        while loop.time() < deadline or driver.returncode is None:
-            n += 1
-            ops = [
-                {"op": "update", "id": f"{o}-{i}", "changes": {"title": f"Rename {n}"}}
-                for o in OWNERS
-                for i in range(3)
-            ]
-            assert (await p.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(driver.wait(), 0.05)
-    out, _ = await asyncio.wait_for(driver.communicate(), seconds + 120)
+    try:
+        async with live.producer() as p:
+            while loop.time() < deadline or driver.returncode is None:
+                n += 1
+                ops = [
+                    {"op": "update", "id": f"{o}-{i}", "changes": {"title": f"Rename {n}"}}
+                    for o in OWNERS
+                    for i in range(3)
+                ]
+                answer = await p.post("/api/v1/tasks/batch", json={"ops": ops})
+                assert answer.status_code == 200
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(driver.wait(), 0.05)
+        out, _ = await asyncio.wait_for(driver.communicate(), seconds + 120)
+    finally:
+        if driver.returncode is None:  # the test failed first: leave no driver behind
+            driver.kill()
+            await driver.communicate()
     assert driver.returncode == 0
     result: dict[str, Any] = orjson.loads(out.splitlines()[-1])
     return result

@@ -45,6 +45,9 @@ def token(user: str, ttl: int = 3600) -> str:
     return mint_token(SECRET, user, ttl)
 
 
+CLIENT_TIMEOUT_S = 30.0
+
+
 @dataclass
 class Live:
     """A running server: its settings, URLs and (in-process) parts."""
@@ -59,14 +62,20 @@ class Live:
         p: Parts = self.app.state.parts
         return p
 
+    # httpx's 5 s default is too short on a loaded CI machine; a hang is still caught
+    # by pytest-timeout.
     def producer(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {PRODUCER_KEY}"}
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {PRODUCER_KEY}"},
+            timeout=CLIENT_TIMEOUT_S,
         )
 
     def person(self, user: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.base_url, headers={"Authorization": f"Bearer {token(user)}"}
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token(user)}"},
+            timeout=CLIENT_TIMEOUT_S,
         )
 
 
