@@ -22,6 +22,20 @@ from pydantic_core import PydanticCustomError
 from server.clock import parse_instant
 from server.errors import BadRequest
 
+# ---------------------------------------------------------------- numbers in text
+
+
+def whole_number(raw: str | bytes, most: int) -> int | None:
+    """``raw`` (a query value or a header) as a whole number from 0 to ``most``, else
+    None. ASCII digits only: ``str.isdigit`` also takes "²", which ``int`` refuses; and
+    no more digits than ``most`` has: ``int`` of thousands of digits raises (and takes
+    its time) before any range test could."""
+    if not raw or len(raw) > len(str(most)) or not raw.isascii() or not raw.isdigit():
+        return None
+    value = int(raw)
+    return value if value <= most else None
+
+
 # ---------------------------------------------------------------- text at the edge
 #
 # Names (ids, owners, record keys, process names) may not hold any control character

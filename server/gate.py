@@ -38,6 +38,7 @@ from starlette.websockets import WebSocket
 from server import logs, metrics, origins
 from server.api.common import CHECKED
 from server.errors import PayloadTooLarge, RequestTimeout, TooManyRequests
+from server.fields import whole_number
 from server.guard import BodyWatch, Deadlines, send_error, tick_for
 from server.limits import LIMITED_PREFIXES, Edge, credential_from, retry_after
 from server.settings import Settings
@@ -88,7 +89,7 @@ class Gate:
             elif name == b"authorization":
                 authorization = value if authorization is None else authorization
             elif name == b"content-length":
-                declared_too_big |= not value.isdigit() or int(value) > self.limit
+                declared_too_big |= whole_number(value, self.limit) is None
         rid = logs.sane_request_id(given.decode("latin-1") if given is not None else None)
         rid_header = rid.encode()
         context = logs.request_id.set(rid)

@@ -44,6 +44,7 @@ from server.api.common import parts
 from server.auth import User, bearer
 from server.connection import Connection
 from server.errors import BadRequest, CloseCode, Unauthorized
+from server.fields import whole_number
 from server.wire import SEQ_MAX, dumps, parse_since_feeds
 
 _MOVES = frozenset({"snapshot", "synced", "feed.joined", "feed.left"})
@@ -161,10 +162,10 @@ def _user(request: Request) -> User:
 
 
 def _seq(raw: str, name: str) -> int:
-    raw = raw.strip()
-    if not raw.isdigit() or int(raw) > SEQ_MAX:
+    value = whole_number(raw.strip(), SEQ_MAX)
+    if value is None:
         raise BadRequest(f"{name} must be a whole number (a seq)", code="bad_since")
-    return int(raw)
+    return value
 
 
 def _feeds(value: object, name: str) -> dict[str, int]:

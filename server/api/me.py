@@ -11,6 +11,7 @@ from server.api.tasks import path_id
 from server.auth import User
 from server.errors import BadRequest
 from server.feeds import key_of
+from server.fields import whole_number
 from server.paging import decode_cursor, encode_cursor
 from server.wire import OPEN_STATUSES, Status
 
@@ -35,9 +36,10 @@ def _statuses(raw: str | None) -> list[str]:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    value = whole_number(raw, 200)
+    if value is None or value < 1:
         raise BadRequest("limit must be a whole number from 1 to 200", code="bad_query")
-    return int(raw)
+    return value
 
 
 async def _feeds(request: Request, me: User, raw: str | None) -> list[str]:

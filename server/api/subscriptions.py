@@ -40,6 +40,7 @@ from server.delivery.wire import (
     PushSubscriptionBody,
 )
 from server.errors import BadRequest, NotFound, Unavailable, Unprocessable
+from server.fields import whole_number
 from server.paging import decode_cursor, encode_cursor
 from server.wire import parse_body
 
@@ -106,9 +107,9 @@ async def delete_endpoint(request: Request) -> Response:
 def _limit(raw: str | None) -> int:
     if raw is None:
         return 50
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
+    if (value := whole_number(raw, 200)) is None or value < 1:
         raise BadRequest("limit must be a whole number from 1 to 200", code="bad_query")
-    return int(raw)
+    return value
 
 
 async def list_deliveries(request: Request) -> Response:

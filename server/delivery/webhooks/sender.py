@@ -13,15 +13,22 @@ import aiohttp
 from server.delivery.queue import Message, Result, RetryPolicy, Verdict
 from server.delivery.webhooks import signing
 from server.delivery.webhooks.endpoints import Endpoints
+from server.fields import whole_number
 from server.wire import iso
 
 _ERROR_BODY = 200  # characters of a failing receiver's answer kept in the log
+# A Retry-After beyond this many seconds is read as this (the retry policy caps it lower).
+RETRY_AFTER_MAX_S = 10**9
 
 
 def _retry_after(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
+    if value is None:
         return None
-    return float(value.strip())
+    raw = value.strip()
+    if raw.isascii() and raw.isdigit() and len(raw) > len(str(RETRY_AFTER_MAX_S)):
+        return float(RETRY_AFTER_MAX_S)
+    seconds = whole_number(raw, RETRY_AFTER_MAX_S)
+    return None if seconds is None else float(seconds)
 
 
 class WebhookSender:
