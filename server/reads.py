@@ -23,7 +23,7 @@ from server.feedlog import Snapshot, read_pos, read_snapshot
 from server.feeds import ROLE, USER
 from server.instances import InstanceDetailJSON, InstancePageJSON
 from server.models import change_t, definition_t, instance_t, task_t
-from server.transitions import TaskState
+from server.transitions import TaskState, visible_to
 from server.wire import Status, iso
 
 
@@ -74,6 +74,15 @@ class Reads:
                 )
             ).first()
         return TaskState.from_row(row._mapping) if row else None
+
+    async def visible_task(self, tenant: str, task_id: str, user: str | None) -> TaskState | None:
+        """The task, if ``user`` may see it (``transitions.visible_to``; None: a producer),
+        else None, exactly as for a task that does not exist."""
+        task = await self.get_task(tenant, task_id)
+        if task is None or user is None:
+            return task
+        audience = frozenset(await self.audience(tenant, user))
+        return task if visible_to(task, audience) else None
 
     async def counter(self, key: str) -> FeedPos:
         """Where a feed stands (by key); ``FeedPos(0, 0)`` for a feed never seen."""

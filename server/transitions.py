@@ -232,10 +232,15 @@ def _not_found(task_id: str) -> NotFound:
     return NotFound(f"task {task_id!r} not found", code="task_not_found")
 
 
+def visible_to(task: TaskState, audience: Audience) -> bool:
+    """May whoever has ``audience`` see (and so act on) ``task``? A producer (None) sees
+    every task of its tenant; a person only those of the feeds they follow. Whoever may
+    not is told "not found", never 403: the rule of every call that names a task."""
+    return audience is None or task.feed in audience
+
+
 def _check_actor(task: TaskState | None, task_id: str, audience: Audience) -> TaskState:
-    # A person sees only the tasks of the feeds they follow: any other task is "not
-    # found", never 403.
-    if task is None or (audience is not None and task.feed not in audience):
+    if task is None or not visible_to(task, audience):
         raise _not_found(task_id)
     return task
 

@@ -198,14 +198,13 @@ async def open_task(request: Request) -> Response:
     p = parts(request)
     raw = request.query_params.get("token") or bearer(request.headers.get("authorization"))
     tenant = producer_tenant(p.settings, raw)
-    feeds: list[str] | None = None
+    user: str | None = None
     if tenant is None:
         who = p.authenticate(raw)
-        tenant = who.tenant
-        feeds = await p.reads.audience(who.tenant, who.id)
+        tenant, user = who.tenant, who.id
     tid = path_id(request)
-    task = await p.reads.get_task(tenant, tid)
-    if task is None or (feeds is not None and task.feed not in feeds):
+    task = await p.reads.visible_task(tenant, tid, user)
+    if task is None:
         raise NotFound(f"task {tid!r} not found", code="task_not_found")
     if task.status not in FINAL_STATUSES and task.url:
         target = task.url

@@ -84,10 +84,7 @@ async def task_history(request: Request) -> Response:
     who = actor(request)
     tid = task_id(request)
     reads = parts(request).reads
-    state = await reads.get_task(who.tenant, tid)
-    if state is None or (
-        who.user is not None and state.feed not in await reads.audience(who.tenant, who.user)
-    ):
+    if await reads.visible_task(who.tenant, tid, who.user) is None:
         raise NotFound(f"task {tid!r} not found", code="task_not_found")
     return JSON({"id": tid, "changes": await reads.history(who.tenant, tid)})
 
