@@ -11,6 +11,7 @@
 - ``role`` and ``role_member``: role queues and who is in them.
 - ``substitution``: who stands in for whom, when; ``state`` moves pending → active →
   ended as the clock passes its times (each move claimed once, in the database).
+- ``seen``: per person and feed, the last seq they have seen (the panel's "new" marks).
 - ``audience_change``: a log of "this person's feeds may have changed" (a membership
   or a substitution), which every instance polls to move its open sockets.
 
@@ -193,6 +194,19 @@ class TaskChange(SQLModel, table=True):
     detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON
 
 
+class Seen(SQLModel, table=True):
+    """The last seq of each feed a person has seen ("new since you last looked",
+    ``server.seen``); it only moves forward."""
+
+    __tablename__ = "seen"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=200)
+    feed: str = Field(primary_key=True, max_length=210)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    updated_at: datetime = Field(sa_column=_ts())
+
+
 task_t = Task.__table__  # type: ignore[attr-defined]
 feed_t = Feed.__table__  # type: ignore[attr-defined]
 event_t = FeedEvent.__table__  # type: ignore[attr-defined]
@@ -204,3 +218,4 @@ member_t = RoleMember.__table__  # type: ignore[attr-defined]
 substitution_t = Substitution.__table__  # type: ignore[attr-defined]
 audience_t = AudienceChange.__table__  # type: ignore[attr-defined]
 change_t = TaskChange.__table__  # type: ignore[attr-defined]
+seen_t = Seen.__table__  # type: ignore[attr-defined]
