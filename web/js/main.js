@@ -15,6 +15,7 @@ import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
 import { registerPush } from "./push.js";
 import { onRoute } from "./router.js";
+import { Seen } from "./seen.js";
 import { Session, takeTokenFromFragment } from "./session.js";
 import { startRelativeClock } from "./time.js";
 import { ActivitiesView } from "./views/activities.js";
@@ -128,6 +129,14 @@ function start({ api, session, demo }) {
     onGranted: () => void registerPush({ token: () => session.token }),
   });
   const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier });
+  const panelEl = document.getElementById("panel");
+  const seen = new Seen({
+    feed,
+    api,
+    root: panelEl,
+    app,
+    shown: () => !app.hidden && app.dataset.panel === "open" && panelEl.checkVisibility(),
+  });
   announceChanges(feed, announcer);
   // The skip link must not change the hash (that is the router's): focus the list instead.
   document.querySelector(".skip-link").addEventListener("click", (event) => {
@@ -139,7 +148,7 @@ function start({ api, session, demo }) {
 
   const views = {
     home: new HomeView({ feed, api, session, demo }),
-    activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
+    activities: new ActivitiesView({ feed, api, actions, postponeMenu, dialog }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
   };
   views.record.onTitle = (title) => shell.setPageName(title);
@@ -159,6 +168,7 @@ function start({ api, session, demo }) {
 
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const connection = new Connection({ url: `${scheme}://${window.location.host}/ws`, feed, session });
+  connection.onSeen = (msg) => seen.applied(msg);
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
     shell.connection(state, connection.stopReason);
