@@ -142,9 +142,12 @@ export class Seen {
       const label = li.querySelector(":scope .card__new");
       if (fresh && !label) {
         li.classList.add("card--new");
-        li.querySelector(".card__head")?.append(
-          h("span", { class: "card__new", "data-testid": "new-mark" }, t("seen.new")),
-        );
+        // Beside the time (where a card has room to spare): a label in the head would
+        // push long titles onto a second line.
+        const mark = h("span", { class: "card__new", "data-testid": "new-mark" }, t("seen.new"));
+        const at = li.querySelector(".card__foot > .card__time");
+        if (at) at.before(mark);
+        else li.querySelector(".card__head")?.append(mark);
       } else if (!fresh && label) {
         li.classList.remove("card--new");
         label.remove();
