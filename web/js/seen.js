@@ -91,6 +91,7 @@ export class Seen {
     }
     for (const { change, task, feed } of changes) {
       if (change === "added") this.#arrived.set(task.id, { feed, seq: this.#seqOf(feed) });
+      else if (change === "removed" && this.#arrived.get(task.id)?.feed === feed) this.#arrived.delete(task.id);
     }
     if (this.#looking) this.#markSoon();
   }
@@ -134,11 +135,13 @@ export class Seen {
     }
   }
 
-  /** Label the cards shown: "New" on each new one, off the others. */
+  /** Label the cards of running tasks shown: "New" on each new one, off the others
+   * (a postponed task is not waiting: its card is never new). */
   decorate() {
     for (const li of this.root.querySelectorAll("li[data-task-id]")) {
       const id = li.dataset.taskId;
-      const fresh = this.#kept.has(id) || isNew(this.#arrived.get(id), this.#marks);
+      const waiting = li.dataset.status !== "postponed";
+      const fresh = waiting && (this.#kept.has(id) || isNew(this.#arrived.get(id), this.#marks));
       const label = li.querySelector(":scope .card__new");
       if (fresh && !label) {
         li.classList.add("card--new");
