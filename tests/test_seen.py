@@ -249,3 +249,26 @@ async def test_a_mark_taken_on_one_instance_reaches_sockets_on_another(
                 assert r.status_code == 200, r.text
             assert await tab.recv() == {"type": "seen", "feeds": {"user:alice": 1}}
             assert await tab.before_pong() == []  # once, not once per path
+
+
+async def test_the_event_stream_carries_the_mark_without_an_id(embedded: Live) -> None:
+    await make_tasks(embedded, "alice", "t1")
+    async with (
+        httpx.AsyncClient(base_url=embedded.base_url) as http,
+        http.stream("GET", "/events", params={"token": token("alice")}, timeout=10) as stream,
+    ):
+        frames: list[list[str]] = [[]]
+        marked = False
+        async for line in stream.aiter_lines():
+            if line:
+                frames[-1].append(line)
+                continue
+            if frames[-1] and not marked:  # the snapshot is in: mark
+                async with embedded.person("alice") as alice:
+                    await alice.put(SEEN, json={"feeds": {"user:alice": 1}})
+                marked = True
+            if any(x == "event: seen" for x in frames[-1]):
+                break
+            frames.append([])
+    seen_frame = frames[-1]
+    assert seen_frame == ["event: seen", 'data: {"type":"seen","feeds":{"user:alice":1}}']
