@@ -218,6 +218,10 @@ def test_the_activities_view_on_a_phone(
     assert width <= PHONE["width"], "nothing sticks out sideways"
     search.fill("billing")
     expect(rows(page)).to_have_count(1)
+    chip = row(page, t["later"]["id"]).get_by_test_id("status").bounding_box()
+    card = row(page, t["later"]["id"]).bounding_box()
+    assert chip is not None and card is not None
+    assert chip["x"] + chip["width"] <= card["x"] + card["width"], "the status chip is cut off"
     row(page, t["later"]["id"]).get_by_role("checkbox").check()
     expect(page.get_by_test_id("move-down")).to_be_in_viewport()
     settle(page)
