@@ -4,6 +4,7 @@ and which feeds a person follows (their audience, own feed first)."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass, field
 
 from server.connection import Connection, Position
@@ -33,6 +34,9 @@ class UserState:
     version: int = 0  # bumped by every refollow call
     refollow: asyncio.Task[None] | None = None
     again: bool = False
+    # The last messages outside the seq flow (``seen``) sent here: the broker hands the
+    # same one over twice (at publish, then from Redis), and a repeat is dropped.
+    side: deque[str] = field(default_factory=lambda: deque(maxlen=8))
 
 
 def with_own(feeds: list[str], user: str) -> list[str]:

@@ -38,9 +38,10 @@ from server.connection import Connection, ConnState, Position, Sender
 from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
 from server.feedlog import EVENTS_PAGE, FeedLog, Replay, Snapshot
-from server.feeds import key_of, user_feed
+from server.feeds import USER, key_of, split_key, user_feed
 from server.following import FeedState, UserState, with_own
 from server.metrics import UNCOUNTED
+from server.seen import SIDE_SEQ
 from server.sequencer import Verdict
 from server.session import Session
 from server.views import Views, first_messages, joined_message, left_message
@@ -330,6 +331,9 @@ class Hub:
 
     def on_envelope(self, env: Envelope) -> None:
         """Broker callback: deliver, drop a duplicate, or schedule gap filling."""
+        if env.seq == SIDE_SEQ:
+            self._to_person(env)
+            return
         st = self.feeds.get(env.key)
         if st is None:
             return
@@ -338,6 +342,19 @@ class Hub:
             self._fan_out(st, env.seq, env.count, env.message)
         elif verdict is Verdict.GAP:
             self._schedule_catch_up(st)
+
+    def _to_person(self, env: Envelope) -> None:
+        """A message outside the seq flow for the person whose own feed ``env.key`` is
+        (``seen``): to their own connections only, not to those standing in for them."""
+        tenant, feed = split_key(env.key)
+        if not feed.startswith(USER):
+            return
+        us = self.users.get((tenant, feed[len(USER) :]))
+        if us is None or env.message in us.side:
+            return
+        us.side.append(env.message)
+        for conn in list(us.conns):
+            conn.push_raw(env.message)
 
     def _fan_out(self, st: FeedState, seq: int, count: int, message: str) -> None:
         delivered = 0

@@ -11,6 +11,7 @@
 - ``role`` and ``role_member``: role queues and who is in them.
 - ``substitution``: who stands in for whom, when; ``state`` moves pending → active →
   ended as the clock passes its times (each move claimed once, in the database).
+- ``seen``: per person and feed, the last seq they have seen (the panel's "new" marks).
 - ``audience_change``: a log of "this person's feeds may have changed" (a membership
   or a substitution), which every instance polls to move its open sockets.
 - ``preference``: one row per person who saved notification preferences
@@ -203,6 +204,18 @@ class Preference(SQLModel, table=True):
     tenant: str = Field(primary_key=True, max_length=64)
     user_id: str = Field(primary_key=True, max_length=200)
     body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: server.preferences
+
+
+class Seen(SQLModel, table=True):
+    """The last seq of each feed a person has seen ("new since you last looked",
+    ``server.seen``); it only moves forward."""
+
+    __tablename__ = "seen"
+
+    tenant: str = Field(primary_key=True, max_length=64)
+    user_id: str = Field(primary_key=True, max_length=200)
+    feed: str = Field(primary_key=True, max_length=210)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     updated_at: datetime = Field(sa_column=_ts())
 
 
@@ -218,3 +231,4 @@ substitution_t = Substitution.__table__  # type: ignore[attr-defined]
 audience_t = AudienceChange.__table__  # type: ignore[attr-defined]
 change_t = TaskChange.__table__  # type: ignore[attr-defined]
 preference_t = Preference.__table__  # type: ignore[attr-defined]
+seen_t = Seen.__table__  # type: ignore[attr-defined]

@@ -39,6 +39,7 @@ from server.instances import InstanceDetailJSON, InstancePageJSON
 from server.preferences import Preferences
 from server.processes import InstanceJSON
 from server.reads import ChangeJSON, DefinitionJSON
+from server.seen import NewJSON, SeenRequest
 from server.stats import OverallJSON, ProcessStatsJSON
 from server.wire import (
     Batch,
@@ -99,6 +100,16 @@ class StatusCountsJSON(TypedDict):
     postponed: int
     completed: int
     canceled: int
+
+
+class SeenJSON(TypedDict):
+    feeds: dict[str, int]
+    new: list[NewJSON]
+
+
+class MarkedJSON(TypedDict):
+    feeds: dict[str, int]
+    ignored: list[str]
 
 
 class RecordTasksJSON(TypedDict):
@@ -438,6 +449,8 @@ OPERATIONS: tuple[Op, ...] = (
             Query("status", "`running` (default), a comma-separated list, or `all`"),
             LIMIT,
             CURSOR,
+            Query("q", "Search title, process name and record (at most 200 characters)"),
+            Query("sort", "Order of the list", enum=("newest", "due", "priority")),
         ),
         errors=(400,),
     ),
@@ -456,6 +469,29 @@ OPERATIONS: tuple[Op, ...] = (
         "people",
         "user",
         {200: Answer("Totals by status", StatusCountsJSON)},
+        query=(Query("q", "Count only the tasks this search finds (as in /me/tasks)"),),
+        errors=(400,),
+    ),
+    Op(
+        "GET",
+        "/api/v1/me/seen",
+        "How far the caller has seen each feed, and the tasks new since",
+        "people",
+        "user",
+        {200: Answer("Marks and new tasks", SeenJSON)},
+    ),
+    Op(
+        "PUT",
+        "/api/v1/me/seen",
+        "Mark feeds seen up to a seq (never backwards)",
+        "people",
+        "user",
+        {200: Answer("The marks now", MarkedJSON)},
+        SeenRequest,
+        errors=(400, 413, 422),
+        description="Feeds the caller does not follow are ignored and listed in `ignored`; "
+        "a seq past a feed's head counts as the head. The caller's sockets get a `seen` "
+        "message.",
     ),
     Op(
         "GET",

@@ -204,6 +204,16 @@ class RevokeUser:
     tenant: str = DEFAULT_TENANT
 
 
+@dataclass(frozen=True, slots=True)
+class MarkSeen:
+    """``user`` has seen each named feed up to its seq ("new since you last looked",
+    ``server.seen``): marks move forward only."""
+
+    user: str
+    feeds: tuple[tuple[str, int], ...]
+    tenant: str = DEFAULT_TENANT
+
+
 # ---------------------------------------------------------------- audiences
 
 

@@ -12,7 +12,8 @@ import orjson
 from sqlalchemy import and_, false, func, or_, select, text
 from sqlalchemy.exc import DBAPIError
 
-from server import instances, paging
+from server import activities, instances, paging
+from server.activities import ActivityQuery
 from server.audiences import RoleJSON, Substitution, feeds_of
 from server.audiences import role as read_role
 from server.audiences import substitutions as read_substitutions
@@ -108,10 +109,15 @@ class Reads:
         limit: int = 50,
         cursor: tuple[datetime, str] | None = None,
         record: tuple[str, str] | None = None,
+        search: ActivityQuery | None = None,
+        offset: int = 0,
     ) -> list[TaskState]:
         """The tasks of ``feeds`` (``user:…`` owners, ``role:…`` unclaimed queue tasks),
-        newest first, with keyset pagination on (updated_at, id)."""
-        cond = [task_t.c.tenant == tenant, in_feeds(feeds)]
+        newest first, with keyset pagination on (updated_at, id); ``search`` filters and
+        sorts them as the activities list asks (``server.activities``), ``offset`` pages
+        the sorts a keyset cannot."""
+        search = search or ActivityQuery()
+        cond = [task_t.c.tenant == tenant, in_feeds(feeds), *activities.conditions(search)]
         if statuses:
             cond.append(task_t.c.status.in_(list(statuses)))
         if record is not None:
@@ -121,19 +127,21 @@ class Reads:
         query = (
             select(task_t)
             .where(and_(*cond))
-            .order_by(*paging.newest_first(task_t.c.updated_at, task_t.c.id))
+            .order_by(*activities.order(search.sort))
             .limit(limit)
+            .offset(offset)
         )
         async with self._conn() as conn:
             return [TaskState.from_row(r._mapping) for r in await conn.execute(query)]
 
-    async def status_counts(self, tenant: str, owner: str) -> dict[str, int]:
-        """How many of the owner's tasks are in each status (every status listed)."""
-        query = (
-            select(task_t.c.status, func.count())
-            .where(and_(task_t.c.tenant == tenant, task_t.c.owner == owner))
-            .group_by(task_t.c.status)
-        )
+    async def status_counts(
+        self, tenant: str, owner: str, search: ActivityQuery | None = None
+    ) -> dict[str, int]:
+        """How many of the owner's tasks (matching ``search``'s text) are in each status
+        (every status listed)."""
+        cond = [task_t.c.tenant == tenant, task_t.c.owner == owner]
+        cond += activities.conditions(search or ActivityQuery())
+        query = select(task_t.c.status, func.count()).where(and_(*cond)).group_by(task_t.c.status)
         counts = {s.value: 0 for s in Status}
         async with self._conn() as conn:
             for status, n in await conn.execute(query):

@@ -35,6 +35,7 @@ from server.ops import (
     EndInstance,
     EndSubstitution,
     MarkOverdue,
+    MarkSeen,
     MoveSubstitutions,
     PruneEvents,
     ResumeDue,
@@ -46,6 +47,7 @@ from server.ops import (
     TaskOp,
 )
 from server.processes import Ended, Instance, Started
+from server.seen import Marked
 from server.transitions import Outcome
 from server.writes import Resumed, RoleSet, RunOp, RunResult, SubstitutionAdded, Writes
 
@@ -143,6 +145,8 @@ class Service:
     async def run(self, op: RevokeUser) -> datetime: ...
     @overload
     async def run(self, op: PruneEvents) -> int: ...
+    @overload
+    async def run(self, op: MarkSeen) -> Marked: ...
     @overload
     async def run(self, op: SetMembers) -> RoleSet: ...
     @overload

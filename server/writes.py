@@ -28,7 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import audiences, processes
+from server import audiences, processes, seen
 from server.audiences import RoleJSON, Substitution
 from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
@@ -47,6 +47,7 @@ from server.ops import (
     FlagOverdue,
     InstanceStatus,
     MarkOverdue,
+    MarkSeen,
     MoveSubstitutions,
     PostponeTask,
     PruneEvents,
@@ -93,7 +94,14 @@ class SubstitutionAdded:
 ClockOp = ResumeDue | MarkOverdue | MoveSubstitutions | PruneEvents
 AudienceRun = SetMembers | AddSubstitution | EndSubstitution
 RunOp = (
-    StartInstance | SetExpectMore | EndInstance | SetDisabled | RevokeUser | AudienceRun | ClockOp
+    StartInstance
+    | SetExpectMore
+    | EndInstance
+    | SetDisabled
+    | RevokeUser
+    | MarkSeen
+    | AudienceRun
+    | ClockOp
 )
 RunResult = (
     Started
@@ -104,6 +112,7 @@ RunResult = (
     | SubstitutionAdded
     | Substitution
     | datetime
+    | seen.Marked
     | None
     | int
 )
@@ -245,6 +254,9 @@ class Writes:
                     self._revoke, {"tenant": tenant, "user_id": user, "revoked_at": now}
                 )
                 return now, nothing
+            case MarkSeen(user=user, feeds=wanted, tenant=tenant):
+                marked, envelope = await seen.mark(conn, tenant, user, dict(wanted), now)
+                return marked, Applied([], [envelope] if envelope else [])
             case SetMembers(role=role_id, members=members, tenant=tenant):
                 role, created = await audiences.set_members(conn, tenant, role_id, members, now)
                 return RoleSet(role, created), nothing

@@ -1,4 +1,5 @@
-"""What a person reads: their tasks, their counter, the tasks of a connected record."""
+"""What a person reads: their tasks, their counter, the tasks of a connected record, and
+how far they have seen their feeds (the one thing they write here)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from server.api.common import JSON, parts, user
+from server import activities, seen
+from server.activities import ActivityQuery, Sort
+from server.api.common import JSON, body, parts, user
 from server.api.tasks import path_id
+from server.audiences import feeds_of
 from server.auth import User
 from server.errors import BadRequest
 from server.feeds import key_of
 from server.fields import whole_number
-from server.paging import decode_cursor, encode_cursor
-from server.wire import OPEN_STATUSES, Status
+from server.ops import MarkSeen
+from server.paging import encode_cursor
+from server.wire import OPEN_STATUSES, Status, parse_body
 
 _ALL = [s.value for s in Status]
 
@@ -55,16 +60,29 @@ async def _feeds(request: Request, me: User, raw: str | None) -> list[str]:
 async def my_tasks(request: Request) -> Response:
     """``?status=running`` (default), a comma list, or ``all``; newest change first,
     paginated with ``limit`` and the ``next_cursor`` of the previous page; ``feeds=all``
-    adds the queues and the people stood in for."""
+    adds the queues and the people stood in for; ``q`` searches title, process and
+    record; ``sort`` is ``newest`` (default), ``due`` or ``priority``."""
     me = user(request)
     q = request.query_params
     statuses = _statuses(q.get("status"))
     limit = _limit(q.get("limit"))
+    search = ActivityQuery(activities.parse_q(q.get("q")), activities.parse_sort(q.get("sort")))
+    page = activities.decode_page(search.sort, q.get("cursor"))
     feeds = await _feeds(request, me, q.get("feeds"))
     tasks = await parts(request).reads.list_tasks(
-        me.tenant, feeds, statuses, limit=limit, cursor=decode_cursor(q.get("cursor"))
+        me.tenant,
+        feeds,
+        statuses,
+        limit=limit,
+        cursor=page.after,
+        search=search,
+        offset=page.offset,
     )
-    next_cursor = encode_cursor(tasks[-1].updated_at, tasks[-1].id) if len(tasks) == limit else None
+    next_cursor = None
+    if len(tasks) == limit and search.sort is Sort.NEWEST:
+        next_cursor = encode_cursor(tasks[-1].updated_at, tasks[-1].id)
+    elif len(tasks) == limit:
+        next_cursor = activities.encode_page(search.sort, page.offset + limit)
     return JSON({"tasks": [t.to_json() for t in tasks], "next_cursor": next_cursor})
 
 
@@ -88,9 +106,38 @@ async def my_counter(request: Request) -> Response:
 
 async def my_counts(request: Request) -> Response:
     """``{"running": n, "postponed": n, "completed": n, "canceled": n}``: the totals
-    behind the activities view's filters (``count`` in /me/counter is the badge)."""
+    behind the activities view's filters (``count`` in /me/counter is the badge), of
+    the tasks matching ``q`` when it is given."""
     me = user(request)
-    return JSON(await parts(request).reads.status_counts(me.tenant, me.id))
+    search = ActivityQuery(activities.parse_q(request.query_params.get("q")))
+    return JSON(await parts(request).reads.status_counts(me.tenant, me.id, search))
+
+
+async def my_seen(request: Request) -> Response:
+    """``{"feeds": {"<feed>": seq}, "new": [{"feed", "task_id", "seq"}]}``: how far the
+    person has seen each feed they follow (0: never), and the tasks that entered them
+    since (``server.seen``)."""
+    me = user(request)
+    reads = parts(request).reads
+    async with reads.engines.reader.connect() as conn:
+        followed = await feeds_of(conn, me.tenant, me.id)
+        stored = await seen.read(conn, me.tenant, me.id)
+        marks = {f: stored.get(f, 0) for f in followed}
+        new = await seen.new_tasks(conn, me.tenant, marks, followed)
+    return JSON({"feeds": marks, "new": new})
+
+
+async def mark_seen(request: Request) -> Response:
+    """``{"feeds": {"<feed>": seq}}``: the person has seen these feeds up to these seqs.
+    Marks only move forward; a seq past the feed's head counts as the head; a feed they
+    do not follow is ignored (listed in ``ignored``). Every socket of the person (every
+    tab, device and instance) gets a ``seen`` message when a mark moved."""
+    me = user(request)
+    req = parse_body(await body(request), seen.SeenRequest)
+    marked = await parts(request).service.run(
+        MarkSeen(me.id, tuple(req.feeds.items()), tenant=me.tenant)
+    )
+    return JSON({"feeds": marked.marks, "ignored": marked.ignored})
 
 
 async def record_tasks(request: Request) -> Response:
@@ -112,5 +159,7 @@ routes = [
     Route("/api/v1/me/tasks", my_tasks, methods=["GET"]),
     Route("/api/v1/me/counter", my_counter, methods=["GET"]),
     Route("/api/v1/me/counts", my_counts, methods=["GET"]),
+    Route("/api/v1/me/seen", my_seen, methods=["GET"]),
+    Route("/api/v1/me/seen", mark_seen, methods=["PUT"]),
     Route("/api/v1/records/{entity}/{record_id}/tasks", record_tasks, methods=["GET"]),
 ]

@@ -62,6 +62,34 @@ export class Api {
     return wire.parseTaskPage(await this.#request("GET", `/me/tasks?${q}`));
   }
 
+  /** The activities list: `q` searches, `sort` is "newest", "due" or "priority". */
+  async activities({ statuses, q = "", sort = "newest", limit = 50, cursor = null } = {}) {
+    const params = new URLSearchParams({ status: statuses.join(","), limit: String(limit), sort });
+    if (q.trim()) params.set("q", q.trim());
+    if (cursor) params.set("cursor", cursor);
+    return wire.parseTaskPage(await this.#request("GET", `/me/tasks?${params}`));
+  }
+
+  /** Totals per status of the tasks `q` finds: the activities filters' counts. */
+  async statusCounts(q = "") {
+    const params = q.trim() ? `?${new URLSearchParams({ q: q.trim() })}` : "";
+    return wire.parseStatusCounts(await this.#request("GET", `/me/counts${params}`));
+  }
+
+  /** Where a final task leads (its record's default page): a link a browser follows, so
+   * it carries the token (the call takes it for exactly this). */
+  openHref(id) {
+    return `${this.base}/tasks/${enc(id)}/open?token=${enc(this.session?.token ?? "")}`;
+  }
+
+  async seen() {
+    return wire.parseSeen(await this.#request("GET", "/me/seen"));
+  }
+
+  async markSeen(feeds) {
+    return wire.parseMarked(await this.#request("PUT", "/me/seen", { body: wire.encodeSeen(feeds) }));
+  }
+
   async recordTasks(entity, id) {
     return wire.parseRecordTasks(await this.#request("GET", `/records/${enc(entity)}/${enc(id)}/tasks`));
   }

@@ -151,6 +151,9 @@ export class Connection {
         break;
       case "pong":
         break;
+      case "seen":
+        this.onSeen?.(msg);
+        break;
       case "error":
         console.warn("taskbell: server error message", msg.code, msg.message);
         break;

@@ -26,6 +26,7 @@ const PATHS = {
   person: '<circle cx="12" cy="8" r="4"/><path d="M4.5 21a7.5 7.5 0 0 1 15 0"/>',
   resume: '<path d="M3 12a9 9 0 1 0 3-6.7L3 8"/><path d="M3 3v5h5"/>',
   x: '<path d="M18 6 6 18M6 6l12 12"/>',
+  search: '<circle cx="11" cy="11" r="7"/><path d="m20 20-3.8-3.8"/>',
   play: '<path d="M7 4.5v15l12-7.5z"/>',
   refresh:
     '<path d="M21 4v6h-6"/><path d="M3 20v-6h6"/><path d="M20.5 10A8.5 8.5 0 0 0 5 6.5L3 9M3.5 14A8.5 8.5 0 0 0 19 17.5l2-2.5"/>',

@@ -16,6 +16,7 @@ import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
 import { registerPush } from "./push.js";
 import { onRoute } from "./router.js";
+import { Seen } from "./seen.js";
 import { Session, takeTokenFromFragment } from "./session.js";
 import { startRelativeClock } from "./time.js";
 import { ActivitiesView } from "./views/activities.js";
@@ -132,6 +133,14 @@ function start({ api, session, demo, engine }) {
     onGranted: () => void registerPush({ token: () => session.token }),
   });
   const panel = new PanelView({ root: app, feed, api, actions, postponeMenu, notifier });
+  const panelEl = document.getElementById("panel");
+  const seen = new Seen({
+    feed,
+    api,
+    root: panelEl,
+    app,
+    shown: () => !app.hidden && app.dataset.panel === "open" && panelEl.checkVisibility(),
+  });
   announceChanges(feed, announcer);
   // The skip link must not change the hash (that is the router's): focus the list instead.
   document.querySelector(".skip-link").addEventListener("click", (event) => {
@@ -143,7 +152,7 @@ function start({ api, session, demo, engine }) {
 
   const views = {
     home: new HomeView({ feed, api, session, demo, engine }),
-    activities: new ActivitiesView({ feed, api, actions, postponeMenu }),
+    activities: new ActivitiesView({ feed, api, actions, postponeMenu, dialog }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
     settings: new SettingsView({ api }),
     processes: new ProcessesView({ api, dialog, toasts, announcer }),
@@ -171,6 +180,7 @@ function start({ api, session, demo, engine }) {
 
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const connection = new Connection({ url: `${scheme}://${window.location.host}/ws`, feed, session });
+  connection.onSeen = (msg) => seen.applied(msg);
   const conn = document.querySelector("[data-testid=conn-state]");
   connection.onState((state) => {
     shell.connection(state, connection.stopReason);

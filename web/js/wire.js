@@ -197,6 +197,15 @@ function feedPositions(value, what) {
   return Object.freeze(out);
 }
 
+/** `{"<feed>": seq}`: how far the person has seen each feed ("new since you last looked"). */
+function seenMarks(value, what) {
+  const out = {};
+  for (const [name, seq] of Object.entries(object(value, what))) {
+    out[feedName(name, `${what} key`)] = seqNumber(seq, `${what}.seq`);
+  }
+  return Object.freeze(out);
+}
+
 const optionalFeeds = (value, what) => (value === undefined || value === null ? null : feedPositions(value, what));
 
 /** Which followed feed a task of a snapshot belongs to: an unclaimed queue task to its
@@ -213,6 +222,7 @@ export function feedOfTask(task) {
  *   {type: "event", feed: "<feed>" | null, change: "added"|"updated"|"removed", seq, count, task, reason}
  *   {type: "feed.joined", feed, seq, count, tasks} | {type: "feed.left", feed}
  *   {type: "ping", feeds | null} | {type: "pong"}
+ *   {type: "seen", feeds: {"<feed>": seq}} (the person marked feeds seen, on any tab)
  * (`feeds` and an event's `feed` are null from a server that predates several feeds: then
  * everything is the person's own feed.)
  *   {type: "error", code, message}
@@ -270,6 +280,8 @@ export function parseServerMessage(text) {
       return Object.freeze({ type, feeds: optionalFeeds(msg.feeds, "ping.feeds") });
     case "pong":
       return Object.freeze({ type });
+    case "seen":
+      return Object.freeze({ type, feeds: seenMarks(msg.feeds, "seen.feeds") });
     case "error":
       return Object.freeze({
         type,
@@ -305,6 +317,43 @@ export function parseTaskPage(json) {
     nextCursor: optionalString(body.next_cursor, "next_cursor"),
   });
 }
+
+/** `GET /me/seen` → `{feeds: {"<feed>": seq}, new: [{feed, taskId, seq}]}`. */
+export function parseSeen(json) {
+  const body = object(json, "seen");
+  const news = Array.isArray(body.new) ? body.new : [];
+  return Object.freeze({
+    feeds: seenMarks(body.feeds, "feeds"),
+    new: Object.freeze(
+      news.map((n, i) => {
+        const item = object(n, `new[${i}]`);
+        return Object.freeze({
+          feed: feedName(item.feed, "new.feed"),
+          taskId: string(item.task_id, "new.task_id"),
+          seq: seqNumber(item.seq, "new.seq"),
+        });
+      }),
+    ),
+  });
+}
+
+/** `PUT /me/seen` answer → `{feeds: {"<feed>": seq}, ignored: [...]}`. */
+export function parseMarked(json) {
+  const body = object(json, "marked");
+  const ignored = Array.isArray(body.ignored) ? body.ignored.filter((f) => typeof f === "string") : [];
+  return Object.freeze({ feeds: seenMarks(body.feeds, "feeds"), ignored: Object.freeze(ignored) });
+}
+
+/** `GET /me/counts` → `{running, postponed, completed, canceled}` (numbers). */
+export function parseStatusCounts(json) {
+  const body = object(json, "counts");
+  const out = {};
+  for (const status of STATUSES) out[status] = seqNumber(body[status] ?? 0, `counts.${status}`);
+  return Object.freeze(out);
+}
+
+/** `PUT /me/seen` body. */
+export const encodeSeen = (feeds) => JSON.stringify({ feeds });
 
 /** `GET /records/{entity}/{id}/tasks` → `{entity, id, tasks}`. */
 export function parseRecordTasks(json) {

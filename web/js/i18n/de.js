@@ -332,4 +332,29 @@ export default Object.freeze({
     other: "{id} abgebrochen, mit {n} offenen Schritten.",
   },
   "processes.cancelFailed": "{id} konnte nicht abgebrochen werden: {message}",
+
+  // activities
+  "activities.search": "Suchen",
+  "activities.searchHint": "Titel, Prozess oder Datensatz",
+  "activities.sort": "Sortieren",
+  "activities.sortNewest": "Neueste zuerst",
+  "activities.sortDue": "Früheste Fälligkeit",
+  "activities.sortPriority": "Priorität",
+  "activities.found": {
+    "=0": "Keine Aktivität gefunden.",
+    "=1": "Eine Aktivität gefunden.",
+    other: "{n} Aktivitäten gefunden.",
+  },
+  "activities.noMatch": "Nichts passt zu „{q}“",
+  "activities.noMatchText": "Versuche andere Wörter oder einen anderen Status.",
+  "activities.openFinal": "Die Seite des Datensatzes öffnen",
+  "activities.select": "{title} auswählen",
+  "activities.selected": {
+    "=0": "Wähle offene Schritte aus, um im Prozess weiterzugehen.",
+    "=1": "Ein Schritt ausgewählt.",
+    other: "{n} Schritte ausgewählt.",
+  },
+  "activities.moveDown": "Im Prozess weitergehen",
+  "activities.chooseText": "{n} Schritte sind ausgewählt. Mit welchem möchtest du weitermachen?",
+  "seen.new": "Neu",
 });

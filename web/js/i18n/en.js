@@ -343,4 +343,25 @@ export default Object.freeze({
   "processes.cancelConfirm": "Cancel the instance",
   "processes.canceled": { one: "{id} canceled, with {n} open step.", other: "{id} canceled, with {n} open steps." },
   "processes.cancelFailed": "Couldn't cancel {id}: {message}",
+
+  // activities
+  "activities.search": "Search",
+  "activities.searchHint": "Title, process or record",
+  "activities.sort": "Sort",
+  "activities.sortNewest": "Newest first",
+  "activities.sortDue": "Due soonest",
+  "activities.sortPriority": "Priority",
+  "activities.found": { "=0": "No activity found.", "=1": "One activity found.", other: "{n} activities found." },
+  "activities.noMatch": "Nothing matches “{q}”",
+  "activities.noMatchText": "Try other words, or another status.",
+  "activities.openFinal": "Open its record's page",
+  "activities.select": "Select {title}",
+  "activities.selected": {
+    "=0": "Select open steps to move down the process.",
+    "=1": "One step selected.",
+    other: "{n} steps selected.",
+  },
+  "activities.moveDown": "Move down the process",
+  "activities.chooseText": "{n} steps are selected. Which one do you want to continue?",
+  "seen.new": "New",
 });

@@ -336,4 +336,29 @@ export default Object.freeze({
     other: "{id} annulée, avec {n} étapes ouvertes.",
   },
   "processes.cancelFailed": "Impossible d’annuler {id} : {message}",
+
+  // activities
+  "activities.search": "Rechercher",
+  "activities.searchHint": "Titre, processus ou fiche",
+  "activities.sort": "Trier",
+  "activities.sortNewest": "Plus récentes d’abord",
+  "activities.sortDue": "Échéance la plus proche",
+  "activities.sortPriority": "Priorité",
+  "activities.found": {
+    "=0": "Aucune activité trouvée.",
+    "=1": "Une activité trouvée.",
+    other: "{n} activités trouvées.",
+  },
+  "activities.noMatch": "Rien ne correspond à « {q} »",
+  "activities.noMatchText": "Essayez d’autres mots ou un autre statut.",
+  "activities.openFinal": "Ouvrir la page de sa fiche",
+  "activities.select": "Sélectionner {title}",
+  "activities.selected": {
+    "=0": "Sélectionnez des étapes ouvertes pour avancer dans le processus.",
+    "=1": "Une étape sélectionnée.",
+    other: "{n} étapes sélectionnées.",
+  },
+  "activities.moveDown": "Avancer dans le processus",
+  "activities.chooseText": "{n} étapes sont sélectionnées. Laquelle voulez-vous poursuivre ?",
+  "seen.new": "Nouveau",
 });

@@ -198,13 +198,13 @@ export function updateCard(li, task) {
 
   renderAttention(r, task, li);
 
-  // Panel cards say when the task arrived (a postponed one: when it comes back); list
-  // cards when it last changed.
+  // Panel cards say when the task arrived, list cards when it last changed; a postponed
+  // one, on either, when it comes back (a future time has no "ago").
   const back = task.status === Status.POSTPONED && task.postponedUntil;
   const at = back ? task.postponedUntil : li.classList.contains("card--panel") ? task.createdAt : task.updatedAt;
   r.time.dateTime = new Date(at).toISOString();
   r.time.title = time.full(at);
-  if (back && li.classList.contains("card--panel")) {
+  if (back) {
     delete r.time.dataset.relative;
     setText(r.time, t("card.back", { when: time.when(at) }));
   } else {

@@ -7,9 +7,8 @@
 import { h } from "../dom.js";
 import { t } from "../i18n.js";
 import { icon } from "../icons.js";
-import * as time from "../time.js";
-import { Status } from "../wire.js";
-import { createCard, delegateCardActions, focusTarget, kindLabel, updateCard } from "./card.js";
+import { createCard, delegateCardActions, focusTarget, updateCard } from "./card.js";
+import { showChooser } from "./chooser.js";
 import { KeyedList } from "./keyed-list.js";
 
 export class RecordView {
@@ -137,64 +136,11 @@ export class RecordView {
 
   /** The "move down the process" chooser: one button per open step. */
   #choose(tasks) {
-    const dialog = this.dialog;
-    const choice = (task) =>
-      h(
-        "li",
-        {},
-        h(
-          "button",
-          {
-            class: "choice",
-            type: "button",
-            "data-testid": "process-choice",
-            "data-task-id": task.id,
-            onclick: () => {
-              dialog.close();
-              void this.actions.open(task);
-            },
-          },
-          h("span", { class: `kind-icon kind-icon--${task.kind}`, "aria-hidden": "true" }, icon(task.kind)),
-          h(
-            "span",
-            { class: "choice__text" },
-            h("span", { class: "choice__title" }, task.title),
-            h(
-              "span",
-              { class: "choice__meta" },
-              [kindLabel(task.kind), task.process?.name].filter(Boolean).join(" · "),
-            ),
-          ),
-          task.status === Status.POSTPONED
-            ? h(
-                "span",
-                { class: "status-chip status-chip--postponed" },
-                t("record.postponed", { when: time.when(task.postponedUntil ?? Date.now()) }),
-              )
-            : h("span", { class: "status-chip status-chip--running" }, t("status.running")),
-          icon("arrowRight", "icon choice__go"),
-        ),
-      );
-    dialog.replaceChildren(
-      h(
-        "div",
-        { class: "dialog__body", "data-testid": "process-chooser" },
-        h(
-          "header",
-          { class: "dialog__head" },
-          h("h2", { class: "dialog__title", id: "dialog-title" }, t("record.choose")),
-          h(
-            "button",
-            { class: "icon-btn", type: "button", "aria-label": t("record.close"), onclick: () => dialog.close() },
-            icon("x"),
-          ),
-        ),
-        h("p", { class: "dialog__lede" }, t("record.chooseText", { n: tasks.length, title: this.titleEl.textContent })),
-        h("ul", { class: "choices" }, tasks.map(choice)),
-      ),
-    );
-    dialog.addEventListener("close", () => this.button.isConnected && this.button.focus(), { once: true });
-    dialog.showModal();
-    dialog.querySelector(".choice")?.focus();
+    showChooser(this.dialog, {
+      tasks,
+      lede: t("record.chooseText", { n: tasks.length, title: this.titleEl.textContent }),
+      pick: (task) => void this.actions.open(task),
+      returnTo: this.button,
+    });
   }
 }
