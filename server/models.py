@@ -204,6 +204,7 @@ class Preference(SQLModel, table=True):
     tenant: str = Field(primary_key=True, max_length=64)
     user_id: str = Field(primary_key=True, max_length=200)
     body: str = Field(sa_column=Column(Text, nullable=False))  # JSON: server.preferences
+    updated_at: datetime = Field(sa_column=_ts())
 
 
 class Seen(SQLModel, table=True):
