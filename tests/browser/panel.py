@@ -51,3 +51,25 @@ def settle(page: Page) -> None:
         "document.getAnimations().filter((a) => a.playState === 'running'"
         " && isFinite(a.effect?.getComputedTiming().endTime ?? 0)).length === 0",
     )
+
+
+# The browser's Notification API and the tab's visibility as stand-ins (headless Chromium
+# shows no notifications and never hides a tab): ``window.__notes`` logs what the panel
+# raised and closed, ``window.__hidden`` is the tab's visibility.
+FAKE_NOTIFICATIONS = """(() => {
+          const log = (window.__notes = { requested: 0, shown: [], closed: [] });
+          let permission = "default";
+          class FakeNotification {
+            static get permission() { return permission; }
+            static async requestPermission() { log.requested += 1; permission = "granted";
+                                               return permission; }
+            constructor(title, options) { this.tag = options.tag;
+                                          log.shown.push({ title, tag: options.tag }); }
+            close() { log.closed.push(this.tag); }
+          }
+          window.Notification = FakeNotification;
+          window.__hidden = false;
+          Object.defineProperty(document, "visibilityState",
+                                { get: () => (window.__hidden ? "hidden" : "visible") });
+          Object.defineProperty(document, "hidden", { get: () => window.__hidden });
+        })();"""

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import DESKTOP, PHONE, Browsing
-from tests.browser.panel import badge, item, items, settle, wait_for_js
+from tests.browser.panel import FAKE_NOTIFICATIONS, badge, item, items, settle, wait_for_js
 from tests.browser.support import Producer
 
 pytestmark = pytest.mark.browser
@@ -133,25 +133,7 @@ def test_desktop_notification_is_asked_on_click_and_tagged_by_task_id(
     """The browser's Notification API and the tab's visibility are stand-ins here
     (headless Chromium shows no notifications and never hides a tab)."""
     page = browsing.page()
-    page.add_init_script(
-        """(() => {
-          const log = (window.__notes = { requested: 0, shown: [], closed: [] });
-          let permission = "default";
-          class FakeNotification {
-            static get permission() { return permission; }
-            static async requestPermission() { log.requested += 1; permission = "granted";
-                                               return permission; }
-            constructor(title, options) { this.tag = options.tag;
-                                          log.shown.push({ title, tag: options.tag }); }
-            close() { log.closed.push(this.tag); }
-          }
-          window.Notification = FakeNotification;
-          window.__hidden = false;
-          Object.defineProperty(document, "visibilityState",
-                                { get: () => (window.__hidden ? "hidden" : "visible") });
-          Object.defineProperty(document, "hidden", { get: () => window.__hidden });
-        })();"""
-    )
+    page.add_init_script(FAKE_NOTIFICATIONS)
     browsing.open(user, page=page)
     assert page.evaluate("window.__notes.requested") == 0, "never asked on load"
 

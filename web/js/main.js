@@ -15,6 +15,7 @@ import { setLocale, t, translateDom, wantedLocale } from "./i18n.js";
 import { hydrateIcons } from "./icons.js";
 import { DesktopNotifier } from "./notify.js";
 import { registerPush } from "./push.js";
+import { PreferenceWatch } from "./quiet.js";
 import { onRoute } from "./router.js";
 import { Seen } from "./seen.js";
 import { Session, takeTokenFromFragment } from "./session.js";
@@ -121,8 +122,10 @@ function start({ api, session, demo, engine }) {
   });
   // A decision still in its undo window is sent when the page goes away, not lost.
   window.addEventListener("pagehide", () => actions.flushPending());
+  const preferences = new PreferenceWatch({ api });
   const notifier = new DesktopNotifier({
     feed,
+    preferences,
     onOpen: (taskId) => {
       window.location.hash = "#/";
       shell.setPanel(true);
@@ -154,7 +157,7 @@ function start({ api, session, demo, engine }) {
     home: new HomeView({ feed, api, session, demo, engine }),
     activities: new ActivitiesView({ feed, api, actions, postponeMenu, dialog }),
     record: new RecordView({ feed, api, actions, postponeMenu, dialog }),
-    settings: new SettingsView({ api }),
+    settings: new SettingsView({ api, onSaved: (prefs) => preferences.set(prefs) }),
     processes: new ProcessesView({ api, dialog, toasts, announcer }),
   };
   views.record.onTitle = (title) => shell.setPageName(title);

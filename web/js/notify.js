@@ -19,8 +19,9 @@ export class DesktopNotifier {
   #shown = new Map();
   primed = false;
 
-  constructor({ feed, onOpen, onGranted }) {
+  constructor({ feed, onOpen, onGranted, preferences = null }) {
     this.feed = feed;
+    this.preferences = preferences; // quiet.js: may this task interrupt now?
     this.onOpen = onOpen;
     this.onGranted = onGranted;
     if (this.state() === "granted") onGranted?.();
@@ -62,6 +63,8 @@ export class DesktopNotifier {
       } else if (change === "added" && document.visibilityState === "hidden" && raised < MAX_AT_ONCE) {
         // A first snapshot is what the person already had; only later additions are news.
         if (source === "snapshot" && !this.primed) continue;
+        // The person's channel switch, process mutes and quiet hours (the settings view).
+        if (this.preferences?.silenced(task)) continue;
         this.#show(task, true);
         raised += 1;
       }

@@ -31,8 +31,9 @@ function zoneNames(extra) {
 export class SettingsView {
   #generation = 0;
 
-  constructor({ api }) {
+  constructor({ api, onSaved = null }) {
     this.api = api;
+    this.onSaved = onSaved; // the saved preferences, for this tab's own notifications
   }
 
   mount(main) {
@@ -214,7 +215,8 @@ export class SettingsView {
     this.saveBtn.setAttribute("aria-busy", "true");
     this.status.textContent = "";
     try {
-      await this.api.savePreferences(value);
+      const saved = await this.api.savePreferences(value);
+      this.onSaved?.(saved);
       this.status.textContent = t("settings.saved");
     } catch (err) {
       this.status.textContent = t("settings.failed", { message: err.message });
