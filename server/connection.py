@@ -155,6 +155,13 @@ class Connection:
             return
         self.push_raw(message)
 
+    def beat(self, message: str) -> None:
+        """Queue a heartbeat ping, unless the queue is at its limit: a socket still
+        taking a long replay (pushed outside the limit) is pinged next round, not
+        closed as too slow for a message of the server's own."""
+        if len(self._queue) < self.limit:
+            self.push_raw(message)
+
     def start(self) -> None:
         self.state = ConnState.OPEN
         self._kick()

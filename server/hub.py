@@ -421,7 +421,7 @@ class Hub:
                         "feeds": {f: {"seq": s, "count": n} for f, s, n in where},
                     }
                     message = encoded[where] = dumps(beat)
-                conn.reply(message)
+                conn.beat(message)
 
     async def _beat_forever(self) -> None:
         # One round every heartbeat_s, spread over BEAT_TICKS ticks by user: pinging

@@ -91,3 +91,19 @@ async def test_a_peer_gone_stops_the_sending_on_either_path() -> None:
     assert conn._writer is not None
     await conn._writer
     assert conn.state is ConnState.CLOSING and later.sent == []
+
+
+async def test_a_heartbeat_skips_a_socket_still_taking_a_long_replay() -> None:
+    sender = Gated()
+    conn = started(sender, limit=4)
+    sender.open.clear()
+    for i in range(10):
+        conn.push_raw(f"replay {i}")  # outside the limit
+    conn.beat("ping")
+    assert conn.state is ConnState.OPEN, "not closed as too slow for the server's own ping"
+    sender.open.set()
+    assert conn._writer is not None
+    await conn._writer
+    assert sender.sent == [f"replay {i}" for i in range(10)]
+    conn.beat("ping")
+    assert sender.sent[-1] == "ping"
