@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -111,6 +112,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         await service.close()
         await broker.stop()
         await engines.dispose()
+        shutil.rmtree(work, ignore_errors=True)
     return best
 
 
