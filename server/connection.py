@@ -1,6 +1,6 @@
 """One subscriber's socket as the hub sees it: a bounded queue of encoded messages, a
-writer task that exists only while there is something to send, and where each feed it
-follows stands for it.
+writer task that exists only while the socket makes a send wait, and where each feed
+it follows stands for it.
 
 ``Sender`` is the socket side (a Starlette WebSocket, or the event stream's buffer).
 Sending never blocks the hub: a connection whose queue overflows is closed with 4008
@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Awaitable, Coroutine, Generator
 from enum import Enum
-from typing import Protocol
+from typing import Any, Protocol
 
 from server.errors import CloseCode
 from server.feeds import user_key
@@ -48,10 +49,38 @@ class Position:
         self.count = count
 
 
+class _Started:
+    """An awaitable for a coroutine already run up to its first suspension (``first``:
+    what it yielded there): awaiting it in a task carries on exactly where it stopped,
+    as ``await coroutine`` would have from the start."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        value = self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # (cancellation included: into the coroutine)
+                try:
+                    value = self.coro.throw(exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    value = self.coro.send(sent)
+                except StopIteration:
+                    return
+
+
 class Connection:
     """One authenticated socket of ``user`` in ``tenant``: a bounded queue of encoded
-    messages, a writer task that exists only while there is something to send (an idle
-    socket holds no task), and ``feeds``: key → ``Position`` of every feed it follows
+    messages, a writer task that exists only while the socket makes a send wait (an
+    idle socket holds no task), and ``feeds``: key → ``Position`` of every feed it follows
     (filled by the hub as it joins)."""
 
     __slots__ = (
@@ -126,22 +155,55 @@ class Connection:
             return
         self.push_raw(message)
 
+    def beat(self, message: str) -> None:
+        """Queue a heartbeat ping, unless the queue is at its limit: a socket still
+        taking a long replay (pushed outside the limit) is pinged next round, not
+        closed as too slow for a message of the server's own."""
+        if len(self._queue) < self.limit:
+            self.push_raw(message)
+
     def start(self) -> None:
         self.state = ConnState.OPEN
         self._kick()
 
     def _kick(self) -> None:
-        if self.state is ConnState.OPEN and (self._writer is None or self._writer.done()):
-            self._writer = asyncio.create_task(self._drain())
+        """Send what is queued now, in this call, while the socket takes it without
+        waiting (a writable socket's send never suspends); the first send that would
+        wait goes on in a writer task, with the rest of the queue behind it. Most
+        deliveries so need no task at all (one per delivery was a good part of its cost
+        in the profiles), and an idle socket holds none."""
+        if self.state is not ConnState.OPEN:
+            return
+        if self._writer is not None:
+            if not self._writer.done():
+                return  # the writer sends it, in order
+            self._writer = None
+        queue = self._queue
+        while queue:
+            sending = self.sender.send_text(queue.popleft())
+            try:
+                waiting = sending.send(None)
+            except StopIteration:
+                continue
+            except Exception:
+                self._lost()
+                return
+            self._writer = asyncio.create_task(self._drain(_Started(sending, waiting)))
+            return
 
-    async def _drain(self) -> None:
+    async def _drain(self, first: Awaitable[None]) -> None:
         queue = self._queue
         try:
+            await first
             while queue:
                 await self.sender.send_text(queue.popleft())
-        except Exception:  # the peer is gone: the reader sees the disconnect and cleans up
-            self.state = ConnState.CLOSING
-            queue.clear()
+        except Exception:
+            self._lost()
+
+    def _lost(self) -> None:
+        # The peer is gone: the reader sees the disconnect and cleans up.
+        self.state = ConnState.CLOSING
+        self._queue.clear()
 
     def close(self, code: int, reason: str) -> None:
         """Start closing with ``code``; idempotent. Queued messages are dropped."""

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from server.errors import Unavailable
+from server.sqlite_driver import OneHopDbapi
 
 log = logging.getLogger("taskbell.db")
 
@@ -57,6 +58,7 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
         pool_timeout=30,
         connect_args={"timeout": 5},
         isolation_level="AUTOCOMMIT" if begin is None else None,
+        module=OneHopDbapi(),  # one thread hand-off per statement (server/sqlite_driver.py)
     )
 
     @event.listens_for(engine.sync_engine, "connect")

@@ -1,14 +1,17 @@
-"""The feed log as the delivery side reads it: the three reads the hub needs.
+"""The feed log as the delivery side reads it: the reads the hub needs.
 
 ``FeedLog`` is the small interface the hub depends on; ``SqlFeedLog`` reads the
 ``feed`` and ``feed_event`` tables (SQLite or PostgreSQL). Every read is one statement,
 or (the replay) reads the append-only log up to a seq read just before, so none needs
-a transaction.
+a transaction. ``reading()`` gives several reads in a row one pooled connection (a join
+reads the audience and every feed's view: one checkout instead of one per read, which on
+aiosqlite is several thread hand-offs each).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -41,8 +44,21 @@ class Replay:
     messages: list[str]
 
 
+class FeedReader(Protocol):
+    """Reads on one connection (``FeedLog.reading``)."""
+
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay: ...
+
+    async def audience(self, tenant: str, user: str) -> list[str]: ...
+
+
 class FeedLog(Protocol):
     """What the hub reads from the truth. Feeds are named by key (``server.feeds``)."""
+
+    def reading(self) -> AbstractAsyncContextManager[FeedReader]:
+        """``async with log.reading() as r``: ``resume`` and ``audience`` on one
+        connection, for several reads in a row."""
+        ...
 
     async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
         """What a (re)connecting client needs: the events after ``since`` when they are
@@ -125,17 +141,27 @@ class SqlFeedLog:
         self.engines = engines
         self.replay_limit = replay_limit
 
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[FeedReader]:
+        async with self.engines.reader.connect() as conn:
+            yield _SqlReader(self, conn)
+
     async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
         async with self.engines.reader.connect() as conn:
-            if since is not None:
-                pos = await read_pos(conn, key)
-                if since == pos.seq:
-                    return Replay(pos.seq, pos.count, [])
-                if since < pos.seq and pos.seq - since <= self.replay_limit:
-                    messages = await self._events(conn, key, since, pos.seq)
-                    if len(messages) == pos.seq - since:
-                        return Replay(pos.seq, pos.count, [e.message for e in messages])
-            return await read_snapshot(conn, key)
+            return await self._resume(conn, key, since)
+
+    async def _resume(
+        self, conn: AsyncConnection, key: str, since: int | None
+    ) -> Snapshot | Replay:
+        if since is not None:
+            pos = await read_pos(conn, key)
+            if since == pos.seq:
+                return Replay(pos.seq, pos.count, [])
+            if since < pos.seq and pos.seq - since <= self.replay_limit:
+                messages = await self._events(conn, key, since, pos.seq)
+                if len(messages) == pos.seq - since:
+                    return Replay(pos.seq, pos.count, [e.message for e in messages])
+        return await read_snapshot(conn, key)
 
     async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
         async with self.engines.reader.connect() as conn:
@@ -178,3 +204,19 @@ class SqlFeedLog:
             .order_by(event_t.c.seq)
         )
         return [Logged(int(seq), int(count), str(message)) for seq, count, message in rows]
+
+
+class _SqlReader:
+    """``FeedReader`` on one checked-out connection of ``SqlFeedLog``."""
+
+    __slots__ = ("conn", "log")
+
+    def __init__(self, log: SqlFeedLog, conn: AsyncConnection) -> None:
+        self.log = log
+        self.conn = conn
+
+    async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
+        return await self.log._resume(self.conn, key, since)
+
+    async def audience(self, tenant: str, user: str) -> list[str]:
+        return await feeds_of(self.conn, tenant, user)

@@ -11,9 +11,9 @@ unit-tested); the hub does what they call for:
 - ``on_envelope`` (called by the broker, never blocking): deliver (one encoded message
   fanned out to every follower), drop a duplicate, or start a catch-up task that reads
   the gap from the feed log (one read for all followers).
-- ``join``: read who the user follows, then each feed's view (snapshot, or replay after
-  ``since`` / ``since_feeds``), read again while a view is too old to patch from the
-  recent events, then go live on every feed at once (no await in between).
+- ``join``: read who the user follows, then each feed's view, on one connection
+  (snapshot, or replay after ``since`` / ``since_feeds``), read again while a view is
+  too old to patch from the recent events, then go live on every feed at once (no await in between).
 - ``refollow`` (when someone's audience may have changed): their connections join the
   feeds they now follow (``feed.joined``) and leave the others (``feed.left``).
 - ``resync`` (after a broker reconnect, and every ``sweep_interval``) compares each
@@ -37,7 +37,7 @@ from server.changes import Envelope
 from server.connection import Connection, ConnState, Position, Sender
 from server.db import DATABASE_ERRORS
 from server.errors import CloseCode
-from server.feedlog import EVENTS_PAGE, FeedLog, Replay, Snapshot
+from server.feedlog import EVENTS_PAGE, FeedLog, FeedReader, Replay, Snapshot
 from server.feeds import USER, key_of, split_key, user_feed
 from server.following import FeedState, UserState, with_own
 from server.metrics import UNCOUNTED
@@ -152,14 +152,17 @@ class Hub:
         version = us.version
         read = False
         try:
-            feeds = with_own(await self.log.audience(tenant, user), user)
-            resume_from = dict(since_feeds or {})
-            resume_from.pop(user_feed(user), None)
-            if since is not None:
-                resume_from[user_feed(user)] = since
-            for feed in feeds:
-                states.append(self._feed_state(key_of(tenant, feed)))
-            views = await self._read_views(states, feeds, resume_from)
+            # (One connection for the audience and every view: a checkout each cost
+            # more than the reads themselves on SQLite.)
+            async with self.log.reading() as reader:
+                feeds = with_own(await reader.audience(tenant, user), user)
+                resume_from = dict(since_feeds or {})
+                resume_from.pop(user_feed(user), None)
+                if since is not None:
+                    resume_from[user_feed(user)] = since
+                for feed in feeds:
+                    states.append(self._feed_state(key_of(tenant, feed)))
+                views = await self._read_views(reader, states, feeds, resume_from)
             read = True
         finally:
             us.joining -= 1
@@ -180,7 +183,7 @@ class Hub:
             self.refollow(tenant, user)  # the audience changed while we read it
 
     async def _read_views(
-        self, states: list[FeedState], feeds: list[str], since: dict[str, int]
+        self, reader: FeedReader, states: list[FeedState], feeds: list[str], since: dict[str, int]
     ) -> Views:
         """Every feed's view, each still usable (``fits``) when this returns: replays
         when every feed can be replayed, else snapshots of all."""
@@ -199,7 +202,7 @@ class Hub:
             for st, feed in stale:
                 # (Each read may take a while: events keep arriving meanwhile, so the
                 # loop looks at every view again once all are read.)
-                view = await self.log.resume(st.key, None if snapshots else since.get(feed))
+                view = await reader.resume(st.key, None if snapshots else since.get(feed))
                 views[feed] = view
                 snapshots = snapshots or isinstance(view, Snapshot)
 
@@ -435,7 +438,7 @@ class Hub:
                         "feeds": {f: {"seq": s, "count": n} for f, s, n in where},
                     }
                     message = encoded[where] = dumps(beat)
-                conn.reply(message)
+                conn.beat(message)
 
     async def _beat_forever(self) -> None:
         # One round every heartbeat_s, spread over BEAT_TICKS ticks by user: pinging

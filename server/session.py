@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 
 class Session:
+    __slots__ = ("_expires_at", "_expiry", "conn", "hub", "since", "since_feeds")
+
     def __init__(
         self,
         hub: Hub,

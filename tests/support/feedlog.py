@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 
 from server.changes import Logged
 from server.feedlog import EVENTS_PAGE, Replay, Snapshot
@@ -76,6 +77,10 @@ class MemoryFeedLog:
         self.reads += 1
         if self.fail is not None:
             raise self.fail
+
+    @asynccontextmanager
+    async def reading(self) -> AsyncIterator[MemoryFeedLog]:
+        yield self  # (no connections here: each read is counted as before)
 
     async def resume(self, key: str, since: int | None) -> Snapshot | Replay:
         self._read()

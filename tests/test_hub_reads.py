@@ -1,0 +1,55 @@
+"""What a join costs the database: the audience and every followed feed's view are read
+on one pooled reader connection (a checkout each was most of a connect's database cost
+on SQLite). The real hub over the real feed log, on a migrated SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from server import audiences
+from server.auth import User
+from server.db import Engines, make_engines
+from server.feedlog import SqlFeedLog
+from server.hub import Hub
+from server.migrate import upgrade
+from tests.test_hub import Recorder
+
+
+@pytest.fixture
+async def engines(sqlite_url: str) -> AsyncIterator[Engines]:
+    await asyncio.to_thread(upgrade, sqlite_url)
+    eng = make_engines(sqlite_url)
+    yield eng
+    await eng.dispose()
+
+
+def count_checkouts(eng: Engines) -> list[int]:
+    checkouts: list[int] = []
+
+    def on_checkout(*_: Any) -> None:
+        checkouts.append(1)
+
+    event.listen(eng.reader.sync_engine.pool, "checkout", on_checkout)
+    return checkouts
+
+
+async def test_a_join_reads_audience_and_every_view_on_one_connection(engines: Engines) -> None:
+    async with engines.writer.begin() as conn:
+        await audiences.set_members(conn, "default", "approvers", ["alice"], datetime.now(UTC))
+    hub = Hub(SqlFeedLog(engines), sweep_interval=3600)
+    checkouts = count_checkouts(engines)
+    rec = Recorder()
+    async with hub.session(rec, User("alice", time.time() + 3600), None):
+        await rec.until(lambda: bool(rec.sent))
+    snapshot = rec.sent[0]
+    assert snapshot["type"] == "snapshot"
+    assert list(snapshot["feeds"]) == ["user:alice", "role:approvers"]
+    assert len(checkouts) == 1, "one reader connection for the audience and both views"
+    await hub.stop()
