@@ -42,6 +42,7 @@ from server.wire import (
     Batch,
     Claim,
     Complete,
+    CountsJSON,
     FeedPosJSON,
     Members,
     Postpone,
@@ -77,6 +78,7 @@ class TaskListJSON(TypedDict):
 
 class CounterJSON(TypedDict):
     count: int
+    counts: CountsJSON
     seq: int
     total: int
     feeds: dict[str, FeedPosJSON]

@@ -9,9 +9,11 @@ from starlette.routing import Route
 from server.api.common import JSON, parts, user
 from server.api.tasks import path_id
 from server.auth import User
+from server.counts import counts_json
 from server.errors import BadRequest
 from server.feeds import key_of
 from server.paging import decode_cursor, encode_cursor
+from server.views import pos_json
 from server.wire import OPEN_STATUSES, Status
 
 _ALL = [s.value for s in Status]
@@ -77,9 +79,10 @@ async def my_counter(request: Request) -> Response:
     return JSON(
         {
             "count": own.count,
+            "counts": counts_json(own.count, own.postponed),
             "seq": own.seq,
             "total": sum(p.count for p in positions.values()),
-            "feeds": {f: {"seq": p.seq, "count": p.count} for f, p in positions.items()},
+            "feeds": {f: pos_json(p.seq, p.count, p.postponed) for f, p in positions.items()},
         }
     )
 

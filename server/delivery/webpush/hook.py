@@ -9,7 +9,9 @@ Role feeds push nothing: a task offered to a role is not pushed to the role's me
 but gets no pushes of it: pushes go to the feed's own person only.
 
 A newer push for the same task supersedes one still queued and not yet tried: only the
-latest state of a task matters on a lock screen.
+latest state of a task matters on a lock screen. An event that moves only a feed's
+postponed count (a ``task.removed`` of a task that was not running there, e.g. created
+already postponed) is not pushed: there is no notification it could close.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from server.delivery.webpush.subscriptions import Subscriptions
 from server.delivery.wire import PushPayload
 from server.feeds import USER, split_key
 from server.ops import TaskOp
-from server.transitions import Outcome
-from server.wire import EventMessage, dumps
+from server.transitions import Effect, Outcome
+from server.wire import EventMessage, EventType, dumps
 
 TITLE_MAX = 200
 URL_MAX = 1000
@@ -73,6 +75,11 @@ _SUPERSEDE = (
 )
 
 
+def counts_only(effect: Effect) -> bool:
+    """Whether ``effect`` moves only the postponed count (no running task came or went)."""
+    return effect.type is EventType.REMOVED and effect.delta == 0
+
+
 def person_of(key: str) -> tuple[str, str] | None:
     """``(tenant, user id)`` of a person's own feed key; None for a role feed."""
     tenant, feed = split_key(key)
@@ -96,7 +103,12 @@ class PushHook:
         envelopes: Sequence[Envelope],
         now: datetime,
     ) -> bool:
-        people = [(env, who) for env in envelopes if (who := person_of(env.key)) is not None]
+        effects = [e for _, outcome in changes for e in outcome.effects]
+        people = [
+            (env, who)
+            for env, effect in zip(envelopes, effects, strict=True)
+            if (who := person_of(env.key)) is not None and not counts_only(effect)
+        ]
         if not people:
             return False
         subs = await self.subscriptions.of_people(conn, {who for _, who in people})
