@@ -22,10 +22,13 @@ id (``shown``). So after a restart:
   remembered in ``handoff``); a ``task.added`` whose ``follows`` names it in that time
   replaces that notification (one notification that changes, not two); else the client
   closes it when the window ends;
-- a server heartbeat (``ping`` with ``feeds``) that disagrees with any feed's saved seq
-  or with how many of its tasks are ``known`` (a state file from another time, a bug)
-  asks for a snapshot: the next connection goes without ``since`` and the snapshot
-  repairs it.
+- a server heartbeat (``ping`` with ``feeds``) that disagrees with any feed's saved seq,
+  with how many of its tasks are ``known``, or with its last ``counts.postponed`` (a
+  state file from another time, a bug) asks for a snapshot: the next connection goes
+  without ``since`` and the snapshot repairs it;
+- every message that carries ``counts`` updates the feed's ``postponed`` (what a tray
+  tooltip can show). An event that moves only the postponed count is a ``task.removed``
+  of a task the feed did not hold as running: nothing to close, only the count moves.
 
 A message without ``feed`` (a server from before several feeds) is the own feed's.
 """
@@ -110,10 +113,12 @@ def feed_of(task: Task, own: str) -> str:
 
 @dataclass
 class FeedState:
-    """One followed feed: the last seq applied and the running tasks it holds."""
+    """One followed feed: the last seq applied, the running tasks it holds, and its
+    postponed count as the last message with ``counts`` gave it."""
 
     seq: int = 0
     known: set[str] = field(default_factory=set)
+    postponed: int = 0
 
 
 @dataclass
@@ -132,6 +137,11 @@ class BridgeState:
         """The own feed's last applied seq (``since`` when resuming)."""
         own = self.feeds.get(self.own)
         return own.seq if own else 0
+
+    @property
+    def postponed(self) -> int:
+        """Postponed tasks in every followed feed, as the server last counted them."""
+        return sum(f.postponed for f in self.feeds.values())
 
     @property
     def known(self) -> set[str]:
@@ -172,6 +182,7 @@ class BridgeState:
         if seq != feed.seq + 1:
             return "gap", []
         feed.seq = seq
+        feed.postponed = _postponed(message, feed.postponed)
         self.primed = True
         task: Task = message["task"]
         task_id = task["id"]
@@ -206,11 +217,17 @@ class BridgeState:
         still = self.known
         return [Close(i, self.shown[i]) for i in ids if i in self.shown and i not in still]
 
-    def _positions(self, message: dict[str, Any]) -> dict[str, dict[str, int]]:
+    def _positions(self, message: dict[str, Any]) -> dict[str, dict[str, Any]]:
         feeds = message.get("feeds")
         if isinstance(feeds, dict) and feeds:
             return {str(k): v for k, v in feeds.items() if isinstance(v, dict)}
-        return {self.own: {"seq": message["seq"], "count": message.get("count", 0)}}
+        return {
+            self.own: {
+                "seq": message["seq"],
+                "count": message.get("count", 0),
+                "counts": message.get("counts"),
+            }
+        }
 
     def _heartbeat(self, message: dict[str, Any]) -> Verdict:
         feeds = message.get("feeds")
@@ -220,6 +237,7 @@ class BridgeState:
             isinstance(pos, dict)
             and pos.get("seq") == self.feeds[name].seq
             and pos.get("count") == len(self.feeds[name].known)
+            and _postponed(pos, self.feeds[name].postponed) == self.feeds[name].postponed
             for name, pos in feeds.items()
         )
         if agree:
@@ -229,7 +247,10 @@ class BridgeState:
 
     def _snapshot(self, message: dict[str, Any]) -> list[Action]:
         positions = self._positions(message)
-        feeds = {name: FeedState(int(pos["seq"])) for name, pos in positions.items()}
+        feeds = {
+            name: FeedState(int(pos["seq"]), postponed=_postponed(pos, 0))
+            for name, pos in positions.items()
+        }
         feeds.setdefault(self.own, FeedState(int(message["seq"])))
         tasks: dict[str, Task] = {}
         for t in message["tasks"]:
@@ -255,6 +276,7 @@ class BridgeState:
             if feed is None or feed.seq != pos.get("seq"):
                 self.resync = True
                 return "resync", []
+            feed.postponed = _postponed(pos, feed.postponed)
         self.primed = True
         gone = [name for name in self.feeds if name not in positions and name != self.own]
         actions: list[Action] = []
@@ -267,7 +289,9 @@ class BridgeState:
         before = self.known
         tasks: list[Task] = list(message["tasks"])
         old = self.feeds.get(name, FeedState()).known
-        self.feeds[name] = FeedState(int(message["seq"]), {t["id"] for t in tasks})
+        self.feeds[name] = FeedState(
+            int(message["seq"]), {t["id"] for t in tasks}, _postponed(message, 0)
+        )
         self.primed = True
         actions: list[Action] = [Show(t) for t in tasks if t["id"] not in before]
         return actions + self._close_if_gone(sorted(old))
@@ -291,7 +315,7 @@ class BridgeState:
         return {
             "own": self.own,
             "feeds": {
-                name: {"seq": f.seq, "known": sorted(f.known)}
+                name: {"seq": f.seq, "known": sorted(f.known), "postponed": f.postponed}
                 for name, f in sorted(self.feeds.items())
             },
             "primed": self.primed,
@@ -312,7 +336,9 @@ class BridgeState:
                 return cls(own=own)  # another person's state: start afresh
             if "feeds" in data:
                 feeds = {
-                    str(k): FeedState(int(v["seq"]), {str(i) for i in v["known"]})
+                    str(k): FeedState(
+                        int(v["seq"]), {str(i) for i in v["known"]}, int(v.get("postponed", 0))
+                    )
                     for k, v in dict(data["feeds"]).items()
                 }
             else:
@@ -342,6 +368,14 @@ class BridgeState:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def _postponed(message: dict[str, Any], otherwise: int) -> int:
+    """``counts.postponed`` of a message or feed position; ``otherwise`` when it carries
+    none (a server from before counts) or a malformed one."""
+    counts = message.get("counts")
+    value = counts.get("postponed") if isinstance(counts, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else otherwise
 
 
 def default_state_path(server_url: str, user: str) -> Path:

@@ -18,22 +18,25 @@ from server.transitions import Outcome
 
 @dataclass(frozen=True, slots=True)
 class FeedPos:
-    """Where an owner's feed stands: its last ``seq`` and the ``count`` that goes with it."""
+    """Where an owner's feed stands: its last ``seq`` and the ``count`` (running tasks)
+    and ``postponed`` (postponed tasks) that go with it."""
 
     seq: int
     count: int
+    postponed: int = 0
 
 
-ORIGIN = FeedPos(0, 0)  # an owner never seen
+ORIGIN = FeedPos(0, 0, 0)  # an owner never seen
 
 
 @dataclass(frozen=True, slots=True)
 class Logged:
-    """One kept feed event: its seq, the count that goes with it, the exact message."""
+    """One kept feed event: its seq, the counts that go with it, the exact message."""
 
     seq: int
     count: int
     message: str
+    postponed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,13 +48,14 @@ class Envelope:
     seq: int
     count: int
     message: str
+    postponed: int = 0
 
 
 class TxHook(Protocol):
     """Runs inside the write transaction, after the changes are written: for outboxes
     (webhook and push deliveries) that must commit or roll back with the change.
     Returns whether it queued anything (the service then wakes the delivery worker,
-    after commit)."""
+    after commit). ``envelopes`` are the changes' effects in order, one each."""
 
     async def __call__(
         self,

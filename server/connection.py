@@ -38,15 +38,16 @@ class ConnState(Enum):
 
 class Position:
     """Where one followed feed stands for one connection: the seq it was last given and
-    the count that went with it. The hub's feed state holds the same object, so fanning
+    the counts that went with it. The hub's feed state holds the same object, so fanning
     out reads it without a lookup."""
 
-    __slots__ = ("count", "feed", "seq")
+    __slots__ = ("count", "feed", "postponed", "seq")
 
-    def __init__(self, feed: str, seq: int, count: int) -> None:
+    def __init__(self, feed: str, seq: int, count: int, postponed: int = 0) -> None:
         self.feed = feed  # the wire name (``user:…`` / ``role:…``)
         self.seq = seq
         self.count = count
+        self.postponed = postponed
 
 
 class _Started:
@@ -121,12 +122,14 @@ class Connection:
         pos = self.feeds.get(self.key)
         return pos.count if pos is not None else 0
 
-    def push(self, key: str, seq: int, count: int, message: str) -> None:
+    def push(self, key: str, seq: int, count: int, message: str, postponed: int = 0) -> None:
         """Queue one event of the followed feed ``key``; never blocks. Overflow closes
         the connection with 4008."""
-        self.deliver(self.feeds[key], seq, count, message)
+        self.deliver(self.feeds[key], seq, count, message, postponed)
 
-    def deliver(self, pos: Position, seq: int, count: int, message: str) -> None:
+    def deliver(
+        self, pos: Position, seq: int, count: int, message: str, postponed: int = 0
+    ) -> None:
         """``push`` for a caller that holds the feed's ``Position`` already (fan-out)."""
         if self.state is ConnState.CLOSING:
             return
@@ -136,6 +139,7 @@ class Connection:
         self._queue.append(message)
         pos.seq = seq
         pos.count = count
+        pos.postponed = postponed
         self._kick()
 
     def push_raw(self, message: str) -> None:

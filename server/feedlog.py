@@ -35,6 +35,7 @@ class Snapshot:
     seq: int
     count: int
     tasks: list[TaskJSON]
+    postponed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class Replay:
     seq: int
     count: int
     messages: list[str]
+    postponed: int = 0
 
 
 class FeedReader(Protocol):
@@ -87,7 +89,12 @@ def _snapshot_query(by_role: bool) -> Any:
     else:
         in_feed = task_t.c.owner == bindparam("who")
     return (
-        select(feed_t.c.seq.label("feed_seq"), feed_t.c.count.label("feed_count"), task_t)
+        select(
+            feed_t.c.seq.label("feed_seq"),
+            feed_t.c.count.label("feed_count"),
+            feed_t.c.postponed.label("feed_postponed"),
+            task_t,
+        )
         .select_from(
             feed_t.outerjoin(
                 task_t,
@@ -112,12 +119,12 @@ async def read_pos(conn: AsyncConnection, key: str) -> FeedPos:
     tenant, feed = split_key(key)
     row = (
         await conn.execute(
-            select(feed_t.c.seq, feed_t.c.count).where(
+            select(feed_t.c.seq, feed_t.c.count, feed_t.c.postponed).where(
                 and_(feed_t.c.tenant == tenant, feed_t.c.feed == feed)
             )
         )
     ).first()
-    return FeedPos(int(row[0]), int(row[1])) if row else ORIGIN
+    return FeedPos(int(row[0]), int(row[1]), int(row[2])) if row else ORIGIN
 
 
 async def read_snapshot(conn: AsyncConnection, key: str) -> Snapshot:
@@ -128,10 +135,10 @@ async def read_snapshot(conn: AsyncConnection, key: str) -> Snapshot:
     query = _SNAPSHOT_ROLE if by_role else _SNAPSHOT_USER
     rows = (await conn.execute(query, {"tenant": tenant, "feed": feed, "who": who})).all()
     if not rows:
-        return Snapshot(0, 0, [])
+        return Snapshot(0, 0, [], 0)
     seq, count = int(rows[0].feed_seq), int(rows[0].feed_count)
     tasks = [TaskState.from_row(r._mapping).to_json() for r in rows if r.id is not None]
-    return Snapshot(seq, count, tasks)
+    return Snapshot(seq, count, tasks, int(rows[0].feed_postponed))
 
 
 class SqlFeedLog:
@@ -156,11 +163,12 @@ class SqlFeedLog:
         if since is not None:
             pos = await read_pos(conn, key)
             if since == pos.seq:
-                return Replay(pos.seq, pos.count, [])
+                return Replay(pos.seq, pos.count, [], pos.postponed)
             if since < pos.seq and pos.seq - since <= self.replay_limit:
                 messages = await self._events(conn, key, since, pos.seq)
                 if len(messages) == pos.seq - since:
-                    return Replay(pos.seq, pos.count, [e.message for e in messages])
+                    done = [e.message for e in messages]
+                    return Replay(pos.seq, pos.count, done, pos.postponed)
         return await read_snapshot(conn, key)
 
     async def events_after(self, key: str, after: int, limit: int = EVENTS_PAGE) -> list[Logged]:
@@ -192,7 +200,7 @@ class SqlFeedLog:
     async def _events(self, conn: AsyncConnection, key: str, after: int, upto: int) -> list[Logged]:
         tenant, feed = split_key(key)
         rows = await conn.execute(
-            select(event_t.c.seq, event_t.c.count, event_t.c.message)
+            select(event_t.c.seq, event_t.c.count, event_t.c.message, event_t.c.postponed)
             .where(
                 and_(
                     event_t.c.tenant == tenant,
@@ -203,7 +211,10 @@ class SqlFeedLog:
             )
             .order_by(event_t.c.seq)
         )
-        return [Logged(int(seq), int(count), str(message)) for seq, count, message in rows]
+        return [
+            Logged(int(seq), int(count), str(message), int(postponed))
+            for seq, count, message, postponed in rows
+        ]
 
 
 class _SqlReader:

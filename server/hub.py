@@ -19,7 +19,7 @@ unit-tested); the hub does what they call for:
 - ``resync`` (after a broker reconnect, and every ``sweep_interval``) compares each
   feed's delivered seq with the database and catches up the ones behind.
 - ``heartbeat`` (every ``heartbeat_s``) pings each connection with every followed feed's
-  seq and count as it was given them: a client whose own state differs resynchronises.
+  seq and counts as it was given them: a client whose own state differs resynchronises.
 - ``session`` is how an endpoint uses all this: join, token expiry, leave and close.
 """
 
@@ -44,7 +44,7 @@ from server.metrics import UNCOUNTED
 from server.seen import SIDE_SEQ
 from server.sequencer import Verdict
 from server.session import Session
-from server.views import Views, first_messages, joined_message, left_message
+from server.views import Views, first_messages, joined_message, left_message, pos_json
 from server.wire import HeartbeatMessage, dumps
 
 log = logging.getLogger("taskbell.hub")
@@ -175,7 +175,8 @@ class Hub:
         for message in first_messages(feeds, views):
             conn.push_raw(message)
         for st, feed in zip(states, feeds, strict=True):
-            self._follow(conn, st, feed, views[feed].seq, views[feed].count)
+            view = views[feed]
+            self._follow(conn, st, feed, view.seq, view.count, view.postponed)
         us.conns.add(conn)
         self.metrics.joined(snapshot=isinstance(views[feeds[0]], Snapshot))
         conn.start()
@@ -206,11 +207,13 @@ class Hub:
                 views[feed] = view
                 snapshots = snapshots or isinstance(view, Snapshot)
 
-    def _follow(self, conn: Connection, st: FeedState, feed: str, seq: int, count: int) -> None:
+    def _follow(
+        self, conn: Connection, st: FeedState, feed: str, seq: int, count: int, postponed: int
+    ) -> None:
         """``conn`` follows ``st`` from a view at ``seq``: what it missed since, then live."""
-        pos = conn.feeds[st.key] = Position(feed, seq, count)
+        pos = conn.feeds[st.key] = Position(feed, seq, count, postponed)
         for event in st.seq.start_from(seq):
-            conn.deliver(pos, event.seq, event.count, event.message)
+            conn.deliver(pos, event.seq, event.count, event.message, event.postponed)
         st.conns[conn] = pos
         if st.seq.behind(seq):
             self._schedule_catch_up(st)
@@ -326,7 +329,7 @@ class Hub:
             for conn in us.conns:
                 if key not in conn.feeds and conn.state is ConnState.OPEN:
                     conn.push_raw(message)
-                    self._follow(conn, st, feed, view.seq, view.count)
+                    self._follow(conn, st, feed, view.seq, view.count, view.postponed)
         finally:
             self._forget_if_idle(st)  # nobody took it (all gone, or the read failed)
 
@@ -340,9 +343,9 @@ class Hub:
         st = self.feeds.get(env.key)
         if st is None:
             return
-        verdict = st.seq.offer(env.seq, env.count, env.message)
+        verdict = st.seq.offer(env.seq, env.count, env.message, env.postponed)
         if verdict is Verdict.DELIVER:
-            self._fan_out(st, env.seq, env.count, env.message)
+            self._fan_out(st, env.seq, env.count, env.message, env.postponed)
         elif verdict is Verdict.GAP:
             self._schedule_catch_up(st)
 
@@ -359,11 +362,11 @@ class Hub:
         for conn in list(us.conns):
             conn.push_raw(env.message)
 
-    def _fan_out(self, st: FeedState, seq: int, count: int, message: str) -> None:
+    def _fan_out(self, st: FeedState, seq: int, count: int, message: str, postponed: int) -> None:
         delivered = 0
         for conn, pos in st.conns.items():
             if seq > pos.seq:
-                conn.deliver(pos, seq, count, message)
+                conn.deliver(pos, seq, count, message, postponed)
                 delivered += 1
         self.metrics.events_delivered.inc(delivered)
 
@@ -394,7 +397,7 @@ class Hub:
                     for conn, pos in list(st.conns.items()):
                         if pos.seq < step.seq - 1:
                             conn.close(CloseCode.TOO_SLOW, "missed events are gone: resync")
-                self._fan_out(st, step.seq, step.count, step.message)
+                self._fan_out(st, step.seq, step.count, step.message, step.postponed)
             if len(rows) < EVENTS_PAGE and not st.again:
                 return
 
@@ -426,16 +429,16 @@ class Hub:
         for us in self.users.values():
             if tick is not None and us.phase != tick:
                 continue
-            encoded: dict[tuple[tuple[str, int, int], ...], str] = {}
+            encoded: dict[tuple[tuple[str, int, int, int], ...], str] = {}
             for conn in us.conns:
                 if conn.state is not ConnState.OPEN:
                     continue
-                where = tuple((p.feed, p.seq, p.count) for p in conn.feeds.values())
+                where = tuple((p.feed, p.seq, p.count, p.postponed) for p in conn.feeds.values())
                 message = encoded.get(where)
                 if message is None:
                     beat: HeartbeatMessage = {
                         "type": "ping",
-                        "feeds": {f: {"seq": s, "count": n} for f, s, n in where},
+                        "feeds": {f: pos_json(s, n, m) for f, s, n, m in where},
                     }
                     message = encoded[where] = dumps(beat)
                 conn.beat(message)

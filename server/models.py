@@ -2,8 +2,9 @@
 
 - ``task``: one row per process task, its current state.
 - ``feed``: one row per feed (``user:<id>`` or ``role:<id>``, see ``server.feeds``): the
-  last ``seq`` given out and the ``count`` of running tasks after it. Locked for the
-  length of a write transaction.
+  last ``seq`` given out and the ``count`` of running tasks and ``postponed`` count of
+  postponed tasks after it (``server.counts``). Locked for the length of a write
+  transaction.
 - ``feed_event``: append-only log of every change to a feed, holding the exact
   WebSocket message that was (or will be) sent; replay and gap filling read it.
 - ``process_instance`` and ``process_definition``: the life of business processes.
@@ -79,6 +80,7 @@ class Feed(SQLModel, table=True):
     feed: str = Field(primary_key=True, max_length=210)
     seq: int = Field(sa_column=Column(BigInteger, nullable=False))
     count: int
+    postponed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class FeedEvent(SQLModel, table=True):
@@ -91,6 +93,7 @@ class FeedEvent(SQLModel, table=True):
     task_id: str = Field(max_length=200)
     count: int
     message: str = Field(sa_column=Column(Text, nullable=False))
+    postponed: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(sa_column=_ts(index=True))
 
 

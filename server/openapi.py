@@ -45,6 +45,7 @@ from server.wire import (
     Batch,
     Claim,
     Complete,
+    CountsJSON,
     FeedPosJSON,
     Members,
     Postpone,
@@ -81,6 +82,7 @@ class TaskListJSON(TypedDict):
 
 class CounterJSON(TypedDict):
     count: int
+    counts: CountsJSON
     seq: int
     total: int
     feeds: dict[str, FeedPosJSON]

@@ -45,6 +45,7 @@ class LogStep:
     count: int
     message: str
     lost: bool
+    postponed: int = 0
 
 
 class Sequencer:
@@ -55,15 +56,15 @@ class Sequencer:
         self.seen_max = 0
         self.recent: deque[Logged] = deque(maxlen=recent)
 
-    def offer(self, seq: int, count: int, message: str) -> Verdict:
-        """What to do with one arriving event."""
+    def offer(self, seq: int, count: int, message: str, postponed: int = 0) -> Verdict:
+        """What to do with one arriving event (its seq, counts and message)."""
         if self.delivered is None:
             self.seen_max = max(self.seen_max, seq)
             return Verdict.EARLY
         if seq <= self.delivered:
             return Verdict.DUPLICATE
         if seq == self.delivered + 1:
-            self._advance(Logged(seq, count, message))
+            self._advance(Logged(seq, count, message, postponed))
             return Verdict.DELIVER
         self.seen_max = max(self.seen_max, seq)
         return Verdict.GAP
@@ -75,7 +76,8 @@ class Sequencer:
             delivered = self.delivered
             if delivered is None or row.seq <= delivered:
                 continue
-            steps.append(LogStep(row.seq, row.count, row.message, lost=row.seq > delivered + 1))
+            lost = row.seq > delivered + 1
+            steps.append(LogStep(row.seq, row.count, row.message, lost, row.postponed))
             self._advance(row)
         return steps
 

@@ -17,7 +17,9 @@ while it is offered to a role and nobody has claimed it, the role's (``role:<rol
 Claiming moves it from the role's feed to the claimer's; unclaiming moves it back.
 Only ``running`` tasks are in a feed, so the effects are: ``task.added`` (+1) when a
 task becomes running in a feed, ``task.removed`` (-1) when it stops, and
-``task.updated`` (0) when a running task changes in place.
+``task.updated`` (0) when a running task changes in place. Each effect also says how the
+feed's postponed count moves (``server.counts``); a change that moves only that count
+(a task created postponed, a postponed task ended or moved) is a ``task.removed`` of 0.
 
 Who may act: a producer (``audience`` None) on any task of its tenant; a person on a
 task whose feed they follow (their own, their roles' queues, the people they stand in
@@ -35,6 +37,7 @@ from typing import Any
 import orjson
 
 from server.clock import as_utc
+from server.counts import Place, postponed_moves
 from server.errors import Conflict, NotFound, Unprocessable
 from server.feeds import DEFAULT_TENANT, role_feed, role_key, user_feed, user_key
 from server.ops import (
@@ -180,12 +183,14 @@ class TaskState:
 
 @dataclass(frozen=True, slots=True)
 class Effect:
-    """One change to one feed (its key): becomes one seq and one feed_event."""
+    """One change to one feed (its key): becomes one seq and one feed_event. ``delta``
+    moves the feed's running count, ``postponed`` its postponed count."""
 
     key: str
     type: EventType
     reason: str | None
     delta: int
+    postponed: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -551,6 +556,52 @@ def decide(
 
     ``audience``: the feeds the acting person follows (None for a producer or the
     clock); ``claimer``: for a claim, the feeds of the person who claims."""
+    return with_postponed(op, _decide(op, current, now, audience, claimer))
+
+
+# The reason of a ``task.removed`` that only moves a feed's postponed count, by operation.
+_COUNTS_REASON = {
+    "create": "created",
+    "update": "reassigned",
+    "complete": "completed",
+    "cancel": "canceled",
+    "claim": "claimed",
+    "unclaim": "unclaimed",
+}
+
+
+def with_postponed(op: TaskOp, outcome: Outcome) -> Outcome:
+    """``outcome`` with its effects carrying how each feed's postponed count moves: the
+    move is put on the feed's own effect when there is one (a postpone or a resume),
+    else it becomes a ``task.removed`` of 0 running (the feed's counts changed, its
+    running tasks did not)."""
+    if outcome.state is None:
+        return outcome
+    before = outcome.before
+    moves = postponed_moves(
+        Place(before.key, before.status) if before is not None else None,
+        Place(outcome.state.key, outcome.state.status),
+    )
+    if not moves:
+        return outcome
+    effects = list(outcome.effects)
+    for key, move in moves.items():
+        at = next((i for i, e in enumerate(effects) if e.key == key), None)
+        if at is not None:
+            effects[at] = replace(effects[at], postponed=effects[at].postponed + move)
+        else:
+            reason = _COUNTS_REASON.get(op.kind, op.kind)
+            effects.append(Effect(key, EventType.REMOVED, reason, 0, move))
+    return replace(outcome, effects=tuple(effects))
+
+
+def _decide(
+    op: TaskOp,
+    current: TaskState | None,
+    now: datetime,
+    audience: Audience,
+    claimer: frozenset[str],
+) -> Outcome:
     match op:
         case CreateTask(body=body, tenant=tenant):
             return create(body, current, now, tenant)

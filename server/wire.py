@@ -273,11 +273,20 @@ class TaskJSON(TypedDict):
     follows: str | None
 
 
+class CountsJSON(TypedDict):
+    """A feed's counts at one seq: ``running`` (the same number as ``count``) and
+    ``postponed``. Every message that carries a ``count`` carries these beside it."""
+
+    running: int
+    postponed: int
+
+
 class EventMessage(TypedDict):
     type: str
     feed: str
     seq: int
     count: int
+    counts: CountsJSON
     task: TaskJSON
     reason: str | None
 
@@ -285,6 +294,7 @@ class EventMessage(TypedDict):
 class FeedPosJSON(TypedDict):
     seq: int
     count: int
+    counts: CountsJSON
 
 
 class SnapshotMessage(TypedDict):
@@ -295,6 +305,7 @@ class SnapshotMessage(TypedDict):
     type: Literal["snapshot"]
     seq: int
     count: int
+    counts: CountsJSON
     feeds: dict[str, FeedPosJSON]
     tasks: list[TaskJSON]
 
@@ -305,6 +316,7 @@ class SyncedMessage(TypedDict):
     type: Literal["synced"]
     seq: int
     count: int
+    counts: CountsJSON
     feeds: dict[str, FeedPosJSON]
 
 
@@ -316,6 +328,7 @@ class FeedJoinedMessage(TypedDict):
     feed: str
     seq: int
     count: int
+    counts: CountsJSON
     tasks: list[TaskJSON]
 
 

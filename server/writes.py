@@ -4,8 +4,9 @@ Task operations (``apply``) are one transaction for any number of them:
 
 1. read (and lock, on PostgreSQL) every task the operations name, in id order;
 2. decide each operation with the pure rules of ``transitions``;
-3. bump each touched owner's feed row once (``seq += n, count += delta``, owners in
-   sorted order, so concurrent transactions never deadlock), which also locks it;
+3. bump each touched owner's feed row once (``seq += n, count += delta, postponed +=
+   moved``, owners in sorted order, so concurrent transactions never deadlock), which
+   also locks it;
 4. write the tasks and one ``feed_event`` per effect, holding the exact message;
 5. keep process instances in step (``processes.track``) and let the hooks queue their
    deliveries, in the same transaction.
@@ -32,6 +33,7 @@ from server import audiences, processes, seen
 from server.audiences import RoleJSON, Substitution
 from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
+from server.counts import counts_json
 from server.db import Engines, refused_statement, unavailable
 from server.errors import ApiError
 from server.feeds import split_key
@@ -143,18 +145,21 @@ class Writes:
             feed=bindparam("feed"),
             seq=bindparam("n"),
             count=bindparam("delta"),
+            postponed=bindparam("moved"),
         )
         self._feed_upsert = ins.on_conflict_do_update(
             index_elements=[feed_t.c.tenant, feed_t.c.feed],
             set_={
                 "seq": feed_t.c.seq + ins.excluded.seq,
                 "count": feed_t.c.count + ins.excluded.count,
+                "postponed": feed_t.c.postponed + ins.excluded.postponed,
             },
         ).returning(
             feed_t.c.tenant,
             feed_t.c.feed,
             feed_t.c.seq,
             feed_t.c.count,
+            feed_t.c.postponed,
             sort_by_parameter_order=True,
         )
         select_tasks = (
@@ -411,6 +416,7 @@ class Writes:
                         "type": eff.type.value,
                         "task_id": state.id,
                         "count": env.count,
+                        "postponed": env.postponed,
                         "message": env.message,
                         "created_at": now,
                     }
@@ -426,40 +432,43 @@ class Writes:
     async def _bump_feeds(
         self, conn: AsyncConnection, effects: list[tuple[Effect, TaskState]]
     ) -> list[Envelope]:
-        per_feed: dict[str, list[int]] = {}
+        per_feed: dict[str, list[int]] = {}  # key → [events, running moved, postponed moved]
         for eff, _ in effects:
-            n_delta = per_feed.setdefault(eff.key, [0, 0])
-            n_delta[0] += 1
-            n_delta[1] += eff.delta
+            sums = per_feed.setdefault(eff.key, [0, 0, 0])
+            sums[0] += 1
+            sums[1] += eff.delta
+            sums[2] += eff.postponed
         if not per_feed:
             return []
         # One statement for every feed, in sorted order (so concurrent transactions lock
         # feed rows in the same order and never deadlock); it returns each feed's new
-        # seq and count, from which each event's own seq and count are counted back.
+        # seq and counts, from which each event's own seq and counts are counted back.
         params = []
         for key in sorted(per_feed):
             tenant, feed = split_key(key)
-            n, delta = per_feed[key]
-            params.append({"tenant": tenant, "feed": feed, "n": n, "delta": delta})
+            n, delta, moved = per_feed[key]
+            params.append({"tenant": tenant, "feed": feed, "n": n, "delta": delta, "moved": moved})
         cursor: dict[str, list[int]] = {}
-        for tenant, feed, seq, count in await conn.execute(self._feed_upsert, params):
+        for tenant, feed, seq, count, postponed in await conn.execute(self._feed_upsert, params):
             key = f"{tenant}/{feed}"
-            n, delta = per_feed[key]
-            cursor[key] = [int(seq) - n, int(count) - delta]
+            n, delta, moved = per_feed[key]
+            cursor[key] = [int(seq) - n, int(count) - delta, int(postponed) - moved]
         envelopes: list[Envelope] = []
         for eff, state in effects:
             c = cursor[eff.key]
             c[0] += 1
             c[1] += eff.delta
+            c[2] += eff.postponed
             message: EventMessage = {
                 "type": eff.type.value,
                 "feed": split_key(eff.key)[1],
                 "seq": c[0],
                 "count": c[1],
+                "counts": counts_json(c[1], c[2]),
                 "task": state.to_json(),
                 "reason": eff.reason,
             }
-            envelopes.append(Envelope(eff.key, c[0], c[1], dumps(message)))
+            envelopes.append(Envelope(eff.key, c[0], c[1], dumps(message), c[2]))
         return envelopes
 
 

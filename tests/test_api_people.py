@@ -28,9 +28,11 @@ async def test_my_tasks_lists_only_my_running_tasks_newest_first(live: Live) -> 
 async def test_my_counter_matches_running_tasks(live: Live) -> None:
     await seed(live)
     async with live.person("alice") as c:
-        own = {"user:alice": {"count": 3, "seq": 3}}
+        counts = {"running": 3, "postponed": 0}
+        own = {"user:alice": {"count": 3, "seq": 3, "counts": counts}}
         assert (await c.get("/api/v1/me/counter")).json() == {
             "count": 3,
+            "counts": counts,
             "seq": 3,
             "total": 3,
             "feeds": own,

@@ -123,11 +123,20 @@ def test_envelope_round_trips_through_its_encoding() -> None:
         Envelope("t/user:al ice\n", 7, 3, '{"type":"task.added","x":"a\\nb"}'),
         Envelope("acme/role:émile", 1, 0, "ü\n\n"),
         Envelope("", 0, 0, ""),
+        Envelope("default/user:alice", 9, 2, "{}", 5),
     ):
         assert decode(encode(env)) == env
 
 
-@pytest.mark.parametrize("payload", [b"", b"1\n2", b"1\n2\nx\nabc", b"1\n2\n9\nabc"])
+def test_an_envelope_of_an_instance_from_before_counts_decodes_as_postponed_0() -> None:
+    assert decode(b"4\n2\n18\ndefault/user:alice{}") == Envelope(
+        "default/user:alice", 4, 2, "{}", 0
+    )
+
+
+@pytest.mark.parametrize(
+    "payload", [b"", b"1\n2", b"1\n2\nx\nabc", b"1\n2\n9\nabc", b"1\n2 x\n0\n"]
+)
 def test_a_malformed_envelope_is_a_value_error(payload: bytes) -> None:
     with pytest.raises(ValueError):
         decode(payload)

@@ -13,7 +13,10 @@ After every step:
 
 - the database's audit (``tests/faults/audit.py``) finds nothing: seqs 1..n with no
   gap, each event's count equal to the replayed running set, the replay ending with
-  exactly the running tasks, ``feed.count`` equal to their number;
+  exactly the running tasks, ``feed.count`` equal to their number, each event's
+  ``counts`` equal to its row's, ``feed.postponed`` equal to the feed's postponed tasks;
+- every feed's postponed count (``counts.postponed`` as ``/me/counter`` and every view
+  give it) is the number of the model's postponed tasks in that feed;
 - every task's status and owner are what the model says;
 - resuming from any ``since`` gives exactly the missing events (contiguous, ending at
   the feed's seq and count), or a snapshot of the running tasks when ``since`` is
@@ -519,17 +522,21 @@ class FeedMachine(RuleBasedStateMachine):
         since = max(0, seq - back)
         view = self.r.run(self.r.log.resume(key, since))
         running = self.running_in(tenant, name)
+        waiting = self.postponed_in(tenant, name)
+        assert pos.postponed == waiting
         if since > seq:
             assert isinstance(view, Snapshot)
-            assert (view.seq, view.count) == (seq, count)
+            assert (view.seq, view.count, view.postponed) == (seq, count, waiting)
             assert {t["id"] for t in view.tasks} == running
             return
-        assert isinstance(view, Replay) and (view.seq, view.count) == (seq, count)
+        assert isinstance(view, Replay)
+        assert (view.seq, view.count, view.postponed) == (seq, count, waiting)
         events = [orjson.loads(m) for m in view.messages]
         assert [e["seq"] for e in events] == list(range(since + 1, seq + 1))
         assert all(e["feed"] == name for e in events)
         if events:
             assert events[-1]["count"] == count
+            assert events[-1]["counts"] == {"running": count, "postponed": waiting}
 
     def running_in(self, tenant: str, feed: str) -> set[str]:
         return {
@@ -537,6 +544,14 @@ class FeedMachine(RuleBasedStateMachine):
             for (t, tid), m in self.model.items()
             if t == tenant and m.status == "running" and feed_of(m) == feed
         }
+
+    def postponed_in(self, tenant: str, feed: str) -> int:
+        """How many of the model's tasks are postponed in ``feed`` (the postponed count)."""
+        return sum(
+            1
+            for (t, _), m in self.model.items()
+            if t == tenant and m.status == "postponed" and feed_of(m) == feed
+        )
 
     # ------------------------------------------------------------------ invariants
 
@@ -559,6 +574,7 @@ class FeedMachine(RuleBasedStateMachine):
             truth = found.owners.get(name)
             assert (truth.running if truth else set()) == running, name
             assert (truth.count if truth else 0) == len(running), name
+            assert (truth.postponed if truth else 0) == self.postponed_in(tenant, feed), name
 
 
 def _code(result: Outcome | ApiError) -> tuple[int, str | None]:

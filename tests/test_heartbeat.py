@@ -22,4 +22,7 @@ async def test_the_heartbeat_says_where_the_feed_stands(backend: Settings) -> No
         await feed.until_seq(3)
         while not feed.heartbeats or feed.heartbeats[-1]["feeds"]["user:alice"]["seq"] < 3:
             await feed.recv(5, heartbeats=True)
-    assert feed.heartbeats[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 3, "count": 1}}}
+    assert feed.heartbeats[-1] == {
+        "type": "ping",
+        "feeds": {"user:alice": {"seq": 3, "count": 1, "counts": {"running": 1, "postponed": 0}}},
+    }

@@ -228,7 +228,24 @@ async def test_the_heartbeat_carries_the_seq_and_count_each_connection_was_given
         await rec.until_seq(2)
         hub.heartbeat()
         await rec.until(lambda: rec.sent[-1]["type"] == "ping")
-    assert rec.sent[-1] == {"type": "ping", "feeds": {"user:alice": {"seq": 2, "count": 2}}}
+    assert rec.sent[-1] == {
+        "type": "ping",
+        "feeds": {"user:alice": {"seq": 2, "count": 2, "counts": {"running": 2, "postponed": 0}}},
+    }
+
+
+async def test_the_heartbeat_carries_the_postponed_count_that_came_with_the_last_event() -> None:
+    log = MemoryFeedLog()
+    hub = hub_over(log)
+    rec = Recorder()
+    async with hub.session(rec, user(), None):
+        publish(hub, log)
+        seq, message = log.add(ALICE, count=1)
+        hub.on_envelope(Envelope(ALICE, seq, 1, message, 3))
+        await rec.until_seq(2)
+        hub.heartbeat()
+        await rec.until(lambda: rec.sent[-1]["type"] == "ping")
+    assert rec.sent[-1]["feeds"]["user:alice"]["counts"] == {"running": 1, "postponed": 3}
 
 
 async def test_a_heartbeat_round_is_spread_over_ticks_and_reaches_every_user() -> None:

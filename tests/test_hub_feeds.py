@@ -73,8 +73,8 @@ async def test_a_connection_gets_every_followed_feeds_events_each_in_order() -> 
         snap = rec.sent[0]
         assert snap["type"] == "snapshot"
         assert snap["feeds"] == {
-            "user:alice": {"seq": 0, "count": 0},
-            "role:approvers": {"seq": 0, "count": 0},
+            "user:alice": {"seq": 0, "count": 0, "counts": {"running": 0, "postponed": 0}},
+            "role:approvers": {"seq": 0, "count": 0, "counts": {"running": 0, "postponed": 0}},
         }
         for key in (ALICE, APPROVERS, APPROVERS, ALICE, APPROVERS):
             publish(hub, log, key)
@@ -114,7 +114,11 @@ async def test_since_and_since_feeds_replay_every_feed_then_synced() -> None:
         "type": "synced",
         "seq": 3,
         "count": 1,
-        "feeds": {"user:alice": {"seq": 3, "count": 1}, "role:approvers": {"seq": 4, "count": 2}},
+        "counts": {"running": 1, "postponed": 0},
+        "feeds": {
+            "user:alice": {"seq": 3, "count": 1, "counts": {"running": 1, "postponed": 0}},
+            "role:approvers": {"seq": 4, "count": 2, "counts": {"running": 2, "postponed": 0}},
+        },
     }
 
 
@@ -131,8 +135,8 @@ async def test_one_feed_not_replayable_gives_one_snapshot_of_all() -> None:
     snap = rec.sent[0]
     assert snap["type"] == "snapshot" and (snap["seq"], snap["count"]) == (1, 1)
     assert snap["feeds"] == {
-        "user:alice": {"seq": 1, "count": 1},
-        "role:approvers": {"seq": 1, "count": 1},
+        "user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}},
+        "role:approvers": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}},
     }
     assert [t["id"] for t in snap["tasks"]] == ["mine", "queued"]
 
@@ -145,7 +149,11 @@ async def test_a_feed_whose_events_are_gone_gives_a_snapshot_of_all() -> None:
     async with joined(hub, person(), 0, {"role:approvers": 1}) as (rec, _):
         pass
     assert kinds(rec) == ["snapshot"]
-    assert rec.sent[0]["feeds"]["role:approvers"] == {"seq": 5, "count": 1}
+    assert rec.sent[0]["feeds"]["role:approvers"] == {
+        "seq": 5,
+        "count": 1,
+        "counts": {"running": 1, "postponed": 0},
+    }
 
 
 async def test_since_feeds_naming_a_feed_not_followed_is_ignored() -> None:
@@ -155,7 +163,15 @@ async def test_since_feeds_naming_a_feed_not_followed_is_ignored() -> None:
     async with joined(hub, person(), 1, {"role:strangers": 3, "user:alice": 99}) as (rec, _):
         pass
     assert rec.sent == [
-        {"type": "synced", "seq": 1, "count": 1, "feeds": {"user:alice": {"seq": 1, "count": 1}}}
+        {
+            "type": "synced",
+            "seq": 1,
+            "count": 1,
+            "counts": {"running": 1, "postponed": 0},
+            "feeds": {
+                "user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}}
+            },
+        }
     ]
     assert set(log.resumes) == {ALICE}
 
@@ -314,7 +330,10 @@ async def test_the_heartbeat_carries_every_followed_feed_as_this_connection_was_
         await rec.until(lambda: rec.sent[-1]["type"] == "ping")
     assert rec.sent[-1] == {
         "type": "ping",
-        "feeds": {"user:alice": {"seq": 1, "count": 1}, "role:approvers": {"seq": 2, "count": 5}},
+        "feeds": {
+            "user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}},
+            "role:approvers": {"seq": 2, "count": 5, "counts": {"running": 5, "postponed": 0}},
+        },
     }
 
 

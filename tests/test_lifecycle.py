@@ -68,7 +68,7 @@ async def test_rescheduling_a_postponed_task_is_an_update(embedded: Live) -> Non
     assert moved.status_code == 200
     assert moved.json()["postponed_until"].startswith(later.strftime("%Y-%m-%dT%H:%M:%S"))
     assert again.json()["status"] == "postponed"
-    assert await embedded.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
+    assert await embedded.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0, postponed=1)
 
 
 async def test_a_return_due_while_the_server_was_down_fires_at_start(tmp_path: Any) -> None:

@@ -218,8 +218,16 @@ async def test_a_member_claims_it_and_it_moves_from_the_queue_to_their_feed(live
         again = await bob.post("/api/v1/tasks/q-1/claim", json={})
         assert (again.status_code, again.json()) == (200, task)
         counter = (await bob.get("/api/v1/me/counter")).json()
-        assert counter["feeds"]["user:bob"] == {"seq": 1, "count": 1}
-        assert counter["feeds"]["role:approvers"] == {"seq": 2, "count": 0}
+        assert counter["feeds"]["user:bob"] == {
+            "seq": 1,
+            "count": 1,
+            "counts": {"running": 1, "postponed": 0},
+        }
+        assert counter["feeds"]["role:approvers"] == {
+            "seq": 2,
+            "count": 0,
+            "counts": {"running": 0, "postponed": 0},
+        }
     for member in ("alice", "carol"):
         async with person(live, member) as c:
             assert await feed_counts(c) == {f"user:{member}": 0, "role:approvers": 0, "total": 0}
@@ -306,11 +314,16 @@ async def test_unclaim_puts_it_back_in_the_queue(live: Live) -> None:
     async with person(live, "carol") as carol:
         counter = (await carol.get("/api/v1/me/counter")).json()
         # added, claimed by alice, back, claimed by bob, back: five seqs, one task
-        assert counter["feeds"]["role:approvers"] == {"seq": 5, "count": 1}
+        assert counter["feeds"]["role:approvers"] == {
+            "seq": 5,
+            "count": 1,
+            "counts": {"running": 1, "postponed": 0},
+        }
     async with person(live, "bob") as bob:
         assert (await bob.get("/api/v1/me/counter")).json()["feeds"]["user:bob"] == {
             "seq": 2,
             "count": 0,
+            "counts": {"running": 0, "postponed": 0},
         }
 
 
@@ -354,7 +367,10 @@ async def test_patching_the_role_moves_a_queue_task_between_queues(live: Live) -
         assert await feed_ids(bob) == ["q-1"]
         a = (await alice.get("/api/v1/me/counter")).json()["feeds"]["role:approvers"]
         b = (await bob.get("/api/v1/me/counter")).json()["feeds"]["role:reviewers"]
-        assert (a, b) == ({"seq": 2, "count": 0}, {"seq": 1, "count": 1})
+        assert (a, b) == (
+            {"seq": 2, "count": 0, "counts": {"running": 0, "postponed": 0}},
+            {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}},
+        )
         assert_error(await alice.post("/api/v1/tasks/q-1/claim"), 404, "task_not_found")
         assert (await bob.post("/api/v1/tasks/q-1/claim")).status_code == 200
     async with producer(live) as c:
@@ -432,8 +448,16 @@ async def test_twenty_members_claim_at_once_and_exactly_one_wins(live: Live) -> 
         assert (await c.get("/api/v1/tasks/q-1")).json()["owner"] == winner
     async with person(live, winner) as w:
         counter = (await w.get("/api/v1/me/counter")).json()
-        assert counter["feeds"][f"user:{winner}"] == {"seq": 1, "count": 1}
-        assert counter["feeds"]["role:approvers"] == {"seq": 2, "count": 0}
+        assert counter["feeds"][f"user:{winner}"] == {
+            "seq": 1,
+            "count": 1,
+            "counts": {"running": 1, "postponed": 0},
+        }
+        assert counter["feeds"]["role:approvers"] == {
+            "seq": 2,
+            "count": 0,
+            "counts": {"running": 0, "postponed": 0},
+        }
 
 
 @pytest.mark.slow

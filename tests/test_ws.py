@@ -72,7 +72,8 @@ async def test_since_replays_missed_events_then_synced(live: Live) -> None:
         "type": "synced",
         "seq": 5,
         "count": 5,
-        "feeds": {"user:alice": {"seq": 5, "count": 5}},
+        "counts": {"running": 5, "postponed": 0},
+        "feeds": {"user:alice": {"seq": 5, "count": 5, "counts": {"running": 5, "postponed": 0}}},
     }
     assert [e["seq"] for e in feed.events] == [3, 4, 5]
 
@@ -86,7 +87,8 @@ async def test_since_equal_to_current_seq_sends_only_synced(live: Live) -> None:
         "type": "synced",
         "seq": 1,
         "count": 1,
-        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+        "counts": {"running": 1, "postponed": 0},
+        "feeds": {"user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}}},
     }
     await feed.close()
 
@@ -251,7 +253,8 @@ async def test_since_feeds_of_feeds_not_followed_are_ignored(embedded: Live) -> 
         "type": "synced",
         "seq": 1,
         "count": 1,
-        "feeds": {"user:alice": {"seq": 1, "count": 1}},
+        "counts": {"running": 1, "postponed": 0},
+        "feeds": {"user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}}},
     }
 
 
@@ -390,7 +393,14 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
         "type": "synced",
         "seq": total,
         "count": total,
-        "feeds": {"user:alice": {"seq": total, "count": total}},
+        "counts": {"running": total, "postponed": 0},
+        "feeds": {
+            "user:alice": {
+                "seq": total,
+                "count": total,
+                "counts": {"running": total, "postponed": 0},
+            }
+        },
     }
     assert [e["seq"] for e in resumed.events] == list(range(3, total + 1))
     assert [e["task"]["id"] for e in resumed.events] == created[2:]

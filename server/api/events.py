@@ -5,7 +5,8 @@ The same messages as ``/ws``, through the same hub, each as one SSE event::
 
     id: 42                      (where the stream's feeds stand: see below)
     event: task.added           (the message's type)
-    data: {"type": "task.added", "feed": "user:alice", "seq": 42, "count": 3, ...}
+    data: {"type": "task.added", "feed": "user:alice", "seq": 42, "count": 3,
+           "counts": {"running": 3, "postponed": 1}, ...}
 
 - The id of every message that moves a feed (events, snapshot, synced, feed.joined,
   feed.left) is where every followed feed stands after it: the own feed's seq, then

@@ -13,11 +13,13 @@ from server.api.common import JSON, body, parts, user
 from server.api.tasks import path_id
 from server.audiences import feeds_of
 from server.auth import User
+from server.counts import counts_json
 from server.errors import BadRequest
 from server.feeds import key_of
 from server.fields import whole_number
 from server.ops import MarkSeen
 from server.paging import encode_cursor
+from server.views import pos_json
 from server.wire import OPEN_STATUSES, Status, parse_body
 
 _ALL = [s.value for s in Status]
@@ -97,9 +99,10 @@ async def my_counter(request: Request) -> Response:
     return JSON(
         {
             "count": own.count,
+            "counts": counts_json(own.count, own.postponed),
             "seq": own.seq,
             "total": sum(p.count for p in positions.values()),
-            "feeds": {f: {"seq": p.seq, "count": p.count} for f, p in positions.items()},
+            "feeds": {f: pos_json(p.seq, p.count, p.postponed) for f, p in positions.items()},
         }
     )
 

@@ -72,18 +72,31 @@ class Broker(Interest, Protocol):
 
 
 def encode(env: Envelope) -> bytes:
-    """``seq\\ncount\\nkey-length\\n`` then the feed key and the message, each UTF-8.
+    """``seq\\ncount postponed\\nkey-length\\n`` then the feed key and the message, each
+    UTF-8.
 
     A channel carries many feeds, so the envelope carries the key; the message is the
-    one encoded at commit, copied once."""
+    one encoded at commit, copied once. The counts line of an instance from before the
+    postponed count (``count`` alone) still decodes, as postponed 0 (that instance's
+    messages carry no ``counts`` either)."""
     key = env.key.encode()
-    return b"%d\n%d\n%d\n%s%s" % (env.seq, env.count, len(key), key, env.message.encode())
+    return b"%d\n%d %d\n%d\n%s%s" % (
+        env.seq,
+        env.count,
+        env.postponed,
+        len(key),
+        key,
+        env.message.encode(),
+    )
 
 
 def decode(payload: bytes) -> Envelope:
     """The inverse of ``encode``; raises ``ValueError`` on anything else."""
-    seq, count, size, rest = payload.split(b"\n", 3)
+    seq, counts, size, rest = payload.split(b"\n", 3)
+    count, _, postponed = counts.partition(b" ")
     n = int(size)
     if n < 0 or n > len(rest):
         raise ValueError("key length out of range")
-    return Envelope(rest[:n].decode(), int(seq), int(count), rest[n:].decode())
+    return Envelope(
+        rest[:n].decode(), int(seq), int(count), rest[n:].decode(), int(postponed or b"0")
+    )

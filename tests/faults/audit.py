@@ -7,7 +7,11 @@ For each owner, from ``feed``, ``feed_event`` and ``task``:
   it is there) never adds a present task, removes or updates an absent one, and the
   replayed set's size equals the event's ``count`` at every seq;
 - the replay ends with exactly the owner's running tasks, and ``feed.count`` is their
-  number.
+  number;
+- the postponed counts: each event's message carries ``counts`` equal to its row's
+  ``count`` and ``postponed``; each event moves ``postponed`` by at most one, and a
+  ``task.removed`` of a task not replayed (a change of the postponed count alone) by
+  exactly one; ``feed.postponed`` is the number of the feed's postponed tasks.
 
 Besides, it reads who follows what (role memberships, substitutions) so that clients'
 feeds can be checked against ``Audit.feeds_of``, and each task's owner (for claims).
@@ -23,6 +27,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
@@ -32,6 +37,7 @@ class OwnerTruth:
     seq: int = 0
     count: int = 0
     running: set[str] = field(default_factory=set)
+    postponed: int = 0  # ``feed.postponed``, checked against the postponed tasks
     # seq -> (event type, task id, count), as the database keeps it
     events: dict[int, tuple[str, str, int]] = field(default_factory=dict)
 
@@ -89,10 +95,13 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
         return conn.execute(text(sql))
 
     feeds = {
-        name_of(str(tenant), str(feed)): (int(seq), int(count))
-        for tenant, feed, seq, count in await q('SELECT tenant, feed, seq, "count" FROM feed')
+        name_of(str(tenant), str(feed)): (int(seq), int(count), int(postponed))
+        for tenant, feed, seq, count, postponed in await q(
+            'SELECT tenant, feed, seq, "count", postponed FROM feed'
+        )
     }
     running: dict[str, set[str]] = {}
+    waiting: dict[str, int] = {}  # feed name -> its postponed tasks
     by_status: dict[str, int] = {}
     statuses: dict[str, str] = {}
     task_owners: dict[str, str | None] = {}
@@ -108,37 +117,50 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
         by_status[str(status)] = by_status.get(str(status), 0) + 1
         if status == "running":
             running.setdefault(name, set()).add(str(task_id))
-    events: dict[str, list[tuple[int, str, str, int]]] = {}
+        elif status == "postponed":
+            waiting[name] = waiting.get(name, 0) + 1
+    events: dict[str, list[tuple[int, str, str, int, int, Any]]] = {}
     rows = await q(
-        'SELECT tenant, feed, seq, type, task_id, "count" FROM feed_event'
+        'SELECT tenant, feed, seq, type, task_id, "count", postponed, message FROM feed_event'
         " ORDER BY tenant, feed, seq"
     )
-    for tenant, feed, seq, kind, task_id, count in rows:
+    for tenant, feed, seq, kind, task_id, count, postponed, message in rows:
         name = name_of(str(tenant), str(feed))
-        events.setdefault(name, []).append((int(seq), str(kind), str(task_id), int(count)))
-    wanted = set(feeds) | set(running) | set(events)
+        counts = orjson.loads(message).get("counts")
+        events.setdefault(name, []).append(
+            (int(seq), str(kind), str(task_id), int(count), int(postponed), counts)
+        )
+    wanted = set(feeds) | set(running) | set(events) | set(waiting)
     if owners is not None:
         wanted &= set(owners)
     problems: list[str] = []
     truth: dict[str, OwnerTruth] = {}
     for owner in sorted(wanted):
-        seq, count = feeds.get(owner, (0, 0))
+        seq, count, postponed = feeds.get(owner, (0, 0, 0))
         live = running.get(owner, set())
         kept = events.get(owner, [])
-        t = truth[owner] = OwnerTruth(seq, count, set(live))
+        t = truth[owner] = OwnerTruth(seq, count, set(live), postponed=postponed)
         seqs = [e[0] for e in kept]
         if seqs != list(range(1, seq + 1)):
             problems.append(f"{owner}: kept seqs are not 1..{seq} ({_span(seqs)})")
         replay: set[str] = set()
-        for s, kind, task_id, n in kept:
+        before = 0  # the postponed count before each event
+        for s, kind, task_id, n, p, counts in kept:
             t.events[s] = (kind, task_id, n)
-            if kind == "task.added":
+            if counts != {"running": n, "postponed": p}:
+                problems.append(f"{owner}@{s}: counts {counts} but the row has {n}, {p}")
+            if abs(p - before) > 1:
+                problems.append(f"{owner}@{s}: postponed moved from {before} to {p}")
+            moved, before = p - before, p
+            if kind == "task.removed" and task_id not in replay:
+                # A change of the postponed count alone: it must move that count.
+                if abs(moved) != 1:
+                    problems.append(f"{owner}@{s}: {task_id} removed but not there")
+            elif kind == "task.added":
                 if task_id in replay:
                     problems.append(f"{owner}@{s}: {task_id} added twice")
                 replay.add(task_id)
             elif kind == "task.removed":
-                if task_id not in replay:
-                    problems.append(f"{owner}@{s}: {task_id} removed but not there")
                 replay.discard(task_id)
             elif task_id not in replay:
                 problems.append(f"{owner}@{s}: {task_id} updated but not there")
@@ -152,6 +174,12 @@ async def audit(conn: AsyncConnection, owners: Collection[str] | None = None) ->
             )
         if count != len(live):
             problems.append(f"{owner}: feed count {count} but {len(live)} running tasks")
+        if postponed != waiting.get(owner, 0):
+            problems.append(
+                f"{owner}: feed postponed {postponed} but {waiting.get(owner, 0)} postponed tasks"
+            )
+        if kept and before != postponed:
+            problems.append(f"{owner}: last event's postponed {before}, feed's {postponed}")
     members: dict[tuple[str, str], set[str]] = {}
     for tenant, role in await q("SELECT tenant, id FROM role"):
         members[(str(tenant), str(role))] = set()

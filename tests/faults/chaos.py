@@ -68,6 +68,7 @@ class FeedPos:
     seq: int
     count: int
     tasks: set[str]
+    postponed: int = 0  # the counts.postponed that came with ``seq``
 
 
 @dataclass
@@ -102,12 +103,14 @@ class FeedView:
         pos = self.feeds.get(self.own)
         return pos.tasks if pos is not None else set()
 
-    def _start(self, feed: str, seq: int, count: int, tasks: set[str], what: str) -> None:
+    def _start(
+        self, feed: str, seq: int, count: int, tasks: set[str], what: str, postponed: int
+    ) -> None:
         if seq < self.high.get(feed, 0):
             raise Violation(f"{what} of {feed} went back from {self.high[feed]} to {seq}")
         if len(tasks) != count:
             raise Violation(f"{what} of {feed}: count {count} with {len(tasks)} tasks")
-        self.feeds[feed] = FeedPos(seq, count, tasks)
+        self.feeds[feed] = FeedPos(seq, count, tasks, postponed)
         self.high[feed] = seq
         self.spans.setdefault(feed, []).append([seq, seq])
 
@@ -118,6 +121,7 @@ class FeedView:
         """Apply one server message; raises ``Violation`` when it breaks the contract,
         ``SeqGap`` when a feed skipped a seq (nothing is applied then)."""
         kind = msg["type"]
+        _check_counts(msg)
         if kind == "snapshot":
             positions = msg["feeds"]
             if next(iter(positions), None) != self.own:
@@ -137,7 +141,8 @@ class FeedView:
             for f in list(self.feeds):
                 self._stop(f)
             for f, pos in positions.items():
-                self._start(f, pos["seq"], pos["count"], grouped[f], "snapshot")
+                postponed = pos["counts"]["postponed"]
+                self._start(f, pos["seq"], pos["count"], grouped[f], "snapshot", postponed)
         elif kind == "synced":
             positions = msg["feeds"]
             if (msg["seq"], msg["count"]) != (
@@ -153,6 +158,8 @@ class FeedView:
                     raise Violation(
                         f"synced {f} {pos['seq']}/{pos['count']} at {mine.seq}/{mine.count}"
                     )
+                if pos["counts"]["postponed"] != mine.postponed:
+                    raise Violation(f"synced {f} postponed {pos['counts']} at {mine.postponed}")
             for f in [f for f in self.feeds if f not in positions]:
                 self._stop(f)  # no longer followed: left while away
                 self.left += 1
@@ -176,6 +183,7 @@ class FeedView:
                     raise Violation(f"{kind} in {feed} of a task of {feed_of_task(task)}")
                 pos.tasks.add(task["id"])
             pos.seq, pos.count = seq, msg["count"]
+            pos.postponed = msg["counts"]["postponed"]
             self.high[feed] = seq
             self.spans[feed][-1][1] = seq
             applied[seq] = (kind, task["id"], pos.count)
@@ -191,7 +199,8 @@ class FeedView:
                     raise Violation(f"feed.joined {feed} with a task of {feed_of_task(t)}")
                 tasks.add(t["id"])
             self.joined += 1
-            self._start(feed, msg["seq"], msg["count"], tasks, "feed.joined")
+            postponed = msg["counts"]["postponed"]
+            self._start(feed, msg["seq"], msg["count"], tasks, "feed.joined", postponed)
         elif kind == "feed.left":
             feed = msg["feed"]
             if feed not in self.feeds:
@@ -201,11 +210,31 @@ class FeedView:
             self.left += 1
             self._stop(feed)
         elif kind == "ping":
-            held = {f: {"seq": p.seq, "count": p.count} for f, p in self.feeds.items()}
+            held = {
+                f: {
+                    "seq": p.seq,
+                    "count": p.count,
+                    "counts": {"running": p.count, "postponed": p.postponed},
+                }
+                for f, p in self.feeds.items()
+            }
             if msg["feeds"] != held:
                 raise Violation(f"heartbeat {msg['feeds']} while holding {held}")
         elif kind != "pong":
             raise Violation(f"unknown message type {kind!r}")
+
+
+def _check_counts(msg: dict[str, Any]) -> None:
+    """Every message and feed position with a ``count`` carries ``counts`` whose
+    ``running`` is that count (docs/protocol.md, "Live counts")."""
+    feeds = msg.get("feeds")
+    for pos in [msg, *(feeds.values() if isinstance(feeds, dict) else ())]:
+        if "count" in pos:
+            counts = pos.get("counts")
+            if not isinstance(counts, dict) or counts.get("running") != pos["count"]:
+                raise Violation(f"{msg.get('type')}: counts {counts} with count {pos['count']}")
+            if not isinstance(counts.get("postponed"), int) or counts["postponed"] < 0:
+                raise Violation(f"{msg.get('type')}: counts {counts}")
 
 
 class ResumingClient:
@@ -1081,6 +1110,11 @@ def compare(clients: Sequence[ResumingClient], truth: Audit) -> tuple[list[str],
             if (pos.seq, pos.count) != (t.seq, t.count):
                 problems.append(
                     f"{c.name} {feed}: client at {pos.seq}/{pos.count}, database {t.seq}/{t.count}"
+                )
+            elif pos.postponed != t.postponed:
+                # (the audit checked t.postponed against the feed's postponed tasks)
+                problems.append(
+                    f"{c.name} {feed}: client postponed {pos.postponed}, database {t.postponed}"
                 )
             elif pos.tasks != t.running:
                 problems.append(f"{c.name} {feed}: client tasks differ from the running ones")

@@ -59,7 +59,10 @@ async def test_stalled_client_closed_4008_resumes_with_since_and_misses_nothing(
         "type": "synced",
         "seq": sent,
         "count": sent,
-        "feeds": {"user:alice": {"seq": sent, "count": sent}},
+        "counts": {"running": sent, "postponed": 0},
+        "feeds": {
+            "user:alice": {"seq": sent, "count": sent, "counts": {"running": sent, "postponed": 0}}
+        },
     }
     assert [e["seq"] for e in resumed.events] == list(range(1, sent + 1))
     assert resumed.count == fast.count == running == sent

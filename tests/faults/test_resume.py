@@ -124,7 +124,8 @@ async def test_the_timers_forget_feed_events_past_retention_at_start(backend: Se
         "type": "synced",
         "seq": 3,
         "count": 3,
-        "feeds": {"user:alice": {"seq": 3, "count": 3}},
+        "counts": {"running": 3, "postponed": 0},
+        "feeds": {"user:alice": {"seq": 3, "count": 3, "counts": {"running": 3, "postponed": 0}}},
     }
     assert [e["task"]["id"] for e in recent.events] == ["t2"]
     assert resynced["type"] == "snapshot" and (resynced["seq"], resynced["count"]) == (3, 3)

@@ -550,3 +550,59 @@ def test_the_bridge_is_a_client_that_does_not_import_the_server() -> None:
     )
     assert out.stdout.strip() == "[]"
     assert NOT_AUTHENTICATED == CloseCode.NOT_AUTHENTICATED, "its copy of the close code"
+
+
+def _counted(message: dict[str, Any], postponed: int) -> dict[str, Any]:
+    return {**message, "counts": {"running": message.get("count", 0), "postponed": postponed}}
+
+
+def test_a_postponed_only_change_moves_the_count_and_closes_nothing() -> None:
+    state = alice(user_alice=1)
+    created = _counted(_event("task.removed", 2, "p", 0), 1)
+    created["reason"], created["task"]["status"] = "created", "postponed"
+    assert state.apply(created) == ("applied", [])
+    assert (state.seq, state.known, state.postponed) == (2, set(), 1)
+
+
+def test_snapshots_joins_and_synced_set_each_feeds_postponed_count() -> None:
+    state = BridgeState(own="user:alice")
+    state.apply(
+        {
+            "type": "snapshot",
+            "seq": 3,
+            "count": 0,
+            "counts": {"running": 0, "postponed": 2},
+            "feeds": {
+                "user:alice": {"seq": 3, "count": 0, "counts": {"running": 0, "postponed": 2}}
+            },
+            "tasks": [],
+        }
+    )
+    state.apply(
+        {
+            "type": "feed.joined",
+            "feed": "role:a",
+            "seq": 5,
+            "count": 0,
+            "counts": {"running": 0, "postponed": 1},
+            "tasks": [],
+        }
+    )
+    assert (state.feeds["user:alice"].postponed, state.postponed) == (2, 3)
+
+
+def test_a_heartbeat_with_another_postponed_count_asks_for_a_snapshot() -> None:
+    state = alice(user_alice=4)
+    state.feeds["user:alice"].postponed = 1
+    agrees = {"seq": 4, "count": 0, "counts": {"running": 0, "postponed": 1}}
+    assert state.apply({"type": "ping", "feeds": {"user:alice": agrees}})[0] == "ignored"
+    differs = {**agrees, "counts": {"running": 0, "postponed": 2}}
+    assert state.apply({"type": "ping", "feeds": {"user:alice": differs}})[0] == "resync"
+
+
+def test_the_postponed_count_survives_the_state_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    state = alice(user_alice=4)
+    state.feeds["user:alice"].postponed = 3
+    state.save(path)
+    assert BridgeState.load(path).feeds["user:alice"].postponed == 3

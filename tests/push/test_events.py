@@ -58,7 +58,10 @@ async def test_last_event_id_resumes_after_a_gap_exactly_like_the_websocket(live
             "type": "synced",
             "seq": 4,
             "count": 2,
-            "feeds": {"user:alice": {"seq": 4, "count": 2}},
+            "counts": {"running": 2, "postponed": 0},
+            "feeds": {
+                "user:alice": {"seq": 4, "count": 2, "counts": {"running": 2, "postponed": 0}}
+            },
         }
     )
     assert [e.id for e in replay] == ["2", "3", "4", "4"]
@@ -138,7 +141,9 @@ async def test_last_event_id_naming_several_feeds_resumes_each(embedded: Live) -
     ) as sse:
         synced = await sse.next()
     assert (synced.event, synced.id) == ("synced", "1")
-    assert synced.data["feeds"] == {"user:alice": {"seq": 1, "count": 1}}
+    assert synced.data["feeds"] == {
+        "user:alice": {"seq": 1, "count": 1, "counts": {"running": 1, "postponed": 0}}
+    }
 
 
 def test_stream_ids_say_where_every_followed_feed_stands() -> None:

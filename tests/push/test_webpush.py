@@ -150,6 +150,22 @@ async def test_completing_a_task_pushes_its_retraction(
     assert second.headers["urgency"] == "normal"
 
 
+async def test_a_change_of_the_postponed_count_alone_is_not_pushed(
+    pushing: Live, push_service: Receiver
+) -> None:
+    browser = Browser.new(push_service.base() + "/push/alice-1")
+    await subscribe(pushing, "alice", browser)
+    later = {"postponed_until": "2099-01-01T00:00:00Z"}
+    async with pushing.producer() as c:
+        await c.post("/api/v1/tasks", json={**task_body("p-1", "alice"), **later})
+        await c.post("/api/v1/tasks/p-1/cancel")
+        await c.post("/api/v1/tasks", json=task_body("t-1", "alice"))
+    await push_service.wait(lambda: len(push_service.requests) >= 1)
+    pushes = [browser.decrypt(r) for r in push_service.requests]
+    # seqs 1 and 2 moved only the postponed count: the first push is the running task
+    assert [(p["type"], p["seq"], p["task"]["id"]) for p in pushes] == [("task.added", 3, "t-1")]
+
+
 @pytest.mark.parametrize("status", [404, 410])
 async def test_a_subscription_the_push_service_calls_gone_is_deleted(
     sqlite_url: str, status: int

@@ -23,6 +23,7 @@ class FeedClient:
         self.ws: ClientConnection | None = None
         self.seq = 0
         self.count = 0
+        self.postponed = 0  # the own feed's counts.postponed, as last given
         self.tasks: dict[str, dict[str, Any]] = {}
         self.events: list[dict[str, Any]] = []
         self.counts_by_seq: dict[int, int] = {}
@@ -69,6 +70,7 @@ class FeedClient:
             assert (feeds[self.own]["seq"], feeds[self.own]["count"]) == (msg["seq"], msg["count"])
 
     def apply(self, msg: dict[str, Any]) -> None:
+        _check_counts(msg)
         kind = msg["type"]
         feed = msg.get("feed")
         if kind.startswith("feed.") or (feed not in (None, self.own) and self.own is not None):
@@ -80,9 +82,11 @@ class FeedClient:
             mine = [t for t in msg["tasks"] if own is None or _feed_of(t) in (own, None)]
             self.tasks = {t["id"]: t for t in mine}
             self.seq, self.count = msg["seq"], msg["count"]
+            self.postponed = msg["counts"]["postponed"]
             assert len(self.tasks) == self.count, msg
             self.others = {
-                f: OtherFeed(p["seq"], p["count"]) for f, p in msg.get("feeds", {}).items()
+                f: OtherFeed(p["seq"], p["count"], p["counts"]["postponed"])
+                for f, p in msg.get("feeds", {}).items()
             }
             self.others.pop(own or "", None)
             for t in msg["tasks"]:
@@ -92,6 +96,7 @@ class FeedClient:
             self._learn_feeds(msg)
             assert msg["seq"] == self.seq, (msg, self.seq)
             assert msg["count"] == self.count
+            assert msg["counts"]["postponed"] == self.postponed, (msg, self.postponed)
             for f, p in msg.get("feeds", {}).items():
                 if f != self.own:
                     other = self.others.setdefault(f, OtherFeed(p["seq"], p["count"]))
@@ -100,6 +105,7 @@ class FeedClient:
             assert msg["seq"] == self.seq + 1, f"gap or repeat: {self.seq} -> {msg['seq']}"
             self.seq = msg["seq"]
             self.count = msg["count"]
+            self.postponed = msg["counts"]["postponed"]
             self.counts_by_seq[self.seq] = self.count
             task = msg["task"]
             if kind == "task.removed":
@@ -113,15 +119,19 @@ class FeedClient:
             for f, pos in msg["feeds"].items():
                 if f == self.own or self.own is None:
                     assert (pos["seq"], pos["count"]) == (self.seq, self.count), (msg, self.seq)
+                    assert pos["counts"]["postponed"] == self.postponed, (msg, self.postponed)
                 else:
                     other = self.others[f]
                     assert (pos["seq"], pos["count"]) == (other.seq, other.count), (msg, f)
+                    assert pos["counts"]["postponed"] == other.postponed, (msg, f)
 
     def _apply_other(self, msg: dict[str, Any]) -> None:
         kind, feed = msg["type"], msg["feed"]
         if kind == "feed.joined":
             assert feed not in self.others, f"joined {feed} twice"
-            other = self.others[feed] = OtherFeed(msg["seq"], msg["count"])
+            other = self.others[feed] = OtherFeed(
+                msg["seq"], msg["count"], msg["counts"]["postponed"]
+            )
             other.tasks = {t["id"]: t for t in msg["tasks"]}
             return
         if kind == "feed.left":
@@ -130,6 +140,7 @@ class FeedClient:
         other = self.others[feed]
         assert msg["seq"] == other.seq + 1, f"{feed}: gap or repeat {other.seq} -> {msg['seq']}"
         other.seq, other.count = msg["seq"], msg["count"]
+        other.postponed = msg["counts"]["postponed"]
         if kind == "task.removed":
             other.tasks.pop(msg["task"]["id"], None)
         else:
@@ -182,10 +193,25 @@ class FeedClient:
 class OtherFeed:
     """A followed feed other than the own one, as a client sees it."""
 
-    def __init__(self, seq: int, count: int) -> None:
+    def __init__(self, seq: int, count: int, postponed: int = 0) -> None:
         self.seq = seq
         self.count = count
+        self.postponed = postponed
         self.tasks: dict[str, dict[str, Any]] = {}
+
+
+def _check_counts(msg: dict[str, Any]) -> None:
+    """Every message (and feed position) carrying a ``count`` carries ``counts`` beside
+    it, whose ``running`` is that count (docs/protocol.md, "Live counts")."""
+    positions = (
+        [msg, *msg.get("feeds", {}).values()] if isinstance(msg.get("feeds"), dict) else [msg]
+    )
+    for pos in positions:
+        if "count" in pos:
+            counts = pos.get("counts")
+            assert isinstance(counts, dict) and set(counts) == {"running", "postponed"}, msg
+            assert counts["running"] == pos["count"], msg
+            assert isinstance(counts["postponed"], int) and counts["postponed"] >= 0, msg
 
 
 def _feed_of(task: dict[str, Any]) -> str | None:

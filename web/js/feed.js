@@ -5,7 +5,11 @@
  * server's count for that seq (docs/protocol.md, "Several feeds").
  *
  * Counts are never computed here: a feed's count is always the `count` that travelled with
- * its last applied seq, and the badge is their sum. Events are applied per feed strictly
+ * its last applied seq, and the badge is their sum; likewise its `postponed` is the
+ * `counts.postponed` that travelled with it (null until a message carried one). An event
+ * that removes a task the feed does not hold moves only the counts (a task created
+ * already postponed, a postponed one ended or moved: docs/protocol.md, "Live counts"): it
+ * is applied (seq and counts) and reported with no changes. Events are applied per feed strictly
  * in seq order; an older or repeated seq is ignored, a seq that skips ahead (or an event
  * of a feed not followed) is reported as a gap, and the connection then resumes with
  * `since` / `since_feeds`. A message without `feed` (a server that predates several
@@ -43,14 +47,14 @@ function compareNames(own) {
 }
 
 export class Feed {
-  /** name → {seq: number|null, count, tasks: Map<id, task>} */
+  /** name → {seq: number|null, count, postponed: number|null, tasks: Map<id, task>} */
   #feeds = new Map();
   #listeners = new Set();
 
   /** `own`: the person's own feed, `user:<id>`. */
   constructor(own) {
     this.own = own;
-    this.#feeds.set(own, { seq: null, count: 0, tasks: new Map() });
+    this.#feeds.set(own, { seq: null, count: 0, postponed: null, tasks: new Map() });
   }
 
   /** The own feed's seq (null until the first snapshot). */
@@ -76,6 +80,11 @@ export class Feed {
 
   countOf(name) {
     return this.#feeds.get(name)?.count ?? 0;
+  }
+
+  /** The server's postponed count of one feed (default: the own one); null when unknown. */
+  postponedOf(name = this.own) {
+    return this.#feeds.get(name)?.postponed ?? null;
   }
 
   /** A running task by id (the own feed's copy first). */
@@ -115,13 +124,13 @@ export class Feed {
   }
 
   /** Replace everything with a snapshot; reports the difference to what was shown. */
-  reset({ seq, count, feeds, tasks }) {
-    const positions = feeds ?? { [this.own]: { seq, count } };
+  reset({ seq, count, postponed = null, feeds, tasks }) {
+    const positions = feeds ?? { [this.own]: { seq, count, postponed } };
     const next = new Map();
     for (const [name, pos] of Object.entries(positions)) {
-      next.set(name, { seq: pos.seq, count: pos.count, tasks: new Map() });
+      next.set(name, { seq: pos.seq, count: pos.count, postponed: pos.postponed ?? null, tasks: new Map() });
     }
-    if (!next.has(this.own)) next.set(this.own, { seq, count, tasks: new Map() });
+    if (!next.has(this.own)) next.set(this.own, { seq, count, postponed, tasks: new Map() });
     for (const task of tasks) {
       const name = feeds ? feedOfTask(task) : this.own;
       (next.get(name) ?? next.get(this.own)).tasks.set(task.id, task);
@@ -151,18 +160,21 @@ export class Feed {
     if (!f || f.seq === null || event.seq > f.seq + 1) return Applied.GAP;
     if (event.seq <= f.seq) return Applied.STALE;
     const { task } = event;
+    const held = f.tasks.has(task.id);
     if (event.change === "removed") f.tasks.delete(task.id);
     else f.tasks.set(task.id, task);
     f.seq = event.seq;
     f.count = event.count;
-    this.#emit(source, [{ change: event.change, task, reason: event.reason, feed: name }]);
+    if (event.postponed !== null && event.postponed !== undefined) f.postponed = event.postponed;
+    const countsOnly = event.change === "removed" && !held;
+    this.#emit(source, countsOnly ? [] : [{ change: event.change, task, reason: event.reason, feed: name }]);
     return Applied.APPLIED;
   }
 
   /** The end of a replay. Any feed not at the seq it names means the replay missed
    * something; a feed it no longer names was left while away. */
-  synced({ seq, count, feeds }) {
-    const positions = feeds ?? { [this.own]: { seq, count } };
+  synced({ seq, count, postponed = null, feeds }) {
+    const positions = feeds ?? { [this.own]: { seq, count, postponed } };
     for (const [name, pos] of Object.entries(positions)) {
       if (this.#feeds.get(name)?.seq !== pos.seq) return Applied.GAP;
     }
@@ -171,6 +183,7 @@ export class Feed {
       const pos = positions[name];
       if (pos) {
         f.count = pos.count;
+        if (pos.postponed !== null && pos.postponed !== undefined) f.postponed = pos.postponed;
       } else if (feeds && name !== this.own) {
         this.#feeds.delete(name);
         for (const task of f.tasks.values()) changes.push({ change: "removed", task, reason: "left", feed: name });
@@ -181,10 +194,10 @@ export class Feed {
   }
 
   /** `feed.joined`: the person now follows `feed` (joined a role, a substitution began). */
-  joined({ feed, seq, count, tasks }) {
+  joined({ feed, seq, count, postponed = null, tasks }) {
     const before = this.#feeds.get(feed)?.tasks ?? new Map();
     const now = new Map(tasks.map((t) => [t.id, t]));
-    this.#feeds.set(feed, { seq, count, tasks: now });
+    this.#feeds.set(feed, { seq, count, postponed, tasks: now });
     const changes = [];
     for (const [id, task] of before) {
       if (!now.has(id)) changes.push({ change: "removed", task, reason: null, feed });
@@ -207,14 +220,18 @@ export class Feed {
   }
 
   /** Whether every feed agrees with where the server's heartbeat says it stands: the same
-   * feeds, and for each the same seq, the same count, and as many tasks as the count. */
+   * feeds, and for each the same seq, the same count, as many tasks as the count, and the
+   * same postponed count (where both know one). */
   agrees(positions) {
     const names = Object.keys(positions);
     if (names.length !== this.#feeds.size) return false;
     return names.every((name) => {
       const f = this.#feeds.get(name);
       const pos = positions[name];
-      return f !== undefined && f.seq === pos.seq && f.count === pos.count && f.tasks.size === pos.count;
+      const postponedAgrees = pos.postponed == null || f?.postponed == null || f.postponed === pos.postponed;
+      return (
+        f !== undefined && f.seq === pos.seq && f.count === pos.count && f.tasks.size === pos.count && postponedAgrees
+      );
     });
   }
 

@@ -183,7 +183,17 @@ function feedName(value, what) {
   return name;
 }
 
-/** `{"<feed>": {seq, count}}` (snapshot, synced, heartbeat): where each followed feed stands. */
+/** `counts.postponed` of a message or feed position (docs/protocol.md, "Live counts"), or
+ * null when it carries no `counts` (a server, or an event kept from before, without them). */
+function postponedOf(msg, what) {
+  if (msg.counts === undefined || msg.counts === null) return null;
+  const counts = object(msg.counts, `${what}.counts`);
+  seqNumber(counts.running, `${what}.counts.running`);
+  return seqNumber(counts.postponed, `${what}.counts.postponed`);
+}
+
+/** `{"<feed>": {seq, count, counts}}` (snapshot, synced, heartbeat): where each followed
+ * feed stands; `postponed` is its `counts.postponed` (null when absent). */
 function feedPositions(value, what) {
   const feeds = object(value, what);
   const out = {};
@@ -192,6 +202,7 @@ function feedPositions(value, what) {
     out[feedName(name, `${what} key`)] = Object.freeze({
       seq: seqNumber(p.seq, `${what}.seq`),
       count: seqNumber(p.count, `${what}.count`),
+      postponed: postponedOf(p, what),
     });
   }
   return Object.freeze(out);
@@ -217,10 +228,11 @@ export function feedOfTask(task) {
 
 /**
  * One frame from `/ws` → one of
- *   {type: "snapshot", seq, count, feeds: {"<feed>": {seq, count}} | null, tasks}
- *   {type: "synced", seq, count, feeds | null}
- *   {type: "event", feed: "<feed>" | null, change: "added"|"updated"|"removed", seq, count, task, reason}
- *   {type: "feed.joined", feed, seq, count, tasks} | {type: "feed.left", feed}
+ *   {type: "snapshot", seq, count, postponed, feeds: {"<feed>": {seq, count, postponed}} | null, tasks}
+ *   {type: "synced", seq, count, postponed, feeds | null}
+ *   {type: "event", feed: "<feed>" | null, change: "added"|"updated"|"removed", seq, count, postponed, task, reason}
+ *   {type: "feed.joined", feed, seq, count, postponed, tasks} | {type: "feed.left", feed}
+ * (`postponed`: the message's `counts.postponed`, null from a server without `counts`.)
  *   {type: "ping", feeds | null} | {type: "pong"}
  *   {type: "seen", feeds: {"<feed>": seq}} (the person marked feeds seen, on any tab)
  * (`feeds` and an event's `feed` are null from a server that predates several feeds: then
@@ -244,6 +256,7 @@ export function parseServerMessage(text) {
         type,
         seq: seqNumber(msg.seq, "snapshot.seq"),
         count: seqNumber(msg.count, "snapshot.count"),
+        postponed: postponedOf(msg, "snapshot"),
         feeds: optionalFeeds(msg.feeds, "snapshot.feeds"),
         tasks: taskArray(msg.tasks, "snapshot.tasks"),
       });
@@ -252,6 +265,7 @@ export function parseServerMessage(text) {
         type,
         seq: seqNumber(msg.seq, "synced.seq"),
         count: seqNumber(msg.count, "synced.count"),
+        postponed: postponedOf(msg, "synced"),
         feeds: optionalFeeds(msg.feeds, "synced.feeds"),
       });
     case "task.added":
@@ -263,6 +277,7 @@ export function parseServerMessage(text) {
         change: EVENT_CHANGES[type],
         seq: seqNumber(msg.seq, `${type}.seq`),
         count: seqNumber(msg.count, `${type}.count`),
+        postponed: postponedOf(msg, type),
         task: parseTask(msg.task),
         reason: optionalString(msg.reason, `${type}.reason`),
       });
@@ -272,6 +287,7 @@ export function parseServerMessage(text) {
         feed: feedName(msg.feed, "feed.joined.feed"),
         seq: seqNumber(msg.seq, "feed.joined.seq"),
         count: seqNumber(msg.count, "feed.joined.count"),
+        postponed: postponedOf(msg, "feed.joined"),
         tasks: taskArray(msg.tasks, "feed.joined.tasks"),
       });
     case "feed.left":

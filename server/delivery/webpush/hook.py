@@ -21,6 +21,10 @@ only retracts a notification shown before and keeps the device's badge right.
 Each push carries its notification's words in the language of its subscription (the
 ``locale`` claim of the token that registered it; ``notification``), so one event
 becomes one payload per language among the person's browsers.
+
+An event that moves only a feed's postponed count (a ``task.removed`` of a task that was
+not running there, e.g. created already postponed) is not pushed: there is no
+notification it could close.
 """
 
 from __future__ import annotations
@@ -46,8 +50,8 @@ from server.ops import TaskOp
 from server.preference_store import PreferenceStore
 from server.preferences import DEFAULT, silence
 from server.preferences import Channel as PrefChannel
-from server.transitions import Outcome
-from server.wire import EventMessage, dumps
+from server.transitions import Effect, Outcome
+from server.wire import EventMessage, EventType, dumps
 
 URL_MAX = 1000
 
@@ -91,6 +95,11 @@ _SUPERSEDE = (
 )
 
 
+def counts_only(effect: Effect) -> bool:
+    """Whether ``effect`` moves only the postponed count (no running task came or went)."""
+    return effect.type is EventType.REMOVED and effect.delta == 0
+
+
 def person_of(key: str) -> tuple[str, str] | None:
     """``(tenant, user id)`` of a person's own feed key; None for a role feed."""
     tenant, feed = split_key(key)
@@ -118,7 +127,12 @@ class PushHook:
         envelopes: Sequence[Envelope],
         now: datetime,
     ) -> bool:
-        people = [(env, who) for env in envelopes if (who := person_of(env.key)) is not None]
+        effects = [e for _, outcome in changes for e in outcome.effects]
+        people = [
+            (env, who)
+            for env, effect in zip(envelopes, effects, strict=True)
+            if (who := person_of(env.key)) is not None and not counts_only(effect)
+        ]
         if not people:
             return False
         subs = await self.subscriptions.of_people(conn, {who for _, who in people})

@@ -158,6 +158,8 @@ export class HomeView {
       setText(this.runningValue, String(count));
       setText(this.lede, t("home.waiting", { n: count }));
     }
+    const postponed = this.feed.postponedOf();
+    if (postponed !== null) setText(this.postponedValue, String(postponed)); // live, from `counts`
     const byRecord = new Map();
     for (const task of this.feed.all()) {
       if (!task.record) continue;
@@ -199,7 +201,10 @@ export class HomeView {
         this.api.myTasks({ statuses: [Status.POSTPONED], limit: 200 }),
         this.api.myTasks({ statuses: [Status.POSTPONED, Status.COMPLETED, Status.CANCELED], limit: 6 }),
       ]);
-      setText(this.postponedValue, postponed.nextCursor ? "200+" : String(postponed.tasks.length));
+      if (this.feed.postponedOf() === null) {
+        // A server without `counts`: count what the list holds.
+        setText(this.postponedValue, postponed.nextCursor ? "200+" : String(postponed.tasks.length));
+      }
       this.#renderRecent(recent.tasks);
     } catch {
       /* keep the last values */

@@ -2,8 +2,9 @@
  * The communication panel: the "Process tasks" tab (live from the feeds: the person's own
  * running tasks, then one section per role queue they are in, with a Claim button on
  * each card, then one per person they stand in for, each section with its live count)
- * and the "Postponed" tab (fetched, refreshed when the feed says a task was postponed or
- * came back), plus the footer with desktop-notification settings.
+ * and the "Postponed" tab (its count is the own feed's live `counts.postponed`; the list is
+ * fetched, and fetched again whenever that count moves or a task was postponed or came
+ * back), plus the footer with desktop-notification settings.
  */
 
 import { h, renderSoon, setText } from "../dom.js";
@@ -34,6 +35,7 @@ function emptyState(iconName, title, text) {
 export class PanelView {
   #tab = "running";
   #postponedLoaded = false;
+  #postponedSeen = null; // the own feed's postponed count the list was last fetched for
   #refreshTimer = 0;
   /** feed name → {section, count, list, empty} for every feed besides the own one. */
   #sections = new Map();
@@ -87,10 +89,21 @@ export class PanelView {
     }
     this.#renderSections(source);
     renderSoon(this, () => this.#renderRunningMeta());
+    const postponed = this.feed.postponedOf();
+    const moved = postponed !== null && postponed !== this.#postponedSeen;
+    this.#postponedSeen = postponed;
+    this.#renderPostponedCount(this.postponed.size);
     const touchesPostponed = changes.some(
       (c) => c.reason === "postponed" || c.reason === "resumed" || source === "snapshot",
     );
-    if (touchesPostponed) this.refreshPostponed();
+    if (touchesPostponed || moved) this.refreshPostponed();
+  }
+
+  /** The Postponed tab's count: the server's live count; the list's length only from a
+   * server without `counts`. */
+  #renderPostponedCount(listed) {
+    const n = this.feed.postponedOf() ?? listed;
+    this.postponedCount.textContent = n ? String(n) : "";
   }
 
   /** One section per followed feed besides the own one, in the feed's order; a feed left
@@ -205,7 +218,7 @@ export class PanelView {
         const tasks = [...page.tasks].sort((a, b) => (a.postponedUntil ?? 0) - (b.postponedUntil ?? 0));
         this.postponed.set(tasks, { animate: this.#postponedLoaded });
         this.#postponedLoaded = true;
-        this.postponedCount.textContent = tasks.length ? String(tasks.length) : "";
+        this.#renderPostponedCount(tasks.length);
         this.postponedEmpty.hidden = tasks.length > 0;
       } catch {
         /* the next feed change or tab switch tries again */
