@@ -220,7 +220,7 @@ def create_app(settings: Settings) -> Starlette:
             )
         )
         audience_poller = Audiences(engines, hub.refollow)
-        p = Parts(settings, Reads(engines), broker, hub, service, revocations)
+        p = Parts(settings, Reads(engines), broker, hub, service, revocations, tokens=edge.subjects)
         app.state.parts = p
         app.state.background = set()
         await broker.start(hub.on_envelope, hub.resync)

@@ -18,6 +18,7 @@ Token rules (settings in ``server/settings.py``):
 from __future__ import annotations
 
 import functools
+import hashlib
 import hmac
 import time
 from collections.abc import Sequence
@@ -189,6 +190,39 @@ def verify_token(settings: Settings, token: str) -> User:
         locale = None
     issued = float(iat) if isinstance(iat, int | float) else 0.0
     return User(sub, float(exp), issued, tid, locale, _roles(claims))
+
+
+class VerifiedTokens:
+    """Whose user token is this? A full verification (signature and claims, PyJWT) the
+    first time, then a lookup until the token expires: a token that passed once passes
+    until then (its signature and claims do not change), and a person's tabs, reconnects
+    and requests present the same token again and again, so verifying is otherwise a
+    large part of every connect. Revocation is not remembered here: callers check it on
+    every use. Holds at most ``size`` tokens, by a digest (never the token itself)."""
+
+    def __init__(self, settings: Settings, *, size: int = 10_000) -> None:
+        self.settings = settings
+        self.size = size
+        self._known: dict[bytes, User] = {}
+
+    def verify(self, token: str) -> User:
+        """The person a valid token names; raises ``Unauthorized`` as ``verify_token``."""
+        digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
+        known = self._known.get(digest)
+        if known is not None and known.expires_at > time.time():
+            return known
+        who = verify_token(self.settings, token)
+        if len(self._known) >= self.size:
+            del self._known[next(iter(self._known))]  # the oldest
+        self._known[digest] = who
+        return who
+
+    def who(self, token: str) -> User | None:
+        """The person a valid token names, else None."""
+        try:
+            return self.verify(token)
+        except Unauthorized:
+            return None
 
 
 def bearer(header: str | None) -> str:

@@ -35,8 +35,8 @@ from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from server.api.common import Checked, Parts
-from server.auth import User, is_producer_key, verify_token
-from server.errors import ApiError, CloseCode, TooManyRequests
+from server.auth import User, VerifiedTokens, is_producer_key
+from server.errors import CloseCode, TooManyRequests
 from server.settings import Settings
 from server.wire import ProtocolViolation
 
@@ -162,38 +162,6 @@ def key_id(key: str) -> str:
     return "p:" + hashlib.sha256(key.encode()).hexdigest()[:24]
 
 
-class Subjects:
-    """Whose user token is this? A full verification (signature and claims) the first
-    time, then a lookup until the token expires (a token that passed once passes until
-    then: its signature and claims do not change; revocation is checked apart, on every
-    call). Remembers at most ``size`` tokens, by a digest (never the token itself)."""
-
-    def __init__(self, settings: Settings, *, size: int = 10_000) -> None:
-        self.settings = settings
-        self.size = size
-        self._known: dict[bytes, User] = {}
-
-    def who(self, token: str) -> User | None:
-        """The person a valid token names, else None."""
-        digest = hashlib.blake2b(token.encode(), digest_size=16).digest()
-        known = self._known.get(digest)
-        if known is not None and known.expires_at > time.time():
-            return known
-        try:
-            who = verify_token(self.settings, token)
-        except ApiError:
-            return None
-        if len(self._known) >= self.size:
-            del self._known[next(iter(self._known))]  # the oldest
-        self._known[digest] = who
-        return who
-
-    def user(self, token: str) -> str | None:
-        """The user id of a valid token, else None."""
-        who = self.who(token)
-        return None if who is None else who.id
-
-
 class Edge:
     """One app's counts: request buckets and not-yet-authenticated sockets."""
 
@@ -203,7 +171,7 @@ class Edge:
             Buckets(settings.rate_producer, clock=clock) if settings.rate_producer > 0 else None
         )
         self.users = Buckets(settings.rate_user, clock=clock) if settings.rate_user > 0 else None
-        self.subjects = Subjects(settings)
+        self.subjects = VerifiedTokens(settings)  # shared with Parts.authenticate
         self.pending: Counter[str] = Counter()
         self._key_ids: dict[str, str] = {}  # producer key -> its bucket id (few keys)
 

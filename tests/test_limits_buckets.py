@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
-from server.auth import mint_token
-from server.errors import CloseCode, ConfigError
+from server.auth import VerifiedTokens, mint_token
+from server.errors import CloseCode, ConfigError, Unauthorized
 from server.limits import (
     Buckets,
     MessageMeter,
-    Subjects,
     TokenBucket,
     burst_for,
     credential,
@@ -195,17 +194,24 @@ def test_settings_refuse_negative_or_malformed_limits(name: str, value: str) -> 
         Settings.from_env({**BASE_ENV, name: value})
 
 
-def test_subjects_know_a_valid_token_and_refuse_others() -> None:
+def test_verified_tokens_know_a_valid_token_and_refuse_others() -> None:
     secret = "s" * 40
-    subjects = Subjects(Settings(secret=secret), size=2)
+    subjects = VerifiedTokens(Settings(secret=secret), size=2)
+
+    def user(token: str) -> str | None:
+        who = subjects.who(token)
+        return None if who is None else who.id
+
     alice = mint_token(secret, "alice", 3600)
-    assert subjects.user(alice) == "alice"
-    assert subjects.user(alice) == "alice"  # remembered
-    assert subjects.user(mint_token("other-secret-" + "x" * 30, "alice", 3600)) is None
-    assert subjects.user("not-a-token") is None
+    assert user(alice) == "alice"
+    assert user(alice) == "alice"  # remembered
+    assert user(mint_token("other-secret-" + "x" * 30, "alice", 3600)) is None
+    assert user("not-a-token") is None
     expired = mint_token(secret, "bob", 10, now=time.time() - 60)
-    assert subjects.user(expired) is None
-    for user in ("carol", "dave", "erin"):
-        assert subjects.user(mint_token(secret, user, 3600)) == user
+    assert user(expired) is None
+    for name in ("carol", "dave", "erin"):
+        assert user(mint_token(secret, name, 3600)) == name
     assert len(subjects._known) <= 2
     assert all(alice.encode() not in key for key in subjects._known)
+    with pytest.raises(Unauthorized):
+        subjects.verify(expired)  # the same refusal as verify_token, never a remembered pass
