@@ -20,7 +20,7 @@ from server.audiences import substitutions as read_substitutions
 from server.changes import FeedPos
 from server.clock import as_utc
 from server.db import Engines, unavailable
-from server.feedlog import Snapshot, read_pos, read_snapshot
+from server.feedlog import Snapshot, read_pos, read_positions, read_snapshot
 from server.feeds import ROLE, USER
 from server.instances import InstanceDetailJSON, InstancePageJSON
 from server.models import change_t, definition_t, instance_t, task_t
@@ -89,6 +89,11 @@ class Reads:
         """Where a feed stands (by key); ``FeedPos(0, 0)`` for a feed never seen."""
         async with self._conn() as conn:
             return await read_pos(conn, key)
+
+    async def counters(self, tenant: str, feeds: Sequence[str]) -> dict[str, FeedPos]:
+        """Where each of ``feeds`` stands (``counter`` for several, in one statement)."""
+        async with self._conn() as conn:
+            return await read_positions(conn, tenant, feeds)
 
     async def snapshot(self, key: str) -> Snapshot:
         """A feed's running tasks and the seq/count they correspond to."""

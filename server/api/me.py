@@ -15,7 +15,6 @@ from server.audiences import feeds_of
 from server.auth import User
 from server.counts import counts_json
 from server.errors import BadRequest
-from server.feeds import key_of
 from server.fields import whole_number
 from server.ops import MarkSeen
 from server.paging import encode_cursor
@@ -94,7 +93,7 @@ async def my_counter(request: Request) -> Response:
     me = user(request)
     reads = parts(request).reads
     feeds = await reads.audience(me.tenant, me.id)
-    positions = {f: await reads.counter(key_of(me.tenant, f)) for f in feeds}
+    positions = await reads.counters(me.tenant, feeds)
     own = positions[me.feed]
     return JSON(
         {
