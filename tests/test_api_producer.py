@@ -101,7 +101,7 @@ async def test_postpone_stores_time_and_leaves_the_panel(live: Live) -> None:
     assert resp.status_code == 200
     assert resp.json()["status"] == "postponed"
     assert resp.json()["postponed_until"].startswith("2099-01-01T10:00:00")
-    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=2, count=0, postponed=1)
 
 
 async def test_postpone_into_the_past_is_422(live: Live) -> None:
@@ -143,7 +143,7 @@ async def test_batch_applies_ops_in_order_with_per_op_results(live: Live) -> Non
     statuses = [r["status"] for r in resp.json()["results"]]
     assert statuses == [201, 201, 200, 200, 409, 200, 404]
     # b1 added, b2 added, b1 updated, b2 removed, b1 removed: five seqs, count back to 0
-    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=5, count=0)
+    assert await live.parts.reads.counter(key("alice")) == FeedPos(seq=5, count=0, postponed=1)
 
 
 # ---------------------------------------------------------------- bad input

@@ -69,7 +69,15 @@ async def test_a_task_postponed_with_an_offset_comes_back_on_time(live: Live) ->
         async with live.producer() as c:
             resp = await c.post("/api/v1/tasks", json=task_body(postponed_until=due.isoformat()))
         assert resp.json()["status"] == "postponed", resp.text
+        # First the counts-only event of a task created postponed (docs/protocol.md,
+        # "Live counts"), then its return.
+        counted = await feed.recv(timeout=8)
         back = await feed.recv(timeout=8)
+    assert (counted["type"], counted["reason"], counted["counts"]["postponed"]) == (
+        "task.removed",
+        "created",
+        1,
+    )
     assert (back["type"], back["reason"]) == ("task.added", "resumed")
     late = datetime.now(UTC) - due
     assert timedelta(0) <= late < timedelta(seconds=4), late

@@ -207,7 +207,8 @@ def _check_counts(msg: dict[str, Any]) -> None:
         [msg, *msg.get("feeds", {}).values()] if isinstance(msg.get("feeds"), dict) else [msg]
     )
     for pos in positions:
-        if "count" in pos:
+        # (``seen``'s feeds are marks, plain seqs: no positions.)
+        if isinstance(pos, dict) and "count" in pos:
             counts = pos.get("counts")
             assert isinstance(counts, dict) and set(counts) == {"running", "postponed"}, msg
             assert counts["running"] == pos["count"], msg
