@@ -106,17 +106,22 @@ def producer(request: Request) -> str:
     return tenant
 
 
-def user(request: Request) -> User:
-    """Raises ``Unauthorized`` unless the caller holds a valid user token (not revoked)."""
-    p = parts(request)
-    token = bearer(request.headers.get("authorization"))
+def _person(request: Request, token: str) -> User:
+    """The person a user token names (checked once per request: the gate's ``Checked``
+    when it verified it already), not revoked; their tenant goes into the log lines."""
     known = checked(request, token)
+    p = parts(request)
     if known is not None and known.user is not None:
         who = p.revocations.check(known.user)
     else:
         who = p.authenticate(token)
     logs.tenant.set(who.tenant)
     return who
+
+
+def user(request: Request) -> User:
+    """Raises ``Unauthorized`` unless the caller holds a valid user token (not revoked)."""
+    return _person(request, bearer(request.headers.get("authorization")))
 
 
 def actor(request: Request) -> Caller:
@@ -127,12 +132,7 @@ def actor(request: Request) -> Caller:
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)
-    known = checked(request, token)
-    if known is not None and known.user is not None:
-        who = p.revocations.check(known.user)
-    else:
-        who = p.authenticate(token)
-    logs.tenant.set(who.tenant)
+    who = _person(request, token)
     return Caller(who.tenant, who.id)
 
 
@@ -148,12 +148,7 @@ def process_admin(request: Request) -> Caller:
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)
-    known = checked(request, token)
-    if known is not None and known.user is not None:
-        who = p.revocations.check(known.user)
-    else:
-        who = p.authenticate(token)
-    logs.tenant.set(who.tenant)
+    who = _person(request, token)
     if not who.is_process_admin:
         raise Forbidden(
             "this needs the process-admin role in the user token", code="process_admin_required"
