@@ -124,6 +124,71 @@ class Guard:
 
 NO_GUARD = Guard(frozenset(), {})
 
+# The statements of the write path are built once (with bound parameters; ``expanding``
+# lists): building and cache-keying them afresh in every transaction cost more than
+# running them (the profiles of a lone change, bench/RESULTS.md, session 4).
+
+# One round trip for both questions of a create: which names are disabled, and which of
+# the named instances exist (running ones may add steps to a disabled process).
+_GUARD = union_all(
+    select(
+        literal("disabled").label("what"),
+        definition_t.c.name.label("key"),
+        literal("").label("status"),
+    ).where(
+        and_(
+            definition_t.c.tenant == bindparam("tenant"),
+            definition_t.c.name.in_(bindparam("names", expanding=True)),
+            definition_t.c.disabled.is_(True),
+        )
+    ),
+    select(literal("instance"), instance_t.c.id, instance_t.c.status).where(
+        and_(
+            instance_t.c.tenant == bindparam("tenant"),
+            instance_t.c.id.in_(bindparam("ids", expanding=True)),
+        )
+    ),
+)
+_NEW_INSTANCES = {
+    "postgresql": postgresql.insert(instance_t).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(instance_t).on_conflict_do_nothing(),
+}
+_CANDIDATES = (
+    select(instance_t)
+    .where(
+        and_(
+            instance_t.c.tenant == bindparam("tenant"),
+            instance_t.c.id.in_(bindparam("ids", expanding=True)),
+            instance_t.c.status == RUNNING.value,
+            instance_t.c.expect_more.is_(False),
+        )
+    )
+    .order_by(instance_t.c.id)
+)
+# Lock first, count second: of two transactions finishing the last two steps, the one
+# that waited here sees the other's step as done.
+_CANDIDATES_LOCKED = _CANDIDATES.with_for_update()
+_STEPS_LEFT = (
+    select(task_t.c.process_instance_id, task_t.c.status)
+    .where(
+        and_(
+            task_t.c.tenant == bindparam("tenant"),
+            task_t.c.process_instance_id.in_(bindparam("ids", expanding=True)),
+            task_t.c.status.in_([*_OPEN, Status.COMPLETED.value]),
+        )
+    )
+    .distinct()
+)
+_END_INSTANCE = (
+    update(instance_t)
+    .where(and_(instance_t.c.tenant == bindparam("b_tenant"), instance_t.c.id == bindparam("b_id")))
+    .values(
+        status=bindparam("b_status"),
+        ended_at=bindparam("b_ended"),
+        duration_ms=bindparam("b_duration"),
+    )
+)
+
 
 async def load_guard(conn: AsyncConnection, tenant: str, creates: Sequence[TaskCreate]) -> Guard:
     procs = [b.process for b in creates if b.process is not None]
@@ -131,28 +196,10 @@ async def load_guard(conn: AsyncConnection, tenant: str, creates: Sequence[TaskC
         return NO_GUARD
     names = sorted({p.name for p in procs})
     ids = sorted({p.instance_id for p in procs})
-    # One round trip for both questions: which names are disabled, and which of the
-    # named instances exist (running ones may add steps to a disabled process).
-    query = union_all(
-        select(
-            literal("disabled").label("what"),
-            definition_t.c.name.label("key"),
-            literal("").label("status"),
-        ).where(
-            and_(
-                definition_t.c.tenant == tenant,
-                definition_t.c.name.in_(names),
-                definition_t.c.disabled.is_(True),
-            )
-        ),
-        select(literal("instance"), instance_t.c.id, instance_t.c.status).where(
-            and_(instance_t.c.tenant == tenant, instance_t.c.id.in_(ids))
-        ),
-    )
     disabled: set[str] = set()
     ended: dict[str, str] = {}
     running: set[str] = set()
-    for row in await conn.execute(query):
+    for row in await conn.execute(_GUARD, {"tenant": tenant, "names": names, "ids": ids}):
         if row.what == "disabled":
             disabled.add(row.key)
         elif row.status == RUNNING.value:
@@ -194,7 +241,7 @@ async def track(
             }
             for (t, i), n in sorted(new.items())
         ]
-        await conn.execute(_insert(dialect)(instance_t).on_conflict_do_nothing(), rows)
+        await conn.execute(_NEW_INSTANCES[dialect], rows)
     for tenant, ids in sorted(touched.items()):
         await complete_if_done(conn, tenant, sorted(ids), now)
 
@@ -206,51 +253,23 @@ async def complete_if_done(
     no open step left: three statements, however many instances. One with a completed
     step ends ``completed``; one whose steps were all canceled ends ``canceled`` (it did
     not complete, so it counts in no completed statistics)."""
-    query = (
-        select(instance_t)
-        .where(
-            and_(
-                instance_t.c.tenant == tenant,
-                instance_t.c.id.in_(list(instance_ids)),
-                instance_t.c.status == RUNNING.value,
-                instance_t.c.expect_more.is_(False),
-            )
-        )
-        .order_by(instance_t.c.id)
-    )
-    if conn.dialect.name == "postgresql":
-        # Lock first, count second: of two transactions finishing the last two steps,
-        # the one that waited here sees the other's step as done.
-        query = query.with_for_update()
-    candidates = [Instance.from_row(r._mapping) for r in await conn.execute(query)]
+    query = _CANDIDATES_LOCKED if conn.dialect.name == "postgresql" else _CANDIDATES
+    found = await conn.execute(query, {"tenant": tenant, "ids": list(instance_ids)})
+    candidates = [Instance.from_row(r._mapping) for r in found]
     if not candidates:
         return
     still_open: set[str] = set()
     completed: set[str] = set()
-    for r in await conn.execute(
-        select(task_t.c.process_instance_id, task_t.c.status)
-        .where(
-            and_(
-                task_t.c.tenant == tenant,
-                task_t.c.process_instance_id.in_([c.id for c in candidates]),
-                task_t.c.status.in_([*_OPEN, Status.COMPLETED.value]),
-            )
-        )
-        .distinct()
-    ):
+    for r in await conn.execute(_STEPS_LEFT, {"tenant": tenant, "ids": [c.id for c in candidates]}):
         (completed if r.status == Status.COMPLETED.value else still_open).add(r.process_instance_id)
     done = [c for c in candidates if c.id not in still_open]
     if done:
         await conn.execute(
-            update(instance_t)
-            .where(and_(instance_t.c.tenant == tenant, instance_t.c.id == bindparam("b_id")))
-            .values(
-                status=bindparam("b_status"),
-                ended_at=now,
-                duration_ms=bindparam("b_duration"),
-            ),
+            _END_INSTANCE,
             [
                 {
+                    "b_tenant": tenant,
+                    "b_ended": now,
                     "b_id": c.id,
                     "b_status": (
                         InstanceStatus.COMPLETED if c.id in completed else InstanceStatus.CANCELED

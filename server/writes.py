@@ -122,6 +122,10 @@ TaskKey = tuple[str, str]  # (tenant, task id)
 
 _TASK_COLUMNS = [c.name for c in task_t.columns]
 _MUTABLE = [c for c in _TASK_COLUMNS if c not in ("tenant", "id", "created_at", "body_hash")]
+# Built once, as the statements above and below (processes.py says why).
+_INSERT_TASKS = insert(task_t)
+_INSERT_EVENTS = insert(event_t)
+_INSERT_CHANGES = insert(change_t)
 _UPDATE_TASK = (
     update(task_t)
     .where(and_(task_t.c.tenant == bindparam("b_tenant"), task_t.c.id == bindparam("b_id")))
@@ -401,7 +405,7 @@ class Writes:
             if k in existing
         ]
         if new_rows:
-            await conn.execute(insert(task_t), new_rows)
+            await conn.execute(_INSERT_TASKS, new_rows)
         if upd_rows:
             await conn.execute(_UPDATE_TASK, upd_rows)
         if envelopes:
@@ -421,8 +425,8 @@ class Writes:
                         "created_at": now,
                     }
                 )
-            await conn.execute(insert(event_t), event_rows)
-        await conn.execute(insert(change_t), [_history_row(op, o, now) for op, o in changes])
+            await conn.execute(_INSERT_EVENTS, event_rows)
+        await conn.execute(_INSERT_CHANGES, [_history_row(op, o, now) for op, o in changes])
         await processes.track(conn, changes, now)
         queued = False
         for hook in self.hooks:

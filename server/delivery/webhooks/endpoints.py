@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server import paging
@@ -33,6 +33,15 @@ from server.errors import Conflict, NotFound
 from server.wire import iso
 
 log = logging.getLogger("taskbell.webhooks")
+
+
+# Read in every write transaction (the webhook hook): built once, with bound parameters.
+_ENABLED = select(endpoint_t).where(
+    and_(
+        endpoint_t.c.tenant.in_(bindparam("tenants", expanding=True)),
+        endpoint_t.c.enabled.is_(True),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,11 +194,7 @@ class Endpoints:
         wanted = sorted(set(tenants))
         if not wanted:
             return []
-        rows = await conn.execute(
-            select(endpoint_t).where(
-                and_(endpoint_t.c.tenant.in_(wanted), endpoint_t.c.enabled.is_(True))
-            )
-        )
+        rows = await conn.execute(_ENABLED, {"tenants": wanted})
         return [_endpoint(r) for r in rows]
 
     async def patch(self, tenant: str, endpoint_id: str, body: EndpointPatch) -> Endpoint:
