@@ -20,6 +20,7 @@ from server.errors import ConfigError
 from server.settings import Settings
 from tests.support.app import PRODUCER_KEY, SECRET
 from tests.support.processes import free_port, port_is_open
+from tests.support.procfile import procfile_command, start_line
 from tests.support.server_proc import REPO_ROOT, ServerProcess
 from tests.support.services import PostgresServer
 from tests.support.tasks import assert_error, task_body
@@ -155,8 +156,7 @@ async def test_readyz_and_clean_503s_while_postgres_is_down(redis_server: object
 async def test_procfile_web_line_serves_on_port_and_stops_with_its_group(
     tmp_path: object,
 ) -> None:
-    text = (REPO_ROOT / "Procfile").read_text()
-    command = next(line for line in text.splitlines() if line.startswith("web:"))[4:]
+    command = procfile_command("web")
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TASKBELL_")}
     env = {
@@ -167,18 +167,7 @@ async def test_procfile_web_line_serves_on_port_and_stops_with_its_group(
         "TASKBELL_DEMO": "1",
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/procfile.db",
     }
-    # Its own process group: dash does not exec `X=... cmd`, so the server is the
-    # shell's child, and only signalling the whole group reaches it.
-    proc = await asyncio.create_subprocess_exec(
-        "sh",
-        "-c",
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = await start_line(command, env)  # in a group of its own (tests/support/procfile.py)
     group: list[psutil.Process] = []
     servers: list[int] = []
     try:

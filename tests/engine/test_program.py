@@ -22,6 +22,7 @@ from engine.app import SAMPLES, Config, ConfigError
 from tests.engine.support import EngineHandle
 from tests.support.app import PRODUCER_KEY, Live
 from tests.support.processes import free_port
+from tests.support.procfile import procfile_command, start_line
 from tests.support.server_proc import REPO_ROOT
 
 
@@ -117,8 +118,7 @@ async def test_bad_requests_to_the_instance_api(engine: EngineHandle) -> None:
 
 
 async def test_the_procfile_engine_line_runs_the_engine(taskbell: Live, tmp_path: Path) -> None:
-    text = (REPO_ROOT / "Procfile").read_text()
-    command = next(line for line in text.splitlines() if line.startswith("engine:"))[7:]
+    command = procfile_command("engine")
     port = free_port()
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("TASKBELL_", "ENGINE_"))}
     env = {
@@ -131,16 +131,7 @@ async def test_the_procfile_engine_line_runs_the_engine(taskbell: Live, tmp_path
         "TASKBELL_URL": taskbell.base_url,
         "TASKBELL_PRODUCER_KEY": PRODUCER_KEY,
     }
-    proc = await asyncio.create_subprocess_exec(
-        "sh",
-        "-c",
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = await start_line(command, env)
     health: dict[str, object] = {}
     processes: list[str] = []
     try:
