@@ -58,6 +58,13 @@ class Parts:
         return self.revocations.check(who)
 
 
+_JSON_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
 class JSON(Response):
     """Every API answer: JSON, never sniffed as something else, never cached (answers
     carry people's tasks; the headers are set here so that even a 500 has them)."""
@@ -65,6 +72,13 @@ class JSON(Response):
     media_type = "application/json"
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        status = self.status_code
+        usual = headers is None and self.media_type == "application/json"
+        if usual and status >= 200 and status not in (204, 304):
+            # Starlette's two headers and ours, as below, without looking for them.
+            length = (b"content-length", str(len(self.body)).encode())
+            self.raw_headers = [length, *_JSON_HEADERS]
+            return
         super().init_headers(headers)
         present = {name for name, _ in self.raw_headers}
         if b"cache-control" not in present:
