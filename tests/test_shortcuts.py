@@ -143,9 +143,9 @@ async def served(sqlite_url: str) -> AsyncIterator[str]:
         Route("/api/v1/shortcut-test/broken", _broken, methods=["POST"]),
     ]
     app.router.routes[:0] = extra
+    taken = _shortcuts(app)
     for m in app.user_middleware:
         if "shortcuts" in m.kwargs:
-            taken = m.kwargs["shortcuts"]
             m.kwargs["shortcuts"] = Shortcuts([*extra, *taken.routes], taken.handlers)
     port = free_port()
     async with uvicorn_serving(app, port):
