@@ -4,8 +4,10 @@ errors as the router's layers would (the app's handlers, a 500 for anything else
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -19,7 +21,7 @@ from server.api.common import JSON
 from server.app import create_app
 from server.errors import NotFound
 from server.shortcuts import Shortcuts
-from tests.support.app import PRODUCER_KEY, make_settings, uvicorn_serving
+from tests.support.app import PRODUCER_KEY, make_settings, serve, uvicorn_serving
 from tests.support.processes import free_port
 from tests.support.tasks import assert_error
 
@@ -188,3 +190,45 @@ async def test_task_calls_on_the_shortcut_keep_their_answers(served: str) -> Non
         assert resp.headers["x-content-type-options"] == "nosniff"
         assert resp.headers["cache-control"] == "no-store"
     assert_error(unknown, 404, "task_not_found")
+
+
+# ---------------------------------------------------------------- the gate's checks first
+
+
+async def _answer_to(base_url: str, head: bytes, sent: bytes) -> bytes:
+    """What the server answers to ``head`` and then ``sent`` of the body (no more: the
+    connection stays open, so only the gate, which need not wait for the rest, answers
+    413; an endpoint reading the body would wait for it)."""
+    url = urlsplit(base_url)
+    reader, writer = await asyncio.open_connection(url.hostname, url.port)
+    try:
+        writer.write(head + sent)
+        await writer.drain()
+        return await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+
+
+async def test_a_body_over_the_limit_on_a_shortcut_is_413_before_it_is_all_in(
+    sqlite_url: str,
+) -> None:
+    settings = make_settings(sqlite_url, max_body_bytes=1000)
+    auth = f"Authorization: Bearer {PRODUCER_KEY}\r\n".encode()
+    async with serve(settings) as live:
+        declared = await _answer_to(
+            live.base_url,
+            b"POST /api/v1/tasks HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 5000\r\n\r\n",
+            b'{"id": "t-1", ',
+        )
+        streamed = await _answer_to(
+            live.base_url,
+            b"POST /api/v1/tasks/t-1/complete HTTP/1.1\r\nHost: x\r\n"
+            + auth
+            + b"Transfer-Encoding: chunked\r\n\r\n",
+            b"400\r\n" + b"x" * 1024 + b"\r\n",  # one chunk over the limit, no last chunk
+        )
+        async with live.producer() as c:
+            missing = await c.get("/api/v1/tasks/t-1")
+    assert declared.startswith(b"HTTP/1.1 413 "), declared
+    assert streamed.startswith(b"HTTP/1.1 413 "), streamed
+    assert missing.status_code == 404
