@@ -28,12 +28,13 @@ CHECKED = "taskbell.checked"
 class Checked:
     """Whom the gate found calling, so that the endpoint does not verify the same token
     again: the bearer credential it read, and the person its token names (None: a
-    producer key). Only there when the gate checked the credential (rate-limited paths
-    while a limit is on); the endpoint still checks revocation, and uses it only for the
-    very credential it reads itself."""
+    producer key, of ``tenant``). Only there when the gate checked the credential
+    (rate-limited paths while a limit is on); the endpoint still checks revocation, and
+    uses it only for the very credential it reads itself."""
 
     credential: str
     user: User | None
+    tenant: str | None = None  # a producer key's
 
 
 @dataclass
@@ -109,11 +110,19 @@ class Caller:
     user: str | None
 
 
+def _key_tenant(request: Request, token: str) -> str | None:
+    """The tenant of producer key ``token`` (the gate's ``Checked`` when it looked it up
+    already), or None when it is none."""
+    known = checked(request, token)
+    if known is not None:
+        return known.tenant
+    return producer_tenant(parts(request).settings, token)
+
+
 def producer(request: Request) -> str:
     """The tenant of the caller's producer key; raises ``Unauthorized`` unless the caller
     holds one."""
-    settings = parts(request).settings
-    tenant = producer_tenant(settings, bearer(request.headers.get("authorization")))
+    tenant = _key_tenant(request, bearer(request.headers.get("authorization")))
     if tenant is None:
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
     logs.tenant.set(tenant)
@@ -140,9 +149,8 @@ def user(request: Request) -> User:
 
 def actor(request: Request) -> Caller:
     """A producer (``user`` None) or a person; raises ``Unauthorized`` otherwise."""
-    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    tenant = producer_tenant(p.settings, token)
+    tenant = _key_tenant(request, token)
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)
@@ -156,9 +164,8 @@ def process_admin(request: Request) -> Caller:
     ``Forbidden`` (``process_admin_required``) for a person without the role: decided
     from the token alone, before anything is looked up, so the answer is the same for
     an instance that exists, one that does not and another tenant's: it tells nothing."""
-    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    tenant = producer_tenant(p.settings, token)
+    tenant = _key_tenant(request, token)
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)
