@@ -58,6 +58,7 @@ from server.reads import Reads
 from server.revocations import Revocations
 from server.service import Service
 from server.settings import Settings
+from server.shortcuts import Shortcuts
 from server.timers import Timers
 from server.writes import Writes
 
@@ -298,5 +299,10 @@ def create_app(settings: Settings) -> Starlette:
     # One layer for every edge check (request ids, origins, rates, bodies, security
     # headers, the access log), and /ws straight to its endpoint (server/gate.py).
     edge = install_limits(app, settings)
-    app.add_middleware(Gate, settings=settings, edge=edge, sockets={"/ws": ws.ws_endpoint})
+    # The task routes (the producer's hot path) are matched in the gate, before the
+    # router: nothing in front of them in ``routes`` takes their paths.
+    shortcuts = Shortcuts(tasks.routes, handlers)
+    app.add_middleware(
+        Gate, settings=settings, edge=edge, sockets={"/ws": ws.ws_endpoint}, shortcuts=shortcuts
+    )
     return app

@@ -19,6 +19,10 @@ every answer, carries the request id and is logged):
    favicon);
 6. one access line when the request is done.
 
+Between 4 and 5 the request goes to the app: the producer's hottest calls straight to
+their endpoints (``server.shortcuts``, the same answers without the router's layers),
+everything else through Starlette's exception layer and router.
+
 A WebSocket handshake meets the origin allow-list (403) and nothing else, and ``/ws``
 then goes straight to its endpoint: routing and Starlette's exception middleware would
 otherwise keep a stack of frames alive for every socket's whole life (about 5 KB each);
@@ -42,6 +46,7 @@ from server.fields import whole_number
 from server.guard import BodyWatch, Deadlines, send_error, tick_for
 from server.limits import LIMITED_PREFIXES, Edge, credential_from, retry_after
 from server.settings import Settings
+from server.shortcuts import Shortcuts
 
 SocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 
@@ -49,7 +54,7 @@ SocketEndpoint = Callable[[WebSocket], Awaitable[None]]
 class Gate:
     """The edge checks of ``settings`` in front of ``app`` (see the module docstring);
     ``edge`` holds the rate counts, ``sockets`` the WebSocket endpoints by path that
-    skip routing."""
+    skip routing, ``shortcuts`` the HTTP routes that do."""
 
     def __init__(
         self,
@@ -57,6 +62,7 @@ class Gate:
         settings: Settings,
         edge: Edge,
         sockets: dict[str, SocketEndpoint],
+        shortcuts: Shortcuts | None = None,
     ) -> None:
         self.app = app
         self.allowed = settings.allowed_origins
@@ -65,6 +71,7 @@ class Gate:
         self.access = settings.access_log
         self.edge = edge
         self.sockets = sockets
+        self.shortcuts = shortcuts if shortcuts is not None else Shortcuts((), {})
         self.deadlines = Deadlines(tick_for(settings.body_timeout_s))
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
@@ -143,7 +150,11 @@ class Gate:
                 await send_error(answer, PayloadTooLarge(f"the body is over {self.limit} bytes"))
                 return
             try:
-                await self.app(scope, self._body(receive), answer)
+                hit = self.shortcuts.match(scope)
+                if hit is not None:
+                    await self.shortcuts.run(hit, scope, self._body(receive), answer)
+                else:
+                    await self.app(scope, self._body(receive), answer)
             except (RequestTimeout, PayloadTooLarge) as exc:
                 if not started:
                     await send_error(answer, exc)

@@ -35,7 +35,7 @@ from starlette.types import Scope
 from starlette.websockets import WebSocket
 
 from server.api.common import Checked, Parts
-from server.auth import User, VerifiedTokens, is_producer_key
+from server.auth import User, VerifiedTokens, producer_tenant
 from server.errors import CloseCode, TooManyRequests
 from server.settings import Settings
 from server.wire import ProtocolViolation
@@ -185,8 +185,9 @@ class Edge:
         (no credential, or one that the endpoint will refuse with 401)."""
         if not credential:
             return None
-        if is_producer_key(self.settings, credential):
-            return Checked(credential, None)
+        tenant = producer_tenant(self.settings, credential)
+        if tenant is not None:
+            return Checked(credential, None, tenant)
         if self.users is None:
             return None
         who = self.subjects.who(credential)

@@ -12,11 +12,14 @@ travel."""
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
+import os
 import random
 import re
 import sys
+import threading
 import time
 from typing import Any
 
@@ -140,13 +143,52 @@ def sane_request_id(raw: str | None) -> str:
 
 def access(method: str, path: str, status: int, duration_ms: float) -> None:
     """The access line of one HTTP request (``taskbell.access``, INFO). Made as
-    ``Logger.info`` would make it, without looking for the caller's frame: the line
-    names the request, not a line of code."""
+    ``Logger.info`` would make it, without looking for the caller's frame (the line
+    names the request, not a line of code) and without building a ``LogRecord`` from
+    nothing: every attribute but the time and the request's own is the same on every
+    access line of a process and thread, so a record is a copy of the first one's."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     extra = {"method": method, "path": path, "status": status, "duration_ms": duration_ms}
-    record = access_log.makeRecord(
-        access_log.name, logging.INFO, __file__, 0, "%s %s %s", (method, path, status), None,
-        "access", extra,
-    )  # fmt: skip
-    access_log.handle(record)
+    access_log.handle(_access_record((method, path, status), extra))
+
+
+# The first access record's attributes, for the process and thread that made it.
+_access_base: tuple[tuple[int, int], dict[str, Any]] | None = None
+
+
+def _access_record(args: tuple[str, str, int], extra: dict[str, Any]) -> logging.LogRecord:
+    global _access_base
+    if logging.getLogRecordFactory() is not logging.LogRecord:  # someone else's records
+        return _make_access_record(args, extra)
+    here = (os.getpid(), threading.get_ident())
+    if _access_base is None or _access_base[0] != here:
+        first = _make_access_record(args, {})
+        _access_base = (here, dict(first.__dict__))
+    record: logging.LogRecord = logging.LogRecord.__new__(logging.LogRecord)
+    fields = record.__dict__
+    fields.update(_access_base[1])
+    now = time.time()
+    fields["relativeCreated"] += (now - fields["created"]) * 1000
+    fields["created"] = now
+    fields["msecs"] = int((now - int(now)) * 1000) + 0.0  # as LogRecord does (gh-89047)
+    if "taskName" in fields:  # Python 3.12 and later
+        task = asyncio.current_task() if _loop_running() else None
+        fields["taskName"] = task.get_name() if task is not None else None
+    fields["args"] = args
+    fields.update(extra)
+    return record
+
+
+def _make_access_record(args: tuple[str, str, int], extra: dict[str, Any]) -> logging.LogRecord:
+    return access_log.makeRecord(
+        access_log.name, logging.INFO, __file__, 0, "%s %s %s", args, None, "access", extra
+    )
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -3,6 +3,8 @@ are not http(s) or a same-origin path, and JSON objects that repeat a key."""
 
 from __future__ import annotations
 
+import sys
+import unicodedata
 from typing import Any
 
 import orjson
@@ -10,6 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from server.errors import CloseCode
+from server.fields import CONTROL, is_name
 from tests.support.app import Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.tasks import assert_error, task_body
@@ -202,3 +205,13 @@ async def test_a_value_postgres_refuses_in_a_read_is_400_not_503(pg_url: str) ->
     async with serve(make_settings(pg_url)) as live, live.producer() as c:
         resp = await c.get("/api/v1/processes/stats", params={"name": "a\u0000b"})
     assert_error(resp, 400, "bad_value")
+
+
+def test_the_control_character_pattern_is_exactly_unicode_category_cc() -> None:
+    """``fields.CONTROL`` stands in for ``unicodedata.category(c) == "Cc"``: the same
+    code points, every one of them (and a name, url or process name holding any of them
+    is refused by the rules that use it)."""
+    everything = "".join(map(chr, range(sys.maxunicode + 1)))
+    by_pattern = {m.group() for m in CONTROL.finditer(everything)}
+    assert by_pattern == {c for c in everything if unicodedata.category(c) == "Cc"}
+    assert not is_name("a\u009fb") and is_name("a\u00a0b")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import httpx
 
 from tests.support.app import PRODUCER_KEY, make_settings, serve, token
+from tests.support.audiences import ACME, TENANT_KEYS, producer
 from tests.support.tasks import assert_error, task_body
 
 OTHER_KEY = "pk-test-other-producer"
@@ -115,3 +116,22 @@ async def test_a_rate_of_zero_turns_the_user_limit_off(sqlite_url: str) -> None:
         codes = {(await alice.get("/api/v1/me/counter")).status_code for _ in range(100)}
     assert codes == {200}
     assert live.app.state.edge.users is None
+
+
+async def test_with_limits_on_each_producer_key_still_acts_in_its_own_tenant(
+    sqlite_url: str,
+) -> None:
+    """The gate looks a producer key up for its bucket and hands the endpoint its
+    tenant: with both limits on, a key of ``acme`` creates, completes and reads in
+    ``acme`` only, and the default key's calls never see it."""
+    settings = make_settings(
+        sqlite_url, producer_keys=TENANT_KEYS, rate_producer=1000.0, rate_user=1000.0
+    )
+    async with serve(settings) as live, producer(live, ACME) as acme, producer(live) as default:
+        created = await acme.post("/api/v1/tasks", json=task_body())
+        assert created.status_code == 201, created.text
+        assert_error(await default.get("/api/v1/tasks/t-1"), 404, "task_not_found")
+        assert_error(await default.post("/api/v1/tasks/t-1/complete"), 404)
+        done = await acme.post("/api/v1/tasks/t-1/complete")
+        assert done.status_code == 200, done.text
+        assert (await acme.get("/api/v1/tasks/t-1")).json()["status"] == "completed"

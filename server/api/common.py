@@ -28,12 +28,13 @@ CHECKED = "taskbell.checked"
 class Checked:
     """Whom the gate found calling, so that the endpoint does not verify the same token
     again: the bearer credential it read, and the person its token names (None: a
-    producer key). Only there when the gate checked the credential (rate-limited paths
-    while a limit is on); the endpoint still checks revocation, and uses it only for the
-    very credential it reads itself."""
+    producer key, of ``tenant``). Only there when the gate checked the credential
+    (rate-limited paths while a limit is on); the endpoint still checks revocation, and
+    uses it only for the very credential it reads itself."""
 
     credential: str
     user: User | None
+    tenant: str | None = None  # a producer key's
 
 
 @dataclass
@@ -58,6 +59,13 @@ class Parts:
         return self.revocations.check(who)
 
 
+_JSON_HEADERS = (
+    (b"content-type", b"application/json"),
+    (b"cache-control", b"no-store"),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
 class JSON(Response):
     """Every API answer: JSON, never sniffed as something else, never cached (answers
     carry people's tasks; the headers are set here so that even a 500 has them)."""
@@ -65,6 +73,13 @@ class JSON(Response):
     media_type = "application/json"
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        status = self.status_code
+        usual = headers is None and self.media_type == "application/json"
+        if usual and status >= 200 and status not in (204, 304):
+            # Starlette's two headers and ours, as below, without looking for them.
+            length = (b"content-length", str(len(self.body)).encode())
+            self.raw_headers = [length, *_JSON_HEADERS]
+            return
         super().init_headers(headers)
         present = {name for name, _ in self.raw_headers}
         if b"cache-control" not in present:
@@ -95,11 +110,19 @@ class Caller:
     user: str | None
 
 
+def _key_tenant(request: Request, token: str) -> str | None:
+    """The tenant of producer key ``token`` (the gate's ``Checked`` when it looked it up
+    already), or None when it is none."""
+    known = checked(request, token)
+    if known is not None:
+        return known.tenant
+    return producer_tenant(parts(request).settings, token)
+
+
 def producer(request: Request) -> str:
     """The tenant of the caller's producer key; raises ``Unauthorized`` unless the caller
     holds one."""
-    settings = parts(request).settings
-    tenant = producer_tenant(settings, bearer(request.headers.get("authorization")))
+    tenant = _key_tenant(request, bearer(request.headers.get("authorization")))
     if tenant is None:
         raise Unauthorized("unknown producer key", code="invalid_producer_key")
     logs.tenant.set(tenant)
@@ -126,9 +149,8 @@ def user(request: Request) -> User:
 
 def actor(request: Request) -> Caller:
     """A producer (``user`` None) or a person; raises ``Unauthorized`` otherwise."""
-    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    tenant = producer_tenant(p.settings, token)
+    tenant = _key_tenant(request, token)
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)
@@ -142,9 +164,8 @@ def process_admin(request: Request) -> Caller:
     ``Forbidden`` (``process_admin_required``) for a person without the role: decided
     from the token alone, before anything is looked up, so the answer is the same for
     an instance that exists, one that does not and another tenant's: it tells nothing."""
-    p = parts(request)
     token = bearer(request.headers.get("authorization"))
-    tenant = producer_tenant(p.settings, token)
+    tenant = _key_tenant(request, token)
     if tenant is not None:
         logs.tenant.set(tenant)
         return Caller(tenant, None)

@@ -114,13 +114,16 @@ def _finisher(make: type[CompleteTask | CancelTask | ResumeTask]) -> Any:
     return endpoint
 
 
+_NO_DECISION = Complete()  # frozen: one for every completion without a body
+
+
 async def complete_task(request: Request) -> Response:
     """Complete a task; the optional body says what was decided:
     ``{"outcome": "<action id>", "comment": "..."}``."""
     who = actor(request)
     tid = task_id(request)
     raw = await body(request)
-    decision = parse_body(raw, Complete) if raw.strip() else Complete()
+    decision = parse_body(raw, Complete) if raw.strip() else _NO_DECISION
     op = CompleteTask(tid, who.user, who.tenant, decision.outcome, decision.comment)
     return _task_response(await parts(request).service.apply_one(op))
 
