@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import itertools
-import os
 import struct
 
 import pytest
@@ -17,33 +16,9 @@ from websockets.streams import StreamReader
 
 from server import frames
 from server.frames import FrameError, Parser, Request
+from tests.support.rawws import client_frame
 
 LIMIT = 1000
-
-
-def client_frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    length: int | None = None,
-) -> bytes:
-    """A frame as a client sends it (``length``: a header that claims another length)."""
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    m = 0x80 if masked else 0
-    if n < 126:
-        head += bytes([m | n])
-    elif n < 65536:
-        head += bytes([m | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([m | 127]) + struct.pack("!Q", n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def parse_all(data: bytes, limit: int = LIMIT) -> list[tuple[int, bytes]]:
