@@ -34,7 +34,6 @@ from typing import Any, ClassVar, cast
 from starlette.applications import Starlette
 from uvicorn.config import Config
 from uvicorn.middleware.proxy_headers import _TrustedHosts
-from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -52,8 +51,8 @@ PATH = "/ws"
 CLOSE_TIMEOUT_S = 10.0  # how long a sent close frame waits for the peer's answer
 MAX_HEAD_BYTES = 16384  # an upgrade request's head (uvicorn parsed it already)
 
-# A socket's phases, in order.
-HANDSHAKE, AUTH, JOINING, LIVE, CLOSING, GONE = range(6)
+# A socket's phases, in order (HANDED: another path, uvicorn's own protocol serves it).
+HANDSHAKE, AUTH, JOINING, LIVE, CLOSING, GONE, HANDED = range(7)
 
 
 class FrameCache:
@@ -154,6 +153,7 @@ class LeanSocket(asyncio.Protocol):
         "resume",
         "session",
         "state",
+        "stock",
         "timer",
         "transport",
     )
@@ -179,6 +179,7 @@ class LeanSocket(asyncio.Protocol):
         self.address: str | None = None  # counted as not yet authenticated under this
         self.session: Session | None = None
         self.meter: MessageMeter | None = None
+        self.stock: WebSocketsSansIOProtocol | None = None  # what serves a HANDED one
 
     # ------------------------------------------------------------ asyncio's side
 
@@ -190,6 +191,9 @@ class LeanSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.heard = True
+        if self.stock is not None:
+            self.stock.data_received(data)
+            return
         if self.state == HANDSHAKE:
             self._handshake(data)
             return
@@ -204,18 +208,27 @@ class LeanSocket(asyncio.Protocol):
         self._take()
 
     def eof_received(self) -> bool | None:
+        if self.stock is not None:
+            return self.stock.eof_received()
         return None  # close the transport: connection_lost follows
 
     def pause_writing(self) -> None:
+        if self.stock is not None:
+            self.stock.pause_writing()
         self.paused = True
 
     def resume_writing(self) -> None:
+        if self.stock is not None:
+            self.stock.resume_writing()
         self.paused = False
         resume, self.resume = self.resume, None
         if resume is not None and not resume.done():
             resume.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.stock is not None:
+            self.stock.connection_lost(exc)
+            return
         was = self.state
         self.state = GONE
         sockets = self.sockets
@@ -232,10 +245,12 @@ class LeanSocket(asyncio.Protocol):
             self._end_session()
 
     def shutdown(self) -> None:
-        """uvicorn is stopping: close with 1012 (clients reconnect elsewhere)."""
+        """uvicorn is stopping: close with 1012 (clients reconnect elsewhere), and
+        without waiting for the peer's answer (as uvicorn's own protocol does: the
+        server waits for every connection to end before it stops)."""
         if self.state in (AUTH, JOINING, LIVE):
             self._send_close(CloseCode.SERVICE_RESTART, "server restarting")
-        elif self.transport is not None and self.state != GONE:
+        if self.transport is not None and self.state != GONE:
             self.transport.close()
 
     # ------------------------------------------------------------ the handshake
@@ -294,8 +309,10 @@ class LeanSocket(asyncio.Protocol):
 
     def _client_address(self, request: frames.Request) -> str:
         assert self.transport is not None
-        client = get_remote_addr(self.transport)
-        host = client[0] if client else None
+        # (The transport's own record of the peer: no system call, unlike uvicorn's
+        # get_remote_addr.)
+        peer = self.transport.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) and peer else None
         trusted = self.sockets.trusted
         if trusted is not None and host in trusted:
             forwarded = [v for k, v in request.headers if k == b"x-forwarded-for"]
@@ -307,7 +324,10 @@ class LeanSocket(asyncio.Protocol):
         return host if host is not None else "unknown"
 
     def _hand_over(self, data: bytes) -> None:
-        """Another path: uvicorn's own WebSocket protocol and the ASGI app answer it."""
+        """Another path: uvicorn's own WebSocket protocol and the ASGI app answer it.
+        This socket passes it every event (uvicorn sets the transport's protocol to
+        this one after ``data_received`` returns, so a ``set_protocol`` here would not
+        last)."""
         sockets = self.sockets
         assert self.transport is not None and sockets.config is not None
         assert sockets.server_state is not None
@@ -316,8 +336,8 @@ class LeanSocket(asyncio.Protocol):
             config=sockets.config, server_state=sockets.server_state, app_state=sockets.app_state
         )
         stock.connection_made(self.transport)
-        self.transport.set_protocol(stock)
-        self.state = GONE
+        self.stock = stock
+        self.state = HANDED
         stock.data_received(data)
 
     # ------------------------------------------------------------ reading
@@ -335,7 +355,10 @@ class LeanSocket(asyncio.Protocol):
                 return
             opcode, payload = event
             if opcode == frames.PING:
-                self._queue(frames.encode(frames.PONG, payload))
+                # Not while the peer is not reading: a flood of pings would pile pongs
+                # up in the transport's buffer (RFC 6455 5.5.3 lets a pong be skipped).
+                if not self.paused:
+                    self._queue(frames.encode(frames.PONG, payload))
             elif opcode == frames.CLOSE:
                 self._peer_closed(payload)
                 return
