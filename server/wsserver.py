@@ -209,7 +209,7 @@ class LeanSocket(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         if self.stock is not None:
-            return self.stock.eof_received()
+            self.stock.eof_received()
         return None  # close the transport: connection_lost follows
 
     def pause_writing(self) -> None:
