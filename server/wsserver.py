@@ -464,10 +464,10 @@ class LeanSocket(asyncio.Protocol):
     # ------------------------------------------------------------ writing
 
     def _queue(self, frame: bytes) -> None:
+        if self.state >= CLOSING:  # nothing may follow a close frame
+            return
         out = self.out
         if out is None:
-            if self.state == GONE:
-                return
             self.out = [frame]
             self.sockets.wants_flush(self)
         else:
