@@ -208,37 +208,45 @@ class Parser:
     control frame at a time (``next``): (opcode, payload), where a TEXT payload is
     valid UTF-8 and a fragmented message comes out whole (opcode TEXT or BINARY)."""
 
-    __slots__ = ("_buf", "_kind", "_parts", "_size", "limit")
+    __slots__ = ("_at", "_buf", "_kind", "_parts", "_size", "limit")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit  # the most bytes a message may have
         self._buf = b""
+        self._at = 0  # where the next frame starts in ``_buf`` (a frame taken is not
+        # cut off the buffer: many small frames in one chunk would copy it each time)
         self._kind = 0  # the opcode of a fragmented message in progress, 0: none
         self._parts: list[bytes] = []
         self._size = 0
 
     def feed(self, data: bytes) -> None:
-        self._buf = self._buf + data if self._buf else data
+        if self._at < len(self._buf):
+            self._buf = self._buf[self._at :] + data
+        else:
+            self._buf = data
+        self._at = 0
 
     @property
     def buffered(self) -> int:
         """How many received bytes wait to be parsed."""
-        return len(self._buf)
+        return len(self._buf) - self._at
 
     def next(self) -> tuple[int, bytes] | None:
         """The next message or control frame, or None until more bytes arrive."""
+        buf = self._buf
+        size = len(buf)
         while True:
-            buf = self._buf
-            if len(buf) < 2:
+            start = self._at
+            if size - start < 2:
                 return None
-            b0, b1 = buf[0], buf[1]
+            b0, b1 = buf[start], buf[start + 1]
             fin, opcode = b0 & 0x80, b0 & 0x0F
             if b0 & 0x70:
                 raise FrameError(PROTOCOL_ERROR, "reserved bits set")
             if not b1 & 0x80:
                 raise FrameError(PROTOCOL_ERROR, "client frames must be masked")
             n = b1 & 0x7F
-            at = 2
+            at = start + 2
             if opcode in _CONTROL:
                 if not fin:
                     raise FrameError(PROTOCOL_ERROR, "a fragmented control frame")
@@ -252,22 +260,26 @@ class Parser:
                 if opcode != CONT and self._kind:
                     raise FrameError(PROTOCOL_ERROR, "a new message inside a fragmented one")
                 if n == 126:
-                    if len(buf) < 4:
+                    if size - start < 4:
                         return None
-                    (n,) = struct.unpack_from("!H", buf, 2)
-                    at = 4
+                    (n,) = struct.unpack_from("!H", buf, at)
+                    at += 2
                 elif n == 127:
-                    if len(buf) < 10:
+                    if size - start < 10:
                         return None
-                    (n,) = struct.unpack_from("!Q", buf, 2)
-                    at = 10
+                    (n,) = struct.unpack_from("!Q", buf, at)
+                    at += 8
                 if self._size + n > self.limit:
                     raise FrameError(TOO_BIG, f"message over {self.limit} bytes")
             end = at + 4 + n
-            if len(buf) < end:
+            if size < end:
                 return None
             payload = _apply_mask(buf[at + 4 : end], buf[at : at + 4]) if n else b""
-            self._buf = buf[end:]
+            if end == size:  # all taken: let go of the chunk
+                buf, size = b"", 0
+                self._buf, self._at = buf, 0
+            else:
+                self._at = end
             if opcode in _CONTROL:
                 if opcode == CLOSE:
                     close_payload(payload)  # raises for a bad one

@@ -243,3 +243,17 @@ def test_parse_request_waits_for_the_whole_head() -> None:
     )
     with pytest.raises(ValueError):
         frames.parse_request(b"hello\r\n\r\n")
+
+
+def test_many_frames_in_one_chunk_all_come_out_and_the_rest_waits() -> None:
+    text = client_frame(frames.TEXT, b"{}")
+    parser = Parser(LIMIT)
+    parser.feed(client_frame(frames.PING, b"p") * 10_000 + text[:3])
+    got = []
+    while (event := parser.next()) is not None:
+        got.append(event)
+    assert got == [(frames.PING, b"p")] * 10_000
+    assert parser.buffered == 3
+    parser.feed(text[3:])
+    assert parser.next() == (frames.TEXT, b"{}")
+    assert parser.next() is None and parser.buffered == 0
