@@ -207,6 +207,13 @@ class Connection:
         except Exception:
             self._lost()
 
+    def gone(self) -> None:
+        """The socket is gone, or closing on its own: nothing more is sent (a close
+        in progress goes on)."""
+        if self._writer is not None:
+            self._writer.cancel()
+        self._lost()
+
     def _lost(self) -> None:
         # The peer is gone: the reader sees the disconnect and cleans up.
         self.state = ConnState.CLOSING

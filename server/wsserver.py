@@ -442,13 +442,8 @@ class LeanSocket(asyncio.Protocol):
 
     def _end_session(self) -> None:
         session, self.session = self.session, None
-        if session is None:
-            return
-        task = asyncio.get_running_loop().create_task(session.__aexit__(None, None, None))
-        state = self.sockets.server_state
-        if state is not None:
-            state.tasks.add(task)
-            task.add_done_callback(state.tasks.discard)
+        if session is not None:
+            session.end_now()
 
     def keepalive(self) -> None:
         """The sweep's visit (``Sockets.keepalive``)."""
