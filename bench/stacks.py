@@ -39,6 +39,9 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "Starlette.__call__", "starlette/requests.py",
     )),
     ("starlette responses", ("starlette/responses.py", "server/api/common.py")),
+    ("lean /ws protocol (wsserver, frames, socket_rules)", (
+        "server/wsserver.py", "server/frames.py", "server/socket_rules.py",
+    )),
     ("uvicorn HTTP protocol (httptools)", ("httptools_impl.py", "proxy_headers.py")),
     ("endpoints", ("server/api/",)),
     ("write service + store (incl. SQLAlchemy)", (

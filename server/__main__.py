@@ -52,31 +52,16 @@ def _serve(settings: Settings) -> int:
 
     from server import logs
     from server.app import create_app
-    from server.guard import http_protocol
     from server.migrate import upgrade
+    from server.serving import uvicorn_config
 
     log_config = logs.setup(settings.log_level)
     if settings.demo:
         _announce_demo(settings)
     if settings.auto_migrate:
         upgrade(settings.database_url)
-    config = uvicorn.Config(
-        create_app(dataclasses.replace(settings, auto_migrate=False)),
-        host=settings.host,
-        port=settings.port,
-        # Deadlines for slow request headers and bodies (server/guard.py).
-        http=http_protocol(settings.header_timeout_s, settings.body_timeout_s),
-        log_config=log_config,
-        ws="websockets-sansio",
-        # Task messages are small; per-socket zlib state would cost ~40 KB each.
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_ws_message_bytes,
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=10,
-        proxy_headers=True,
-        server_header=False,
-    )
+    app = create_app(dataclasses.replace(settings, auto_migrate=False))
+    config = uvicorn_config(app, settings, log_config=log_config)
     # Everything built so far (modules, the app) lives as long as the process: keep it
     # out of the collector's way, and collect the young generation less often, so that
     # thousands of sockets' worth of objects do not make for long pauses.

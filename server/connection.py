@@ -2,7 +2,8 @@
 writer task that exists only while the socket makes a send wait, and where each feed
 it follows stands for it.
 
-``Sender`` is the socket side (a Starlette WebSocket, or the event stream's buffer).
+``Sender`` is the socket side (``server.wsserver.LeanSocket`` under ``python -m
+server``, a Starlette WebSocket on the ASGI endpoint, or the event stream's buffer).
 Sending never blocks the hub: a connection whose queue overflows is closed with 4008
 (too slow) and resumes with ``since``.
 """
@@ -23,7 +24,9 @@ CLOSE_WAIT_S = 30.0  # how long a close frame may wait for a stalled socket
 
 
 class Sender(Protocol):
-    """The socket side of a connection (a Starlette WebSocket satisfies it)."""
+    """The socket side of a connection (``LeanSocket`` and a Starlette WebSocket
+    satisfy it). A ``send_text`` that can go at once must not suspend: ``_kick`` runs
+    it inline and only makes a task for one that waits."""
 
     async def send_text(self, data: str) -> None: ...
 
@@ -204,6 +207,13 @@ class Connection:
         except Exception:
             self._lost()
 
+    def gone(self) -> None:
+        """The socket is gone, or closing on its own: nothing more is sent (a close
+        in progress goes on)."""
+        if self._writer is not None:
+            self._writer.cancel()
+        self._lost()
+
     def _lost(self) -> None:
         # The peer is gone: the reader sees the disconnect and cleans up.
         self.state = ConnState.CLOSING
@@ -223,7 +233,7 @@ class Connection:
     async def _close(self, code: int, reason: str) -> None:
         # The close frame waits behind whatever the socket still holds: a client that
         # stopped reading sees it when it reads again. One that never does is dropped by
-        # the server's keepalive pings (uvicorn closes the transport on a ping timeout).
+        # the server's keepalive pings (the transport is closed on a ping timeout).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.sender.close(code, reason), CLOSE_WAIT_S)
 

@@ -32,7 +32,6 @@ from urllib.parse import parse_qs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import Scope
-from starlette.websockets import WebSocket
 
 from server.api.common import Checked, Parts
 from server.auth import User, VerifiedTokens, producer_tenant
@@ -44,7 +43,6 @@ Clock = Callable[[], float]
 
 MAX_BUCKETS = 100_000  # a hard bound on remembered callers, whatever the traffic
 SOCKET_RETRY_AFTER_S = 5  # what a stream over the per-user cap is told to wait
-_PENDING_KEY = "taskbell.pending_address"
 
 
 def burst_for(rate: float) -> float:
@@ -243,25 +241,24 @@ def install(app: Starlette, settings: Settings) -> Edge:
 # -------------------------------------------------------------------- the hooks
 
 
-def _address(websocket: WebSocket) -> str:
-    client = websocket.scope.get("client")
+def client_address(scope: Scope) -> str:
+    """The client address a socket's limits count under (after the proxy headers)."""
+    client = scope.get("client")
     return str(client[0]) if client else "unknown"
 
 
-def ws_arriving(websocket: WebSocket) -> None:
+def ws_arriving(app: Any, address: str) -> None:
     """``/ws`` after accept: raises ``ProtocolViolation`` (4029) when this client
-    address already has its cap of sockets that have not authenticated yet."""
-    address = _address(websocket)
-    if not edge(websocket.app).arriving(address):
+    address already has its cap of sockets that have not authenticated yet; otherwise
+    the socket counts until ``ws_arrived``."""
+    if not edge(app).arriving(address):
         raise ProtocolViolation(CloseCode.TOO_MANY, "too many sockets waiting to authenticate")
-    websocket.scope[_PENDING_KEY] = address
 
 
-def ws_arrived(websocket: WebSocket) -> None:
-    """``/ws`` once the auth phase is over, whatever its outcome (idempotent)."""
-    address = websocket.scope.pop(_PENDING_KEY, None)
-    if address is not None:
-        edge(websocket.app).arrived(address)
+def ws_arrived(app: Any, address: str) -> None:
+    """``/ws`` once the auth phase is over, whatever its outcome (once per
+    ``ws_arriving`` that went through)."""
+    edge(app).arrived(address)
 
 
 def user_sockets_full(app: Any, who: User) -> bool:
@@ -274,10 +271,10 @@ def user_sockets_full(app: Any, who: User) -> bool:
     return parts.hub.sockets_of(who.tenant, who.id) >= cap
 
 
-def ws_admit(websocket: WebSocket, who: User) -> None:
+def ws_admit(app: Any, who: User) -> None:
     """``/ws`` right after the token is verified: raises ``ProtocolViolation`` (4029)
     when the user has too many sockets open."""
-    if user_sockets_full(websocket.app, who):
+    if user_sockets_full(app, who):
         raise ProtocolViolation(CloseCode.TOO_MANY, "too many sockets for this user")
 
 
@@ -292,9 +289,9 @@ def stream_admit(request: Request, who: User) -> None:
         raise exc
 
 
-def message_meter(websocket: WebSocket) -> MessageMeter:
+def message_meter(app: Any) -> MessageMeter:
     """A new socket's message counter (``TASKBELL_WS_MESSAGE_RATE``)."""
-    return MessageMeter(edge(websocket.app).settings.ws_message_rate)
+    return MessageMeter(edge(app).settings.ws_message_rate)
 
 
 # -------------------------------------------------------------------- what the gate reads

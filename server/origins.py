@@ -79,3 +79,8 @@ async def refuse(scope: Scope, send: Send) -> None:
     else:
         # Closing before accepting makes the server answer the handshake with 403.
         await send({"type": "websocket.close", "code": 1008})
+
+
+# The refusal's parts, for a server that answers the handshake itself (server.wsserver).
+REFUSAL_BODY = _BODY
+REFUSAL_HEADERS = _HEADERS

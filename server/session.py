@@ -89,6 +89,15 @@ class Session:
             "token_expired",
         )
 
+    def end_now(self) -> None:
+        """The end for a socket layer that knows its socket is gone or already closing
+        (``server.wsserver``): leave the hub and send nothing more, without a task or
+        a wait (``_end`` would close the connection with 1000 and await its closer)."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self.hub.leave(self.conn)
+        self.conn.gone()
+
     async def _end(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()

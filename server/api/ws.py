@@ -1,4 +1,8 @@
-"""``/ws``: authenticate, snapshot or replay, then live events (docs/protocol.md).
+"""``/ws`` as an ASGI endpoint: authenticate, snapshot or replay, then live events
+(docs/protocol.md). What each message means is ``server.socket_rules``; this moves
+them. Under ``python -m server`` (and the tests) ``/ws`` is served by Taskbell's own
+WebSocket protocol (``server.wsserver``) with the same rules; this endpoint is what
+any other ASGI server runs.
 
 Close codes: 4001 not authenticated or token expired, 4008 too slow (resume with
 ``since``), 1008 bad message, 1009 message too big, 1013 database unavailable (retry),
@@ -9,21 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from server import limits
-from server.api.common import Parts
-from server.auth import User
-from server.errors import ApiError, CloseCode, Unauthorized, Unavailable
-from server.session import Session
-from server.wire import AuthMessage, PingMessage, ProtocolViolation, parse_client_message
+from server import socket_rules as rules
+from server.errors import CloseCode, Unauthorized, Unavailable
+from server.limits import client_address
+from server.wire import ProtocolViolation
 
 log = logging.getLogger("taskbell.ws")
 
-PONG = '{"type":"pong"}'
+PONG = rules.PONG
 
 
 async def _receive(websocket: WebSocket, limit: int) -> str | bytes:
@@ -40,68 +41,46 @@ async def _receive(websocket: WebSocket, limit: int) -> str | bytes:
 
 
 async def ws_endpoint(websocket: WebSocket) -> None:
-    p: Parts = websocket.app.state.parts
+    app = websocket.app
+    p = rules.parts_of(app)
     settings = p.settings
     limit = settings.max_ws_message_bytes
+    address = client_address(websocket.scope)
     await websocket.accept()
     try:
-        limits.ws_arriving(websocket)  # 4029 over the per-address cap of unauthenticated
+        rules.arriving(app, address)  # 4029 over the per-address cap of unauthenticated
+    except ProtocolViolation as exc:
+        await websocket.close(*rules.refusal(exc))
+        return
+    try:
         raw = await asyncio.wait_for(_receive(websocket, limit), settings.auth_timeout_s)
-        first = parse_client_message(raw)
-        if not isinstance(first, AuthMessage):
-            raise ProtocolViolation(CloseCode.NOT_AUTHENTICATED, "send an auth message first")
-        who = p.authenticate(first.token)
-        limits.ws_admit(websocket, who)  # 4029 over the per-user cap of sockets
+        who, first = rules.greet(app, raw)
     except TimeoutError:
-        await websocket.close(CloseCode.NOT_AUTHENTICATED, "no auth message in time")
+        await websocket.close(*rules.NO_AUTH_IN_TIME)
         return
     except WebSocketDisconnect:
         return
-    except ProtocolViolation as exc:
-        await websocket.close(exc.code, exc.reason)
-        return
-    except Unauthorized as exc:
-        await websocket.close(CloseCode.NOT_AUTHENTICATED, exc.code)
-        return
-    except Unavailable:
-        await websocket.close(CloseCode.TRY_AGAIN_LATER, "database unavailable")
+    except (ProtocolViolation, Unauthorized, Unavailable) as exc:
+        await websocket.close(*rules.refusal(exc))
         return
     finally:
-        limits.ws_arrived(websocket)
+        rules.arrived(app, address)
 
     try:
         async with p.hub.session(websocket, who, first.since, first.since_feeds) as session:
-            await _read_loop(websocket, session, limit, p.authenticate)
+            meter = rules.message_meter(app)
+            while session.open:
+                try:
+                    raw = await _receive(websocket, limit)
+                except WebSocketDisconnect:
+                    return
+                except ProtocolViolation as exc:
+                    session.conn.close(exc.code, exc.reason)
+                    return
+                if not rules.answer(app, session, meter, raw):
+                    return
     except Unavailable:
         return  # closed with 1013: the client comes back later
-
-
-async def _read_loop(
-    websocket: WebSocket, session: Session, limit: int, authenticate: Callable[[str], User]
-) -> None:
-    conn = session.conn
-    meter = limits.message_meter(websocket)
-    while session.open:
-        try:
-            raw = await _receive(websocket, limit)
-            meter.tick()  # 4029 "too many messages" over TASKBELL_WS_MESSAGE_RATE
-            msg = parse_client_message(raw)
-        except WebSocketDisconnect:
-            return
-        except ProtocolViolation as exc:
-            conn.close(exc.code, exc.reason)
-            return
-        if isinstance(msg, PingMessage):
-            conn.reply(PONG)
-        elif isinstance(msg, AuthMessage):
-            # A fresh token for the same person extends the session; anyone else: no.
-            try:
-                again = authenticate(msg.token)
-            except ApiError as exc:
-                conn.close(CloseCode.NOT_AUTHENTICATED, exc.code)
-                return
-            if not session.refresh(again):
-                return
 
 
 routes = [WebSocketRoute("/ws", ws_endpoint)]

@@ -14,6 +14,7 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
+from server import serving
 from server.api.common import Parts
 from server.app import create_app
 from server.auth import mint_token
@@ -103,15 +104,13 @@ async def uvicorn_serving(
 
 
 @contextlib.asynccontextmanager
-async def serve(settings: Settings) -> AsyncIterator[Live]:
-    """Run the app under a real uvicorn in this event loop until the block ends."""
+async def serve(settings: Settings, **overrides: Any) -> AsyncIterator[Live]:
+    """Run the app under a real uvicorn in this event loop until the block ends, as
+    ``python -m server`` serves it (``server.serving``; ``overrides``: other
+    ``uvicorn.Config`` options, e.g. ``ws="websockets-sansio"`` for the ASGI path)."""
     port = free_port()
     app = create_app(settings)
-    async with uvicorn_serving(
-        app,
-        port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        ws_max_size=settings.max_ws_message_bytes,
-    ):
+    config = {**serving.options(app, settings), "host": "127.0.0.1", **overrides}
+    config.pop("port")
+    async with uvicorn_serving(app, port, **config):
         yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
