@@ -28,9 +28,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import zlib
 from collections.abc import Mapping
 
+from server import upkeep
 from server.auth import User
 from server.broker import Interest, NoInterest
 from server.changes import Envelope
@@ -44,12 +44,9 @@ from server.metrics import UNCOUNTED
 from server.seen import SIDE_SEQ
 from server.sequencer import Verdict
 from server.session import Session
-from server.views import Views, first_messages, joined_message, left_message, pos_json
-from server.wire import HeartbeatMessage, dumps
+from server.views import Views, first_messages, joined_message, left_message
 
 log = logging.getLogger("taskbell.hub")
-
-BEAT_TICKS = 25  # a heartbeat round is spread over this many ticks (users hashed in)
 
 
 class Hub:
@@ -79,9 +76,14 @@ class Hub:
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        self._sweeper = asyncio.create_task(self._sweep_forever(), name="hub-sweeper")
+        self._sweeper = asyncio.create_task(
+            upkeep.every(self.sweep_interval, self._stopping, self.sweep), name="hub-sweeper"
+        )
         if self.heartbeat_s > 0:  # 0: no heartbeat (benchmarks measuring without one)
-            self._beater = asyncio.create_task(self._beat_forever(), name="hub-heartbeat")
+            self._beater = asyncio.create_task(
+                upkeep.beat_forever(self.heartbeat_s, self._stopping, self.heartbeat),
+                name="hub-heartbeat",
+            )
 
     async def stop(self) -> None:
         """Stop the sweeper, catch-ups and refollows. They are let finish their current
@@ -238,7 +240,7 @@ class Hub:
     def _user_state(self, tenant: str, user: str) -> UserState:
         us = self.users.get((tenant, user))
         if us is None:
-            phase = zlib.crc32(f"{tenant}/{user}".encode()) % BEAT_TICKS
+            phase = upkeep.phase_of(tenant, user)
             us = self.users[(tenant, user)] = UserState(phase=phase)
         return us
 
@@ -424,45 +426,12 @@ class Hub:
 
     def heartbeat(self, tick: int | None = None) -> None:
         """Queue a ping on every live connection (only those of users in phase
-        ``tick``, when given) carrying every followed feed's position as this
-        connection was given it (encoded once per user and set of positions)."""
-        for us in self.users.values():
-            if tick is not None and us.phase != tick:
-                continue
-            encoded: dict[tuple[tuple[str, int, int, int], ...], str] = {}
-            for conn in us.conns:
-                if conn.state is not ConnState.OPEN:
-                    continue
-                where = tuple((p.feed, p.seq, p.count, p.postponed) for p in conn.feeds.values())
-                message = encoded.get(where)
-                if message is None:
-                    beat: HeartbeatMessage = {
-                        "type": "ping",
-                        "feeds": {f: pos_json(s, n, m) for f, s, n, m in where},
-                    }
-                    message = encoded[where] = dumps(beat)
-                conn.beat(message)
+        ``tick``, when given): ``upkeep.beat``."""
+        upkeep.beat(self.users.values(), tick)
 
-    async def _beat_forever(self) -> None:
-        # One round every heartbeat_s, spread over BEAT_TICKS ticks by user: pinging
-        # every socket at once would hold up live events behind thousands of pings. The
-        # first round starts a whole interval after start-up, as a single timer would.
-        tick = 0
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s)
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.heartbeat_s / BEAT_TICKS)
-            if not self._stopping.is_set():
-                self.heartbeat(tick)
-                tick = (tick + 1) % BEAT_TICKS
-
-    async def _sweep_forever(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.sweep_interval)
-            if not self._stopping.is_set():
-                await self._resync()
-                later, self._refollow_later = self._refollow_later, set()
-                for tenant, user in sorted(later):
-                    self.refollow(tenant, user)
+    async def sweep(self) -> None:
+        """One sweep: catch up the feeds behind the database, retry refused refollows."""
+        await self._resync()
+        later, self._refollow_later = self._refollow_later, set()
+        for tenant, user in sorted(later):
+            self.refollow(tenant, user)

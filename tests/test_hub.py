@@ -15,8 +15,9 @@ import pytest
 from server.auth import User
 from server.changes import Envelope
 from server.errors import CloseCode, Unavailable
-from server.hub import BEAT_TICKS, Hub
+from server.hub import Hub
 from server.sequencer import RECENT
+from server.upkeep import BEAT_TICKS
 from tests.support.feedlog import MemoryFeedLog
 
 
