@@ -6,8 +6,12 @@ milliseconds to much more, and SQLite's automatic checkpoint runs inside the COM
 crosses its threshold. The writer's connection therefore has ``wal_autocheckpoint=0``
 and this thread, with its own connection, runs a PASSIVE checkpoint (it never waits for
 readers or the writer, nor holds them up) whenever the WAL file changed since the last
-one, at most every ``interval_s``. sqlite3 lets other threads (the loop) run while it
-works. Without it the WAL would grow without end.
+one. How often adapts to the write rate so that a checkpoint copies about what SQLite's
+automatic one would (``TARGET_FRAMES``, its default threshold): a checkpoint that found
+fewer frames waits twice as long before the next, one that found more half as long,
+between ``MIN_INTERVAL_S`` and ``MAX_INTERVAL_S`` (checkpointing more often than needed
+copies the same hot pages again and again). sqlite3 lets other threads (the loop) run
+while it works. Without it the WAL would grow without end.
 """
 
 from __future__ import annotations
@@ -19,13 +23,15 @@ import threading
 
 log = logging.getLogger("taskbell.db")
 
-CHECKPOINT_INTERVAL_S = 0.1  # ~1,000 single changes/s write a few MB of WAL a second
+TARGET_FRAMES = 1000  # pages per checkpoint (SQLite's own wal_autocheckpoint default)
+MIN_INTERVAL_S = 0.05
+MAX_INTERVAL_S = 1.0
 
 
 class Checkpointer:
-    def __init__(self, path: str, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+    def __init__(self, path: str) -> None:
         self.path = path
-        self.interval_s = interval_s
+        self.interval_s = MIN_INTERVAL_S
         self.done = 0  # checkpoints run (for tests)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="sqlite-checkpoints", daemon=True)
@@ -39,8 +45,13 @@ class Checkpointer:
             self._thread.join()
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         self.done += 1
+        frames = int(row[1]) if row and row[1] is not None else 0  # (busy, frames, copied)
+        if frames < TARGET_FRAMES:
+            self.interval_s = min(self.interval_s * 2, MAX_INTERVAL_S)
+        else:
+            self.interval_s = max(self.interval_s / 2, MIN_INTERVAL_S)
 
     def _loop(self) -> None:
         conn: sqlite3.Connection | None = None
