@@ -1,7 +1,9 @@
 """Engines for SQLite and PostgreSQL, one code path.
 
 SQLite: one writer connection (writes queue in-process instead of fighting over the file
-lock) taking ``BEGIN IMMEDIATE``, and a small pool of autocommit readers in WAL mode.
+lock) taking ``BEGIN IMMEDIATE`` and running on the event loop's thread
+(``server/sqlite_driver.py``), its checkpoints in a thread of their own
+(``server/checkpoints.py``), and a small pool of autocommit readers in WAL mode.
 PostgreSQL (asyncpg): one pool; reads run in autocommit (each is a single statement).
 """
 
@@ -11,14 +13,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from server.checkpoints import Checkpointer
 from server.errors import Unavailable
-from server.sqlite_driver import OneHopDbapi
+from server.sqlite_driver import BUSY_WAIT_MS, OneHopDbapi
 
 log = logging.getLogger("taskbell.db")
 
@@ -39,24 +42,30 @@ class Engines:
     writer: AsyncEngine
     reader: AsyncEngine
     dialect: str
+    checkpointer: Checkpointer | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
     async def dispose(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
         await self.writer.dispose()
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
 
 
-def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
+def _sqlite_engine(url: str, begin: str | None, pool_size: int, inline: bool) -> AsyncEngine:
+    """``inline``: run on the loop's thread (the writer: ``server/sqlite_driver.py``)."""
     engine = create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=30,
-        connect_args={"timeout": 5},
+        # (check_same_thread: the inline writer uses the sqlite3 connection on the
+        # loop's thread too; only ever one thread at a time.)
+        connect_args={"timeout": BUSY_WAIT_MS / 1000, "check_same_thread": not inline},
         isolation_level="AUTOCOMMIT" if begin is None else None,
         module=OneHopDbapi(),  # one thread hand-off per statement (server/sqlite_driver.py)
     )
@@ -70,9 +79,14 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int) -> AsyncEngine:
         for pragma in (
             "PRAGMA journal_mode=WAL",
             "PRAGMA synchronous=NORMAL",
-            "PRAGMA busy_timeout=5000",
+            f"PRAGMA busy_timeout={BUSY_WAIT_MS}",
         ):
             cursor.execute(pragma)
+        if inline:
+            # No lock waits and no checkpoints on the loop (server/sqlite_driver.py).
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
+            cursor.execute("PRAGMA busy_timeout=0")
+            dbapi_connection.inline = True
         cursor.close()
 
     if begin is not None:
@@ -88,9 +102,11 @@ def make_engines(url: str) -> Engines:
     if url.startswith("sqlite"):
         if ":memory:" in url or url.rstrip("/").endswith("sqlite+aiosqlite:"):
             raise ValueError("use a SQLite file, not :memory: (several connections share it)")
-        writer = _sqlite_engine(url, "BEGIN IMMEDIATE", 1)
-        reader = _sqlite_engine(url, "BEGIN", 4)
-        return Engines(writer, reader, "sqlite")
+        writer = _sqlite_engine(url, "BEGIN IMMEDIATE", 1, inline=True)
+        reader = _sqlite_engine(url, "BEGIN", 4, inline=False)
+        checkpointer = Checkpointer(str(make_url(url).database))
+        checkpointer.start()
+        return Engines(writer, reader, "sqlite", checkpointer)
     engine = create_async_engine(
         url,
         pool_size=10,

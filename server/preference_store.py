@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +24,15 @@ from server.preferences import DEFAULT, Preferences
 log = logging.getLogger("taskbell.preferences")
 
 Person = tuple[str, str]  # (tenant, user id)
+
+# Built once with bound parameters (the push hook reads it in write transactions;
+# building a statement costs more than running it).
+_OF_USERS = select(preference_t.c.tenant, preference_t.c.user_id, preference_t.c.body).where(
+    and_(
+        preference_t.c.tenant == bindparam("tenant"),
+        preference_t.c.user_id.in_(bindparam("users", expanding=True)),
+    )
+)
 
 
 def _load(body: str) -> Preferences:
@@ -69,17 +78,8 @@ class PreferenceStore:
             by_tenant.setdefault(tenant, set()).add(user)
         if not by_tenant:
             return {}
-        rows = await conn.execute(
-            select(preference_t.c.tenant, preference_t.c.user_id, preference_t.c.body).where(
-                or_(
-                    *(
-                        and_(
-                            preference_t.c.tenant == tenant,
-                            preference_t.c.user_id.in_(sorted(users)),
-                        )
-                        for tenant, users in sorted(by_tenant.items())
-                    )
-                )
-            )
-        )
-        return {(r.tenant, r.user_id): _load(r.body) for r in rows}
+        found: dict[Person, Preferences] = {}
+        for tenant, users in sorted(by_tenant.items()):  # (one tenant, most often)
+            rows = await conn.execute(_OF_USERS, {"tenant": tenant, "users": sorted(users)})
+            found.update({(r.tenant, r.user_id): _load(r.body) for r in rows})
+        return found

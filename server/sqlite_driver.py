@@ -1,4 +1,4 @@
-"""SQLAlchemy's aiosqlite adapter, with one thread hand-off per statement.
+"""SQLAlchemy's aiosqlite adapter: one thread hand-off per statement, none for the writer.
 
 aiosqlite runs each call on the connection's own thread and wakes the event loop with
 the answer: a hand-off costs a queue put, a thread wake-up and a loop wake-up. Through
@@ -7,17 +7,41 @@ close the cursor) and any other statement three, which in the profiles of a conn
 and of a single change cost more than the SQL itself. Here a statement is one function
 run on that thread (cursor, execute, fetch, close) and one answer back.
 
-Only the plain cursor changes: server-side cursors (``stream``), transactions, commit,
-rollback and errors are SQLAlchemy's and aiosqlite's own. It leans on two things that
+Only the plain cursor (and the inline writer's commit and rollback) changes:
+server-side cursors (``stream``), the readers' transactions and errors are SQLAlchemy's
+and aiosqlite's own. It leans on two things that
 are not public API, ``aiosqlite.Connection._execute`` (queue a function on the
-connection's thread) and ``_conn`` (its sqlite3 connection, used on that thread only);
+connection's thread) and ``_conn`` (its sqlite3 connection, used on that thread, or on
+the loop's by the inline writer, never on both at once);
 ``tests/test_sqlite_driver.py`` pins that they behave as this module needs.
+
+The writer's connection runs inline (``inline = True``, set by ``server/db.py``): its
+statements, BEGIN, COMMIT and ROLLBACK run on the event loop's own thread, with no
+hand-off at all. A lone change's transaction was about a dozen hand-offs, over half of
+its CPU (``bench.core --concurrency 1``: 2.7 ms, 1.2 ms inline). It is safe for the
+writer because in WAL mode a write transaction never waits once it holds the write
+lock, and with ``synchronous=NORMAL`` a commit does not sync to disk; the two things that
+could stall the loop are kept off it:
+
+- waiting for the lock: the writer's busy timeout is 0, so a statement that meets a lock
+  held by another process (``SQLITE_BUSY``, in practice only ``BEGIN IMMEDIATE``) fails at
+  once and is run again on the connection's thread with the usual busy wait
+  (``BUSY_WAIT_MS``), where the loop goes on meanwhile;
+- checkpoints: the writer does not checkpoint on commit (``wal_autocheckpoint=0``);
+  ``server/checkpoints.py`` does, in its own thread.
+
+A statement known to be long (pruning old events) runs on the thread inside
+``on_thread()``. The readers keep one hand-off per statement: a long read (a search, the
+statistics) must not hold up every socket.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import sqlite3
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import aiosqlite
@@ -27,8 +51,56 @@ from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_dbapi,
 )
 from sqlalchemy.util import EMPTY_DICT
+from sqlalchemy.util.concurrency import await_, in_greenlet
 
 Answer = tuple[Any, list[Any], int, int | None]  # description, rows, rowcount, lastrowid
+
+BUSY_WAIT_MS = 5000  # how long a statement waits for a lock held by another connection
+# A statement of the writer with more rows or values than this runs on the thread: its
+# SQLite work grows with them (a batch of 500 creates held the loop ~50 ms inline).
+INLINE_MAX_ROWS = 32
+INLINE_MAX_VALUES = 256
+_SQLITE_BUSY = 5
+
+_ON_THREAD: ContextVar[bool] = ContextVar("taskbell_sqlite_on_thread", default=False)
+
+
+@contextlib.contextmanager
+def on_thread() -> Iterator[None]:
+    """Run the inline writer's statements of this block on its thread instead (for a
+    statement that may take long: the loop goes on meanwhile). No effect elsewhere."""
+    token = _ON_THREAD.set(True)
+    try:
+        yield
+    finally:
+        _ON_THREAD.reset(token)
+
+
+def _busy(exc: BaseException) -> bool:
+    code = getattr(exc, "sqlite_errorcode", 0) or 0
+    return isinstance(exc, sqlite3.OperationalError) and code & 0xFF == _SQLITE_BUSY
+
+
+def _waiting(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn`` with the busy wait on, on the connection's thread (the inline writer's busy
+    timeout is otherwise 0)."""
+    conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT_MS}").close()
+    try:
+        return fn(conn, *args)
+    finally:
+        conn.execute("PRAGMA busy_timeout=0").close()
+
+
+class _Done(Awaitable[None]):
+    """An awaitable that is ready at once: SQLAlchemy's async layer insists that every
+    ``execute`` awaited something (``AwaitRequired``), and an inline one has nothing to
+    wait for."""
+
+    def __await__(self) -> Generator[None, None, None]:
+        return (yield from ())
+
+
+_DONE = _Done()
 
 
 def _run(conn: sqlite3.Connection, operation: str, parameters: Any) -> Answer:
@@ -84,6 +156,28 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
     def lastrowid(self) -> int:
         return self._lastrowid  # type: ignore[return-value]
 
+    def execute(self, operation: Any, parameters: Any = None) -> Any:
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        if not adapt.inline:
+            return super().execute(operation, parameters)
+        try:
+            heavy = parameters is not None and len(parameters) > INLINE_MAX_VALUES
+            self._take(adapt.run(_run, operation, parameters, heavy=heavy))
+        except Exception as error:
+            adapt._handle_exception(error)
+        return None
+
+    def executemany(self, operation: Any, seq_of_parameters: Any) -> Any:
+        adapt: OneHopConnection = self._adapt_connection  # type: ignore[assignment]
+        if not adapt.inline:
+            return super().executemany(operation, seq_of_parameters)
+        try:
+            heavy = len(seq_of_parameters) > INLINE_MAX_ROWS
+            self._take(adapt.run(_run_many, operation, seq_of_parameters, heavy=heavy))
+        except Exception as error:
+            adapt._handle_exception(error)
+        return None
+
     async def _async_soft_close(self) -> None:
         return None  # nothing is held open: the rows are here already
 
@@ -111,8 +205,56 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
 
 
 class OneHopConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
+    """``inline``: run on the loop's thread (the module's docstring says when and why)."""
+
+    __slots__ = ("inline",)
     _cursor_cls = OneHopCursor
+
+    def __init__(self, dbapi: Any, connection: Any) -> None:
+        super().__init__(dbapi, connection)
+        self.inline = False
+
+    def run(self, fn: Callable[..., Any], *args: Any, heavy: bool = False) -> Any:
+        """``fn(sqlite3 connection, *args)`` inline; on the thread with the busy wait if
+        it meets a lock, is ``heavy`` or inside ``on_thread()``. Called from
+        SQLAlchemy's greenlet."""
+        raw: sqlite3.Connection = self._connection._conn
+        if not heavy and not _ON_THREAD.get():
+            try:
+                answer = fn(raw, *args)
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+            else:
+                if in_greenlet():
+                    await_(_DONE)
+                return answer
+        return await_(self._on_thread(raw, fn, *args))
+
+    async def _on_thread(self, raw: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+        conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]
+        async with self._execute_mutex:
+            return await conn._execute(_waiting, raw, fn, *args)  # type: ignore[no-untyped-call]
+
+    def commit(self) -> None:
+        if not self.inline:
+            return super().commit()
+        if self._connection._connection:  # (none once closed: nothing to commit)
+            try:
+                self.run(sqlite3.Connection.commit)
+            except Exception as error:
+                self._handle_exception(error)
+        return None
+
+    def rollback(self) -> None:
+        if not self.inline:
+            return super().rollback()
+        if self._connection._connection:
+            try:
+                self.run(sqlite3.Connection.rollback)
+            except Exception as error:
+                self._handle_exception(error)
+        return None
 
 
 class OneHopDbapi(AsyncAdapt_aiosqlite_dbapi):

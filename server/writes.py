@@ -18,6 +18,7 @@ instance cancels its open steps). Nothing here publishes: ``Service`` does, afte
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ from server.ops import (
     UpdateTask,
 )
 from server.processes import Ended, Instance, Started
+from server.sqlite_driver import on_thread
 from server.transitions import Effect, Outcome, TaskState, decide
 from server.wire import EventMessage, Status, dumps, iso
 
@@ -131,6 +133,10 @@ _UPDATE_TASK = (
     .where(and_(task_t.c.tenant == bindparam("b_tenant"), task_t.c.id == bindparam("b_id")))
     .values({c: bindparam(c) for c in _MUTABLE})
 )
+# A big batch gives the loop back every this many ops: on SQLite the writer's statements
+# run on the loop's thread (server/sqlite_driver.py), so without it a batch of 500 would
+# hold every socket up for its whole length (~40 ms), not just for its longest statement.
+_YIELD_EVERY = 100
 _ATTEMPTS = 4  # a transaction lost to a race (duplicate create, deadlock) is tried again
 
 
@@ -293,8 +299,12 @@ class Writes:
             case MoveSubstitutions(limit=limit):
                 return await audiences.move_substitutions(conn, now, limit), nothing
             case PruneEvents(before=before):
-                result = await conn.execute(event_t.delete().where(event_t.c.created_at < before))
-                await audiences.prune(conn, now)
+                # A long delete: on SQLite off the loop's thread (server/sqlite_driver.py).
+                with on_thread():
+                    result = await conn.execute(
+                        event_t.delete().where(event_t.c.created_at < before)
+                    )
+                    await audiences.prune(conn, now)
                 return int(result.rowcount or 0), nothing
 
     async def _overdue(self, conn: AsyncConnection, now: datetime, limit: int) -> list[TaskKey]:
@@ -372,7 +382,9 @@ class Writes:
         results: list[Outcome | ApiError] = []
         effects: list[tuple[Effect, TaskState]] = []
         changes: list[tuple[TaskOp, Outcome]] = []
-        for op in ops:
+        for n, op in enumerate(ops, 1):
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # (let the loop serve the sockets meanwhile)
             key = (op.tenant, op.id)
             try:
                 if isinstance(op, CreateTask) and working[key] is None:
@@ -394,6 +406,8 @@ class Writes:
             return Applied(results)
 
         envelopes = await self._bump_feeds(conn, effects)
+        if len(effects) >= _YIELD_EVERY:
+            await asyncio.sleep(0)
         new_rows = [
             {c: getattr(s, c) for c in _TASK_COLUMNS}
             for k, s in changed.items()

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,6 +26,15 @@ from server.delivery.webpush.keys import b64url_decode
 from server.delivery.wire import PushSubscriptionBody, SubscriptionJSON
 from server.errors import Conflict, NotFound
 from server.wire import iso
+
+# Built once with bound parameters (the push hook reads it in every write transaction
+# that touches a person's feed; building a statement costs more than running it).
+_OF_OWNERS = select(subscription_t).where(
+    and_(
+        subscription_t.c.tenant == bindparam("tenant"),
+        subscription_t.c.owner.in_(bindparam("owners", expanding=True)),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,17 +243,8 @@ class Subscriptions:
             by_tenant.setdefault(tenant, set()).add(owner)
         if not by_tenant:
             return []
-        rows = await conn.execute(
-            select(subscription_t).where(
-                or_(
-                    *(
-                        and_(
-                            subscription_t.c.tenant == tenant,
-                            subscription_t.c.owner.in_(sorted(owners)),
-                        )
-                        for tenant, owners in sorted(by_tenant.items())
-                    )
-                )
-            )
-        )
-        return [_subscription(r) for r in rows]
+        found: list[Subscription] = []
+        for tenant, owners in sorted(by_tenant.items()):  # (one tenant, most often)
+            rows = await conn.execute(_OF_OWNERS, {"tenant": tenant, "owners": sorted(owners)})
+            found.extend(_subscription(r) for r in rows)
+        return found
