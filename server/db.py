@@ -43,10 +43,17 @@ class Engines:
     reader: AsyncEngine
     dialect: str
     checkpointer: Checkpointer | None = None
+    # SQLite: readers on the loop's thread for the joins' short reads (the audience and
+    # each feed's view); None elsewhere (``joins_reader`` is then the reader).
+    joins: AsyncEngine | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
+
+    @property
+    def joins_reader(self) -> AsyncEngine:
+        return self.joins if self.joins is not None else self.reader
 
     async def dispose(self) -> None:
         if self.checkpointer is not None:
@@ -54,6 +61,8 @@ class Engines:
         await self.writer.dispose()
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
+        if self.joins is not None:
+            await self.joins.dispose()
 
 
 def _sqlite_engine(url: str, begin: str | None, pool_size: int, inline: bool) -> AsyncEngine:
@@ -104,9 +113,14 @@ def make_engines(url: str) -> Engines:
             raise ValueError("use a SQLite file, not :memory: (several connections share it)")
         writer = _sqlite_engine(url, "BEGIN IMMEDIATE", 1, inline=True)
         reader = _sqlite_engine(url, "BEGIN", 4, inline=False)
+        # A join's reads are a few indexed statements: through the thread each was a
+        # hand-off costing more than the read. Inline, a join's read transaction runs
+        # without yielding (so two connections serve any number of joins), and, like
+        # the writer, never waits for a lock on the loop (server/sqlite_driver.py).
+        joins = _sqlite_engine(url, "BEGIN", 2, inline=True)
         checkpointer = Checkpointer(str(make_url(url).database))
         checkpointer.start()
-        return Engines(writer, reader, "sqlite", checkpointer)
+        return Engines(writer, reader, "sqlite", checkpointer, joins)
     engine = create_async_engine(
         url,
         pool_size=10,

@@ -166,7 +166,8 @@ class SqlFeedLog:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[FeedReader]:
-        async with self.engines.reader.connect() as conn:
+        # (On SQLite the joins' own inline readers: ``Engines.joins``.)
+        async with self.engines.joins_reader.connect() as conn:
             yield _SqlReader(self, conn)
 
     async def resume(self, key: str, since: int | None) -> Snapshot | Replay:

@@ -31,8 +31,10 @@ could stall the loop are kept off it:
   ``server/checkpoints.py`` does, in its own thread.
 
 A statement known to be long (pruning old events) runs on the thread inside
-``on_thread()``. The readers keep one hand-off per statement: a long read (a search, the
-statistics) must not hold up every socket.
+``on_thread()``. The joins' readers (``Engines.joins``: the audience and each feed's
+view, a few indexed statements whose rows the loop turns into the snapshot anyway) run
+inline too; the other readers keep one hand-off per statement: a long read (a search,
+the statistics, a catch-up page, the sweep) must not hold up every socket.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """What a join costs the database: the audience and every followed feed's view are read
 on one pooled reader connection (a checkout each was most of a connect's database cost
-on SQLite). The real hub over the real feed log, on a migrated SQLite file."""
+on SQLite), and on SQLite with no thread hand-off at all (the joins' inline readers).
+The real hub over the real feed log, on a migrated SQLite file."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def count_checkouts(eng: Engines) -> list[int]:
     def on_checkout(*_: Any) -> None:
         checkouts.append(1)
 
-    event.listen(eng.reader.sync_engine.pool, "checkout", on_checkout)
+    event.listen(eng.joins_reader.sync_engine.pool, "checkout", on_checkout)
     return checkouts
 
 
@@ -52,4 +53,39 @@ async def test_a_join_reads_audience_and_every_view_on_one_connection(engines: E
     assert snapshot["type"] == "snapshot"
     assert list(snapshot["feeds"]) == ["user:alice", "role:approvers"]
     assert len(checkouts) == 1, "one reader connection for the audience and both views"
+    await hub.stop()
+
+
+def count_hand_offs(eng: Engines) -> list[str]:
+    """Every trip onto a thread of the joins' connections, from the moment each is made
+    (``_execute`` is aiosqlite's one way onto its connection's thread)."""
+    calls: list[str] = []
+
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        raw = dbapi_connection._connection
+        inner = raw._execute
+
+        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+            calls.append(getattr(fn, "__name__", repr(fn)))
+            return await inner(fn, *args, **kwargs)
+
+        raw._execute = counted
+
+    event.listen(eng.joins_reader.sync_engine, "connect", on_connect)
+    return calls
+
+
+async def test_a_join_on_sqlite_reads_without_a_thread_hand_off(engines: Engines) -> None:
+    async with engines.writer.begin() as conn:
+        await audiences.set_members(conn, "default", "approvers", ["alice"], datetime.now(UTC))
+    hub = Hub(SqlFeedLog(engines), sweep_interval=3600)
+    checkouts = count_checkouts(engines)
+    calls = count_hand_offs(engines)
+    for _ in range(3):
+        rec = Recorder()
+        async with hub.session(rec, User("alice", time.time() + 3600), None):
+            await rec.until(lambda r=rec: bool(r.sent))  # type: ignore[misc]
+        assert rec.sent[0]["type"] == "snapshot"
+    assert len(checkouts) == 3, "each join on the joins' readers"
+    assert calls == [], "BEGIN, the audience, both views and the ROLLBACK on the loop's thread"
     await hub.stop()
