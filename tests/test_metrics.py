@@ -16,7 +16,7 @@ from tests.push.conftest import fast
 from tests.push.receiver import Received, Receiver, running
 from tests.support.app import PRODUCER_KEY, Live, make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.support.stalled import StalledClient
+from tests.support.stalled import StalledClient, flood_until_too_slow
 from tests.support.tasks import task_body
 
 
@@ -153,15 +153,7 @@ async def test_a_socket_whose_queue_overflows_counts_as_a_4008_close(sqlite_url:
     async with serve(make_settings(sqlite_url, send_queue_size=20)) as live:
         slow = StalledClient(live.ws_url, token("alice"))
         await slow.connect_and_stall()  # read the snapshot, then nothing more
-        async with live.producer() as p:
-            for b in range(400):
-                ops = [
-                    {"op": "create", "task": task_body(f"o{b}-{i}", title="x" * 1000)}
-                    for i in range(50)
-                ]
-                assert (await p.post("/api/v1/tasks/batch", json={"ops": ops})).status_code == 200
-                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
-                    break
+        await flood_until_too_slow(live, prefix="o")
         code, _ = await slow.read_until_close()
         slow.close()
         assert code == 4008

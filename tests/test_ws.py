@@ -13,7 +13,7 @@ import pytest
 from server.settings import Settings
 from tests.support.app import Live, key, make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.support.stalled import StalledClient
+from tests.support.stalled import StalledClient, flood_until_too_slow
 from tests.support.tasks import task_body
 
 
@@ -338,19 +338,7 @@ async def test_slow_client_is_closed_4008_and_others_keep_receiving(sqlite_url: 
         await fast.connect()
         # Keep producing until the stalled socket's kernel buffers are full and its queue
         # overflows (how much that takes depends on the machine's TCP buffer sizes).
-        sent = 0
-        async with live.producer() as p:
-            for b in range(400):
-                ops = [
-                    {"op": "create", "task": task_body(f"t{b}-{i}", title="x" * 1000)}
-                    for i in range(50)
-                ]
-                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
-                assert resp.status_code == 200, resp.text
-                sent += 50
-                await fast.until_seq(sent)
-                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
-                    break
+        sent = len(await flood_until_too_slow(live, each_batch=fast.until_seq))
         code, reason = await slow.read_until_close()
         slow.close()
         await fast.close()
@@ -369,16 +357,7 @@ async def test_slow_client_resumes_with_since_and_misses_nothing(sqlite_url: str
                 await p.post("/api/v1/tasks", json=task_body(f"t{i}"))
         slow = StalledClient(live.ws_url, token("alice"))
         await slow.connect_and_stall()  # it has read the snapshot (seq 2) and no more
-        created = ["t0", "t1"]
-        async with live.producer() as p:
-            for b in range(400):
-                ids = [f"t{b}-{i}" for i in range(50)]
-                ops = [{"op": "create", "task": task_body(i, title="x" * 1000)} for i in ids]
-                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
-                assert resp.status_code == 200, resp.text
-                created += ids
-                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
-                    break
+        created = ["t0", "t1", *await flood_until_too_slow(live)]
         code, reason = await slow.read_until_close()
         slow.close()
         # The panel resumes from what it had applied: the snapshot at seq 2.

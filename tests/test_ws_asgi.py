@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from tests.support.app import Live, make_settings, serve, token
 from tests.support.client import FeedClient
-from tests.support.stalled import StalledClient
+from tests.support.stalled import StalledClient, flood_until_too_slow
 from tests.support.tasks import task_body
 
 STOCK = {"ws": "websockets-sansio", "ws_ping_interval": 20.0}
@@ -65,16 +65,7 @@ async def test_a_reader_that_stalls_is_closed_4008(stock: Live) -> None:
     stalled = StalledClient(stock.ws_url, token("alice"))
     try:
         await stalled.connect_and_stall()
-        async with stock.producer() as p:
-            for b in range(400):
-                ops = [
-                    {"op": "create", "task": task_body(f"t{b}-{i}", title="x" * 1000)}
-                    for i in range(50)
-                ]
-                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
-                assert resp.status_code == 200, resp.text
-                if any(c.close_code == 4008 for c in stock.parts.hub.connections()):
-                    break
+        await flood_until_too_slow(stock)
         assert (await stalled.read_until_close())[0] == 4008
     finally:
         stalled.close()

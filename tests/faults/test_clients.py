@@ -18,7 +18,7 @@ from server.connection import Connection
 from tests.support.app import SECRET, Live, make_settings, serve, token
 from tests.support.client import FeedClient
 from tests.support.server_proc import REPO_ROOT
-from tests.support.stalled import StalledClient
+from tests.support.stalled import StalledClient, flood_until_too_slow
 from tests.support.tasks import task_body
 
 OWNERS = [f"churner-{i}" for i in range(20)]
@@ -33,20 +33,8 @@ async def test_stalled_client_closed_4008_resumes_with_since_and_misses_nothing(
         await slow.connect_and_stall()  # its snapshot: seq 0
         fast = FeedClient(live.ws_url, token("alice"))
         await fast.connect()
-        sent = 0
-        async with live.producer() as p:
-            for b in range(400):
-                ops = [
-                    {"op": "create", "task": task_body(f"t{b}-{i}", title="x" * 1000)}
-                    for i in range(50)
-                ]
-                resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
-                assert resp.status_code == 200
-                sent += 50
-                # Nobody else waits for the stalled reader: the fast one has it all.
-                await fast.until_seq(sent)
-                if any(c.close_code == 4008 for c in live.parts.hub.connections()):
-                    break
+        # Nobody else waits for the stalled reader: the fast one has it all.
+        sent = len(await flood_until_too_slow(live, each_batch=fast.until_seq))
         code, _ = await slow.read_until_close()
         slow.close()
         resumed = FeedClient(live.ws_url, token("alice"))

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
 
 import orjson
 from websockets.client import ClientProtocol
 from websockets.frames import Close
 from websockets.uri import parse_uri
+
+from tests.support.app import Live
+from tests.support.tasks import task_body
 
 
 class StalledClient:
@@ -70,3 +74,27 @@ class StalledClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def flood_until_too_slow(
+    live: Live,
+    prefix: str = "t",
+    each_batch: Callable[[int], Awaitable[None]] | None = None,
+) -> list[str]:
+    """Create batches of 50 big tasks for alice until one of the server's sockets is
+    closed 4008 (how many that takes depends on the machine's TCP buffer sizes); the
+    ids created, in order. ``each_batch(sent)`` runs after every batch (e.g. a fast
+    reader catching up)."""
+    created: list[str] = []
+    async with live.producer() as p:
+        for b in range(400):
+            ids = [f"{prefix}{b}-{i}" for i in range(50)]
+            ops = [{"op": "create", "task": task_body(i, title="x" * 1000)} for i in ids]
+            resp = await p.post("/api/v1/tasks/batch", json={"ops": ops})
+            assert resp.status_code == 200, resp.text
+            created += ids
+            if each_batch is not None:
+                await each_batch(len(created))
+            if any(c.close_code == 4008 for c in live.parts.hub.connections()):
+                break
+    return created
