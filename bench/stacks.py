@@ -40,7 +40,7 @@ PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     )),
     ("starlette responses", ("starlette/responses.py", "server/api/common.py")),
     ("lean /ws protocol (wsserver, frames, socket_rules)", (
-        "server/wsserver.py", "server/frames.py", "server/socket_rules.py",
+        "server/wsserver.py", "server/wssockets.py", "server/frames.py", "server/socket_rules.py",
     )),
     ("uvicorn HTTP protocol (httptools)", ("httptools_impl.py", "proxy_headers.py")),
     ("endpoints", ("server/api/",)),

@@ -13,9 +13,9 @@ join (it reads the database), and it ends once the socket is live.
 Writes: an event's frame is encoded once for every socket it goes to (``FrameCache``:
 the hub hands the same message object to each), and what a socket is given within one
 loop iteration leaves in one ``transport.write``, all sockets flushed by one
-``call_soon`` (``Sockets.flush``). While the transport is paused (the peer reads
-slower than we write) a send waits, so the connection's bounded queue fills and a
-reader that stays behind is closed with 4008, as on the ASGI path.
+``call_soon`` (``Sockets.flush``, in ``server.wssockets``). While the transport is
+paused (the peer reads slower than we write) a send waits, so the connection's bounded
+queue fills and a reader that stays behind is closed with 4008, as on the ASGI path.
 
 Keepalive: one sweep over all sockets every ``ws_ping_interval`` seconds instead of
 two timers per socket: a socket heard from since the last sweep is left alone, a
@@ -33,7 +33,6 @@ from typing import Any, ClassVar, cast
 
 from starlette.applications import Starlette
 from uvicorn.config import Config
-from uvicorn.middleware.proxy_headers import _TrustedHosts
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 
@@ -44,6 +43,7 @@ from server.frames import FrameError, Parser
 from server.limits import MessageMeter
 from server.session import Session
 from server.wire import AuthMessage, ProtocolViolation
+from server.wssockets import FRAMES, Sockets
 
 log = logging.getLogger("taskbell.ws")
 
@@ -53,86 +53,6 @@ MAX_HEAD_BYTES = 16384  # an upgrade request's head (uvicorn parsed it already)
 
 # A socket's phases, in order (HANDED: another path, uvicorn's own protocol serves it).
 HANDSHAKE, AUTH, JOINING, LIVE, CLOSING, GONE, HANDED = range(7)
-
-
-class FrameCache:
-    """The frame of the last text sent: the hub gives the same ``str`` object to every
-    connection an event goes to, so it is encoded once (the reference held keeps the
-    identity check sound: the object cannot be freed and its id reused)."""
-
-    __slots__ = ("frame", "text")
-
-    def __init__(self) -> None:
-        self.text: str | None = None
-        self.frame = b""
-
-    def of(self, message: str) -> bytes:
-        if message is not self.text:
-            self.text = message
-            self.frame = frames.text(message)
-        return self.frame
-
-
-FRAMES = FrameCache()
-
-
-class Sockets:
-    """One server's lean sockets: uvicorn's state (given to every protocol), the sockets
-    with something to write this iteration, and the keepalive sweep."""
-
-    __slots__ = (
-        "app",
-        "app_state",
-        "config",
-        "dirty",
-        "live",
-        "server_state",
-        "sweep",
-        "trusted",
-    )
-
-    def __init__(self, app: Starlette, config: Config | None = None) -> None:
-        self.app = app
-        self.config = config
-        self.server_state: ServerState | None = None
-        self.app_state: dict[str, Any] = {}
-        self.trusted: _TrustedHosts | None = None
-        self.dirty: list[LeanSocket] = []
-        self.live: set[LeanSocket] = set()
-        self.sweep: asyncio.TimerHandle | None = None
-
-    def bind(self, config: Config, server_state: ServerState, app_state: dict[str, Any]) -> None:
-        if self.server_state is not server_state:
-            self.config, self.server_state, self.app_state = config, server_state, app_state
-            self.trusted = (
-                _TrustedHosts(config.forwarded_allow_ips) if config.proxy_headers else None
-            )
-
-    def wants_flush(self, sock: LeanSocket) -> None:
-        if not self.dirty:
-            asyncio.get_running_loop().call_soon(self.flush)
-        self.dirty.append(sock)
-
-    def flush(self) -> None:
-        dirty, self.dirty = self.dirty, []
-        for sock in dirty:
-            sock.flush()
-
-    def add_live(self, sock: LeanSocket) -> None:
-        self.live.add(sock)
-        self._arm()
-
-    def _arm(self) -> None:
-        interval = self.config.ws_ping_interval if self.config is not None else None
-        if self.sweep is None and interval:
-            self.sweep = asyncio.get_running_loop().call_later(interval, self.keepalive)
-
-    def keepalive(self) -> None:
-        self.sweep = None
-        for sock in list(self.live):
-            sock.keepalive()
-        if self.live:
-            self._arm()
 
 
 class LeanSocket(asyncio.Protocol):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from server import frames
-from server.wsserver import FrameCache
+from server.wssockets import FrameCache
 from tests.support.app import Live, make_settings, serve, token
 from tests.support.rawws import RawSocket
 from tests.support.tasks import task_body
