@@ -6,8 +6,13 @@ import socket
 from collections.abc import Iterator
 
 import asyncpg
+import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
+from tests.support.app import uvicorn_serving
 from tests.support.services import PostgresServer, RedisServer, free_port
 
 
@@ -90,3 +95,18 @@ def test_postgres_restarts_on_the_same_port_after_kill(postgres: PostgresServer)
     postgres.start()
     assert (postgres.port, postgres.pid != pid) == (port, True)
     assert postgres.psql("SELECT 1").strip() == "1"
+
+
+async def test_an_in_process_server_binds_its_own_port_and_a_taken_one_is_an_error() -> None:
+    app = Starlette(routes=[Route("/", lambda _: PlainTextResponse("ok"))])
+    async with uvicorn_serving(app, 0, lifespan="off") as server:
+        port = server.config.port
+        with socket.socket() as other, pytest.raises(OSError):
+            other.bind(("127.0.0.1", port))  # held from the moment it was chosen
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/")).text == "ok"
+        # A port someone else holds: a plain error, not uvicorn's SystemExit (which would
+        # break the event loop of every later test on this worker).
+        with pytest.raises(RuntimeError, match="did not start"):
+            async with uvicorn_serving(app, port, lifespan="off"):
+                pass

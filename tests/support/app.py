@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -20,7 +21,6 @@ from server.app import create_app
 from server.auth import mint_token
 from server.feeds import DEFAULT_TENANT, user_key
 from server.settings import Settings
-from tests.support.processes import free_port
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 PRODUCER_KEY = "pk-test-producer"
@@ -80,15 +80,33 @@ class Live:
         )
 
 
+async def _serving(server: uvicorn.Server, sockets: list[socket.socket] | None) -> None:
+    # (A SystemExit leaves a task at once and stops the whole event loop, not just it.)
+    try:
+        await server.serve(sockets=sockets)
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn did not start (exit status {exc.code})") from None
+
+
 @contextlib.asynccontextmanager
 async def uvicorn_serving(
     app: ASGIApp, port: int, *, stop_timeout: float = 15.0, **config: Any
 ) -> AsyncIterator[uvicorn.Server]:
     """``app`` under a real uvicorn in this event loop on ``port`` until the block ends
-    (``config``: more ``uvicorn.Config`` options). Raises what start-up raised."""
+    (``config``: more ``uvicorn.Config`` options). ``port`` 0: a socket bound here to a
+    port the kernel picks, handed to uvicorn, so no other process can take the port
+    between choosing and binding it (``server.config.port`` says which). Raises what
+    start-up raised (uvicorn's own ``SystemExit`` as a ``RuntimeError``: a
+    ``BaseException`` would also break the test runner's event loop for every later
+    test)."""
+    sock: socket.socket | None = None
+    if port == 0:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
     options: dict[str, Any] = {"host": "127.0.0.1", "log_level": "warning", "lifespan": "on"}
     server = uvicorn.Server(uvicorn.Config(app, port=port, **{**options, **config}))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(_serving(server, None if sock is None else [sock]))
     for _ in range(400):
         if server.started or task.done():
             break
@@ -101,6 +119,8 @@ async def uvicorn_serving(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, stop_timeout)
+        if sock is not None:
+            sock.close()
 
 
 @contextlib.asynccontextmanager
@@ -108,9 +128,9 @@ async def serve(settings: Settings, **overrides: Any) -> AsyncIterator[Live]:
     """Run the app under a real uvicorn in this event loop until the block ends, as
     ``python -m server`` serves it (``server.serving``; ``overrides``: other
     ``uvicorn.Config`` options, e.g. ``ws="websockets-sansio"`` for the ASGI path)."""
-    port = free_port()
     app = create_app(settings)
     config = {**serving.options(app, settings), "host": "127.0.0.1", **overrides}
     config.pop("port")
-    async with uvicorn_serving(app, port, **config):
+    async with uvicorn_serving(app, 0, **config) as server:
+        port = server.config.port
         yield Live(settings, f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws", app)
