@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from server.audiences import feeds_of
 from server.changes import ORIGIN, FeedPos, Logged
 from server.db import Engines
-from server.feeds import ROLE, USER, key_of, split_key
+from server.feeds import ROLE, USER, key_of, per_tenant, split_key
 from server.models import event_t, feed_t, task_t
 from server.transitions import TaskState
 from server.wire import Status, TaskJSON
@@ -193,13 +193,9 @@ class SqlFeedLog:
             return await self._events(conn, key, after, after + limit)
 
     async def latest_seqs(self, keys: Iterable[str]) -> dict[str, int]:
-        by_tenant: dict[str, list[str]] = {}
-        for key in keys:
-            tenant, feed = split_key(key)
-            by_tenant.setdefault(tenant, []).append(feed)
         out: dict[str, int] = {}
         async with self.engines.reader.connect() as conn:
-            for tenant, feeds in by_tenant.items():
+            for tenant, feeds in per_tenant(split_key(k) for k in keys):
                 for i in range(0, len(feeds), SEQS_PAGE):
                     chunk = feeds[i : i + SEQS_PAGE]
                     rows = await conn.execute(

@@ -14,6 +14,7 @@ own feed of every person they stand in for while the substitution is in force.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 DEFAULT_TENANT = "default"
 USER = "user:"
@@ -53,6 +54,15 @@ def split_key(key: str) -> tuple[str, str]:
     """``(tenant, feed)`` of a key."""
     tenant, _, feed = key.partition("/")
     return tenant, feed
+
+
+def per_tenant(pairs: Iterable[tuple[str, str]]) -> list[tuple[str, list[str]]]:
+    """``(tenant, name)`` pairs as each tenant (in order) with its names (sorted, each
+    once): a statement that reads many rows runs once per tenant."""
+    grouped: dict[str, set[str]] = {}
+    for tenant, name in pairs:
+        grouped.setdefault(tenant, set()).add(name)
+    return [(tenant, sorted(names)) for tenant, names in sorted(grouped.items())]
 
 
 def is_feed(feed: str) -> bool:

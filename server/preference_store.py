@@ -18,6 +18,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from server.db import Engines
+from server.feeds import per_tenant
 from server.models import preference_t
 from server.preferences import DEFAULT, Preferences
 
@@ -73,13 +74,8 @@ class PreferenceStore:
     ) -> dict[Person, Preferences]:
         """The saved preferences of ``(tenant, user)`` pairs, read on ``conn`` (inside a
         write transaction, for the push hook); people without a row are left out."""
-        by_tenant: dict[str, set[str]] = {}
-        for tenant, user in people:
-            by_tenant.setdefault(tenant, set()).add(user)
-        if not by_tenant:
-            return {}
         found: dict[Person, Preferences] = {}
-        for tenant, users in sorted(by_tenant.items()):  # (one tenant, most often)
-            rows = await conn.execute(_OF_USERS, {"tenant": tenant, "users": sorted(users)})
+        for tenant, users in per_tenant(people):  # (one tenant, most often)
+            rows = await conn.execute(_OF_USERS, {"tenant": tenant, "users": users})
             found.update({(r.tenant, r.user_id): _load(r.body) for r in rows})
         return found

@@ -25,6 +25,7 @@ from server.delivery.tables import outbox_t, subscription_t
 from server.delivery.webpush.keys import b64url_decode
 from server.delivery.wire import PushSubscriptionBody, SubscriptionJSON
 from server.errors import Conflict, NotFound
+from server.feeds import per_tenant
 from server.wire import iso
 
 # Built once with bound parameters (the push hook reads it in every write transaction
@@ -238,13 +239,8 @@ class Subscriptions:
         self, conn: AsyncConnection, people: Iterable[tuple[str, str]]
     ) -> list[Subscription]:
         """The subscriptions of ``(tenant, owner)`` pairs, read on ``conn``."""
-        by_tenant: dict[str, set[str]] = {}
-        for tenant, owner in people:
-            by_tenant.setdefault(tenant, set()).add(owner)
-        if not by_tenant:
-            return []
         found: list[Subscription] = []
-        for tenant, owners in sorted(by_tenant.items()):  # (one tenant, most often)
-            rows = await conn.execute(_OF_OWNERS, {"tenant": tenant, "owners": sorted(owners)})
+        for tenant, owners in per_tenant(people):  # (one tenant, most often)
+            rows = await conn.execute(_OF_OWNERS, {"tenant": tenant, "owners": owners})
             found.extend(_subscription(r) for r in rows)
         return found
