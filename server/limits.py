@@ -33,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.types import Scope
 
-from server.api.common import Checked, Parts
+from server.api.common import Checked, parts_of
 from server.auth import User, VerifiedTokens, producer_tenant
 from server.errors import CloseCode, TooManyRequests
 from server.settings import Settings
@@ -264,7 +264,7 @@ def ws_arrived(app: Any, address: str) -> None:
 def user_sockets_full(app: Any, who: User) -> bool:
     """True when ``who`` already has the cap of sockets and streams in this process
     (joined or joining)."""
-    parts: Parts = app.state.parts
+    parts = parts_of(app)
     cap = parts.settings.max_sockets_per_user
     if not cap:
         return False

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from server import limits
-from server.api.common import Parts
+from server.api.common import parts_of
 from server.auth import User
 from server.errors import ApiError, CloseCode, Unauthorized, Unavailable
 from server.limits import MessageMeter
@@ -30,11 +30,6 @@ NO_AUTH_IN_TIME = (int(CloseCode.NOT_AUTHENTICATED), "no auth message in time")
 arriving = limits.ws_arriving
 arrived = limits.ws_arrived
 message_meter = limits.message_meter
-
-
-def parts_of(app: Any) -> Parts:
-    parts: Parts = app.state.parts
-    return parts
 
 
 def greet(app: Any, raw: str | bytes) -> tuple[User, AuthMessage]:

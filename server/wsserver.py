@@ -38,6 +38,8 @@ from uvicorn.server import ServerState
 
 from server import frames, origins
 from server import socket_rules as rules
+from server.api.common import parts_of
+from server.auth import User
 from server.errors import CloseCode, Unauthorized, Unavailable
 from server.frames import FrameError, Parser
 from server.limits import MessageMeter
@@ -197,7 +199,8 @@ class LeanSocket(asyncio.Protocol):
             return
         sockets = self.sockets
         app = sockets.app
-        allowed = rules.parts_of(app).settings.allowed_origins
+        settings = parts_of(app).settings
+        allowed = settings.allowed_origins
         scope = {"type": "websocket", "path": PATH, "headers": request.headers}
         if allowed and origins.refused(scope, allowed):
             transport.write(
@@ -212,7 +215,6 @@ class LeanSocket(asyncio.Protocol):
         if not accepted:
             transport.close()
             return
-        settings = rules.parts_of(app).settings
         self.parser = Parser(settings.max_ws_message_bytes)
         self.state = AUTH
         sockets.add_live(self)
@@ -312,9 +314,9 @@ class LeanSocket(asyncio.Protocol):
             tasks.tasks.add(task)
             task.add_done_callback(tasks.tasks.discard)
 
-    async def _join(self, who: Any, first: AuthMessage) -> None:
+    async def _join(self, who: User, first: AuthMessage) -> None:
         app = self.sockets.app
-        parts = rules.parts_of(app)
+        parts = parts_of(app)
         session = parts.hub.session(self, who, first.since, first.since_feeds)
         try:
             await session.__aenter__()

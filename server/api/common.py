@@ -91,9 +91,14 @@ class JSON(Response):
         return orjson.dumps(content)
 
 
-def parts(request: Request) -> Parts:
-    p: Parts = request.app.state.parts
+def parts_of(app: Any) -> Parts:
+    """The running app's parts (set at start-up)."""
+    p: Parts = app.state.parts
     return p
+
+
+def parts(request: Request) -> Parts:
+    return parts_of(request.app)
 
 
 def checked(request: Request, credential: str) -> Checked | None:

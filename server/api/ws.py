@@ -18,13 +18,12 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server import socket_rules as rules
+from server.api.common import parts_of
 from server.errors import CloseCode, Unauthorized, Unavailable
 from server.limits import client_address
 from server.wire import ProtocolViolation
 
 log = logging.getLogger("taskbell.ws")
-
-PONG = rules.PONG
 
 
 async def _receive(websocket: WebSocket, limit: int) -> str | bytes:
@@ -42,7 +41,7 @@ async def _receive(websocket: WebSocket, limit: int) -> str | bytes:
 
 async def ws_endpoint(websocket: WebSocket) -> None:
     app = websocket.app
-    p = rules.parts_of(app)
+    p = parts_of(app)
     settings = p.settings
     limit = settings.max_ws_message_bytes
     address = client_address(websocket.scope)
