@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.clock import as_utc
 from server.db import DATABASE_ERRORS, Engines
 from server.errors import Conflict, NotFound
@@ -133,7 +134,9 @@ async def feeds_of_many(
     wanted = sorted(set(users))
     roles: dict[str, set[str]] = {u: set() for u in wanted}
     absent: dict[str, set[str]] = {u: set() for u in wanted}
-    for who, kind, name in await conn.execute(_AUDIENCE, {"tenant": tenant, "users": wanted}):
+    for who, kind, name in await direct.execute(
+        conn, _AUDIENCE, {"tenant": tenant, "users": wanted}
+    ):
         (roles if kind == "role" else absent)[str(who)].add(str(name))
     return {
         u: [

@@ -17,6 +17,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.db import Engines
 from server.feeds import per_tenant
 from server.models import preference_t
@@ -76,6 +77,6 @@ class PreferenceStore:
         write transaction, for the push hook); people without a row are left out."""
         found: dict[Person, Preferences] = {}
         for tenant, users in per_tenant(people):  # (one tenant, most often)
-            rows = await conn.execute(_OF_USERS, {"tenant": tenant, "users": users})
+            rows = await direct.execute(conn, _OF_USERS, {"tenant": tenant, "users": users})
             found.update({(r.tenant, r.user_id): _load(r.body) for r in rows})
         return found

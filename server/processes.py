@@ -25,6 +25,7 @@ from sqlalchemy import and_, bindparam, literal, select, union_all, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.clock import as_utc
 from server.errors import Conflict, NotFound
 from server.models import definition_t, instance_t, task_t
@@ -199,7 +200,7 @@ async def load_guard(conn: AsyncConnection, tenant: str, creates: Sequence[TaskC
     disabled: set[str] = set()
     ended: dict[str, str] = {}
     running: set[str] = set()
-    for row in await conn.execute(_GUARD, {"tenant": tenant, "names": names, "ids": ids}):
+    for row in await direct.execute(conn, _GUARD, {"tenant": tenant, "names": names, "ids": ids}):
         if row.what == "disabled":
             disabled.add(row.key)
         elif row.status == RUNNING.value:
@@ -241,7 +242,7 @@ async def track(
             }
             for (t, i), n in sorted(new.items())
         ]
-        await conn.execute(_NEW_INSTANCES[dialect], rows)
+        await direct.execute(conn, _NEW_INSTANCES[dialect], rows)
     for tenant, ids in sorted(touched.items()):
         await complete_if_done(conn, tenant, sorted(ids), now)
 
@@ -254,17 +255,20 @@ async def complete_if_done(
     step ends ``completed``; one whose steps were all canceled ends ``canceled`` (it did
     not complete, so it counts in no completed statistics)."""
     query = _CANDIDATES_LOCKED if conn.dialect.name == "postgresql" else _CANDIDATES
-    found = await conn.execute(query, {"tenant": tenant, "ids": list(instance_ids)})
+    found = await direct.execute(conn, query, {"tenant": tenant, "ids": list(instance_ids)})
     candidates = [Instance.from_row(r._mapping) for r in found]
     if not candidates:
         return
     still_open: set[str] = set()
     completed: set[str] = set()
-    for r in await conn.execute(_STEPS_LEFT, {"tenant": tenant, "ids": [c.id for c in candidates]}):
+    for r in await direct.execute(
+        conn, _STEPS_LEFT, {"tenant": tenant, "ids": [c.id for c in candidates]}
+    ):
         (completed if r.status == Status.COMPLETED.value else still_open).add(r.process_instance_id)
     done = [c for c in candidates if c.id not in still_open]
     if done:
-        await conn.execute(
+        await direct.execute(
+            conn,
             _END_INSTANCE,
             [
                 {

@@ -93,6 +93,21 @@ def _waiting(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> An
         conn.execute("PRAGMA busy_timeout=0").close()
 
 
+def inline_sqlite(conn: Any) -> sqlite3.Connection | None:
+    """The sqlite3 connection under ``conn`` (an ``AsyncConnection``) when it runs inline
+    and nothing asks for the thread (``on_thread()``); None otherwise (PostgreSQL too)."""
+    if _ON_THREAD.get():
+        return None
+    sync = conn.sync_connection
+    if sync is None:
+        return None
+    adapt = sync.connection.dbapi_connection
+    if not getattr(adapt, "inline", False):
+        return None
+    raw: sqlite3.Connection = adapt._connection._conn
+    return raw
+
+
 class _Done(Awaitable[None]):
     """An awaitable that is ready at once: SQLAlchemy's async layer insists that every
     ``execute`` awaited something (``AwaitRequired``), and an inline one has nothing to

@@ -30,7 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import audiences, processes, seen
+from server import audiences, direct, processes, seen
 from server.audiences import RoleJSON, Substitution
 from server.changes import Applied, Envelope, TxHook
 from server.clock import now_utc
@@ -354,8 +354,8 @@ class Writes:
         for op in ops:
             per_tenant.setdefault(op.tenant, set()).add(op.id)
         for tenant in sorted(per_tenant):
-            rows = await conn.execute(
-                self._select_tasks, {"tenant": tenant, "ids": sorted(per_tenant[tenant])}
+            rows = await direct.execute(
+                conn, self._select_tasks, {"tenant": tenant, "ids": sorted(per_tenant[tenant])}
             )
             for row in rows:
                 state = TaskState.from_row(row._mapping)
@@ -419,9 +419,9 @@ class Writes:
             if k in existing
         ]
         if new_rows:
-            await conn.execute(_INSERT_TASKS, new_rows)
+            await direct.execute(conn, _INSERT_TASKS, new_rows)
         if upd_rows:
-            await conn.execute(_UPDATE_TASK, upd_rows)
+            await direct.execute(conn, _UPDATE_TASK, upd_rows)
         if envelopes:
             event_rows: list[dict[str, Any]] = []
             for env, (eff, state) in zip(envelopes, effects, strict=True):
@@ -439,8 +439,8 @@ class Writes:
                         "created_at": now,
                     }
                 )
-            await conn.execute(_INSERT_EVENTS, event_rows)
-        await conn.execute(_INSERT_CHANGES, [_history_row(op, o, now) for op, o in changes])
+            await direct.execute(conn, _INSERT_EVENTS, event_rows)
+        await direct.execute(conn, _INSERT_CHANGES, [_history_row(op, o, now) for op, o in changes])
         await processes.track(conn, changes, now)
         queued = False
         for hook in self.hooks:
@@ -467,7 +467,9 @@ class Writes:
             n, delta, moved = per_feed[key]
             params.append({"tenant": tenant, "feed": feed, "n": n, "delta": delta, "moved": moved})
         cursor: dict[str, list[int]] = {}
-        for tenant, feed, seq, count, postponed in await conn.execute(self._feed_upsert, params):
+        for tenant, feed, seq, count, postponed in await direct.execute(
+            conn, self._feed_upsert, params
+        ):
             key = f"{tenant}/{feed}"
             n, delta, moved = per_feed[key]
             cursor[key] = [int(seq) - n, int(count) - delta, int(postponed) - moved]

@@ -34,11 +34,13 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.delivery.tables import outbox_t
 
 RETENTION = timedelta(days=7)  # how long finished rows stay in the delivery log
+_INSERT_OUTBOX = insert(outbox_t)  # built once (server/direct.py)
 
 
 class Channel(StrEnum):
@@ -127,8 +129,9 @@ async def enqueue(
     if not rows:
         return
     expires = now + timedelta(seconds=max_age_s)
-    await conn.execute(
-        insert(outbox_t),
+    await direct.execute(
+        conn,
+        _INSERT_OUTBOX,
         [
             {
                 "id": row.id,

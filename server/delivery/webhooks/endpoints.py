@@ -22,7 +22,7 @@ import orjson
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from server import paging
+from server import direct, paging
 from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.delivery.queue import Channel, RowStatus, new_id
@@ -194,7 +194,7 @@ class Endpoints:
         wanted = sorted(set(tenants))
         if not wanted:
             return []
-        rows = await conn.execute(_ENABLED, {"tenants": wanted})
+        rows = await direct.execute(conn, _ENABLED, {"tenants": wanted})
         return [_endpoint(r) for r in rows]
 
     async def patch(self, tenant: str, endpoint_id: str, body: EndpointPatch) -> Endpoint:

@@ -37,6 +37,7 @@ import orjson
 from sqlalchemy import and_, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.changes import Envelope
 from server.delivery.queue import Channel, Queued, RetryPolicy, RowStatus, enqueue, new_id
 from server.delivery.tables import outbox_t
@@ -174,7 +175,8 @@ class PushHook:
             return False
         # Only the latest state of a task matters on a lock screen: one statement (run
         # for every new push) supersedes the older pushes of the same task not yet tried.
-        await conn.execute(
+        await direct.execute(
+            conn,
             _SUPERSEDE,
             [{"b_tenant": r.tenant, "b_target": r.target, "b_task": r.task_id} for r in rows],
         )

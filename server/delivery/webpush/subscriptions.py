@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.clock import as_utc, now_utc
 from server.db import Engines
 from server.delivery.queue import RowStatus, new_id
@@ -241,6 +242,6 @@ class Subscriptions:
         """The subscriptions of ``(tenant, owner)`` pairs, read on ``conn``."""
         found: list[Subscription] = []
         for tenant, owners in per_tenant(people):  # (one tenant, most often)
-            rows = await conn.execute(_OF_OWNERS, {"tenant": tenant, "owners": owners})
+            rows = await direct.execute(conn, _OF_OWNERS, {"tenant": tenant, "owners": owners})
             found.extend(_subscription(r) for r in rows)
         return found
