@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from sqlalchemy import and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from server import direct
 from server.audiences import feeds_of
 from server.changes import ORIGIN, FeedPos, Logged
 from server.db import Engines
@@ -114,16 +115,27 @@ _SNAPSHOT_USER = _snapshot_query(by_role=False)
 _SNAPSHOT_ROLE = _snapshot_query(by_role=True)
 
 
+_POS = select(feed_t.c.seq, feed_t.c.count, feed_t.c.postponed).where(
+    and_(feed_t.c.tenant == bindparam("tenant"), feed_t.c.feed == bindparam("feed"))
+)
+_EVENTS = (
+    select(event_t.c.seq, event_t.c.count, event_t.c.message, event_t.c.postponed)
+    .where(
+        and_(
+            event_t.c.tenant == bindparam("tenant"),
+            event_t.c.feed == bindparam("feed"),
+            event_t.c.seq > bindparam("after"),
+            event_t.c.seq <= bindparam("upto"),
+        )
+    )
+    .order_by(event_t.c.seq)
+)
+
+
 async def read_pos(conn: AsyncConnection, key: str) -> FeedPos:
     """Where the feed stands; ``ORIGIN`` for a feed never seen."""
     tenant, feed = split_key(key)
-    row = (
-        await conn.execute(
-            select(feed_t.c.seq, feed_t.c.count, feed_t.c.postponed).where(
-                and_(feed_t.c.tenant == tenant, feed_t.c.feed == feed)
-            )
-        )
-    ).first()
+    row = (await direct.execute(conn, _POS, {"tenant": tenant, "feed": feed})).first()
     return FeedPos(int(row[0]), int(row[1]), int(row[2])) if row else ORIGIN
 
 
@@ -149,7 +161,7 @@ async def read_snapshot(conn: AsyncConnection, key: str) -> Snapshot:
     by_role = feed.startswith(ROLE)
     who = feed[len(ROLE) :] if by_role else feed[len(USER) :]
     query = _SNAPSHOT_ROLE if by_role else _SNAPSHOT_USER
-    rows = (await conn.execute(query, {"tenant": tenant, "feed": feed, "who": who})).all()
+    rows = (await direct.execute(conn, query, {"tenant": tenant, "feed": feed, "who": who})).all()
     if not rows:
         return Snapshot(0, 0, [], 0)
     seq, count = int(rows[0].feed_seq), int(rows[0].feed_count)
@@ -212,18 +224,8 @@ class SqlFeedLog:
 
     async def _events(self, conn: AsyncConnection, key: str, after: int, upto: int) -> list[Logged]:
         tenant, feed = split_key(key)
-        rows = await conn.execute(
-            select(event_t.c.seq, event_t.c.count, event_t.c.message, event_t.c.postponed)
-            .where(
-                and_(
-                    event_t.c.tenant == tenant,
-                    event_t.c.feed == feed,
-                    event_t.c.seq > after,
-                    event_t.c.seq <= upto,
-                )
-            )
-            .order_by(event_t.c.seq)
-        )
+        params = {"tenant": tenant, "feed": feed, "after": after, "upto": upto}
+        rows = await direct.execute(conn, _EVENTS, params)
         return [
             Logged(int(seq), int(count), str(message), int(postponed))
             for seq, count, message, postponed in rows
