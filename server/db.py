@@ -10,13 +10,16 @@ PostgreSQL (asyncpg): one pool; reads run in autocommit (each is a single statem
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from server.checkpoints import Checkpointer
@@ -51,9 +54,36 @@ class Engines:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    # SQLite: one of the joins' connections kept checked out between joins (a checkout
+    # and its return cost a join more than its reads); see ``join_reads``.
+    _held: AsyncConnection | None = field(default=None, repr=False)
+
     @property
     def joins_reader(self) -> AsyncEngine:
         return self.joins if self.joins is not None else self.reader
+
+    @asynccontextmanager
+    async def join_reads(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a join's reads, in one read transaction. On SQLite one of the
+        joins' inline readers, kept between joins: a join's reads run without yielding,
+        so one connection serves them all; a join that finds it in use (one that did
+        wait) takes another from the pool. Elsewhere a pooled reader connection."""
+        if self.joins is None:
+            async with self.reader.connect() as pooled:
+                yield pooled
+            return
+        held, self._held = self._held, None
+        conn = held if held is not None else await self.joins.connect()
+        try:
+            async with conn.begin():
+                yield conn
+        except BaseException:
+            await conn.close()  # (not kept: whatever went wrong, the next join starts fresh)
+            raise
+        if self._held is None:
+            self._held = conn
+        else:
+            await conn.close()
 
     async def dispose(self) -> None:
         if self.checkpointer is not None:
@@ -61,6 +91,9 @@ class Engines:
         await self.writer.dispose()
         if self.reader.sync_engine.pool is not self.writer.sync_engine.pool:
             await self.reader.dispose()
+        if self._held is not None:
+            held, self._held = self._held, None
+            await held.close()
         if self.joins is not None:
             await self.joins.dispose()
 
@@ -102,9 +135,21 @@ def _sqlite_engine(url: str, begin: str | None, pool_size: int, inline: bool) ->
 
         @event.listens_for(engine.sync_engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql(begin)
+            if not inline:
+                conn.exec_driver_sql(begin)
+                return
+            # Straight through the adapter (the full execute path cost more than the
+            # BEGIN), which still waits on the thread for a lock held elsewhere.
+            try:
+                conn.connection.dbapi_connection.run(_execute, begin)
+            except sqlite3.Error as exc:
+                raise DBAPIError.instance(begin, None, exc, sqlite3.Error) from exc
 
     return engine
+
+
+def _execute(raw: sqlite3.Connection, sql: str) -> None:
+    raw.execute(sql).close()
 
 
 def make_engines(url: str) -> Engines:

@@ -178,8 +178,8 @@ class SqlFeedLog:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[FeedReader]:
-        # (On SQLite the joins' own inline readers: ``Engines.joins``.)
-        async with self.engines.joins_reader.connect() as conn:
+        # (On SQLite the joins' own inline readers: ``Engines.join_reads``.)
+        async with self.engines.join_reads() as conn:
             yield _SqlReader(self, conn)
 
     async def resume(self, key: str, since: int | None) -> Snapshot | Replay:

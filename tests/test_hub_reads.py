@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from server import audiences
 from server.auth import User
@@ -86,6 +86,27 @@ async def test_a_join_on_sqlite_reads_without_a_thread_hand_off(engines: Engines
         async with hub.session(rec, User("alice", time.time() + 3600), None):
             await rec.until(lambda r=rec: bool(r.sent))  # type: ignore[misc]
         assert rec.sent[0]["type"] == "snapshot"
-    assert len(checkouts) == 3, "each join on the joins' readers"
+    assert len(checkouts) == 1, "the joins' reader, checked out once and kept between joins"
     assert calls == [], "BEGIN, the audience, both views and the ROLLBACK on the loop's thread"
     await hub.stop()
+
+
+async def test_the_joins_reader_is_kept_lent_again_and_dropped_after_an_error(
+    engines: Engines,
+) -> None:
+    async with engines.join_reads() as first:
+        assert (await first.execute(text("SELECT 1"))).scalar() == 1
+        # a join that comes while this one holds it gets another from the pool
+        async with engines.join_reads() as second:
+            assert second is not first
+            assert (await second.execute(text("SELECT 2"))).scalar() == 2
+    async with engines.join_reads() as again:
+        assert again is second, "the first one back is kept for the next join"
+    with pytest.raises(RuntimeError):
+        async with engines.join_reads() as failing:
+            assert failing is again
+            raise RuntimeError("a read failed")
+    async with engines.join_reads() as fresh:
+        assert fresh is not failing, "a connection that saw an error is not lent again"
+        assert not fresh.in_nested_transaction()
+        assert (await fresh.execute(text("SELECT 3"))).scalar() == 3
