@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.wire import iso
 from tests.support.app import Live, token
@@ -125,6 +127,22 @@ def test_iso_converts_an_aware_time_to_utc() -> None:
 
 def test_iso_takes_a_naive_time_as_utc() -> None:
     assert iso(datetime(2030, 1, 1, 10, 0)) == "2030-01-01T10:00:00.000000Z"
+
+
+@settings(max_examples=2000)
+@given(
+    st.datetimes(min_value=datetime(2, 1, 1), max_value=datetime(9998, 12, 31)),
+    st.one_of(st.none(), st.integers(-23 * 60, 23 * 60)),
+)
+def test_iso_is_one_format_for_every_time(naive: datetime, offset: int | None) -> None:
+    """Always 6 digits of microseconds and a Z, the year padded to 4 digits."""
+    dt = naive if offset is None else naive.replace(tzinfo=timezone(timedelta(minutes=offset)))
+    utc = dt if offset is None else dt.astimezone(UTC).replace(tzinfo=None)
+    expected = (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}T{utc.hour:02d}:{utc.minute:02d}:"
+        f"{utc.second:02d}.{utc.microsecond:06d}Z"
+    )
+    assert iso(dt) == expected
 
 
 async def test_a_naive_postpone_next_to_other_writes_fails_alone(live: Live) -> None:
