@@ -16,14 +16,16 @@ drop-in for ``conn.execute`` for the statements the write path and the joins bui
 - a database error is SQLAlchemy's (``DBAPIError.instance``: ``IntegrityError`` and so
   on, with the sqlite3 error as ``orig``), so callers handle one kind.
 
-Everything else goes through ``conn.execute`` unchanged: PostgreSQL, any connection
-that is not inline, a statement ``on_thread()`` or with more rows or values than the
-inline limits, an empty ``IN`` list, and a statement this module cannot plan
-(Python-side column defaults, literal-execute parameters, result columns with duplicate
-or unusual names). None of these statements waits for a lock: in WAL mode a read never
-does, and the writer's statements run inside the transaction whose ``BEGIN IMMEDIATE``
-(SQLAlchemy's, through the adapter) already took the write lock. ``tests/test_direct.py``
-checks that the two ways agree.
+A statement with more rows or values than the inline limits
+(``server/sqlite_driver.py``) runs the same way on the connection's thread, with its
+busy wait, while the loop goes on. Everything else goes through ``conn.execute``
+unchanged: PostgreSQL, any connection that is not inline, a statement inside
+``on_thread()``, an empty ``IN`` list, several parameter sets with an expanding ``IN``,
+and a statement this module cannot plan (Python-side column defaults, literal-execute
+parameters, result columns with duplicate or unusual names). Inline, none of these
+statements waits for a lock: in WAL mode a read never does, and the writer's statements
+run inside the transaction whose ``BEGIN IMMEDIATE`` already took the write lock.
+``tests/test_direct.py`` checks that the two ways agree.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import Executable
 
-from server.sqlite_driver import INLINE_MAX_ROWS, INLINE_MAX_VALUES, inline_sqlite
+from server.sqlite_driver import INLINE_MAX_ROWS, INLINE_MAX_VALUES, inline_adapter
 
 Params = Mapping[str, Any] | Sequence[Mapping[str, Any]] | None
 Processor = Any  # a SQLAlchemy bind or result processor: value -> value, or None
@@ -48,9 +50,6 @@ Processor = Any  # a SQLAlchemy bind or result processor: value -> value, or Non
 # Plans kept per (statement, parameter names); the statements are built once, so this
 # stays small. Past the bound (someone passes statements built per call) it starts over.
 PLANS_MAX = 512
-# With RETURNING, several parameter sets run one by one (sqlite3's executemany returns
-# no rows); more than this go through SQLAlchemy's multi-row form instead.
-RETURNING_MAX_ROWS = 32
 
 
 class Rows(Protocol):
@@ -221,40 +220,48 @@ def _shape(p: _Plan, raw_rows: list[Any]) -> list[Any]:
     ]
 
 
-def _run(raw: sqlite3.Connection, p: _Plan, params: Params) -> Result:
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One call, its values bound: ``sets`` parameter sets for ``sql``, run with
+    ``executemany`` (``many``) or one ``execute`` each; ``heavy`` when it goes to the
+    connection's thread."""
+
+    sql: str
+    sets: list[list[Any]]
+    many: bool
+    heavy: bool
+
+    def __call__(self, raw: sqlite3.Connection) -> tuple[list[Any], int]:
+        """On whichever thread runs it: the raw rows and the row count."""
+        if self.many:
+            return [], raw.executemany(self.sql, self.sets).rowcount
+        rows: list[Any] = []
+        count = 0
+        for values in self.sets:
+            cursor = raw.execute(self.sql, values)
+            rows.extend(cursor.fetchall())
+            count += max(cursor.rowcount, 0)
+        return rows, count if len(self.sets) > 1 else cursor.rowcount
+
+
+def _job(p: _Plan, params: Params) -> _Job:
+    """Bind ``params`` to ``p``; raises ``_Fallback`` when SQLAlchemy's way must run it."""
     if params is None or isinstance(params, Mapping):
         values, lengths = _values(p, params or {})
-        if len(values) > INLINE_MAX_VALUES:
-            raise _Fallback
         sql = p.sql_for(lengths) if p.expanding else p.sql
-        cursor = raw.execute(sql, values)
-        if p.row is None:
-            return Result([], cursor.rowcount)
-        return Result(_shape(p, cursor.fetchall()), cursor.rowcount)
-    if not params or len(params) > INLINE_MAX_ROWS:
+        return _Job(sql, [values], False, len(values) > INLINE_MAX_VALUES)
+    if not params or p.expanding:
         raise _Fallback
-    if p.expanding:
-        raise _Fallback
-    sets = [_values(p, one) for one in params]
-    if p.row is None:
-        cursor = raw.executemany(p.sql, [v for v, _ in sets])
-        return Result([], cursor.rowcount)
-    if len(sets) > RETURNING_MAX_ROWS:
-        raise _Fallback
-    rows: list[Any] = []
-    count = 0
-    for v, _ in sets:
-        cursor = raw.execute(p.sql, v)
-        rows.extend(cursor.fetchall())
-        count += max(cursor.rowcount, 0)
-    return Result(_shape(p, rows), count)
+    sets = [_values(p, one)[0] for one in params]
+    # (RETURNING: sqlite3's executemany returns no rows, so one execute per set)
+    return _Job(p.sql, sets, p.row is None, len(sets) > INLINE_MAX_ROWS)
 
 
 async def execute(conn: AsyncConnection, statement: Executable, parameters: Params = None) -> Rows:
     """``conn.execute(statement, parameters)``, straight on SQLite where it can be (see
     the module's docstring). For statements built once, not per call."""
-    raw = inline_sqlite(conn)
-    if raw is not None:
+    adapt = inline_adapter(conn)
+    if adapt is not None:
         if parameters is None or isinstance(parameters, Mapping):
             keys = tuple(sorted(parameters or ()))
         else:
@@ -262,13 +269,20 @@ async def execute(conn: AsyncConnection, statement: Executable, parameters: Para
         p = _plan_of(statement, conn.dialect, keys)
         if p is not None:
             try:
-                return _run(raw, p, parameters)
+                job = _job(p, parameters)
             except _Fallback:
                 pass
-            except sqlite3.Error as exc:
-                raise DBAPIError.instance(
-                    p.sql, parameters, exc, sqlite3.Error, dialect=conn.dialect
-                ) from exc
+            else:
+                try:
+                    if job.heavy:  # (the loop goes on while SQLite works)
+                        rows, count = await adapt.on_thread(job)
+                    else:
+                        rows, count = job(adapt.raw)
+                except sqlite3.Error as exc:
+                    raise DBAPIError.instance(
+                        p.sql, parameters, exc, sqlite3.Error, dialect=conn.dialect
+                    ) from exc
+                return Result(_shape(p, rows) if p.row is not None else [], count)
     result: Rows = await conn.execute(statement, parameters)
     return result
 

@@ -93,9 +93,9 @@ def _waiting(conn: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> An
         conn.execute("PRAGMA busy_timeout=0").close()
 
 
-def inline_sqlite(conn: Any) -> sqlite3.Connection | None:
-    """The sqlite3 connection under ``conn`` (an ``AsyncConnection``) when it runs inline
-    and nothing asks for the thread (``on_thread()``); None otherwise (PostgreSQL too)."""
+def inline_adapter(conn: Any) -> OneHopConnection | None:
+    """The adapter under ``conn`` (an ``AsyncConnection``) when it runs inline and nothing
+    asks for the thread (``on_thread()``); None otherwise (PostgreSQL too)."""
     if _ON_THREAD.get():
         return None
     sync = conn.sync_connection
@@ -104,8 +104,8 @@ def inline_sqlite(conn: Any) -> sqlite3.Connection | None:
     adapt = sync.connection.dbapi_connection
     if not getattr(adapt, "inline", False):
         return None
-    raw: sqlite3.Connection = adapt._connection._conn
-    return raw
+    found: OneHopConnection = adapt
+    return found
 
 
 class _Done(Awaitable[None]):
@@ -247,6 +247,17 @@ class OneHopConnection(AsyncAdapt_aiosqlite_connection):
                     await_(_DONE)
                 return answer
         return await_(self._on_thread(raw, fn, *args))
+
+    @property
+    def raw(self) -> sqlite3.Connection:
+        """The sqlite3 connection (for use on the loop's thread when ``inline``)."""
+        conn: sqlite3.Connection = self._connection._conn
+        return conn
+
+    async def on_thread(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        """``fn(sqlite3 connection)`` on the connection's thread with the busy wait, from
+        async code (``run`` is for SQLAlchemy's greenlet)."""
+        return await self._on_thread(self.raw, fn)
 
     async def _on_thread(self, raw: sqlite3.Connection, fn: Callable[..., Any], *args: Any) -> Any:
         conn: aiosqlite.Connection = self._connection  # type: ignore[assignment]

@@ -248,11 +248,6 @@ async def test_what_the_direct_way_does_not_take_goes_through_sqlalchemy(
             )
         assert [r.id for r in rows] == ["t001"] and seen == ["SELECT"]
         seen.clear()
-        # more rows than the inline limit
-        many = [task_row(i) for i in range(10, 10 + INLINE_MAX_ROWS + 1)]
-        await direct.execute(conn, _INSERT_TASKS, many)
-        assert seen == ["INSERT"]
-        seen.clear()
         # a column left to its Python-side default (priority, overdue)
         short = {k: v for k, v in task_row(99).items() if k not in ("priority", "overdue")}
         await direct.execute(conn, _INSERT_TASKS, [short])
@@ -290,6 +285,49 @@ async def test_what_the_direct_way_does_not_take_goes_through_sqlalchemy(
 
 
 _COUNT_EVENTS = select(event_t.c.seq).where(and_(event_t.c.tenant == bindparam("tenant")))
+
+
+def count_hand_offs(conn: AsyncConnection) -> list[str]:
+    """Every trip onto this connection's thread (aiosqlite's ``_execute``)."""
+    raw: Any = conn.sync_connection.connection.dbapi_connection._connection  # type: ignore[union-attr]
+    calls: list[str] = []
+    inner = raw._execute
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(getattr(fn, "__name__", repr(fn)))
+        return await inner(fn, *args, **kwargs)
+
+    raw._execute = counted
+    return calls
+
+
+async def test_more_rows_than_the_inline_limit_run_on_the_thread_the_same_way(
+    engines: Engines,
+) -> None:
+    writes = Writes(engines)
+    seen = through_sqlalchemy(engines)
+    n = INLINE_MAX_ROWS + 8
+    feeds = [
+        {"tenant": "acme", "feed": f"user:u{i:03d}", "n": 1, "delta": 1, "moved": 0}
+        for i in range(n)
+    ]
+    async with engines.writer.begin() as conn:
+        seen.clear()
+        calls = count_hand_offs(conn)
+        result = await direct.execute(conn, _INSERT_TASKS, [task_row(i) for i in range(n)])
+        assert result.rowcount == n
+        returned = await direct.execute(conn, writes._feed_upsert, feeds)
+        assert sorted(r.feed for r in returned) == sorted(str(f["feed"]) for f in feeds)
+        assert {r.seq for r in returned} == {1}
+        big = await direct.execute(
+            conn, writes._select_tasks, {"tenant": "acme", "ids": [f"t{i:03d}" for i in range(300)]}
+        )
+        assert [r.id for r in big] == [f"t{i:03d}" for i in range(n)]
+        assert seen == [], "none of them through SQLAlchemy"
+        assert calls == ["_waiting", "_waiting", "_waiting"], "each one trip to the thread"
+        del conn.sync_connection.connection.dbapi_connection._connection._execute  # type: ignore[union-attr]
+        stored = (await conn.execute(text("SELECT count(*) FROM task"))).scalar()
+        assert stored == n
 
 
 async def test_on_postgresql_it_is_sqlalchemys_own_execute(pg_url: str) -> None:
