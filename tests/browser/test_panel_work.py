@@ -29,6 +29,18 @@ def clock(at: datetime) -> str:
     return at.astimezone(BERLIN).strftime("%I:%M %p")
 
 
+def shown_at(at: datetime, now: datetime) -> str:
+    """A moment as the page writes it at ``now`` (web/js/time.js ``absolute``): the time
+    on the same day in the browser's zone, else with the date, and the year when it is
+    another year's: "02:00 PM", "Wed, Dec 2, 12:29 AM", "Jan 1, 2027, 12:29 AM"."""
+    local, today = at.astimezone(BERLIN), now.astimezone(BERLIN)
+    if local.date() == today.date():
+        return clock(at)
+    if local.year != today.year:
+        return f"{local:%b} {local.day}, {local.year}, {clock(at)}"
+    return f"{local:%a, %b} {local.day}, {clock(at)}"
+
+
 def decide_button(card: Locator, label: str) -> Locator:
     """The card's decision button ``label`` (not the comment form's button of that name)."""
     return card.get_by_test_id("decide").and_(card.get_by_role("button", name=label, exact=True))
@@ -285,7 +297,7 @@ def test_cards_are_sorted_by_attention_and_marked_with_words(
     expect(item(page, high["id"]).get_by_test_id("flag-high")).to_have_text("High priority")
     expect(item(page, plain["id"]).get_by_test_id("attention")).to_be_hidden()
     expect(item(page, soon["id"]).get_by_test_id("due")).to_have_text(
-        f"Due in 2 h · {clock(now + timedelta(hours=2))}"
+        f"Due in 2 h · {shown_at(now + timedelta(hours=2), now)}"
     )
 
     # The server's clock flags the lapsing one: a live task.updated re-sorts and re-marks it.
