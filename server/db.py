@@ -56,7 +56,7 @@ class Engines:
 
     # SQLite: one of the joins' connections kept checked out between joins (a checkout
     # and its return cost a join more than its reads); see ``join_reads``.
-    _held: AsyncConnection | None = field(default=None, repr=False)
+    _held: AsyncConnection | None = field(default=None, repr=False, init=False)
 
     @property
     def joins_reader(self) -> AsyncEngine:

@@ -35,6 +35,10 @@ A statement known to be long (pruning old events) runs on the thread inside
 view, a few indexed statements whose rows the loop turns into the snapshot anyway) run
 inline too; the other readers keep one hand-off per statement: a long read (a search,
 the statistics, a catch-up page, the sweep) must not hold up every socket.
+
+On the inline connections the hot statements skip SQLAlchemy's execute path
+altogether (``server/direct.py``, through ``inline_adapter``); BEGIN goes through
+``run`` (``server/db.py``).
 """
 
 from __future__ import annotations
