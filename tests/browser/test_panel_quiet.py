@@ -22,11 +22,34 @@ def set_preferences(producer: Producer, user: str, **body: Any) -> None:
     producer.client.put(f"/users/{user}/preferences", json=body).raise_for_status()
 
 
+# Counts the page's reads of its preferences: asked (the request sent) and read (its
+# JSON parsed). The panel stores what it read in the same turn as the parse resolves,
+# before any later message (a task's) is handled, so once read == asked, what arrives
+# next is judged by the answer. (The response arriving is not enough: its body is
+# parsed later, and a fast server's next event can come in between.)
+COUNT_PREFERENCE_READS = """(() => {
+  const reads = (window.__prefs = { asked: 0, read: 0 });
+  const isPrefs = (url) => String(url).includes("/api/v1/me/preferences");
+  const fetch = window.fetch;
+  window.fetch = function (input, init) {
+    if (isPrefs(input instanceof Request ? input.url : input)) reads.asked += 1;
+    return fetch.call(this, input, init);
+  };
+  const json = Response.prototype.json;
+  Response.prototype.json = async function () {
+    const value = await json.call(this);
+    if (isPrefs(this.url)) reads.read += 1;
+    return value;
+  };
+})();"""
+
+
 def hidden_panel(browsing: Browsing, user: str) -> Page:
     """The person's panel with notifications allowed, then its tab hidden (which reads
     the preferences again: the answer is awaited, so what follows is judged by them)."""
     page = browsing.page()
     page.add_init_script(FAKE_NOTIFICATIONS)
+    page.add_init_script(COUNT_PREFERENCE_READS)
     browsing.open(user, page=page)
     page.get_by_test_id("notify-enable").click()
     expect(page.get_by_test_id("notify-on")).to_be_visible()
@@ -35,10 +58,13 @@ def hidden_panel(browsing: Browsing, user: str) -> Page:
 
 
 def hide(page: Page) -> None:
-    with page.expect_response("**/api/v1/me/preferences"):
-        page.evaluate(
-            "window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))"
-        )
+    """Hide the tab and wait until the panel has read and stored its preferences."""
+    asked = page.evaluate("window.__prefs.asked")
+    page.evaluate("window.__hidden = true; document.dispatchEvent(new Event('visibilitychange'))")
+    page.wait_for_function(
+        "(n) => window.__prefs.asked > n && window.__prefs.read >= window.__prefs.asked",
+        arg=asked,
+    )
 
 
 def show(page: Page) -> None:
