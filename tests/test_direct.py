@@ -25,6 +25,7 @@ from server.migrate import upgrade
 from server.models import event_t, member_t, role_t, task_t
 from server.sqlite_driver import INLINE_MAX_ROWS, on_thread
 from server.writes import _INSERT_EVENTS, _INSERT_TASKS, _UPDATE_TASK, Writes
+from tests.support.sqlite import count_hand_offs, migrated_engines
 
 T0 = datetime(2026, 12, 1, 9, 30, 15, 123456, tzinfo=UTC)
 
@@ -50,10 +51,8 @@ def task_row(i: int, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def engines(sqlite_url: str) -> AsyncIterator[Engines]:
-    await asyncio.to_thread(upgrade, sqlite_url)
-    eng = make_engines(sqlite_url)
-    yield eng
-    await eng.dispose()
+    async with migrated_engines(sqlite_url) as eng:
+        yield eng
 
 
 def through_sqlalchemy(eng: Engines) -> list[str]:
@@ -287,20 +286,6 @@ async def test_what_the_direct_way_does_not_take_goes_through_sqlalchemy(
 _COUNT_EVENTS = select(event_t.c.seq).where(and_(event_t.c.tenant == bindparam("tenant")))
 
 
-def count_hand_offs(conn: AsyncConnection) -> list[str]:
-    """Every trip onto this connection's thread (aiosqlite's ``_execute``)."""
-    raw: Any = conn.sync_connection.connection.dbapi_connection._connection  # type: ignore[union-attr]
-    calls: list[str] = []
-    inner = raw._execute
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
-        return await inner(fn, *args, **kwargs)
-
-    raw._execute = counted
-    return calls
-
-
 async def test_more_rows_than_the_inline_limit_run_on_the_thread_the_same_way(
     engines: Engines,
 ) -> None:
@@ -313,7 +298,8 @@ async def test_more_rows_than_the_inline_limit_run_on_the_thread_the_same_way(
     ]
     async with engines.writer.begin() as conn:
         seen.clear()
-        calls = count_hand_offs(conn)
+        adapt: Any = conn.sync_connection.connection.dbapi_connection  # type: ignore[union-attr]
+        calls = count_hand_offs(adapt._connection)
         result = await direct.execute(conn, _INSERT_TASKS, [task_row(i) for i in range(n)])
         assert result.rowcount == n
         returned = await direct.execute(conn, writes._feed_upsert, feeds)

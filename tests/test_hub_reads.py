@@ -5,7 +5,6 @@ The real hub over the real feed log, on a migrated SQLite file."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -16,19 +15,17 @@ from sqlalchemy import event, text
 
 from server import audiences
 from server.auth import User
-from server.db import Engines, make_engines
+from server.db import Engines
 from server.feedlog import SqlFeedLog
 from server.hub import Hub
-from server.migrate import upgrade
+from tests.support.sqlite import count_hand_offs, migrated_engines
 from tests.test_hub import Recorder
 
 
 @pytest.fixture
 async def engines(sqlite_url: str) -> AsyncIterator[Engines]:
-    await asyncio.to_thread(upgrade, sqlite_url)
-    eng = make_engines(sqlite_url)
-    yield eng
-    await eng.dispose()
+    async with migrated_engines(sqlite_url) as eng:
+        yield eng
 
 
 def count_checkouts(eng: Engines) -> list[int]:
@@ -56,20 +53,13 @@ async def test_a_join_reads_audience_and_every_view_on_one_connection(engines: E
     await hub.stop()
 
 
-def count_hand_offs(eng: Engines) -> list[str]:
+def count_joins_hand_offs(eng: Engines) -> list[str]:
     """Every trip onto a thread of the joins' connections, from the moment each is made
     (``_execute`` is aiosqlite's one way onto its connection's thread)."""
     calls: list[str] = []
 
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        raw = dbapi_connection._connection
-        inner = raw._execute
-
-        async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-            calls.append(getattr(fn, "__name__", repr(fn)))
-            return await inner(fn, *args, **kwargs)
-
-        raw._execute = counted
+        count_hand_offs(dbapi_connection._connection, calls)
 
     event.listen(eng.joins_reader.sync_engine, "connect", on_connect)
     return calls
@@ -80,7 +70,7 @@ async def test_a_join_on_sqlite_reads_without_a_thread_hand_off(engines: Engines
         await audiences.set_members(conn, "default", "approvers", ["alice"], datetime.now(UTC))
     hub = Hub(SqlFeedLog(engines), sweep_interval=3600)
     checkouts = count_checkouts(engines)
-    calls = count_hand_offs(engines)
+    calls = count_joins_hand_offs(engines)
     for _ in range(3):
         rec = Recorder()
         async with hub.session(rec, User("alice", time.time() + 3600), None):

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from server.db import Engines, make_engines
 from server.sqlite_driver import INLINE_MAX_ROWS, on_thread
+from tests.support.sqlite import count_hand_offs
 
 
 @pytest.fixture
@@ -28,19 +29,6 @@ async def engines(sqlite_url: str) -> AsyncIterator[Engines]:
         await conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT UNIQUE)"))
     yield eng
     await eng.dispose()
-
-
-def count_hand_offs(raw: Any) -> list[str]:
-    """Wrap this aiosqlite connection's ``_execute`` (its one way onto its thread)."""
-    calls: list[str] = []
-    inner = raw._execute
-
-    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(getattr(fn, "__name__", repr(fn)))
-        return await inner(fn, *args, **kwargs)
-
-    raw._execute = counted
-    return calls
 
 
 async def test_a_select_is_one_hand_off_and_brings_its_rows(engines: Engines) -> None:
